@@ -1,0 +1,293 @@
+//! Values met while rendering: borrowed from the row or the mapping wherever possible, owned only
+//! where a directive computed something new. `VRef` is the one read-only view every consumer uses.
+
+use serde_json::{Map, Number, Value};
+
+/// A row's columns: key order kept, looked up with a fast hash (the row path does many lookups).
+pub type Columns = indexmap::IndexMap<String, Value, foldhash::fast::RandomState>;
+
+static NULL: Value = Value::Null;
+
+/// A resolved mapping value (`undefined` is `Option::None` around it).
+#[derive(Debug, Clone)]
+pub enum Val<'a> {
+    /// Borrowed JSON: a row value, a part of it, or a literal of the mapping.
+    Ref(&'a Value),
+    /// A borrowed string that is not stored as JSON (the envelope's `type`, `event`, ids).
+    Str(&'a str),
+    /// All of a row's columns (`$.properties`).
+    Row(&'a Columns),
+    /// A raw object of the mapping with directives inside, resolved entry by entry.
+    Obj(Vec<(&'a str, Val<'a>)>),
+    /// A raw array of the mapping with directives inside.
+    Arr(Vec<Val<'a>>),
+    /// A value a directive computed.
+    Own(Value),
+}
+
+/// A borrowed view of a `Val` or of JSON inside one.
+#[derive(Debug, Clone, Copy)]
+pub enum VRef<'x> {
+    Json(&'x Value),
+    Str(&'x str),
+    Row(&'x Columns),
+    Obj(&'x [(&'x str, Val<'x>)]),
+    Arr(&'x [Val<'x>]),
+}
+
+/// The JSON type of a value, with its content.
+#[derive(Debug, Clone, Copy)]
+pub enum Kind<'x> {
+    Null,
+    Bool(bool),
+    Number(&'x Number),
+    Str(&'x str),
+    Array(ArrRef<'x>),
+    Object(ObjRef<'x>),
+}
+
+/// An array's items.
+#[derive(Debug, Clone, Copy)]
+pub enum ArrRef<'x> {
+    Json(&'x [Value]),
+    Vals(&'x [Val<'x>]),
+}
+
+/// An object's entries.
+#[derive(Debug, Clone, Copy)]
+pub enum ObjRef<'x> {
+    Map(&'x Map<String, Value>),
+    Row(&'x Columns),
+    Pairs(&'x [(&'x str, Val<'x>)]),
+}
+
+// === impl Val ===
+
+impl<'a> Val<'a> {
+    pub fn null() -> Val<'a> {
+        Val::Ref(&NULL)
+    }
+
+    pub fn as_ref(&self) -> VRef<'_> {
+        match self {
+            Val::Ref(v) => VRef::Json(v),
+            Val::Str(s) => VRef::Str(s),
+            Val::Row(c) => VRef::Row(c),
+            Val::Obj(p) => VRef::Obj(p),
+            Val::Arr(a) => VRef::Arr(a),
+            Val::Own(v) => VRef::Json(v),
+        }
+    }
+
+    /// This value as owned JSON (a copy where it was borrowed).
+    pub fn into_value(self) -> Value {
+        match self {
+            Val::Own(v) => v,
+            other => other.as_ref().to_value(),
+        }
+    }
+
+    /// The same value with no borrow of anything shorter-lived than `'b`.
+    pub fn into_owned<'b>(self) -> Val<'b> {
+        Val::Own(self.into_value())
+    }
+}
+
+// === impl VRef ===
+
+impl<'x> VRef<'x> {
+    pub fn kind(self) -> Kind<'x> {
+        match self {
+            VRef::Json(v) => match v {
+                Value::Null => Kind::Null,
+                Value::Bool(b) => Kind::Bool(*b),
+                Value::Number(n) => Kind::Number(n),
+                Value::String(s) => Kind::Str(s),
+                Value::Array(a) => Kind::Array(ArrRef::Json(a)),
+                Value::Object(m) => Kind::Object(ObjRef::Map(m)),
+            },
+            VRef::Str(s) => Kind::Str(s),
+            VRef::Row(c) => Kind::Object(ObjRef::Row(c)),
+            VRef::Obj(p) => Kind::Object(ObjRef::Pairs(p)),
+            VRef::Arr(a) => Kind::Array(ArrRef::Vals(a)),
+        }
+    }
+
+    pub fn is_null(self) -> bool {
+        matches!(self.kind(), Kind::Null)
+    }
+
+    pub fn as_str(self) -> Option<&'x str> {
+        match self.kind() {
+            Kind::Str(s) => Some(s),
+            _ => None,
+        }
+    }
+
+    pub fn as_object(self) -> Option<ObjRef<'x>> {
+        match self.kind() {
+            Kind::Object(o) => Some(o),
+            _ => None,
+        }
+    }
+
+    /// JavaScript truthiness.
+    pub fn truthy(self) -> bool {
+        match self.kind() {
+            Kind::Null => false,
+            Kind::Bool(b) => b,
+            Kind::Number(n) => n.as_f64().is_some_and(|f| f != 0.0),
+            Kind::Str(s) => !s.is_empty(),
+            Kind::Array(_) | Kind::Object(_) => true,
+        }
+    }
+
+    /// The type name AJV reports (`string`, `number`, `boolean`, `object`, `array`, `null`).
+    pub fn type_name(self) -> &'static str {
+        match self.kind() {
+            Kind::Null => "null",
+            Kind::Bool(_) => "boolean",
+            Kind::Number(_) => "number",
+            Kind::Str(_) => "string",
+            Kind::Array(_) => "array",
+            Kind::Object(_) => "object",
+        }
+    }
+
+    pub fn to_value(self) -> Value {
+        match self {
+            VRef::Json(v) => v.clone(),
+            VRef::Str(s) => Value::String(s.to_owned()),
+            VRef::Row(c) => Value::Object(c.iter().map(|(k, v)| (k.clone(), v.clone())).collect()),
+            VRef::Obj(p) => Value::Object(
+                p.iter()
+                    .map(|(k, v)| ((*k).to_owned(), v.as_ref().to_value()))
+                    .collect(),
+            ),
+            VRef::Arr(a) => Value::Array(a.iter().map(|v| v.as_ref().to_value()).collect()),
+        }
+    }
+
+    pub fn to_val(self) -> Val<'x> {
+        match self {
+            VRef::Json(v) => Val::Ref(v),
+            VRef::Str(s) => Val::Str(s),
+            VRef::Row(c) => Val::Row(c),
+            VRef::Obj(p) => Val::Obj(p.to_vec()),
+            VRef::Arr(a) => Val::Arr(a.to_vec()),
+        }
+    }
+
+    /// Appends this value as compact JSON.
+    pub fn write_json(self, out: &mut Vec<u8>) {
+        match self {
+            VRef::Json(v) => super::write_value(out, v),
+            VRef::Str(s) => super::write_str(out, s),
+            VRef::Arr(items) => {
+                out.push(b'[');
+                for (i, item) in items.iter().enumerate() {
+                    if i > 0 {
+                        out.push(b',');
+                    }
+                    item.as_ref().write_json(out);
+                }
+                out.push(b']');
+            }
+            VRef::Row(_) | VRef::Obj(_) => {
+                out.push(b'{');
+                if let Some(obj) = self.as_object() {
+                    for (i, (k, item)) in obj.iter().enumerate() {
+                        if i > 0 {
+                            out.push(b',');
+                        }
+                        super::write_str(out, k);
+                        out.push(b':');
+                        item.write_json(out);
+                    }
+                }
+                out.push(b'}');
+            }
+        }
+    }
+}
+
+// === impl ArrRef ===
+
+impl<'x> ArrRef<'x> {
+    pub fn len(self) -> usize {
+        match self {
+            ArrRef::Json(a) => a.len(),
+            ArrRef::Vals(a) => a.len(),
+        }
+    }
+
+    pub fn is_empty(self) -> bool {
+        self.len() == 0
+    }
+
+    pub fn get(self, i: usize) -> Option<VRef<'x>> {
+        match self {
+            ArrRef::Json(a) => a.get(i).map(VRef::Json),
+            ArrRef::Vals(a) => a.get(i).map(Val::as_ref),
+        }
+    }
+
+    pub fn iter(self) -> impl Iterator<Item = VRef<'x>> {
+        (0..self.len()).filter_map(move |i| self.get(i))
+    }
+}
+
+// === impl ObjRef ===
+
+impl<'x> ObjRef<'x> {
+    pub fn get(self, key: &str) -> Option<VRef<'x>> {
+        match self {
+            ObjRef::Map(m) => m.get(key).map(VRef::Json),
+            ObjRef::Row(c) => c.get(key).map(VRef::Json),
+            ObjRef::Pairs(p) => p
+                .iter()
+                .rev()
+                .find(|(k, _)| *k == key)
+                .map(|(_, v)| v.as_ref()),
+        }
+    }
+
+    pub fn len(self) -> usize {
+        match self {
+            ObjRef::Map(m) => m.len(),
+            ObjRef::Row(c) => c.len(),
+            ObjRef::Pairs(p) => p.len(),
+        }
+    }
+
+    pub fn is_empty(self) -> bool {
+        self.len() == 0
+    }
+
+    pub fn iter(self) -> ObjIter<'x> {
+        match self {
+            ObjRef::Map(m) => ObjIter::Map(m.iter()),
+            ObjRef::Row(c) => ObjIter::Row(c.iter()),
+            ObjRef::Pairs(p) => ObjIter::Pairs(p.iter()),
+        }
+    }
+}
+
+/// The entries of an `ObjRef`, in order.
+pub enum ObjIter<'x> {
+    Map(serde_json::map::Iter<'x>),
+    Row(indexmap::map::Iter<'x, String, Value>),
+    Pairs(std::slice::Iter<'x, (&'x str, Val<'x>)>),
+}
+
+impl<'x> Iterator for ObjIter<'x> {
+    type Item = (&'x str, VRef<'x>);
+
+    fn next(&mut self) -> Option<Self::Item> {
+        match self {
+            ObjIter::Map(it) => it.next().map(|(k, v)| (k.as_str(), VRef::Json(v))),
+            ObjIter::Row(it) => it.next().map(|(k, v)| (k.as_str(), VRef::Json(v))),
+            ObjIter::Pairs(it) => it.next().map(|(k, v)| (*k, v.as_ref())),
+        }
+    }
+}

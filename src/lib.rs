@@ -1,0 +1,11 @@
+//! segment-connections: turns warehouse rows into Segment Spec calls and delivers them to
+//! Segment's Tracking API.
+//!
+//! The row path, top to bottom: `mapping` (compile a mapping, render a row: pure) →
+//! `segment` (the Spec event, the API's limits). `json` holds JavaScript-compatible JSON.
+
+pub mod cli;
+pub mod issue;
+pub mod json;
+pub mod mapping;
+pub mod segment;

@@ -1,0 +1,95 @@
+//! What directives see: Segment's Reverse ETL envelope around a row
+//! (`{type: "track", event, messageId, properties: <columns>, __segment_id}`), built lazily.
+
+use std::cell::OnceCell;
+
+use serde_json::{Map, Value};
+
+use super::message_id::{self, Identity};
+use super::row::Row;
+use crate::json::VRef;
+
+/// The envelope of one row for one mapping. Nothing is copied unless a directive asks for the
+/// whole envelope (`$.`, Liquid, FQL).
+pub struct Envelope<'a> {
+    row: &'a Row,
+    identity: &'a Identity,
+    derived: OnceCell<String>,
+    value: OnceCell<Value>,
+}
+
+/// Where a path starts: the envelope, or (inside `@arrayPath` and `@transform`) another value.
+#[derive(Clone, Copy)]
+pub enum Scope<'a> {
+    Env(&'a Envelope<'a>),
+    Node(VRef<'a>),
+    /// `undefined` (a `@transform` whose `apply` resolved to nothing): every path is undefined.
+    Nothing,
+}
+
+impl<'a> Envelope<'a> {
+    pub fn new(row: &'a Row, identity: &'a Identity) -> Envelope<'a> {
+        Envelope {
+            row,
+            identity,
+            derived: OnceCell::new(),
+            value: OnceCell::new(),
+        }
+    }
+
+    pub fn row(&self) -> &'a Row {
+        self.row
+    }
+
+    /// The derived messageId of this row under this mapping (DESIGN.md, "messageId").
+    pub fn derived_message_id(&self) -> &str {
+        self.derived
+            .get_or_init(|| message_id::derive(self.identity, self.row))
+    }
+
+    /// `$.messageId`: the caller's id for the row, else the derived one.
+    pub fn message_id(&self) -> &str {
+        match &self.row.message_id {
+            Some(id) => id,
+            None => self.derived_message_id(),
+        }
+    }
+
+    /// The value of a top-level envelope key.
+    pub fn root(&self, key: &str) -> Option<VRef<'_>> {
+        match key {
+            "type" => Some(VRef::Str("track")),
+            "event" => Some(VRef::Str(self.row.op.event())),
+            "messageId" => Some(VRef::Str(self.message_id())),
+            "properties" => Some(VRef::Row(&self.row.columns)),
+            "__segment_id" => self.row.id.as_deref().map(VRef::Str),
+            _ => None,
+        }
+    }
+
+    /// The whole envelope as JSON, built on first use.
+    pub fn as_value(&self) -> &Value {
+        self.value.get_or_init(|| {
+            let mut m = Map::new();
+            m.insert("type".into(), Value::from("track"));
+            m.insert("event".into(), Value::from(self.row.op.event()));
+            m.insert("messageId".into(), Value::from(self.message_id()));
+            m.insert("properties".into(), VRef::Row(&self.row.columns).to_value());
+            if let Some(id) = &self.row.id {
+                m.insert("__segment_id".into(), Value::from(id.as_str()));
+            }
+            Value::Object(m)
+        })
+    }
+}
+
+impl<'a> Scope<'a> {
+    /// The scope as one JSON value (what Liquid and whole-payload paths see).
+    pub fn to_value(self) -> Value {
+        match self {
+            Scope::Env(env) => env.as_value().clone(),
+            Scope::Node(node) => node.to_value(),
+            Scope::Nothing => Value::Null,
+        }
+    }
+}

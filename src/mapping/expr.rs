@@ -1,0 +1,602 @@
+//! Mapping-kit values compiled once: every directive checked (SEGMENT_SPEC §7, plus the
+//! arguments Segment's runtime would reject on every row) and turned into an `Expr` tree.
+
+use serde_json::{Map, Value};
+
+use super::liquid::LiquidTemplate;
+use super::path::Path;
+use super::template::Template;
+use crate::issue::push_pointer;
+use crate::json::js_len;
+
+/// A compiled mapping value.
+#[derive(Debug)]
+pub enum Expr {
+    /// Raw JSON with no directive inside.
+    Const(Value),
+    /// A raw object with directives inside.
+    Object(Vec<(String, Expr)>),
+    /// A raw array with directives inside.
+    Array(Vec<Expr>),
+    Path(Path),
+    PathOf(Box<Expr>),
+    Template(Template),
+    TemplateOf(Box<Expr>),
+    If {
+        cond: Cond,
+        test: Box<Expr>,
+        then: Option<Box<Expr>>,
+        otherwise: Option<Box<Expr>>,
+    },
+    Case {
+        upper: bool,
+        value: Option<Box<Expr>>,
+    },
+    Replace(Box<Replace>),
+    ArrayPath {
+        root: Box<Expr>,
+        shape: Option<Box<Expr>>,
+    },
+    Json {
+        mode: JsonMode,
+        value: Box<Expr>,
+    },
+    Flatten {
+        value: Box<Expr>,
+        separator: String,
+        omit_arrays: bool,
+    },
+    Merge {
+        objects: Vec<Expr>,
+        left: bool,
+    },
+    Transform {
+        apply: Box<Expr>,
+        mapping: Box<Expr>,
+    },
+    ExcludeWhenNull(Box<Expr>),
+    Liquid(Box<LiquidTemplate>),
+}
+
+/// `@if`'s test: `exists` (not null or undefined) or `blank` (also not loosely `''`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Cond {
+    Exists,
+    Blank,
+}
+
+#[derive(Debug)]
+pub struct Replace {
+    pub value: Option<Expr>,
+    /// One or two passes (`pattern`, then `pattern2`): a literal pattern and its replacement.
+    pub passes: Vec<(regex::Regex, String)>,
+    /// Without it only the first match of each pass is replaced.
+    pub global: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum JsonMode {
+    Encode,
+    Decode,
+    /// Passes validation (case-insensitive) but the runtime compares exactly: yields nothing.
+    Neither,
+}
+
+/// A problem found compiling a mapping: a JSON pointer into the mapping document and a message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Violation {
+    pub pointer: String,
+    pub message: String,
+}
+
+/// Compiles mapping values, collecting every violation.
+pub struct Compiler {
+    pointer: String,
+    pub violations: Vec<Violation>,
+}
+
+const MAX_PATTERN_LENGTH: usize = 10;
+const MAX_REPLACEMENT_LENGTH: usize = 10;
+const DIRECTIVES: [&str; 13] = [
+    "@path",
+    "@template",
+    "@literal",
+    "@if",
+    "@case",
+    "@replace",
+    "@arrayPath",
+    "@json",
+    "@flatten",
+    "@merge",
+    "@transform",
+    "@excludeWhenNull",
+    "@liquid",
+];
+
+fn article(type_name: &str) -> &'static str {
+    if type_name.starts_with(['a', 'e', 'i', 'o', 'u']) {
+        "an"
+    } else {
+        "a"
+    }
+}
+
+fn type_of(v: &Value) -> &'static str {
+    match v {
+        Value::Null => "null",
+        Value::Bool(_) => "boolean",
+        Value::Number(_) => "number",
+        Value::String(_) => "string",
+        Value::Array(_) => "array",
+        Value::Object(m) if is_directive(m) => "directive",
+        Value::Object(_) => "object",
+    }
+}
+
+fn is_directive(m: &Map<String, Value>) -> bool {
+    m.keys().any(|k| k.starts_with('@'))
+}
+
+/// JavaScript truthiness of a raw mapping value.
+fn truthy(v: &Value) -> bool {
+    match v {
+        Value::Null => false,
+        Value::Bool(b) => *b,
+        Value::Number(n) => n.as_f64().is_some_and(|f| f != 0.0),
+        Value::String(s) => !s.is_empty(),
+        Value::Array(_) | Value::Object(_) => true,
+    }
+}
+
+fn contains_directive(v: &Value) -> bool {
+    match v {
+        Value::Object(m) => is_directive(m) || m.values().any(contains_directive),
+        Value::Array(a) => a.iter().any(contains_directive),
+        _ => false,
+    }
+}
+
+impl Compiler {
+    pub fn new(pointer: &str) -> Compiler {
+        Compiler {
+            pointer: pointer.to_owned(),
+            violations: Vec::new(),
+        }
+    }
+
+    fn fail(&mut self, message: impl Into<String>) -> Expr {
+        self.violations.push(Violation {
+            pointer: self.pointer.clone(),
+            message: message.into(),
+        });
+        Expr::Const(Value::Null)
+    }
+
+    /// Runs `f` with `key` appended to the current pointer.
+    fn at<T>(&mut self, key: &str, f: impl FnOnce(&mut Compiler) -> T) -> T {
+        let len = self.pointer.len();
+        push_pointer(&mut self.pointer, key);
+        let out = f(self);
+        self.pointer.truncate(len);
+        out
+    }
+
+    /// Any mapping value: raw JSON or a directive.
+    pub fn value(&mut self, v: &Value) -> Expr {
+        match v {
+            Value::Object(m) if is_directive(m) => self.directive(m),
+            v if !contains_directive(v) => Expr::Const(v.clone()),
+            Value::Object(m) => Expr::Object(
+                m.iter()
+                    .map(|(k, item)| (k.clone(), self.at(k, |c| c.value(item))))
+                    .collect(),
+            ),
+            Value::Array(a) => Expr::Array(
+                a.iter()
+                    .enumerate()
+                    .map(|(i, item)| self.at(&i.to_string(), |c| c.value(item)))
+                    .collect(),
+            ),
+            _ => Expr::Const(v.clone()),
+        }
+    }
+
+    fn directive(&mut self, m: &Map<String, Value>) -> Expr {
+        let keys: Vec<&String> = m.keys().collect();
+        let at_keys = keys.iter().filter(|k| k.starts_with('@')).count();
+        let others = keys
+            .iter()
+            .filter(|k| !k.starts_with('@') && k.as_str() != "_metadata")
+            .count();
+        if at_keys > 1 {
+            return self.fail(format!(
+                "should only have one @-prefixed key but it has {at_keys} keys"
+            ));
+        }
+        if others > 0 {
+            return self.fail(format!(
+                "should only have one @-prefixed key but it has {} keys",
+                keys.len()
+            ));
+        }
+        let Some((name, arg)) = m.iter().find(|(k, _)| k.starts_with('@')) else {
+            return self.fail("should be a directive object");
+        };
+        if !DIRECTIVES.contains(&name.as_str()) {
+            return self.fail(format!("has an invalid directive: {name}"));
+        }
+        self.at(name, |c| c.directive_arg(name, arg))
+    }
+
+    fn directive_arg(&mut self, name: &str, arg: &Value) -> Expr {
+        match name {
+            "@path" => match arg {
+                Value::String(s) => Expr::Path(Path::parse_directive(s)),
+                _ => self
+                    .string_or_directive(arg)
+                    .map_or(Expr::Const(Value::Null), |e| Expr::PathOf(Box::new(e))),
+            },
+            "@template" => match arg {
+                Value::String(s) => Expr::Template(Template::compile(s)),
+                _ => self
+                    .string_or_directive(arg)
+                    .map_or(Expr::Const(Value::Null), |e| Expr::TemplateOf(Box::new(e))),
+            },
+            "@literal" => self.value(arg),
+            "@excludeWhenNull" => Expr::ExcludeWhenNull(Box::new(self.value(arg))),
+            "@liquid" => match arg {
+                Value::String(s) => match LiquidTemplate::parse(s) {
+                    Ok(t) => Expr::Liquid(Box::new(t)),
+                    Err(e) => self.fail(e.to_string()),
+                },
+                other => self.fail(format!(
+                    "should be a string but it is {} {}",
+                    article(type_of(other)),
+                    type_of(other)
+                )),
+            },
+            "@arrayPath" => self.array_path(arg),
+            _ => {
+                let Some(opts) = self.options(arg) else {
+                    return Expr::Const(Value::Null);
+                };
+                match name {
+                    "@if" => self.if_(opts),
+                    "@case" => self.case(opts),
+                    "@replace" => self.replace(opts),
+                    "@json" => self.json(opts),
+                    "@flatten" => self.flatten(opts),
+                    "@merge" => self.merge(opts),
+                    "@transform" => self.transform(opts),
+                    _ => self.fail(format!("has an invalid directive: {name}")),
+                }
+            }
+        }
+    }
+
+    /// The options object of a directive (an object without `@` keys).
+    fn options<'v>(&mut self, arg: &'v Value) -> Option<&'v Map<String, Value>> {
+        match arg {
+            Value::Object(m) => {
+                if let Some(k) = m.keys().find(|k| k.starts_with('@')) {
+                    self.fail(format!(
+                        "shouldn't have directive (@-prefixed) keys but it has {k:?}"
+                    ));
+                    return None;
+                }
+                Some(m)
+            }
+            other => {
+                let t = type_of(other);
+                self.fail(format!("should be an object but it is {} {t}", article(t)));
+                None
+            }
+        }
+    }
+
+    fn string_or_directive(&mut self, v: &Value) -> Option<Expr> {
+        match v {
+            Value::String(_) => Some(self.value(v)),
+            Value::Object(m) if is_directive(m) => Some(self.directive(m)),
+            other => {
+                let t = type_of(other);
+                self.fail(format!(
+                    "should be a string or a mapping directive but it is {} {t}",
+                    article(t)
+                ));
+                None
+            }
+        }
+    }
+
+    fn object_or_directive(&mut self, v: &Value) -> Expr {
+        match v {
+            Value::Object(_) => self.value(v),
+            other => {
+                let t = type_of(other);
+                self.fail(format!(
+                    "should be a object or a mapping directive but it is {} {t}",
+                    article(t)
+                ))
+            }
+        }
+    }
+
+    fn string_opt<'v>(&mut self, opts: &'v Map<String, Value>, key: &str) -> Option<&'v str> {
+        match opts.get(key)? {
+            Value::String(s) => Some(s),
+            other => {
+                let t = type_of(other);
+                self.at(key, |c| {
+                    c.fail(format!("should be a string but it is {} {t}", article(t)))
+                });
+                None
+            }
+        }
+    }
+
+    fn bool_opt(&mut self, opts: &Map<String, Value>, key: &str, default: bool) -> bool {
+        match opts.get(key) {
+            None => default,
+            Some(Value::Bool(b)) => *b,
+            Some(other) => {
+                let t = type_of(other);
+                self.at(key, |c| {
+                    c.fail(format!("should be a boolean but it is {} {t}", article(t)))
+                });
+                default
+            }
+        }
+    }
+
+    fn missing(&mut self, key: &str) -> Expr {
+        self.fail(format!("should have field {key:?} but it doesn't"))
+    }
+
+    fn if_(&mut self, opts: &Map<String, Value>) -> Expr {
+        let (cond, test) = if opts.contains_key("exists") {
+            (Cond::Exists, &opts["exists"])
+        } else if let Some(blank) = opts.get("blank") {
+            (Cond::Blank, blank)
+        } else {
+            return self
+                .fail("should have an \"exists\" key or a \"blank\" key but it has neither");
+        };
+        if !truthy(test) && !opts.get("blank").is_some_and(truthy) {
+            return self.fail("should have a truthy \"exists\" or \"blank\" value");
+        }
+        let key = if cond == Cond::Exists {
+            "exists"
+        } else {
+            "blank"
+        };
+        let test = Box::new(self.at(key, |c| c.value(test)));
+        let then = opts
+            .get("then")
+            .map(|v| Box::new(self.at("then", |c| c.value(v))));
+        // `else` is used only when it is truthy as written: `else: false` omits the key.
+        let otherwise = opts
+            .get("else")
+            .map(|v| (truthy(v), Box::new(self.at("else", |c| c.value(v)))))
+            .and_then(|(t, e)| t.then_some(e));
+        Expr::If {
+            cond,
+            test,
+            then,
+            otherwise,
+        }
+    }
+
+    fn case(&mut self, opts: &Map<String, Value>) -> Expr {
+        let upper = match self.string_opt(opts, "operator") {
+            Some("lower") => false,
+            Some("upper") => true,
+            Some(other) => {
+                return self.at("operator", |c| {
+                    c.fail(format!("should be one of lower, upper but it is {other:?}"))
+                });
+            }
+            None if opts.contains_key("operator") => false,
+            None => return self.missing("operator"),
+        };
+        let value = match opts.get("value") {
+            Some(v) if truthy(v) => self.at("value", |c| c.string_or_directive(v)).map(Box::new),
+            _ => None,
+        };
+        Expr::Case { upper, value }
+    }
+
+    fn replace(&mut self, opts: &Map<String, Value>) -> Expr {
+        let ignorecase = self.bool_opt(opts, "ignorecase", false);
+        let global = self.bool_opt(opts, "global", true);
+        let value = match opts.get("value") {
+            None => {
+                self.missing("value");
+                None
+            }
+            Some(v) => {
+                let e = self.at("value", |c| c.string_or_directive(v));
+                e.filter(|_| truthy(v))
+            }
+        };
+        let mut passes = Vec::new();
+        for (pk, rk) in [("pattern", "replacement"), ("pattern2", "replacement2")] {
+            let pattern = match opts.get(pk) {
+                None if pk == "pattern" => {
+                    self.missing(pk);
+                    continue;
+                }
+                None => continue,
+                Some(_) => self.string_opt(opts, pk),
+            };
+            let replacement = self.string_opt(opts, rk).unwrap_or("");
+            let Some(pattern) = pattern else { continue };
+            let plen = js_len(pattern);
+            if plen == 0 && pk == "pattern" {
+                self.at(pk, |c| c.fail("should be a string of length 1 or greater"));
+                continue;
+            }
+            if plen == 0 {
+                continue;
+            }
+            if plen > MAX_PATTERN_LENGTH {
+                self.at(pk, |c| {
+                    c.fail(format!(
+                        "should be a string of length {MAX_PATTERN_LENGTH} or less"
+                    ))
+                });
+            }
+            if js_len(replacement) > MAX_REPLACEMENT_LENGTH {
+                self.at(rk, |c| {
+                    c.fail(format!(
+                        "should be a string of length {MAX_REPLACEMENT_LENGTH} or less"
+                    ))
+                });
+            }
+            let re = regex::RegexBuilder::new(&regex::escape(pattern))
+                .case_insensitive(ignorecase)
+                .build();
+            match re {
+                Ok(re) => passes.push((re, replacement.to_owned())),
+                Err(e) => {
+                    self.at(pk, |c| c.fail(format!("is not a usable pattern: {e}")));
+                }
+            }
+        }
+        Expr::Replace(Box::new(Replace {
+            value,
+            passes,
+            global,
+        }))
+    }
+
+    fn array_path(&mut self, arg: &Value) -> Expr {
+        let Value::Array(items) = arg else {
+            let t = type_of(arg);
+            return self.fail(format!("should be an array but it is {} {t}", article(t)));
+        };
+        let root = match items.first() {
+            Some(Value::String(s)) => Expr::Path(Path::parse_directive(s)),
+            Some(v) => match self.at("0", |c| c.string_or_directive(v)) {
+                Some(e) => e,
+                None => return Expr::Const(Value::Null),
+            },
+            None => {
+                return self.at("0", |c| {
+                    c.fail("should be a string or a mapping directive but it is undefined")
+                });
+            }
+        };
+        let shape = match items.get(1) {
+            Some(v @ Value::Object(m)) if !m.is_empty() => {
+                Some(Box::new(self.at("1", |c| c.value(v))))
+            }
+            Some(v) => {
+                // Validated, but only a non-empty object shapes the items.
+                self.at("1", |c| c.value(v));
+                None
+            }
+            None => None,
+        };
+        Expr::ArrayPath {
+            root: Box::new(root),
+            shape,
+        }
+    }
+
+    fn json(&mut self, opts: &Map<String, Value>) -> Expr {
+        let mode = match self.string_opt(opts, "mode") {
+            Some(m) => match m {
+                "encode" => JsonMode::Encode,
+                "decode" => JsonMode::Decode,
+                m if m.eq_ignore_ascii_case("encode") || m.eq_ignore_ascii_case("decode") => {
+                    JsonMode::Neither
+                }
+                m => {
+                    return self.at("mode", |c| {
+                        c.fail(format!("should be one of encode, decode but it is {m:?}"))
+                    });
+                }
+            },
+            None if opts.contains_key("mode") => JsonMode::Neither,
+            None => return self.missing("mode"),
+        };
+        let Some(v) = opts.get("value") else {
+            return self.missing("value");
+        };
+        if !truthy(v) {
+            return self.at("value", |c| {
+                c.fail("should be a truthy value or a mapping directive")
+            });
+        }
+        Expr::Json {
+            mode,
+            value: Box::new(self.at("value", |c| c.value(v))),
+        }
+    }
+
+    fn flatten(&mut self, opts: &Map<String, Value>) -> Expr {
+        let separator = match self.string_opt(opts, "separator") {
+            Some(s) if !s.is_empty() => s.to_owned(),
+            Some(_) => return self.at("separator", |c| c.fail("should be a non-empty string")),
+            None if opts.contains_key("separator") => String::new(),
+            None => return self.missing("separator"),
+        };
+        let Some(v) = opts.get("value") else {
+            return self.missing("value");
+        };
+        let value = Box::new(self.at("value", |c| c.value(v)));
+        let omit_arrays = opts.get("omitArrays").is_some_and(truthy);
+        Expr::Flatten {
+            value,
+            separator,
+            omit_arrays,
+        }
+    }
+
+    fn merge(&mut self, opts: &Map<String, Value>) -> Expr {
+        let left = match self.string_opt(opts, "direction") {
+            Some(d) if d.eq_ignore_ascii_case("left") || d.eq_ignore_ascii_case("right") => {
+                d == "left"
+            }
+            Some(d) => {
+                return self.at("direction", |c| {
+                    c.fail(format!("should be one of left, right but it is {d:?}"))
+                });
+            }
+            None if opts.contains_key("direction") => false,
+            None => return self.missing("direction"),
+        };
+        let objects = match opts.get("objects") {
+            Some(Value::Array(items)) => self.at("objects", |c| {
+                items
+                    .iter()
+                    .enumerate()
+                    .map(|(i, v)| c.at(&i.to_string(), |c| c.object_or_directive(v)))
+                    .collect()
+            }),
+            Some(other) => {
+                let t = type_of(other);
+                return self.at("objects", |c| {
+                    c.fail(format!("should be an array but it is {} {t}", article(t)))
+                });
+            }
+            None => return self.missing("objects"),
+        };
+        Expr::Merge { objects, left }
+    }
+
+    fn transform(&mut self, opts: &Map<String, Value>) -> Expr {
+        let (Some(apply), Some(mapping)) = (opts.get("apply"), opts.get("mapping")) else {
+            let key = if opts.contains_key("apply") {
+                "mapping"
+            } else {
+                "apply"
+            };
+            return self.missing(key);
+        };
+        let apply = Box::new(self.at("apply", |c| c.object_or_directive(apply)));
+        let mapping = Box::new(self.at("mapping", |c| c.object_or_directive(mapping)));
+        Expr::Transform { apply, mapping }
+    }
+}

@@ -1,0 +1,194 @@
+//! Mappings: the document (DESIGN.md's JSON), its validation and compilation, and rendering a
+//! row into a Segment event. Pure: no IO, no async, no proto types.
+
+mod envelope;
+mod eval;
+mod expr;
+pub mod fql;
+pub mod liquid;
+pub mod message_id;
+mod path;
+mod render;
+pub mod row;
+mod template;
+pub mod trigger;
+
+use serde::Deserialize;
+use serde_json::{Map, Value};
+
+pub use expr::Violation;
+pub use message_id::Identity;
+pub use render::{Render, TestResult};
+pub use row::{Op, Row};
+pub use trigger::Trigger;
+
+use crate::issue::pointer;
+use crate::segment::{Action, Field};
+use expr::{Compiler, Expr};
+
+/// Hidden keys Segment's runtime reads and then strips; a mapping copied out of Segment may
+/// carry them, so they are accepted and ignored.
+const IGNORED_KEYS: [&str; 2] = [
+    "__segment_internal_sync_mode",
+    "__segment_internal_matching_key",
+];
+
+/// A mapping document as written (DESIGN.md): only its JSON shape is checked here.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MappingDoc {
+    #[serde(default)]
+    pub name: Option<String>,
+    #[serde(default)]
+    pub model: Option<String>,
+    #[serde(default)]
+    pub action: Option<String>,
+    #[serde(default)]
+    pub trigger: Option<TriggerDoc>,
+    #[serde(default)]
+    pub fields: Option<Map<String, Value>>,
+    #[serde(default)]
+    pub enabled: Option<bool>,
+}
+
+/// A trigger as written: a name, or `{"fql": "..."}`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(untagged, expecting = "a trigger name or {\"fql\": \"...\"}")]
+pub enum TriggerDoc {
+    Named(String),
+    Fql { fql: String },
+}
+
+impl MappingDoc {
+    pub fn from_json(bytes: &[u8]) -> Result<MappingDoc, serde_json::Error> {
+        serde_json::from_slice(bytes)
+    }
+}
+
+/// A validated, compiled mapping: evaluated many times, parsed once.
+#[derive(Debug)]
+pub struct Mapping {
+    pub name: String,
+    pub model: String,
+    pub action: Action,
+    pub trigger: Trigger,
+    pub enabled: bool,
+    identity: Identity,
+    fields: Box<[(Field, Expr)]>,
+}
+
+impl Mapping {
+    /// Validates and compiles `doc`, listing every violation with its pointer into the document.
+    pub fn compile(doc: &MappingDoc, identity: Identity) -> Result<Mapping, Vec<Violation>> {
+        let mut violations = Vec::new();
+        let mut violation = |pointer: &str, message: String| {
+            violations.push(Violation {
+                pointer: pointer.to_owned(),
+                message,
+            })
+        };
+        let action = match doc.action.as_deref() {
+            None => {
+                violation(
+                    "/action",
+                    "is required (track, page, screen, identify or group)".into(),
+                );
+                None
+            }
+            Some(a) => {
+                let action = Action::parse(a);
+                if action.is_none() {
+                    violation(
+                        "/action",
+                        format!("{a:?} is not an action (track, page, screen, identify or group)"),
+                    );
+                }
+                action
+            }
+        };
+        let trigger = match &doc.trigger {
+            None => Some(Trigger::AddedOrUpdated),
+            Some(TriggerDoc::Named(name)) => {
+                let t = Trigger::named(name);
+                if t.is_none() {
+                    violation(
+                        "/trigger",
+                        format!(
+                            "{name:?} is not a trigger (added, updated, added_or_updated, deleted or {{\"fql\": ...}})"
+                        ),
+                    );
+                }
+                t
+            }
+            Some(TriggerDoc::Fql { fql }) => match Trigger::fql(fql) {
+                Ok(t) => Some(t),
+                Err(e) => {
+                    violation("/trigger/fql", format!("is not a valid subscription: {e}"));
+                    None
+                }
+            },
+        };
+        let mut fields = Vec::new();
+        match (&doc.fields, action) {
+            (None, _) => violation(
+                "/fields",
+                "is required (an object of field mappings)".into(),
+            ),
+            (Some(map), action) => {
+                for (key, value) in map {
+                    let ptr = pointer("/fields", key);
+                    if IGNORED_KEYS.contains(&key.as_str()) {
+                        continue;
+                    }
+                    let Some(field) = Field::from_key(key) else {
+                        let hint = if key == "__segment_internal_directive" {
+                            "is not supported: map each field on its own".to_owned()
+                        } else {
+                            "is not a field key".to_owned()
+                        };
+                        violation(&ptr, hint);
+                        continue;
+                    };
+                    if let Some(action) = action
+                        && !field.allowed(action)
+                    {
+                        violation(&ptr, format!("is not a field of {}", action.as_str()));
+                        continue;
+                    }
+                    let mut c = Compiler::new(&ptr);
+                    let expr = c.value(value);
+                    for v in c.violations {
+                        violation(&v.pointer, v.message);
+                    }
+                    fields.push((field, expr));
+                }
+                if let Some(action) = action {
+                    for f in Field::ALL {
+                        if f.required(action) && !map.contains_key(f.key()) {
+                            violation(
+                                &pointer("/fields", f.key()),
+                                format!("is required for {} but not mapped", action.as_str()),
+                            );
+                        }
+                    }
+                }
+            }
+        }
+        match (action, trigger) {
+            (Some(action), Some(trigger)) if violations.is_empty() => Ok(Mapping {
+                name: doc.name.clone().unwrap_or_default(),
+                model: doc.model.clone().unwrap_or_default(),
+                action,
+                trigger,
+                enabled: doc.enabled.unwrap_or(true),
+                identity,
+                fields: fields.into(),
+            }),
+            _ => Err(violations),
+        }
+    }
+
+    pub fn identity(&self) -> &Identity {
+        &self.identity
+    }
+}

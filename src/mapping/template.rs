@@ -1,0 +1,163 @@
+//! `@template`: `{{path}}` and `{{{path}}}` placeholders, replaced as Segment's `render` does
+//! (triple braces first, then double), with D4: objects and arrays render as their JSON text.
+
+use super::envelope::Scope;
+use super::path::Path;
+use crate::json::{self, Kind, Val};
+
+/// A template compiled into literal text and paths.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Template {
+    parts: Box<[Part]>,
+    /// The source, kept when it has triple braces: then a second pass runs over the first
+    /// pass's output, as in Segment's code, so it cannot be compiled ahead.
+    triple: Option<Box<str>>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Part {
+    Lit(Box<str>),
+    Var(Path),
+}
+
+impl Template {
+    pub fn compile(src: &str) -> Template {
+        if src.contains("{{{") {
+            return Template {
+                parts: Box::new([]),
+                triple: Some(src.into()),
+            };
+        }
+        let mut parts = Vec::new();
+        scan(src, 2, |piece| {
+            parts.push(match piece {
+                Piece::Lit(s) => Part::Lit(s.into()),
+                Piece::Var(p) => Part::Var(Path::parse_get(p.trim())),
+            })
+        });
+        Template {
+            parts: parts.into(),
+            triple: None,
+        }
+    }
+
+    pub fn render(&self, scope: &Scope<'_>) -> String {
+        let mut out = String::new();
+        match &self.triple {
+            None => {
+                for part in &*self.parts {
+                    match part {
+                        Part::Lit(s) => out.push_str(s),
+                        Part::Var(p) => push_value(&mut out, p.resolve(scope)),
+                    }
+                }
+            }
+            Some(src) => {
+                let first = replace(src, 3, scope);
+                out = replace(&first, 2, scope);
+            }
+        }
+        out
+    }
+}
+
+/// One pass of `template.replace(/\{{n}([^}]+)\}{n}/g, …)` at run time.
+fn replace(src: &str, braces: usize, scope: &Scope<'_>) -> String {
+    let mut out = String::with_capacity(src.len());
+    scan(src, braces, |piece| match piece {
+        Piece::Lit(s) => out.push_str(s),
+        Piece::Var(p) => push_value(&mut out, Path::parse_get(p.trim()).resolve(scope)),
+    });
+    out
+}
+
+enum Piece<'s> {
+    Lit(&'s str),
+    Var(&'s str),
+}
+
+/// Finds `{`×n, one or more non-`}` characters, `}`×n, leftmost first, without overlap.
+fn scan<'s>(src: &'s str, n: usize, mut emit: impl FnMut(Piece<'s>)) {
+    let b = src.as_bytes();
+    let (mut lit_start, mut i) = (0, 0);
+    while i + 2 * n < b.len() + 1 {
+        if b[i..].starts_with(&b"{{{"[..n]) {
+            let body = i + n;
+            let close = b[body..].iter().position(|&c| c == b'}').map(|p| body + p);
+            if let Some(close) = close
+                && close > body
+                && b[close..].starts_with(&b"}}}"[..n])
+            {
+                if lit_start < i {
+                    emit(Piece::Lit(&src[lit_start..i]));
+                }
+                emit(Piece::Var(&src[body..close]));
+                i = close + n;
+                lit_start = i;
+                continue;
+            }
+        }
+        i += 1;
+    }
+    if lit_start < src.len() {
+        emit(Piece::Lit(&src[lit_start..]));
+    }
+}
+
+/// Appends a placeholder's value: strings as they are, numbers as JavaScript prints them,
+/// objects and arrays as compact JSON (D4), `null` and `undefined` as nothing.
+pub fn push_value(out: &mut String, v: Option<Val<'_>>) {
+    let Some(v) = v else { return };
+    let r = v.as_ref();
+    match r.kind() {
+        Kind::Null => {}
+        Kind::Bool(b) => out.push_str(if b { "true" } else { "false" }),
+        Kind::Number(n) => out.push_str(&json::number_to_string(n)),
+        Kind::Str(s) => out.push_str(s),
+        Kind::Array(_) | Kind::Object(_) => {
+            let mut buf = Vec::new();
+            r.write_json(&mut buf);
+            out.push_str(&String::from_utf8_lossy(&buf));
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::json::VRef;
+    use serde_json::json;
+
+    fn render(t: &str, v: serde_json::Value) -> String {
+        Template::compile(t).render(&Scope::Node(VRef::Json(&v)))
+    }
+
+    #[test]
+    fn replaces_placeholders() {
+        let v =
+            json!({"properties": {"kind": "Order", "n": 1.50, "o": {"a": [1, "x"]}, "z": null}});
+        assert_eq!(
+            render("{{properties.kind}} {{ properties.n }}!", v.clone()),
+            "Order 1.5!"
+        );
+        assert_eq!(
+            render("{{properties.missing}}|{{properties.z}}", v.clone()),
+            "|"
+        );
+        // D4: objects render as JSON text, not "[object Object]".
+        assert_eq!(render("{{properties.o}}", v.clone()), r#"{"a":[1,"x"]}"#);
+        assert_eq!(render("{{{properties.kind}}}", v.clone()), "Order");
+        assert_eq!(render("{{}} {{kind", v.clone()), "{{}} {{kind");
+        // `{{ }}` is the empty path: `get` answers the whole payload (D4: as JSON text).
+        assert_eq!(render("{{ }}", json!({"a": 1})), r#"{"a":1}"#);
+        assert_eq!(render("no placeholders", v.clone()), "no placeholders");
+        assert_eq!(render("{{$.properties.kind}}", v), "");
+    }
+
+    #[test]
+    fn triple_pass_runs_before_double_pass() {
+        let v = json!({"a": "{{b}}", "b": "B"});
+        assert_eq!(render("{{{a}}}", v.clone()), "B");
+        assert_eq!(render("{{a}}", v), "{{b}}");
+    }
+}
