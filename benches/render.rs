@@ -1,1 +1,126 @@
-fn main() {}
+//! Rendering one already-parsed row of the bench workload (../shared/conformance/bench, copied to
+//! tests/fixtures/workload.json) into event bytes, per action: envelope, directives, cleaning,
+//! coercion, checks, messageId and serialisation included. Plus the whole per-row cost the
+//! service pays: from the row's JSON bytes to event bytes.
+
+use criterion::{Criterion, Throughput, criterion_group, criterion_main};
+use serde_json::{Value, json};
+
+use segment_connections::json::Columns;
+use segment_connections::mapping::{Identity, Mapping, MappingDoc, Op, Row};
+
+const ROWS: usize = 1000;
+
+fn workload() -> Value {
+    serde_json::from_str(include_str!("../tests/fixtures/workload.json")).unwrap()
+}
+
+/// Row `i` of the workload's row template.
+fn row_json(i: usize) -> Value {
+    json!({
+        "event_name": "Order Completed",
+        "page_name": "Pricing",
+        "screen_name": "Home",
+        "user_id": format!("user-{i}"),
+        "anonymous_id": format!("anon-{i}"),
+        "account_id": format!("acct-{}", i % 1000),
+        "company": "Initech",
+        "ts": "2024-05-01T12:00:00.000Z",
+        "plan": if i % 2 == 1 { "pro" } else { "free" },
+        "amount": i as f64 * 1.5,
+        "sku": format!("SKU-{}", i % 97),
+        "email": format!("u{i}@example.com"),
+        "ip": "203.0.113.9",
+        "city": "Paris",
+        "lat": "48.85",
+        "url": "https://example.com/pricing",
+        "title": "Pricing",
+        "w": 1080,
+        "h": "1920"
+    })
+}
+
+fn mapping(w: &Value, action: &str) -> Mapping {
+    let doc: MappingDoc = serde_json::from_value(w["mappings"][action].clone()).unwrap();
+    let identity = Identity {
+        destination_id: "dest-1".into(),
+        mapping_id: format!("map-{action}"),
+        version: 1,
+    };
+    Mapping::compile(&doc, identity).unwrap()
+}
+
+fn rows() -> Vec<Row> {
+    (0..ROWS)
+        .map(|i| {
+            let columns: Columns = serde_json::from_value(row_json(i)).unwrap();
+            Row::new(
+                Some(format!("row-{i}")),
+                Op::Added,
+                columns,
+                Some(format!("retl-msg-{i}")),
+            )
+        })
+        .collect()
+}
+
+fn render(c: &mut Criterion) {
+    let w = workload();
+    let rows = rows();
+    let mut group = c.benchmark_group("render");
+    group.throughput(Throughput::Elements(1));
+    for action in ["track", "page", "screen", "identify", "group"] {
+        let m = mapping(&w, action);
+        let mut out = Vec::with_capacity(1024);
+        let mut i = 0;
+        // Every row must render to an accepted event, or the figure means nothing.
+        for row in &rows {
+            out.clear();
+            assert!(m.render(row, &mut out).accepted(), "{action}");
+        }
+        group.bench_function(action, |b| {
+            b.iter(|| {
+                out.clear();
+                let r = m.render(&rows[i % ROWS], &mut out);
+                i += 1;
+                std::hint::black_box((r, &out));
+            })
+        });
+    }
+    group.finish();
+}
+
+/// What the service pays per row: the row's `columns_json` bytes parsed, then rendered.
+fn from_json(c: &mut Criterion) {
+    let w = workload();
+    let bytes: Vec<Vec<u8>> = (0..ROWS)
+        .map(|i| serde_json::to_vec(&row_json(i)).unwrap())
+        .collect();
+    let mut group = c.benchmark_group("from_json");
+    group.throughput(Throughput::Elements(1));
+    for action in ["track", "identify"] {
+        let m = mapping(&w, action);
+        let mut out = Vec::with_capacity(1024);
+        let mut i = 0;
+        group.bench_function(action, |b| {
+            b.iter(|| {
+                let k = i % ROWS;
+                i += 1;
+                let columns: Columns = serde_json::from_slice(&bytes[k]).unwrap();
+                let row = Row::new(
+                    Some(format!("row-{k}")),
+                    Op::Added,
+                    columns,
+                    Some(format!("retl-msg-{k}")),
+                );
+                out.clear();
+                let r = m.render(&row, &mut out);
+                std::hint::black_box((r, &out));
+            })
+        });
+    }
+    group.finish();
+}
+
+criterion_group!(benches, render, from_json);
+criterion_main!(benches);

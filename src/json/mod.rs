@@ -22,9 +22,74 @@ pub fn write_number(out: &mut Vec<u8>, n: &Number) {
 pub fn write_f64(out: &mut Vec<u8>, f: f64) {
     if f == 0.0 {
         out.push(b'0');
+    } else if f.fract() == 0.0 && f.abs() < 1e15 {
+        // Integral and short: JavaScript prints the integer (exact: |f| < 2^53).
+        out.extend_from_slice(itoa::Buffer::new().format(f as i64).as_bytes());
+    } else if let Some((n, k)) = few_decimals(f) {
+        // n / 10^k is the shortest decimal that reads back as f: print it plainly, as JavaScript
+        // does for magnitudes from 1e-6 to 1e21.
+        if n < 0 {
+            out.push(b'-');
+        }
+        let digits = n.unsigned_abs();
+        let scale = 10u64.pow(k);
+        out.extend_from_slice(itoa::Buffer::new().format(digits / scale).as_bytes());
+        out.push(b'.');
+        let frac = itoa::Buffer::new()
+            .format(digits % scale + scale)
+            .as_bytes()
+            .to_owned();
+        out.extend_from_slice(&frac[1..]);
     } else {
         out.extend_from_slice(ryu_js::Buffer::new().format(f).as_bytes());
     }
+}
+
+/// `f` as `n / 10^k` with `k` in 1..=3 as small as possible, when that decimal reads back as
+/// exactly `f` and is the only one of its length that does (|n| < 2^52).
+fn few_decimals(f: f64) -> Option<(i64, u32)> {
+    const LIMIT: f64 = 4_503_599_627_370_496.0; // 2^52
+    for (k, scale) in [(1u32, 10.0), (2, 100.0), (3, 1000.0)] {
+        let n = (f * scale).round();
+        if n.abs() >= LIMIT {
+            return None;
+        }
+        if n / scale == f {
+            return Some((n as i64, k));
+        }
+    }
+    None
+}
+
+/// Whether `s` (a string a number field coerces) is already the text JavaScript would print
+/// for `+s`: plain decimal, no redundant zeros, at most 15 significant digits (so it reads
+/// back to the same digits), and a magnitude JavaScript prints without an exponent.
+pub fn is_canonical_number_text(s: &str) -> bool {
+    let b = s.strip_prefix('-').unwrap_or(s).as_bytes();
+    let int_len = b.iter().take_while(|c| c.is_ascii_digit()).count();
+    if int_len == 0 || (int_len > 1 && b[0] == b'0') {
+        return false;
+    }
+    let (frac, sig_int) = match &b[int_len..] {
+        [] => (&b[..0], if b[0] == b'0' { 0 } else { int_len }),
+        [b'.', frac @ ..] => (frac, if b[0] == b'0' { 0 } else { int_len }),
+        _ => return false,
+    };
+    if int_len > 21 || !frac.iter().all(u8::is_ascii_digit) || frac.last() == Some(&b'0') {
+        return false;
+    }
+    if b.len() > int_len && frac.is_empty() {
+        return false;
+    }
+    let lead_zeros = if sig_int == 0 {
+        frac.iter().take_while(|c| **c == b'0').count()
+    } else {
+        0
+    };
+    let sig = sig_int + frac.len() - lead_zeros;
+    // Below 1e-6 JavaScript switches to exponent notation; "0" and "-0" print as "0".
+    let tiny = sig_int == 0 && lead_zeros >= 6;
+    sig <= 15 && !tiny && !(sig == 0 && s.starts_with('-')) && (sig > 0 || frac.is_empty())
 }
 
 /// `String(n)` for a JSON number.
@@ -47,10 +112,22 @@ pub fn number_from_f64(f: f64) -> Option<Number> {
 /// Appends `s` as a JSON string literal, escaping as `JSON.stringify` does.
 pub fn write_str(out: &mut Vec<u8>, s: &str) {
     const HEX: &[u8; 16] = b"0123456789abcdef";
-    out.push(b'"');
     let bytes = s.as_bytes();
+    out.reserve(bytes.len() + 2);
+    out.push(b'"');
     let mut start = 0;
-    for (i, &b) in bytes.iter().enumerate() {
+    let mut i = 0;
+    while i < bytes.len() {
+        // Skip eight plain bytes at a time (most strings have nothing to escape); a short tail
+        // is padded with plain bytes.
+        let n = (bytes.len() - i).min(8);
+        let mut word = [b'a'; 8];
+        word[..n].copy_from_slice(&bytes[i..i + n]);
+        if !needs_escape(u64::from_le_bytes(word)) {
+            i += n;
+            continue;
+        }
+        let b = bytes[i];
         let esc: &[u8] = match b {
             b'"' => b"\\\"",
             b'\\' => b"\\\\",
@@ -60,7 +137,10 @@ pub fn write_str(out: &mut Vec<u8>, s: &str) {
             0x08 => b"\\b",
             0x0c => b"\\f",
             0..=0x1f => &[],
-            _ => continue,
+            _ => {
+                i += 1;
+                continue;
+            }
         };
         out.extend_from_slice(&bytes[start..i]);
         if esc.is_empty() {
@@ -75,10 +155,30 @@ pub fn write_str(out: &mut Vec<u8>, s: &str) {
         } else {
             out.extend_from_slice(esc);
         }
-        start = i + 1;
+        i += 1;
+        start = i;
     }
     out.extend_from_slice(&bytes[start..]);
     out.push(b'"');
+}
+
+/// Appends `"key":` for a key known to need no escaping (the event's own keys).
+pub fn write_plain_key(out: &mut Vec<u8>, key: &str) {
+    debug_assert!(!key.bytes().any(|b| b < 0x20 || b == b'"' || b == b'\\'));
+    out.reserve(key.len() + 3);
+    out.push(b'"');
+    out.extend_from_slice(key.as_bytes());
+    out.extend_from_slice(b"\":");
+}
+
+/// Whether any of the eight bytes of `w` is a control character, `"` or `\\`.
+fn needs_escape(w: u64) -> bool {
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    const HIGH: u64 = 0x8080_8080_8080_8080;
+    let has_zero = |x: u64| x.wrapping_sub(ONES) & !x & HIGH;
+    // Bytes below 0x20 (ASCII only: UTF-8 continuation bytes have the high bit set).
+    let below = w.wrapping_sub(ONES * 0x20) & !w & HIGH;
+    (below | has_zero(w ^ (ONES * u64::from(b'"'))) | has_zero(w ^ (ONES * u64::from(b'\\')))) != 0
 }
 
 /// Appends `v` as compact JSON in its own key order (`JSON.stringify(v)`).
@@ -262,6 +362,67 @@ mod tests {
         assert_eq!(num(json!(-0.0)), "0");
         assert_eq!(num(json!(1.5e-7)), "1.5e-7");
         assert_eq!(num(json!(18446744073709551615u64)), "18446744073709551615");
+        assert_eq!(num(json!(3.0)), "3");
+        assert_eq!(num(json!(-1e15)), "-1000000000000000");
+        assert_eq!(num(json!(1e20)), "100000000000000000000");
+        assert_eq!(num(json!(19.99)), "19.99");
+        assert_eq!(num(json!(-2.35)), "-2.35");
+        assert_eq!(num(json!(0.001)), "0.001");
+        assert_eq!(num(json!(0.1 + 0.2)), "0.30000000000000004");
+        // The fast paths agree with the full algorithm on many values.
+        let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+        for i in 0..200_000 {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            let f = match i % 4 {
+                0 => (x % 100_000_000) as f64 / 1000.0,
+                1 => (x % 1_000_000) as f64 * 1.5 / 100.0,
+                2 => -((x % 10_000) as f64) / 10.0,
+                _ => f64::from_bits(x >> 2),
+            };
+            if !f.is_finite() {
+                continue;
+            }
+            let mut out = Vec::new();
+            write_f64(&mut out, f);
+            let want = if f == 0.0 {
+                "0".to_owned()
+            } else {
+                ryu_js::Buffer::new().format(f).to_owned()
+            };
+            assert_eq!(String::from_utf8(out).unwrap(), want, "{f:e}");
+        }
+    }
+
+    #[test]
+    fn canonical_number_text_is_what_javascript_prints() {
+        for (s, canonical) in [
+            ("48.85", true),
+            ("0", true),
+            ("-2.5", true),
+            ("1080", true),
+            ("0.000001", true),
+            ("0.0000001", false),
+            ("048", false),
+            ("1.50", false),
+            ("1.", false),
+            (".5", false),
+            ("+1", false),
+            ("1e3", false),
+            (" 1", false),
+            ("-0", false),
+            ("123456789012345", true),
+            ("1234567890123456", false),
+            ("0.0", false),
+        ] {
+            assert_eq!(is_canonical_number_text(s), canonical, "{s}");
+            if canonical {
+                let mut out = Vec::new();
+                write_f64(&mut out, string_to_number(s).unwrap());
+                assert_eq!(String::from_utf8(out).unwrap(), s);
+            }
+        }
     }
 
     #[test]

@@ -18,6 +18,34 @@ pub struct Envelope<'a> {
     value: OnceCell<Value>,
 }
 
+/// The top-level envelope key a path starts with, resolved when the path is compiled.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EnvRoot {
+    /// No key: the whole envelope.
+    Whole,
+    Type,
+    Event,
+    MessageId,
+    Properties,
+    SegmentId,
+    /// A key the envelope has not: `undefined`.
+    Other,
+}
+
+impl EnvRoot {
+    pub fn of(first_key: Option<&str>) -> EnvRoot {
+        match first_key {
+            None => EnvRoot::Whole,
+            Some("type") => EnvRoot::Type,
+            Some("event") => EnvRoot::Event,
+            Some("messageId") => EnvRoot::MessageId,
+            Some("properties") => EnvRoot::Properties,
+            Some("__segment_id") => EnvRoot::SegmentId,
+            Some(_) => EnvRoot::Other,
+        }
+    }
+}
+
 /// Where a path starts: the envelope, or (inside `@arrayPath` and `@transform`) another value.
 #[derive(Clone, Copy)]
 pub enum Scope<'a> {
@@ -56,14 +84,15 @@ impl<'a> Envelope<'a> {
     }
 
     /// The value of a top-level envelope key.
-    pub fn root(&self, key: &str) -> Option<VRef<'_>> {
-        match key {
-            "type" => Some(VRef::Str("track")),
-            "event" => Some(VRef::Str(self.row.op.event())),
-            "messageId" => Some(VRef::Str(self.message_id())),
-            "properties" => Some(VRef::Row(&self.row.columns)),
-            "__segment_id" => self.row.id.as_deref().map(VRef::Str),
-            _ => None,
+    pub fn root(&self, root: EnvRoot) -> Option<VRef<'_>> {
+        match root {
+            EnvRoot::Type => Some(VRef::Str("track")),
+            EnvRoot::Event => Some(VRef::Str(self.row.op.event())),
+            EnvRoot::MessageId => Some(VRef::Str(self.message_id())),
+            EnvRoot::Properties => Some(VRef::Row(&self.row.columns)),
+            EnvRoot::SegmentId => self.row.id.as_deref().map(VRef::Str),
+            EnvRoot::Whole => Some(VRef::Json(self.as_value())),
+            EnvRoot::Other => None,
         }
     }
 

@@ -1,15 +1,55 @@
 //! `@path` and template paths, split as Segment's `get` splits them and walked with JavaScript's
 //! `prev && prev[key]`, so a falsy value part-way answers itself and strings have a `length`.
 
+use std::sync::atomic::{AtomicU32, Ordering};
+
 use serde_json::Value;
 
-use super::envelope::Scope;
-use crate::json::{Kind, VRef, Val, js_len};
+use super::envelope::{EnvRoot, Scope};
+use crate::json::{Columns, Kind, VRef, Val, js_len};
 
-/// A compiled path: its keys, split once at compile time.
+/// A compiled path: its keys, split once at compile time, and what its first key names in the
+/// envelope.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Path {
     keys: Box<[Box<str>]>,
+    root: EnvRoot,
+    column: ColumnHint,
+}
+
+/// Where the column a `$.properties.<column>` path names was last found. Rows of one model
+/// share their column order, so the next row usually has it at the same index: one key
+/// comparison instead of a hash lookup.
+#[derive(Debug, Default)]
+struct ColumnHint(AtomicU32);
+
+impl Clone for ColumnHint {
+    fn clone(&self) -> Self {
+        ColumnHint(AtomicU32::new(self.0.load(Ordering::Relaxed)))
+    }
+}
+
+impl PartialEq for ColumnHint {
+    fn eq(&self, _: &Self) -> bool {
+        true
+    }
+}
+
+impl Eq for ColumnHint {}
+
+impl ColumnHint {
+    fn get<'c>(&self, columns: &'c Columns, key: &str) -> Option<&'c Value> {
+        let hint = self.0.load(Ordering::Relaxed) as usize;
+        if let Some((k, v)) = columns.get_index(hint)
+            && k == key
+        {
+            return Some(v);
+        }
+        let (i, _, v) = columns.get_full(key)?;
+        self.0
+            .store(u32::try_from(i).unwrap_or(0), Ordering::Relaxed);
+        Some(v)
+    }
 }
 
 impl Path {
@@ -23,15 +63,21 @@ impl Path {
 
     /// A template placeholder: split as `get` does (no `$.` removal).
     pub fn parse_get(src: &str) -> Path {
-        if src.is_empty() || src == "." {
-            return Path { keys: Box::new([]) };
+        let keys: Box<[Box<str>]> = if src.is_empty() || src == "." {
+            Box::new([])
+        } else {
+            split(src)
+                .into_iter()
+                .filter(|k| !k.is_empty())
+                .map(|k| k.replace(['\'', '"'], "").into_boxed_str())
+                .collect()
+        };
+        let root = EnvRoot::of(keys.first().map(|k| &**k));
+        Path {
+            keys,
+            root,
+            column: ColumnHint::default(),
         }
-        let keys = split(src)
-            .into_iter()
-            .filter(|k| !k.is_empty())
-            .map(|k| k.replace(['\'', '"'], "").into_boxed_str())
-            .collect();
-        Path { keys }
     }
 
     #[cfg(test)]
@@ -42,9 +88,15 @@ impl Path {
     /// The value at this path in `scope`, `None` for `undefined`.
     pub fn resolve<'a>(&self, scope: &Scope<'a>) -> Option<Val<'a>> {
         let (start, rest) = match scope {
-            Scope::Env(env) => match self.keys.split_first() {
-                None => return Some(Val::Ref(env.as_value())),
-                Some((first, rest)) => (env.root(first)?, rest),
+            Scope::Env(env) => match (self.root, &self.keys[..]) {
+                (EnvRoot::Whole, _) => return Some(Val::Ref(env.as_value())),
+                // The common case, `$.properties.<column>`: straight to the column.
+                (EnvRoot::Properties, [_, column, rest @ ..]) => (
+                    VRef::Json(self.column.get(&env.row().columns, column)?),
+                    rest,
+                ),
+                (root, [_, rest @ ..]) => (env.root(root)?, rest),
+                (_, []) => return Some(Val::Ref(env.as_value())),
             },
             Scope::Node(node) => (*node, &self.keys[..]),
             Scope::Nothing => return None,

@@ -27,6 +27,8 @@ enum Coerced<'v> {
     Str(Cow<'v, str>),
     Num(f64),
     Number(&'v serde_json::Number),
+    /// A number written as this text (already JavaScript's form).
+    Text(&'v str),
     Bool(bool),
 }
 
@@ -36,6 +38,7 @@ impl Coerced<'_> {
             Coerced::Str(s) => json::write_str(out, s),
             Coerced::Num(f) => json::write_f64(out, *f),
             Coerced::Number(n) => json::write_number(out, n),
+            Coerced::Text(t) => out.extend_from_slice(t.as_bytes()),
             Coerced::Bool(b) => out.extend_from_slice(if *b { b"true" } else { b"false" }),
         }
     }
@@ -81,6 +84,8 @@ fn coerce<'v>(v: VRef<'v>, ty: Scalar) -> Result<Coerced<'v>, &'static str> {
         (Scalar::Num, Kind::Number(n)) => Ok(Coerced::Number(n)),
         (Scalar::Num, Kind::Bool(b)) => Ok(Coerced::Num(if b { 1.0 } else { 0.0 })),
         (Scalar::Num, Kind::Null) => Ok(Coerced::Num(0.0)),
+        // A numeric string that is already JavaScript's text for its number is written as it is.
+        (Scalar::Num, Kind::Str(s)) if json::is_canonical_number_text(s) => Ok(Coerced::Text(s)),
         (Scalar::Num, Kind::Str(s)) if !s.is_empty() => match json::string_to_number(s) {
             // Infinity would become `null` on the wire: refuse it rather than lose it.
             Some(f) if f.is_finite() => Ok(Coerced::Num(f)),
@@ -121,7 +126,7 @@ fn removed(v: VRef<'_>, ty: Scalar) -> bool {
 /// The event under construction.
 struct Builder<'v, 'o> {
     action: Action,
-    fields: [Option<VRef<'v>>; Field::COUNT],
+    fields: &'v Fields<'v>,
     strings: [Option<Cow<'v, str>>; Field::COUNT],
     out: &'o mut Vec<u8>,
     issues: Vec<Issue>,
@@ -129,16 +134,16 @@ struct Builder<'v, 'o> {
 
 /// Builds the event for `action` from `fields` into `out` (appended), and checks it.
 /// `derived_message_id` supplies the messageId when the mapping gives none (D5).
-pub fn build<'a>(
+pub fn build<'v>(
     action: Action,
-    fields: &Fields<'a>,
+    fields: &'v Fields<'v>,
     derived_message_id: impl FnOnce() -> String,
     out: &mut Vec<u8>,
 ) -> Built {
     let start = out.len();
     let mut b = Builder {
         action,
-        fields: std::array::from_fn(|i| present(&fields[i])),
+        fields,
         strings: std::array::from_fn(|_| None),
         out,
         issues: Vec::new(),
@@ -199,7 +204,7 @@ pub fn build<'a>(
 
 impl<'v> Builder<'v, '_> {
     fn get(&self, f: Field) -> Option<VRef<'v>> {
-        self.fields[f.index()]
+        present(&self.fields[f.index()])
     }
 
     fn string(&self, f: Field) -> Option<&str> {
@@ -255,7 +260,17 @@ impl<'v> Builder<'v, '_> {
         }
     }
 
-    fn key(&mut self, first: &mut bool, key: &str) {
+    /// One of the event's own keys (plain ASCII: written without an escape scan).
+    fn key(&mut self, first: &mut bool, key: &'static str) {
+        if !*first {
+            self.out.push(b',');
+        }
+        *first = false;
+        json::write_plain_key(self.out, key);
+    }
+
+    /// A key that came from data (free-form objects): escaped.
+    fn data_key(&mut self, first: &mut bool, key: &str) {
         if !*first {
             self.out.push(b',');
         }
@@ -264,7 +279,7 @@ impl<'v> Builder<'v, '_> {
         self.out.push(b':');
     }
 
-    fn str_key(&mut self, first: &mut bool, key: &str, f: Field) {
+    fn str_key(&mut self, first: &mut bool, key: &'static str, f: Field) {
         if let Some(s) = self.strings[f.index()].take() {
             self.key(first, key);
             json::write_str(self.out, &s);
@@ -301,7 +316,6 @@ impl<'v> Builder<'v, '_> {
             Action::Page => {
                 self.key(first, "properties");
                 let copied = self.page_properties();
-                let copied: Vec<(&str, Coerced<'_>)> = copied;
                 self.write_spread(&copied, self.get(Field::Properties), None);
             }
             Action::Screen => {
@@ -360,7 +374,7 @@ impl<'v> Builder<'v, '_> {
         self.out.push(b'}');
     }
 
-    fn object_key(&mut self, first: &mut bool, key: &str, f: Field) {
+    fn object_key(&mut self, first: &mut bool, key: &'static str, f: Field) {
         let (Some(v), FieldType::Object(subs)) = (self.get(f), f.ty()) else {
             return;
         };
@@ -423,7 +437,7 @@ impl<'v> Builder<'v, '_> {
     /// replaces the object's own `address` (D3).
     fn write_spread(
         &mut self,
-        copied: &[(&str, Coerced<'_>)],
+        copied: &[(&'static str, Coerced<'_>)],
         object: Option<VRef<'v>>,
         address: Option<VRef<'v>>,
     ) {
@@ -442,7 +456,7 @@ impl<'v> Builder<'v, '_> {
                 if address.is_some() && k == "address" {
                     continue;
                 }
-                self.key(first, k);
+                self.data_key(first, k);
                 v.write_json(self.out);
             }
         }
