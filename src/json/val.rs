@@ -23,6 +23,9 @@ pub enum Val<'a> {
     Arr(Vec<Val<'a>>),
     /// A value a directive computed.
     Own(Value),
+    /// An `undefined` item of an array: written as `null` (as `JSON.stringify` does), but
+    /// `@flatten` and `@merge` drop it, as JavaScript does.
+    Hole,
 }
 
 /// A borrowed view of a `Val` or of JSON inside one.
@@ -33,6 +36,7 @@ pub enum VRef<'x> {
     Row(&'x Columns),
     Obj(&'x [(&'x str, Val<'x>)]),
     Arr(&'x [Val<'x>]),
+    Hole,
 }
 
 /// The JSON type of a value, with its content.
@@ -76,6 +80,7 @@ impl<'a> Val<'a> {
             Val::Obj(p) => VRef::Obj(p),
             Val::Arr(a) => VRef::Arr(a),
             Val::Own(v) => VRef::Json(v),
+            Val::Hole => VRef::Hole,
         }
     }
 
@@ -110,7 +115,13 @@ impl<'x> VRef<'x> {
             VRef::Row(c) => Kind::Object(ObjRef::Row(c)),
             VRef::Obj(p) => Kind::Object(ObjRef::Pairs(p)),
             VRef::Arr(a) => Kind::Array(ArrRef::Vals(a)),
+            VRef::Hole => Kind::Null,
         }
+    }
+
+    /// An `undefined` array item.
+    pub fn is_hole(self) -> bool {
+        matches!(self, VRef::Hole)
     }
 
     pub fn is_null(self) -> bool {
@@ -165,6 +176,7 @@ impl<'x> VRef<'x> {
                     .collect(),
             ),
             VRef::Arr(a) => Value::Array(a.iter().map(|v| v.as_ref().to_value()).collect()),
+            VRef::Hole => Value::Null,
         }
     }
 
@@ -175,6 +187,7 @@ impl<'x> VRef<'x> {
             VRef::Row(c) => Val::Row(c),
             VRef::Obj(p) => Val::Obj(p.to_vec()),
             VRef::Arr(a) => Val::Arr(a.to_vec()),
+            VRef::Hole => Val::Hole,
         }
     }
 
@@ -183,6 +196,7 @@ impl<'x> VRef<'x> {
         match self {
             VRef::Json(v) => super::write_value(out, v),
             VRef::Str(s) => super::write_str(out, s),
+            VRef::Hole => out.extend_from_slice(b"null"),
             VRef::Arr(items) => {
                 out.push(b'[');
                 for (i, item) in items.iter().enumerate() {

@@ -37,7 +37,7 @@ pub fn eval<'a>(e: &'a Expr, scope: Scope<'a>) -> Out<'a> {
         Expr::Array(items) => Some(Val::Arr(
             items
                 .iter()
-                .map(|i| Ok(eval(i, scope)?.unwrap_or_else(Val::null)))
+                .map(|i| Ok(eval(i, scope)?.unwrap_or(Val::Hole)))
                 .collect::<Result<_, _>>()?,
         )),
         Expr::Path(p) => p.resolve(&scope),
@@ -143,7 +143,18 @@ pub fn eval<'a>(e: &'a Expr, scope: Scope<'a>) -> Out<'a> {
         Expr::Merge { objects, left } => {
             let mut resolved = Vec::with_capacity(objects.len());
             for o in objects {
-                resolved.push(eval(o, scope)?);
+                resolved.push(match o {
+                    // A raw object keeps its undefined entries here: `Object.assign` copies them,
+                    // so they remove an earlier object's key.
+                    Expr::Object(entries) => {
+                        let mut pairs = Vec::with_capacity(entries.len());
+                        for (k, e) in entries {
+                            pairs.push((k.as_str(), eval(e, scope)?.unwrap_or(Val::Hole)));
+                        }
+                        Some(Val::Obj(pairs))
+                    }
+                    other => eval(other, scope)?,
+                });
             }
             if *left {
                 resolved.reverse();
@@ -225,7 +236,7 @@ fn is_container(v: VRef<'_>) -> bool {
 /// `arrify(root).map(item => resolve(shape, item))`.
 fn array_path<'a>(root: Val<'a>, shape: &'a Expr) -> Result<Val<'a>, EvalError> {
     fn each<'x>(root: VRef<'x>, shape: &'x Expr) -> Result<Vec<Val<'x>>, EvalError> {
-        let item = |v: VRef<'x>| Ok(eval(shape, Scope::Node(v))?.unwrap_or_else(Val::null));
+        let item = |v: VRef<'x>| Ok(eval(shape, Scope::Node(v))?.unwrap_or(Val::Hole));
         match root.kind() {
             Kind::Array(a) => a.iter().map(item).collect(),
             _ => Ok(vec![item(root)?]),
@@ -318,6 +329,8 @@ fn flatten(
                 flatten(out, item, key(&i.to_string()), sep, omit_arrays);
             }
         }
+        // `{[prefix]: undefined}`: removed afterwards.
+        _ if v.is_hole() => {}
         _ => {
             out.insert(prefix, v.to_value());
         }
@@ -326,20 +339,28 @@ fn flatten(
 
 /// `Object.assign(out, v)`: objects copy their entries, arrays and strings their indices.
 fn assign(out: &mut Map<String, Value>, v: VRef<'_>) {
+    // An undefined value is copied too, and so removes the key.
+    let mut put = |k: String, item: VRef<'_>| {
+        if item.is_hole() {
+            out.shift_remove(&k);
+        } else {
+            out.insert(k, item.to_value());
+        }
+    };
     match v.kind() {
         Kind::Object(o) => {
             for (k, item) in o.iter() {
-                out.insert(k.to_owned(), item.to_value());
+                put(k.to_owned(), item);
             }
         }
         Kind::Array(a) => {
             for (i, item) in a.iter().enumerate() {
-                out.insert(i.to_string(), item.to_value());
+                put(i.to_string(), item);
             }
         }
         Kind::Str(s) => {
             for (i, c) in s.chars().enumerate() {
-                out.insert(i.to_string(), Value::String(c.to_string()));
+                put(i.to_string(), VRef::Str(c.encode_utf8(&mut [0; 4])));
             }
         }
         _ => {}
