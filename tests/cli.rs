@@ -1,0 +1,351 @@
+//! The built binary's `test-mapping` subcommand: the JSON it prints and its exit codes (0 accepted
+//! or skipped, 1 rejected or invalid mapping, 2 usage or file error), plus the README example.
+
+mod support;
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+use serde_json::{Value, json};
+
+use support::TempDir;
+
+const BIN: &str = env!("CARGO_BIN_EXE_segment-connections");
+
+fn command() -> Command {
+    let mut cmd = Command::new(BIN);
+    // The flags also read these: make sure only the arguments given count.
+    cmd.env_remove("SEGMENT_CONNECTIONS_MAPPING")
+        .env_remove("SEGMENT_CONNECTIONS_ROW")
+        .current_dir(env!("CARGO_MANIFEST_DIR"));
+    cmd
+}
+
+fn run_files(mapping: &Path, row: &Path) -> Output {
+    command()
+        .arg("test-mapping")
+        .arg("--mapping")
+        .arg(mapping)
+        .arg("--row")
+        .arg(row)
+        .output()
+        .expect("the binary runs")
+}
+
+/// Writes both files (raw text) and runs `test-mapping` on them.
+fn run_text(mapping: &str, row: &str) -> Output {
+    let dir = TempDir::new("cli");
+    let m = dir.file("mapping.json", mapping);
+    let r = dir.file("row.json", row);
+    run_files(&m, &r)
+}
+
+fn run(mapping: Value, row: Value) -> Output {
+    run_text(&mapping.to_string(), &row.to_string())
+}
+
+/// The exit code and the JSON object printed on stdout.
+fn printed(out: &Output) -> (i32, Value) {
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let v: Value = serde_json::from_str(&stdout).unwrap_or_else(|e| {
+        panic!(
+            "stdout is not one JSON value ({e}): {stdout}\nstderr: {}",
+            String::from_utf8_lossy(&out.stderr)
+        )
+    });
+    assert!(v.is_object(), "{v}");
+    (out.status.code().expect("exited"), v)
+}
+
+/// A file error: exit 2, nothing on stdout, the reason on stderr.
+fn assert_file_error(out: &Output, needle: &str) {
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "stderr: {stderr}");
+    assert!(
+        out.stdout.is_empty(),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    assert!(stderr.contains(needle), "{needle:?} not in {stderr:?}");
+}
+
+fn track_mapping() -> Value {
+    json!({
+        "name": "cli",
+        "action": "track",
+        "trigger": "added",
+        "fields": {
+            "event_name": "Signed Up",
+            "user_id": {"@path": "$.properties.uid"},
+            "message_id": {"@path": "$.messageId"},
+            "properties": {"plan": {"@path": "$.properties.plan"}},
+        }
+    })
+}
+
+fn row(op: &str, columns: Value) -> Value {
+    json!({"id": 1, "op": op, "columns": columns, "message_id": "msg-1"})
+}
+
+#[test]
+fn accepted_exits_0_with_the_event() {
+    let out = run(
+        track_mapping(),
+        row("added", json!({"uid": 7, "plan": "pro"})),
+    );
+    let (code, v) = printed(&out);
+    assert_eq!(code, 0);
+    let event = json!({
+        "userId": "7",
+        "event": "Signed Up",
+        "messageId": "msg-1",
+        "context": {"traits": {}, "consent": {}},
+        "properties": {"plan": "pro"},
+        "type": "track",
+    });
+    let size = serde_json::to_string(&event).unwrap().len();
+    assert_eq!(
+        v,
+        json!({
+            "accepted": true,
+            "skipped": false,
+            "event": event,
+            "message_id": "msg-1",
+            "size_bytes": size,
+            "issues": [],
+        })
+    );
+}
+
+#[test]
+fn skipped_exits_0_with_no_event() {
+    let out = run(track_mapping(), row("updated", json!({"uid": 7})));
+    let (code, v) = printed(&out);
+    assert_eq!(code, 0);
+    assert_eq!(
+        v,
+        json!({
+            "accepted": false,
+            "skipped": true,
+            "event": null,
+            "message_id": null,
+            "size_bytes": null,
+            "issues": [],
+        })
+    );
+}
+
+#[test]
+fn rejected_exits_1_with_the_issue() {
+    let out = run(track_mapping(), row("added", json!({"uid": {"id": 7}})));
+    let (code, v) = printed(&out);
+    assert_eq!(code, 1);
+    assert_eq!(
+        v,
+        json!({
+            "accepted": false,
+            "skipped": false,
+            "event": null,
+            "message_id": "msg-1",
+            "size_bytes": null,
+            "issues": [{
+                "code": "TYPE_MISMATCH",
+                "pointer": "/user_id",
+                "message": "User ID must be a string but it was an object.",
+            }],
+        })
+    );
+}
+
+#[test]
+fn invalid_mapping_exits_1_listing_every_violation() {
+    let mapping = json!({
+        "action": "track",
+        "fields": {
+            "user_id": {"@replace": {"pattern": "abcdefghijkl", "value": "v"}},
+            "traits": {"x": {"@nope": 1}},
+        }
+    });
+    let out = run(mapping, row("added", json!({})));
+    let (code, v) = printed(&out);
+    assert_eq!(code, 1);
+    assert_eq!(
+        v,
+        json!({
+            "accepted": false,
+            "skipped": false,
+            "event": null,
+            "message_id": null,
+            "size_bytes": null,
+            "issues": [
+                {
+                    "code": "INVALID_MAPPING",
+                    "pointer": "/fields/user_id/@replace/pattern",
+                    "message": "should be a string of length 10 or less",
+                },
+                {
+                    "code": "INVALID_MAPPING",
+                    "pointer": "/fields/traits/x",
+                    "message": "has an invalid directive: @nope",
+                },
+                {
+                    "code": "INVALID_MAPPING",
+                    "pointer": "/fields/event_name",
+                    "message": "is required for track but not mapped",
+                },
+            ],
+        })
+    );
+}
+
+#[test]
+fn oversize_exits_1_and_shows_the_event() {
+    let pad = "x".repeat(40_000);
+    let out = run(
+        track_mapping(),
+        row("added", json!({"uid": "u", "plan": pad})),
+    );
+    let (code, v) = printed(&out);
+    assert_eq!(code, 1);
+    assert_eq!(v["accepted"], false);
+    assert_eq!(v["event"]["properties"]["plan"], pad);
+    let size = v["size_bytes"].as_u64().unwrap() as usize;
+    assert_eq!(size, serde_json::to_string(&v["event"]).unwrap().len());
+    assert!(size > 32_768);
+    assert_eq!(
+        v["issues"],
+        json!([{
+            "code": "EVENT_TOO_LARGE",
+            "pointer": "",
+            "message": format!("the event is {size} bytes; the Tracking API accepts at most 32768"),
+        }])
+    );
+}
+
+#[test]
+fn missing_file_exits_2() {
+    let dir = TempDir::new("cli-missing");
+    let row = dir.file("row.json", row("added", json!({})).to_string());
+    let missing = dir.0.join("no-such-mapping.json");
+    let out = run_files(&missing, &row);
+    assert_file_error(&out, "no-such-mapping.json");
+    let mapping = dir.file("mapping.json", track_mapping().to_string());
+    let out = run_files(&mapping, &dir.0.join("no-such-row.json"));
+    assert_file_error(&out, "no-such-row.json");
+}
+
+#[test]
+fn bad_json_exits_2() {
+    let row_text = row("added", json!({})).to_string();
+    let out = run_text("{\"action\": \"track\",", &row_text);
+    assert_file_error(&out, "not a mapping file");
+    let out = run_text(
+        &track_mapping().to_string(),
+        "{\"op\": \"added\", \"columns\": {}",
+    );
+    assert_file_error(&out, "not a row file");
+    let out = run_text("", &row_text);
+    assert_file_error(&out, "not a mapping file");
+}
+
+#[test]
+fn unknown_op_exits_2() {
+    let out = run(track_mapping(), json!({"op": "inserted", "columns": {}}));
+    assert_file_error(&out, "unknown variant `inserted`");
+}
+
+#[test]
+fn columns_not_an_object_exits_2() {
+    for columns in [json!([1, 2]), json!("a"), json!(null)] {
+        let out = run(track_mapping(), json!({"op": "added", "columns": columns}));
+        assert_file_error(&out, "not a row file");
+    }
+    let out = run(track_mapping(), json!({"op": "added"}));
+    assert_file_error(&out, "missing field `columns`");
+}
+
+#[test]
+fn unknown_top_level_keys_exit_2() {
+    let mut mapping = track_mapping();
+    mapping["mappings"] = json!({});
+    let out = run(mapping, row("added", json!({})));
+    assert_file_error(&out, "unknown field `mappings`");
+    let mut r = row("added", json!({}));
+    r["colums"] = json!({});
+    let out = run(track_mapping(), r);
+    assert_file_error(&out, "unknown field `colums`");
+}
+
+#[test]
+fn missing_required_flag_exits_2() {
+    let dir = TempDir::new("cli-flags");
+    let mapping = dir.file("mapping.json", track_mapping().to_string());
+    let out = command()
+        .args(["test-mapping", "--mapping"])
+        .arg(&mapping)
+        .output()
+        .unwrap();
+    assert_file_error(&out, "--row");
+    let out = command().arg("test-mapping").output().unwrap();
+    assert_file_error(&out, "--mapping");
+}
+
+/// The README's command, run from the repository root on the shipped examples.
+#[test]
+fn readme_example_is_accepted() {
+    let out = command()
+        .args([
+            "test-mapping",
+            "--mapping",
+            "examples/track.mapping.json",
+            "--row",
+            "examples/track.row.json",
+        ])
+        .output()
+        .unwrap();
+    let (code, v) = printed(&out);
+    assert_eq!(code, 0, "{v}");
+    assert_eq!(v["accepted"], true);
+    assert_eq!(v["issues"], json!([]));
+    let mut event = v["event"].clone();
+    // No message_id in the row: the derived id (offline identity), shown in both places.
+    let id = event["messageId"].as_str().unwrap().to_owned();
+    assert!(id.starts_with("sc1-") && id.len() == 36, "{id}");
+    assert_eq!(v["message_id"], id);
+    event.as_object_mut().unwrap().remove("messageId");
+    assert_eq!(
+        event,
+        json!({
+            "userId": "98765",
+            "timestamp": "2024-05-01T12:00:00.000Z",
+            "event": "Order Completed",
+            "context": {
+                "traits": {"email": "ada@example.com"},
+                "consent": {},
+                "ip": "192.0.2.10",
+            },
+            "properties": {
+                "order_id": "ord-1001",
+                "revenue": 59.9,
+                "currency": "EUR",
+                "products": [
+                    {"product_id": "SKU-1", "quantity": 2, "price": 19.95},
+                    {"product_id": "SKU-2", "quantity": 1, "price": 20},
+                ],
+            },
+            "type": "track",
+        })
+    );
+    // The same files give the same messageId every time.
+    let again = command()
+        .args([
+            "test-mapping",
+            "--mapping",
+            "examples/track.mapping.json",
+            "--row",
+            "examples/track.row.json",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(printed(&again).1["message_id"], id);
+}
