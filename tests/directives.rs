@@ -503,6 +503,31 @@ fn transform() {
     );
 }
 
+/// `@liquid` (the recorded Liquid cases are in src/mapping/liquid.rs); expected from the oracle.
+#[test]
+fn liquid() {
+    check(
+        json!({
+            "greeting": {"@liquid": "{% if properties.vip %}Dear {{ properties.first | capitalize }}\
+                {% else %}Hi {{ properties.first }}{% endif %} ({{ event }})"},
+            "missing": {"@liquid": "[{{ properties.nope }}]"},
+            "math": {"@liquid": "{{ properties.n | plus: 1 }}"},
+        }),
+        json!({"first": "ada", "vip": true, "n": "41"}),
+        json!({"greeting": "Dear Ada (new)", "missing": "[]", "math": "42"}),
+    );
+    // A disabled tag is a mapping violation at the directive.
+    assert_eq!(
+        violations(track_with_properties(
+            json!({"x": {"@liquid": "{% for i in a %}{% endfor %}"}})
+        )),
+        [(
+            "/fields/properties/x/@liquid".to_owned(),
+            "tag \"for\" is disabled".to_owned()
+        )]
+    );
+}
+
 #[test]
 fn exclude_when_null() {
     check(
