@@ -5,6 +5,7 @@
 //! `segment` (the Spec event, the API's limits). `json` holds JavaScript-compatible JSON.
 
 pub mod cli;
+pub mod grpc;
 pub mod issue;
 pub mod json;
 pub mod mapping;

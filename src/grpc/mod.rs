@@ -1,0 +1,4 @@
+//! The gRPC transport: generated code (`proto`), thin handlers (`service`), proto⇄domain
+//! conversion (`convert`) and the one Error→Status mapping (`status`).
+
+pub mod proto;
