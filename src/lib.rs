@@ -10,3 +10,4 @@ pub mod issue;
 pub mod json;
 pub mod mapping;
 pub mod segment;
+pub mod store;
