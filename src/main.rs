@@ -5,6 +5,9 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+use segment_connections::cli::client::ClientArgs;
+use segment_connections::cli::destinations::{self, DestinationsCommand};
+use segment_connections::cli::mappings::{self, MappingsCommand};
 use segment_connections::cli::test_mapping;
 use segment_connections::config::{LogFormat, ServeArgs, Settings};
 
@@ -33,12 +36,28 @@ enum Command {
         #[arg(long, env = "SEGMENT_CONNECTIONS_ROW")]
         row: PathBuf,
     },
+    /// Manage destinations on a running server.
+    Destinations {
+        #[command(flatten)]
+        client: ClientArgs,
+        #[command(subcommand)]
+        command: DestinationsCommand,
+    },
+    /// Manage mappings on a running server, and test them there.
+    Mappings {
+        #[command(flatten)]
+        client: ClientArgs,
+        #[command(subcommand)]
+        command: MappingsCommand,
+    },
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
         Command::Serve(args) => serve(args),
+        Command::Destinations { client, command } => destinations::run(client, command),
+        Command::Mappings { client, command } => mappings::run(client, command),
         Command::TestMapping { mapping, row } => match test_mapping::run(&mapping, &row) {
             Ok(result) => {
                 println!(

@@ -1,5 +1,6 @@
 //! The API over a real socket: a server on 127.0.0.1:0 per test, a temporary SQLite store.
 
+mod cli;
 mod destinations;
 mod health_reflection;
 mod helpers;
