@@ -33,11 +33,15 @@ impl Violations {
 
 /// An id field: present and short.
 pub(super) fn id(field: &str, id: String) -> Result<String, Error> {
+    check_id(id).map_err(|e| Error::invalid(field, e))
+}
+
+fn check_id(id: String) -> Result<String, &'static str> {
     if id.is_empty() {
-        return Err(Error::invalid(field, "is required"));
+        return Err("is required");
     }
     if id.len() > 200 {
-        return Err(Error::invalid(field, "is longer than 200 bytes"));
+        return Err("is longer than 200 bytes");
     }
     Ok(id)
 }
@@ -98,7 +102,7 @@ impl TryFrom<proto::UpdateDestinationRequest> for DestinationUpdate {
             enabled,
         } = req;
         let mut v = Violations::default();
-        let id = v.check("id", id("id", given_id).map_err(|e| first_description(&e)));
+        let id = v.check("id", check_id(given_id));
         let version = v.check("version", version(given_version));
         let name = name
             .and_then(|n| v.check("name", Name::parse(n)).map(Some))
@@ -121,13 +125,6 @@ impl TryFrom<proto::UpdateDestinationRequest> for DestinationUpdate {
                 },
             })
         })
-    }
-}
-
-fn first_description(e: &Error) -> String {
-    match e {
-        Error::InvalidRequest(v) => v.first().map(|v| v.description.clone()).unwrap_or_default(),
-        other => other.to_string(),
     }
 }
 
