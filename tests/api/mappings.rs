@@ -291,3 +291,61 @@ async fn destinations_and_mappings_survive_a_restart() {
         .unwrap();
     assert_eq!(updated.version, 2);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_creates_never_pass_the_limit() {
+    let app = TestApp::spawn().await;
+    let d = app.create_destination("prod").await;
+    let calls = (0..60).map(|i| {
+        let mut c = app.client.clone();
+        let destination_id = d.id.clone();
+        tokio::spawn(async move {
+            c.create_mapping(proto::CreateMappingRequest {
+                destination_id,
+                mapping_json: track_mapping(&format!("m{i:02}")),
+            })
+            .await
+            .map(|_| ())
+            .map_err(|s| s.code())
+        })
+    });
+    let mut created = 0;
+    for call in calls.collect::<Vec<_>>() {
+        match call.await.unwrap() {
+            Ok(()) => created += 1,
+            Err(code) => assert_eq!(code, Code::FailedPrecondition),
+        }
+    }
+    assert_eq!(created, 50);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn of_concurrent_updates_from_one_version_exactly_one_wins() {
+    let app = TestApp::spawn().await;
+    let d = app.create_destination("prod").await;
+    let m = app.create_mapping(&d.id, &track_mapping("orders")).await;
+    let calls: Vec<_> = (0..10)
+        .map(|_| {
+            let mut c = app.client.clone();
+            let id = m.id.clone();
+            tokio::spawn(async move {
+                c.update_mapping(proto::UpdateMappingRequest {
+                    id,
+                    version: 1,
+                    mapping_json: track_mapping("orders"),
+                })
+                .await
+                .map(|_| ())
+                .map_err(|s| s.code())
+            })
+        })
+        .collect();
+    let mut won = 0;
+    for call in calls {
+        match call.await.unwrap() {
+            Ok(()) => won += 1,
+            Err(code) => assert_eq!(code, Code::Aborted),
+        }
+    }
+    assert_eq!(won, 1);
+}
