@@ -1,4 +1,4 @@
-//! `segment-connections destinations create|list|get|delete`.
+//! `segment-connections destinations create|update|list|get|delete`.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -33,6 +33,30 @@ pub enum DestinationsCommand {
         #[arg(long, env = "SEGMENT_CONNECTIONS_DISABLED")]
         disabled: bool,
     },
+    /// Change a destination: only the fields given change.
+    Update {
+        id: String,
+        /// The version read (stale: the server refuses). Default: the current version.
+        #[arg(long, env = "SEGMENT_CONNECTIONS_VERSION")]
+        version: Option<u64>,
+        #[arg(long, env = "SEGMENT_CONNECTIONS_NAME")]
+        name: Option<String>,
+        #[arg(long, env = "SEGMENT_CONNECTIONS_REGION")]
+        region: Option<String>,
+        /// A file holding the new write key.
+        #[arg(
+            long,
+            env = "SEGMENT_CONNECTIONS_WRITE_KEY_FILE",
+            conflicts_with = "write_key"
+        )]
+        write_key_file: Option<PathBuf>,
+        /// The new write key (prefer --write-key-file).
+        #[arg(long, env = "SEGMENT_CONNECTIONS_WRITE_KEY", hide_env_values = true)]
+        write_key: Option<String>,
+        /// Enable or disable it.
+        #[arg(long, env = "SEGMENT_CONNECTIONS_ENABLED")]
+        enabled: Option<bool>,
+    },
     /// List destinations by name.
     List,
     /// Print one destination.
@@ -57,13 +81,7 @@ async fn execute(args: ClientArgs, command: DestinationsCommand) -> Result<ExitC
         } => {
             let write_key = match (write_key, write_key_file) {
                 (Some(k), _) => k,
-                (None, Some(path)) => {
-                    let bytes = client::read_file(&path)?;
-                    String::from_utf8(bytes)
-                        .map_err(|_| Failure::Usage(format!("{}: not UTF-8 text", path.display())))?
-                        .trim()
-                        .to_owned()
-                }
+                (None, Some(path)) => read_write_key(&path)?,
                 (None, None) => {
                     return Err(Failure::Usage(
                         "give --write-key-file FILE or --write-key KEY".into(),
@@ -83,6 +101,47 @@ async fn execute(args: ClientArgs, command: DestinationsCommand) -> Result<ExitC
                 .destination
                 .unwrap_or_default();
             print_one(&d, args.json, Some("created"));
+        }
+        DestinationsCommand::Update {
+            id,
+            version,
+            name,
+            region,
+            write_key_file,
+            write_key,
+            enabled,
+        } => {
+            let write_key = match (write_key, write_key_file) {
+                (Some(k), _) => Some(k),
+                (None, Some(path)) => Some(read_write_key(&path)?),
+                (None, None) => None,
+            };
+            let mut c = client::connect(&args).await?;
+            let version = match version {
+                Some(v) => v,
+                None => {
+                    c.get_destination(proto::GetDestinationRequest { id: id.clone() })
+                        .await?
+                        .into_inner()
+                        .destination
+                        .unwrap_or_default()
+                        .version
+                }
+            };
+            let d = c
+                .update_destination(proto::UpdateDestinationRequest {
+                    id,
+                    version,
+                    name,
+                    region,
+                    write_key,
+                    enabled,
+                })
+                .await?
+                .into_inner()
+                .destination
+                .unwrap_or_default();
+            print_one(&d, args.json, Some("updated"));
         }
         DestinationsCommand::List => {
             let mut c = client::connect(&args).await?;
@@ -130,6 +189,14 @@ async fn execute(args: ClientArgs, command: DestinationsCommand) -> Result<ExitC
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// A write key from a file, surrounding whitespace (the trailing newline) removed.
+fn read_write_key(path: &std::path::Path) -> Result<String, Failure> {
+    let bytes = client::read_file(path)?;
+    let text = String::from_utf8(bytes)
+        .map_err(|_| Failure::Usage(format!("{}: not UTF-8 text", path.display())))?;
+    Ok(text.trim().to_owned())
 }
 
 fn print_one(d: &proto::Destination, json: bool, what: Option<&str>) {

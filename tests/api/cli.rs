@@ -439,3 +439,66 @@ async fn serve_creates_its_key_and_store_and_stops_on_sigterm() {
     let rest: Vec<String> = lines_rx.try_iter().collect();
     assert!(rest.iter().any(|l| l.contains("stopped")), "{rest:?}");
 }
+
+#[tokio::test]
+async fn destinations_update_changes_only_what_is_given() {
+    let app = TestApp::spawn().await;
+    let url = app.url();
+    let server = ["--server", url.as_str()];
+    let files = tempfile::tempdir().unwrap();
+    let d = app.create_destination("prod").await;
+    let new_key = "wk_NEW_rotated_77";
+    let key_file = write(files.path(), "wk.txt", &format!("{new_key}\n"));
+
+    let out = cli(
+        &[
+            &["destinations", "update", &d.id, "--name", "production"][..],
+            &[
+                "--write-key-file",
+                &key_file,
+                "--enabled",
+                "false",
+                "--json",
+            ],
+            &server,
+        ]
+        .concat(),
+        &[],
+    )
+    .await;
+    assert!(!text(&out.stdout).contains(new_key));
+    let updated = stdout_json(&out);
+    assert_eq!(updated["name"], "production");
+    assert_eq!(updated["region"], "us");
+    assert_eq!(updated["enabled"], false);
+    assert_eq!(updated["version"], 2);
+    assert_ne!(
+        updated["write_key_fingerprint"].as_str().unwrap(),
+        d.write_key_fingerprint
+    );
+
+    // An explicit stale version is refused.
+    let out = cli(
+        &[
+            &[
+                "destinations",
+                "update",
+                &d.id,
+                "--version",
+                "1",
+                "--region",
+                "eu",
+            ][..],
+            &server,
+        ]
+        .concat(),
+        &[],
+    )
+    .await;
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        text(&out.stderr).contains("ABORTED"),
+        "{}",
+        text(&out.stderr)
+    );
+}
