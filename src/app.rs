@@ -74,6 +74,7 @@ impl App {
                 .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
                 .with_service_name(proto::SERVICE_NAME)
                 .with_service_name("grpc.health.v1.Health")
+                .include_reflection_service(false)
         };
         let reflection_v1 = reflection().build_v1()?;
         let reflection_v1alpha = reflection().build_v1alpha()?;
