@@ -95,6 +95,13 @@ impl KeyRing {
         &self.current.id
     }
 
+    /// Whether the key named `key_id` is loaded (current or previous).
+    pub fn has_key(&self, key_id: &str) -> bool {
+        std::iter::once(&self.current)
+            .chain(&self.previous)
+            .any(|k| k.id == key_id)
+    }
+
     /// Encrypts `plaintext` under the current key, binding it to `aad`.
     pub fn seal(&self, plaintext: &[u8], aad: &[u8]) -> Result<Sealed, CryptoError> {
         let mut nonce = [0u8; NONCE_LEN];

@@ -6,7 +6,7 @@ use std::str::FromStr as _;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::{FromRow, SqlitePool};
 
-use super::crypto::{KeyRing, Sealed};
+use super::crypto::{CryptoError, KeyRing, Sealed};
 use super::{
     Destination, DestinationPatch, Kind, MAX_MAPPINGS_PER_DESTINATION, MappingContent,
     MappingRecord, NewDestination, Region, Result, Store, StoreError, WriteKey, new_id,
@@ -44,6 +44,16 @@ impl SqliteStore {
             .await
             .map_err(backend)?;
         MIGRATOR.run(&pool).await.map_err(backend)?;
+        // Refuse to start with a key ring that cannot open the stored write keys.
+        let key_ids: Vec<(String,)> =
+            sqlx::query_as("SELECT DISTINCT write_key_key_id FROM destinations")
+                .fetch_all(&pool)
+                .await
+                .map_err(backend)?;
+        if let Some((missing,)) = key_ids.into_iter().find(|(id,)| !keys.has_key(id)) {
+            pool.close().await;
+            return Err(CryptoError::UnknownKey(missing).into());
+        }
         Ok(SqliteStore {
             pool,
             keys: std::sync::Arc::new(keys),

@@ -293,3 +293,81 @@ async fn deleting_a_destination_deletes_its_mappings() {
         .unwrap_err();
     assert_eq!(err.code(), Code::NotFound);
 }
+
+#[tokio::test]
+async fn start_up_refuses_a_key_that_cannot_open_the_stored_write_keys_and_rotation_works() {
+    use segment_connections::store::KeyRing;
+
+    let app = TestApp::spawn().await;
+    let d = app.create_destination("prod").await;
+    let dir = app.stop().await;
+    let key_path = dir.path().join("master.key");
+    let old_key = std::fs::read_to_string(&key_path).unwrap();
+    let old_id = KeyRing::from_hex_lines(&old_key)
+        .unwrap()
+        .current_key_id()
+        .to_owned();
+
+    // Another key only: start-up fails and says which key is missing.
+    let new_key = KeyRing::generate_hex().unwrap();
+    std::fs::write(&key_path, format!("{new_key}\n")).unwrap();
+    let err =
+        match segment_connections::app::App::build(crate::helpers::settings(dir.path().into()))
+            .await
+        {
+            Ok(_) => panic!("start-up with the wrong key succeeded"),
+            Err(e) => format!("{e:#}"),
+        };
+    assert!(err.contains(&old_id), "{err}");
+    assert!(
+        !err.contains(old_key.trim()) && !err.contains(&new_key),
+        "{err}"
+    );
+
+    // Rotated: the new key first, the old one kept. Old write keys still open; a new write
+    // key is sealed with the new key.
+    std::fs::write(&key_path, format!("{new_key}\n{old_key}")).unwrap();
+    let app = TestApp::spawn_in(dir).await;
+    let got = app
+        .client
+        .clone()
+        .get_destination(proto::GetDestinationRequest { id: d.id.clone() })
+        .await
+        .unwrap()
+        .into_inner()
+        .destination
+        .unwrap();
+    assert_eq!(got, d);
+    let second = app.create_destination("second").await;
+    let db = app.db_path();
+    let dir = app.stop().await;
+    let ring =
+        KeyRing::from_hex_lines(&std::fs::read_to_string(dir.path().join("master.key")).unwrap())
+            .unwrap();
+    let store = segment_connections::store::SqliteStore::open(&db, ring)
+        .await
+        .unwrap();
+    use segment_connections::store::Store as _;
+    assert_eq!(
+        store.destination_write_key(&d.id).await.unwrap().expose(),
+        "wk-prod-0123456789"
+    );
+    store.delete_destination(&d.id).await.unwrap();
+    store.close().await;
+    // With the old destination gone, the new key alone opens everything left.
+    let store = segment_connections::store::SqliteStore::open(
+        &db,
+        KeyRing::from_hex_lines(&new_key).unwrap(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        store
+            .destination_write_key(&second.id)
+            .await
+            .unwrap()
+            .expose(),
+        "wk-second-0123456789"
+    );
+    store.close().await;
+}
