@@ -69,6 +69,10 @@ async fn reflection_v1_lists_the_service_and_health() {
             ask(MessageRequest::FileContainingSymbol(
                 "segment_connections.v1.Connections".into(),
             )),
+            // Error details can be decoded by reflection-based clients.
+            ask(MessageRequest::FileContainingSymbol(
+                "google.rpc.BadRequest".into(),
+            )),
         ]))
         .await
         .unwrap()
@@ -90,6 +94,16 @@ async fn reflection_v1_lists_the_service_and_health() {
         panic!("{message_response:?}")
     };
     assert!(!files.file_descriptor_proto.is_empty());
+    let ServerReflectionResponse {
+        message_response, ..
+    } = answers.next().await.unwrap().unwrap();
+    assert!(
+        matches!(
+            message_response,
+            Some(MessageResponse::FileDescriptorResponse(_))
+        ),
+        "{message_response:?}"
+    );
 }
 
 #[tokio::test]
