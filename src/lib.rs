@@ -3,9 +3,16 @@
 //!
 //! The row path, top to bottom: `mapping` (compile a mapping, render a row: pure) →
 //! `segment` (the Spec event, the API's limits). `json` holds JavaScript-compatible JSON.
+//! The service: `app` wires `store` (destinations and mappings) under `grpc` (the API);
+//! `config` validates `serve`'s flags; `cli` holds the commands.
 
+pub mod app;
 pub mod cli;
+pub mod config;
+pub mod error;
+pub mod grpc;
 pub mod issue;
 pub mod json;
 pub mod mapping;
 pub mod segment;
+pub mod store;

@@ -1,3 +1,8 @@
-//! The command line: `test-mapping` (offline) and, later, client commands for a running server.
+//! The command line: `test-mapping` (offline) and the client commands (`destinations`,
+//! `mappings`) that call a running server. Client commands exit 0 on success, 1 when the server
+//! answers an error (or cannot be reached), 2 on a usage or file error.
 
+pub mod client;
+pub mod destinations;
+pub mod mappings;
 pub mod test_mapping;

@@ -1,0 +1,23 @@
+//! Compiles `proto/` with protox (no system `protoc`) and generates the tonic code into
+//! `OUT_DIR`; writes the encoded descriptor set for server reflection.
+
+use std::path::PathBuf;
+
+use prost::Message;
+
+fn main() -> Result<(), Box<dyn std::error::Error>> {
+    // protox + compile_fds emit no rerun-if-changed of their own.
+    println!("cargo:rerun-if-changed=proto");
+    println!("cargo:rerun-if-changed=build.rs");
+    let fds = protox::compile(["segment_connections/v1/connections.proto"], ["proto"])?;
+    let out_dir = PathBuf::from(std::env::var("OUT_DIR")?);
+    std::fs::write(
+        out_dir.join("segment_connections_descriptor.bin"),
+        fds.encode_to_vec(),
+    )?;
+    tonic_prost_build::configure()
+        .build_client(true)
+        .build_server(true)
+        .compile_fds(fds)?;
+    Ok(())
+}

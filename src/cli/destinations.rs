@@ -1,0 +1,225 @@
+//! `segment-connections destinations create|update|list|get|delete`.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use serde_json::Value;
+
+use super::client::{self, ClientArgs, Failure};
+use crate::grpc::proto;
+
+#[derive(Debug, Clone, clap::Subcommand)]
+pub enum DestinationsCommand {
+    /// Create a destination; prints it (the write key only as its fingerprint).
+    Create {
+        /// A unique name.
+        #[arg(long, env = "SEGMENT_CONNECTIONS_NAME")]
+        name: String,
+        /// `us`, `eu`, or an http(s) base URL of the Tracking API.
+        #[arg(long, env = "SEGMENT_CONNECTIONS_REGION")]
+        region: String,
+        /// A file holding the source's write key (surrounding whitespace is ignored).
+        #[arg(
+            long,
+            env = "SEGMENT_CONNECTIONS_WRITE_KEY_FILE",
+            required_unless_present = "write_key",
+            conflicts_with = "write_key"
+        )]
+        write_key_file: Option<PathBuf>,
+        /// The source's write key (prefer --write-key-file: arguments show in `ps`).
+        #[arg(long, env = "SEGMENT_CONNECTIONS_WRITE_KEY", hide_env_values = true)]
+        write_key: Option<String>,
+        /// Create it disabled.
+        #[arg(long, env = "SEGMENT_CONNECTIONS_DISABLED")]
+        disabled: bool,
+    },
+    /// Change a destination: only the fields given change.
+    Update {
+        id: String,
+        /// The version read (stale: the server refuses). Default: the current version.
+        #[arg(long, env = "SEGMENT_CONNECTIONS_VERSION")]
+        version: Option<u64>,
+        #[arg(long, env = "SEGMENT_CONNECTIONS_NAME")]
+        name: Option<String>,
+        #[arg(long, env = "SEGMENT_CONNECTIONS_REGION")]
+        region: Option<String>,
+        /// A file holding the new write key.
+        #[arg(
+            long,
+            env = "SEGMENT_CONNECTIONS_WRITE_KEY_FILE",
+            conflicts_with = "write_key"
+        )]
+        write_key_file: Option<PathBuf>,
+        /// The new write key (prefer --write-key-file).
+        #[arg(long, env = "SEGMENT_CONNECTIONS_WRITE_KEY", hide_env_values = true)]
+        write_key: Option<String>,
+        /// Enable or disable it.
+        #[arg(long, env = "SEGMENT_CONNECTIONS_ENABLED")]
+        enabled: Option<bool>,
+    },
+    /// List destinations by name.
+    List,
+    /// Print one destination.
+    Get { id: String },
+    /// Delete a destination and its mappings.
+    Delete { id: String },
+}
+
+pub fn run(args: ClientArgs, command: DestinationsCommand) -> ExitCode {
+    let json = args.json;
+    client::run(json, execute(args, command))
+}
+
+async fn execute(args: ClientArgs, command: DestinationsCommand) -> Result<ExitCode, Failure> {
+    match command {
+        DestinationsCommand::Create {
+            name,
+            region,
+            write_key_file,
+            write_key,
+            disabled,
+        } => {
+            let write_key = match (write_key, write_key_file) {
+                (Some(k), _) => k,
+                (None, Some(path)) => read_write_key(&path)?,
+                (None, None) => {
+                    return Err(Failure::Usage(
+                        "give --write-key-file FILE or --write-key KEY".into(),
+                    ));
+                }
+            };
+            let mut c = client::connect(&args).await?;
+            let d = c
+                .create_destination(proto::CreateDestinationRequest {
+                    name,
+                    region,
+                    write_key,
+                    enabled: Some(!disabled),
+                })
+                .await?
+                .into_inner()
+                .destination
+                .unwrap_or_default();
+            print_one(&d, args.json, Some("created"));
+        }
+        DestinationsCommand::Update {
+            id,
+            version,
+            name,
+            region,
+            write_key_file,
+            write_key,
+            enabled,
+        } => {
+            let write_key = match (write_key, write_key_file) {
+                (Some(k), _) => Some(k),
+                (None, Some(path)) => Some(read_write_key(&path)?),
+                (None, None) => None,
+            };
+            let mut c = client::connect(&args).await?;
+            let version = match version {
+                Some(v) => v,
+                None => {
+                    c.get_destination(proto::GetDestinationRequest { id: id.clone() })
+                        .await?
+                        .into_inner()
+                        .destination
+                        .unwrap_or_default()
+                        .version
+                }
+            };
+            let d = c
+                .update_destination(proto::UpdateDestinationRequest {
+                    id,
+                    version,
+                    name,
+                    region,
+                    write_key,
+                    enabled,
+                })
+                .await?
+                .into_inner()
+                .destination
+                .unwrap_or_default();
+            print_one(&d, args.json, Some("updated"));
+        }
+        DestinationsCommand::List => {
+            let mut c = client::connect(&args).await?;
+            let all = c
+                .list_destinations(proto::ListDestinationsRequest {})
+                .await?
+                .into_inner()
+                .destinations;
+            if args.json {
+                client::print_json(&all.iter().map(client::destination_json).collect::<Vec<_>>());
+            } else if all.is_empty() {
+                println!("no destinations");
+            } else {
+                println!(
+                    "{:<26} {:<24} {:<8} {:<8} {:<8} REGION",
+                    "ID", "NAME", "ENABLED", "VERSION", "KEY"
+                );
+                for d in &all {
+                    println!(
+                        "{:<26} {:<24} {:<8} {:<8} {:<8} {}",
+                        d.id, d.name, d.enabled, d.version, d.write_key_fingerprint, d.region
+                    );
+                }
+            }
+        }
+        DestinationsCommand::Get { id } => {
+            let mut c = client::connect(&args).await?;
+            let d = c
+                .get_destination(proto::GetDestinationRequest { id })
+                .await?
+                .into_inner()
+                .destination
+                .unwrap_or_default();
+            print_one(&d, args.json, None);
+        }
+        DestinationsCommand::Delete { id } => {
+            let mut c = client::connect(&args).await?;
+            c.delete_destination(proto::DeleteDestinationRequest { id: id.clone() })
+                .await?;
+            if args.json {
+                client::print_json(&serde_json::json!({"id": id, "deleted": true}));
+            } else {
+                println!("deleted destination {id}");
+            }
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// A write key from a file, surrounding whitespace (the trailing newline) removed.
+fn read_write_key(path: &std::path::Path) -> Result<String, Failure> {
+    let bytes = client::read_file(path)?;
+    let text = String::from_utf8(bytes)
+        .map_err(|_| Failure::Usage(format!("{}: not UTF-8 text", path.display())))?;
+    Ok(text.trim().to_owned())
+}
+
+fn print_one(d: &proto::Destination, json: bool, what: Option<&str>) {
+    if json {
+        client::print_json(&client::destination_json(d));
+        return;
+    }
+    if let Some(what) = what {
+        println!("{what} destination {}", d.id);
+    }
+    let doc = client::destination_json(d);
+    for key in [
+        "id",
+        "name",
+        "region",
+        "enabled",
+        "version",
+        "write_key_fingerprint",
+    ] {
+        let value = match &doc[key] {
+            Value::String(s) => s.clone(),
+            other => other.to_string(),
+        };
+        println!("{:<22} {value}", format!("{key}:"));
+    }
+}

@@ -1,0 +1,59 @@
+//! The conditions that fail an RPC. Per-row problems are never errors: they are issues in the
+//! response (`crate::issue`). `grpc/status.rs` maps each variant to a gRPC status.
+
+use crate::mapping::Violation;
+use crate::store::StoreError;
+
+/// One bad field of a request: the proto field path and why.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FieldViolation {
+    pub field: String,
+    pub description: String,
+}
+
+impl FieldViolation {
+    pub fn new(field: impl Into<String>, description: impl Into<String>) -> FieldViolation {
+        FieldViolation {
+            field: field.into(),
+            description: description.into(),
+        }
+    }
+}
+
+/// Why an RPC failed.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The request itself is malformed (missing field, bad value, too many rows).
+    #[error("invalid request: {}", list(.0.iter().map(|v| (v.field.as_str(), v.description.as_str()))))]
+    InvalidRequest(Vec<FieldViolation>),
+    /// A mapping document fails validation: every violation, with its pointer.
+    #[error("invalid mapping: {}", list(.0.iter().map(|v| (v.pointer.as_str(), v.message.as_str()))))]
+    InvalidMapping(Vec<Violation>),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// An RPC declared in the API whose implementation has not landed.
+    #[error("{0} is not implemented yet")]
+    Unimplemented(&'static str),
+    /// A broken invariant; details are logged, not returned.
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+impl Error {
+    pub fn invalid(field: impl Into<String>, description: impl Into<String>) -> Error {
+        Error::InvalidRequest(vec![FieldViolation::new(field, description)])
+    }
+}
+
+fn list<'a>(items: impl Iterator<Item = (&'a str, &'a str)>) -> String {
+    let parts: Vec<String> = items
+        .map(|(at, what)| {
+            if at.is_empty() {
+                what.to_owned()
+            } else {
+                format!("{at}: {what}")
+            }
+        })
+        .collect();
+    parts.join("; ")
+}

@@ -1,0 +1,441 @@
+//! proto ⇄ domain at the edge. Requests are destructured field by field (a new proto field
+//! fails to compile here until it is handled); domain → proto are `to_proto_*` functions.
+
+use serde_json::Value;
+
+use super::proto;
+use crate::error::{Error, FieldViolation};
+use crate::issue::{Issue, IssueCode};
+use crate::json::Columns;
+use crate::mapping::{Identity, Mapping, MappingDoc, Op, Row, TestResult, Violation};
+use crate::store::{
+    Destination, DestinationPatch, MappingContent, MappingRecord, Name, NewDestination, Region,
+    WriteKey,
+};
+
+/// Collects violations so a request reports all of its bad fields at once.
+#[derive(Default)]
+struct Violations(Vec<FieldViolation>);
+
+impl Violations {
+    fn check<T, E: Into<String>>(&mut self, field: &str, r: Result<T, E>) -> Option<T> {
+        r.map_err(|e| self.0.push(FieldViolation::new(field, e)))
+            .ok()
+    }
+
+    fn finish<T>(self, value: impl FnOnce() -> Option<T>) -> Result<T, Error> {
+        match (self.0.is_empty(), value()) {
+            (true, Some(v)) => Ok(v),
+            (_, _) => Err(Error::InvalidRequest(self.0)),
+        }
+    }
+}
+
+/// An id field: present and short.
+pub(super) fn id(field: &str, id: String) -> Result<String, Error> {
+    check_id(id).map_err(|e| Error::invalid(field, e))
+}
+
+fn check_id(id: String) -> Result<String, &'static str> {
+    if id.is_empty() {
+        return Err("is required");
+    }
+    if id.len() > 200 {
+        return Err("is longer than 200 bytes");
+    }
+    Ok(id)
+}
+
+/// A version a caller read: versions start at 1.
+fn version(v: u64) -> Result<u64, &'static str> {
+    if v == 0 {
+        Err("is required (the version read)")
+    } else {
+        Ok(v)
+    }
+}
+
+// === Destinations ===
+
+impl TryFrom<proto::CreateDestinationRequest> for NewDestination {
+    type Error = Error;
+
+    fn try_from(req: proto::CreateDestinationRequest) -> Result<NewDestination, Error> {
+        let proto::CreateDestinationRequest {
+            name,
+            region,
+            write_key,
+            enabled,
+        } = req;
+        let mut v = Violations::default();
+        let name = v.check("name", Name::parse(name));
+        let region = v.check("region", Region::parse(&region));
+        let write_key = v.check("write_key", WriteKey::parse(write_key));
+        v.finish(|| {
+            Some(NewDestination {
+                name: name?,
+                region: region?,
+                write_key: write_key?,
+                enabled: enabled.unwrap_or(true),
+            })
+        })
+    }
+}
+
+/// An update: the id, the version read, and the changes.
+pub(super) struct DestinationUpdate {
+    pub id: String,
+    pub version: u64,
+    pub patch: DestinationPatch,
+}
+
+impl TryFrom<proto::UpdateDestinationRequest> for DestinationUpdate {
+    type Error = Error;
+
+    fn try_from(req: proto::UpdateDestinationRequest) -> Result<DestinationUpdate, Error> {
+        let proto::UpdateDestinationRequest {
+            id: given_id,
+            version: given_version,
+            name,
+            region,
+            write_key,
+            enabled,
+        } = req;
+        let mut v = Violations::default();
+        let id = v.check("id", check_id(given_id));
+        let version = v.check("version", version(given_version));
+        let name = name
+            .and_then(|n| v.check("name", Name::parse(n)).map(Some))
+            .flatten();
+        let region = region
+            .and_then(|r| v.check("region", Region::parse(&r)).map(Some))
+            .flatten();
+        let write_key = write_key
+            .and_then(|k| v.check("write_key", WriteKey::parse(k)).map(Some))
+            .flatten();
+        v.finish(|| {
+            Some(DestinationUpdate {
+                id: id?,
+                version: version?,
+                patch: DestinationPatch {
+                    name,
+                    region,
+                    write_key,
+                    enabled,
+                },
+            })
+        })
+    }
+}
+
+pub fn to_proto_destination(d: Destination) -> proto::Destination {
+    let Destination {
+        id,
+        name,
+        region,
+        write_key_fingerprint,
+        enabled,
+        version,
+    } = d;
+    proto::Destination {
+        id,
+        name,
+        region: region.as_str().to_owned(),
+        write_key_fingerprint,
+        enabled,
+        version,
+    }
+}
+
+// === Mappings ===
+
+/// Validates a mapping document for registration: it must compile, and name and model are
+/// required. Every violation is reported, each with its pointer into the document.
+pub(super) fn mapping_content(json: String) -> Result<MappingContent, Error> {
+    let doc = MappingDoc::from_json(json.as_bytes()).map_err(|e| {
+        Error::InvalidMapping(vec![Violation {
+            pointer: String::new(),
+            message: format!("not a mapping document: {e}"),
+        }])
+    })?;
+    let mut violations = match Mapping::compile(&doc, Identity::offline("")) {
+        Ok(_) => Vec::new(),
+        Err(v) => v,
+    };
+    let name = match doc.name.clone().map(Name::parse) {
+        None => Err("is required to register a mapping"),
+        Some(r) => r,
+    };
+    let name = name
+        .map_err(|e| {
+            violations.push(Violation {
+                pointer: "/name".into(),
+                message: e.into(),
+            })
+        })
+        .ok();
+    let model = match doc.model.as_deref() {
+        None | Some("") => {
+            violations.push(Violation {
+                pointer: "/model".into(),
+                message: "is required to register a mapping".into(),
+            });
+            None
+        }
+        Some(m) => Some(m.to_owned()),
+    };
+    match (name, model) {
+        (Some(name), Some(model)) if violations.is_empty() => Ok(MappingContent {
+            name,
+            model,
+            enabled: doc.enabled.unwrap_or(true),
+            document: json,
+        }),
+        _ => Err(Error::InvalidMapping(violations)),
+    }
+}
+
+/// A create: the destination and the validated document.
+pub(super) struct NewMapping {
+    pub destination_id: String,
+    pub content: MappingContent,
+}
+
+impl TryFrom<proto::CreateMappingRequest> for NewMapping {
+    type Error = Error;
+
+    fn try_from(req: proto::CreateMappingRequest) -> Result<NewMapping, Error> {
+        let proto::CreateMappingRequest {
+            destination_id,
+            mapping_json,
+        } = req;
+        Ok(NewMapping {
+            destination_id: id("destination_id", destination_id)?,
+            content: mapping_content(mapping_json)?,
+        })
+    }
+}
+
+/// An update: the id, the version read, and the validated new document.
+pub(super) struct MappingUpdate {
+    pub id: String,
+    pub version: u64,
+    pub content: MappingContent,
+}
+
+impl TryFrom<proto::UpdateMappingRequest> for MappingUpdate {
+    type Error = Error;
+
+    fn try_from(req: proto::UpdateMappingRequest) -> Result<MappingUpdate, Error> {
+        let proto::UpdateMappingRequest {
+            id: given_id,
+            version: given_version,
+            mapping_json,
+        } = req;
+        let id = id("id", given_id)?;
+        let version = version(given_version).map_err(|e| Error::invalid("version", e))?;
+        Ok(MappingUpdate {
+            id,
+            version,
+            content: mapping_content(mapping_json)?,
+        })
+    }
+}
+
+pub fn to_proto_mapping(m: MappingRecord) -> proto::Mapping {
+    let MappingRecord {
+        id,
+        destination_id,
+        name,
+        model,
+        enabled,
+        version,
+        document,
+    } = m;
+    proto::Mapping {
+        id,
+        destination_id,
+        name,
+        model,
+        enabled,
+        version,
+        mapping_json: document,
+    }
+}
+
+// === Rows and results ===
+
+/// A row from the wire; a malformed one is an `INVALID_ROW` issue for that row alone.
+impl TryFrom<proto::Row> for Row {
+    type Error = Issue;
+
+    fn try_from(row: proto::Row) -> Result<Row, Issue> {
+        let proto::Row {
+            id,
+            op,
+            columns_json,
+            message_id,
+        } = row;
+        let op = match proto::Op::try_from(op) {
+            Ok(proto::Op::Added) => Op::Added,
+            Ok(proto::Op::Updated) => Op::Updated,
+            Ok(proto::Op::Deleted) => Op::Deleted,
+            Ok(proto::Op::Unspecified) | Err(_) => {
+                return Err(Issue::new(
+                    IssueCode::InvalidRow,
+                    "/op",
+                    "is required (ADDED, UPDATED or DELETED)",
+                ));
+            }
+        };
+        let columns: Columns = serde_json::from_slice(&columns_json).map_err(|e| {
+            Issue::new(
+                IssueCode::InvalidRow,
+                "/columns_json",
+                format!("is not a JSON object: {e}"),
+            )
+        })?;
+        let id = (!id.is_empty()).then_some(id);
+        Ok(Row::new(id, op, columns, message_id))
+    }
+}
+
+/// The result for a row that could not be read.
+pub(super) fn invalid_row(issue: Issue) -> TestResult {
+    TestResult {
+        accepted: false,
+        skipped: false,
+        event: None,
+        message_id: None,
+        size_bytes: None,
+        issues: vec![issue],
+    }
+}
+
+pub fn to_proto_issue_code(code: IssueCode) -> proto::IssueCode {
+    match code {
+        IssueCode::InvalidMapping => proto::IssueCode::InvalidMapping,
+        IssueCode::InvalidRow => proto::IssueCode::InvalidRow,
+        IssueCode::RowTooLarge => proto::IssueCode::RowTooLarge,
+        IssueCode::MissingIdentity => proto::IssueCode::MissingIdentity,
+        IssueCode::RequiredField => proto::IssueCode::RequiredField,
+        IssueCode::TypeMismatch => proto::IssueCode::TypeMismatch,
+        IssueCode::EventTooLarge => proto::IssueCode::EventTooLarge,
+        IssueCode::InvalidTimestamp => proto::IssueCode::InvalidTimestamp,
+        IssueCode::MessageIdTooLong => proto::IssueCode::MessageIdTooLong,
+        IssueCode::DuplicateMessageId => proto::IssueCode::DuplicateMessageId,
+        IssueCode::UpstreamRejected => proto::IssueCode::UpstreamRejected,
+        IssueCode::UpstreamUnavailable => proto::IssueCode::UpstreamUnavailable,
+        IssueCode::RetriesExhausted => proto::IssueCode::RetriesExhausted,
+        IssueCode::Deadline => proto::IssueCode::Deadline,
+        IssueCode::ShuttingDown => proto::IssueCode::ShuttingDown,
+    }
+}
+
+/// The domain code of a proto issue code; `None` for `UNSPECIFIED` or a code this build does
+/// not know.
+pub fn issue_code_from_proto(code: i32) -> Option<IssueCode> {
+    Some(match proto::IssueCode::try_from(code).ok()? {
+        proto::IssueCode::Unspecified => return None,
+        proto::IssueCode::InvalidMapping => IssueCode::InvalidMapping,
+        proto::IssueCode::InvalidRow => IssueCode::InvalidRow,
+        proto::IssueCode::RowTooLarge => IssueCode::RowTooLarge,
+        proto::IssueCode::MissingIdentity => IssueCode::MissingIdentity,
+        proto::IssueCode::RequiredField => IssueCode::RequiredField,
+        proto::IssueCode::TypeMismatch => IssueCode::TypeMismatch,
+        proto::IssueCode::EventTooLarge => IssueCode::EventTooLarge,
+        proto::IssueCode::InvalidTimestamp => IssueCode::InvalidTimestamp,
+        proto::IssueCode::MessageIdTooLong => IssueCode::MessageIdTooLong,
+        proto::IssueCode::DuplicateMessageId => IssueCode::DuplicateMessageId,
+        proto::IssueCode::UpstreamRejected => IssueCode::UpstreamRejected,
+        proto::IssueCode::UpstreamUnavailable => IssueCode::UpstreamUnavailable,
+        proto::IssueCode::RetriesExhausted => IssueCode::RetriesExhausted,
+        proto::IssueCode::Deadline => IssueCode::Deadline,
+        proto::IssueCode::ShuttingDown => IssueCode::ShuttingDown,
+    })
+}
+
+pub fn to_proto_issue(issue: Issue) -> proto::Issue {
+    let Issue {
+        code,
+        pointer,
+        message,
+    } = issue;
+    proto::Issue {
+        code: to_proto_issue_code(code).into(),
+        pointer,
+        message,
+    }
+}
+
+pub fn to_proto_test_result(row_index: usize, r: TestResult) -> proto::TestRowResult {
+    let TestResult {
+        accepted,
+        skipped,
+        event,
+        message_id,
+        size_bytes,
+        issues,
+    } = r;
+    proto::TestRowResult {
+        row_index: row_index as u32,
+        accepted,
+        skipped,
+        event_json: event.map(|e| e.to_string()),
+        message_id,
+        size_bytes: size_bytes.map(|s| s as u64),
+        issues: issues.into_iter().map(to_proto_issue).collect(),
+    }
+}
+
+/// Back to the domain result (for the CLI, which prints what `test-mapping` prints). An issue
+/// code this build does not know becomes `None` and is dropped with the rest of its issue.
+pub fn test_result_from_proto(r: proto::TestRowResult) -> TestResult {
+    let proto::TestRowResult {
+        row_index: _,
+        accepted,
+        skipped,
+        event_json,
+        message_id,
+        size_bytes,
+        issues,
+    } = r;
+    TestResult {
+        accepted,
+        skipped,
+        event: event_json.and_then(|e| serde_json::from_str::<Value>(&e).ok()),
+        message_id,
+        size_bytes: size_bytes.map(|s| s as usize),
+        issues: issues
+            .into_iter()
+            .filter_map(
+                |proto::Issue {
+                     code,
+                     pointer,
+                     message,
+                 }| {
+                    Some(Issue {
+                        code: issue_code_from_proto(code)?,
+                        pointer,
+                        message,
+                    })
+                },
+            )
+            .collect(),
+    }
+}
+
+/// Rows as the API carries them, from DESIGN.md's row JSON (for the CLI).
+pub fn to_proto_row(row: &Row) -> proto::Row {
+    proto::Row {
+        id: row.id.clone().unwrap_or_default(),
+        op: match row.op {
+            Op::Added => proto::Op::Added,
+            Op::Updated => proto::Op::Updated,
+            Op::Deleted => proto::Op::Deleted,
+        }
+        .into(),
+        columns_json: serde_json::to_vec(&row.columns).unwrap_or_default(),
+        message_id: row.message_id.clone(),
+    }
+}

@@ -1,0 +1,9 @@
+//! The gRPC transport: generated code (`proto`), thin handlers (`service`), proto⇄domain
+//! conversion (`convert`) and the one Error→Status mapping (`status`).
+
+pub mod convert;
+pub mod proto;
+mod service;
+mod status;
+
+pub use service::{ConnectionsService, Limits};

@@ -1,0 +1,307 @@
+//! Thin handlers: destructure and convert the request, call the store or the mapping engine,
+//! convert back. No business rules live here.
+
+use std::pin::Pin;
+use std::sync::Arc;
+
+use tokio_stream::Stream;
+use tonic::{Request, Response, Status, Streaming};
+
+use super::convert::{self, DestinationUpdate, MappingUpdate, NewMapping};
+use super::proto;
+use crate::error::Error;
+use crate::mapping::{Identity, Mapping, MappingDoc, Row, TestResult, Violation};
+use crate::store::{NewDestination, Store};
+
+/// Request limits enforced by the handlers (tonic enforces the message size).
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    /// The most rows one TestMapping request may carry.
+    pub max_test_rows: usize,
+}
+
+/// The `segment_connections.v1.Connections` service over a store.
+#[derive(Debug)]
+pub struct ConnectionsService<S> {
+    store: Arc<S>,
+    limits: Limits,
+}
+
+impl<S: Store> ConnectionsService<S> {
+    pub fn new(store: Arc<S>, limits: Limits) -> ConnectionsService<S> {
+        ConnectionsService { store, limits }
+    }
+
+    /// Compiles the mapping a TestMapping request names or carries. `Err` of the inner result
+    /// is an invalid mapping: every row then gets the same `INVALID_MAPPING` result.
+    async fn test_subject(
+        &self,
+        mapping: Option<proto::test_mapping_request::Mapping>,
+        destination_id: Option<String>,
+    ) -> Result<Result<Mapping, Vec<Violation>>, Error> {
+        use proto::test_mapping_request::Mapping as Subject;
+        match mapping {
+            None => Err(Error::invalid(
+                "mapping",
+                "is required (a mapping_id or a mapping_json)",
+            )),
+            Some(Subject::MappingId(id)) => {
+                let id = convert::id("mapping_id", id)?;
+                let record = self.store.get_mapping(&id).await?;
+                if let Some(d) = destination_id
+                    && d != record.destination_id
+                {
+                    return Err(Error::invalid(
+                        "destination_id",
+                        format!(
+                            "mapping {id} belongs to destination {}",
+                            record.destination_id
+                        ),
+                    ));
+                }
+                let doc = MappingDoc::from_json(record.document.as_bytes()).map_err(|e| {
+                    Error::Internal(format!("mapping {id}: stored document does not parse: {e}"))
+                })?;
+                Ok(Mapping::compile(
+                    &doc,
+                    Identity {
+                        destination_id: record.destination_id,
+                        mapping_id: record.id,
+                        version: record.version,
+                    },
+                ))
+            }
+            Some(Subject::MappingJson(json)) => {
+                if let Some(d) = destination_id {
+                    let d = convert::id("destination_id", d)?;
+                    self.store.get_destination(&d).await?;
+                }
+                Ok(match MappingDoc::from_json(json.as_bytes()) {
+                    Ok(doc) => {
+                        Mapping::compile(&doc, Identity::offline(doc.name.as_deref().unwrap_or("")))
+                    }
+                    Err(e) => Err(vec![Violation {
+                        pointer: String::new(),
+                        message: format!("not a mapping document: {e}"),
+                    }]),
+                })
+            }
+        }
+    }
+}
+
+type ResponseStream =
+    Pin<Box<dyn Stream<Item = Result<proto::StreamRowsResponse, Status>> + Send + 'static>>;
+
+#[tonic::async_trait]
+impl<S: Store> proto::Connections for ConnectionsService<S> {
+    // === Destinations ===
+
+    async fn create_destination(
+        &self,
+        request: Request<proto::CreateDestinationRequest>,
+    ) -> Result<Response<proto::CreateDestinationResponse>, Status> {
+        let new = NewDestination::try_from(request.into_inner())?;
+        let d = self
+            .store
+            .create_destination(new)
+            .await
+            .map_err(Error::from)?;
+        tracing::info!(destination_id = %d.id, "destination created");
+        Ok(Response::new(proto::CreateDestinationResponse {
+            destination: Some(convert::to_proto_destination(d)),
+        }))
+    }
+
+    async fn get_destination(
+        &self,
+        request: Request<proto::GetDestinationRequest>,
+    ) -> Result<Response<proto::GetDestinationResponse>, Status> {
+        let proto::GetDestinationRequest { id } = request.into_inner();
+        let id = convert::id("id", id)?;
+        let d = self.store.get_destination(&id).await.map_err(Error::from)?;
+        Ok(Response::new(proto::GetDestinationResponse {
+            destination: Some(convert::to_proto_destination(d)),
+        }))
+    }
+
+    async fn list_destinations(
+        &self,
+        request: Request<proto::ListDestinationsRequest>,
+    ) -> Result<Response<proto::ListDestinationsResponse>, Status> {
+        let proto::ListDestinationsRequest {} = request.into_inner();
+        let all = self.store.list_destinations().await.map_err(Error::from)?;
+        Ok(Response::new(proto::ListDestinationsResponse {
+            destinations: all.into_iter().map(convert::to_proto_destination).collect(),
+        }))
+    }
+
+    async fn update_destination(
+        &self,
+        request: Request<proto::UpdateDestinationRequest>,
+    ) -> Result<Response<proto::UpdateDestinationResponse>, Status> {
+        let DestinationUpdate { id, version, patch } = request.into_inner().try_into()?;
+        let d = self
+            .store
+            .update_destination(&id, version, patch)
+            .await
+            .map_err(Error::from)?;
+        tracing::info!(destination_id = %d.id, version = d.version, "destination updated");
+        Ok(Response::new(proto::UpdateDestinationResponse {
+            destination: Some(convert::to_proto_destination(d)),
+        }))
+    }
+
+    async fn delete_destination(
+        &self,
+        request: Request<proto::DeleteDestinationRequest>,
+    ) -> Result<Response<proto::DeleteDestinationResponse>, Status> {
+        let proto::DeleteDestinationRequest { id } = request.into_inner();
+        let id = convert::id("id", id)?;
+        self.store
+            .delete_destination(&id)
+            .await
+            .map_err(Error::from)?;
+        tracing::info!(destination_id = %id, "destination deleted");
+        Ok(Response::new(proto::DeleteDestinationResponse {}))
+    }
+
+    // === Mappings ===
+
+    async fn create_mapping(
+        &self,
+        request: Request<proto::CreateMappingRequest>,
+    ) -> Result<Response<proto::CreateMappingResponse>, Status> {
+        let NewMapping {
+            destination_id,
+            content,
+        } = request.into_inner().try_into()?;
+        let m = self
+            .store
+            .create_mapping(&destination_id, content)
+            .await
+            .map_err(Error::from)?;
+        tracing::info!(mapping_id = %m.id, destination_id = %m.destination_id, "mapping created");
+        Ok(Response::new(proto::CreateMappingResponse {
+            mapping: Some(convert::to_proto_mapping(m)),
+        }))
+    }
+
+    async fn get_mapping(
+        &self,
+        request: Request<proto::GetMappingRequest>,
+    ) -> Result<Response<proto::GetMappingResponse>, Status> {
+        let proto::GetMappingRequest { id } = request.into_inner();
+        let id = convert::id("id", id)?;
+        let m = self.store.get_mapping(&id).await.map_err(Error::from)?;
+        Ok(Response::new(proto::GetMappingResponse {
+            mapping: Some(convert::to_proto_mapping(m)),
+        }))
+    }
+
+    async fn list_mappings(
+        &self,
+        request: Request<proto::ListMappingsRequest>,
+    ) -> Result<Response<proto::ListMappingsResponse>, Status> {
+        let proto::ListMappingsRequest { destination_id } = request.into_inner();
+        let destination_id = convert::id("destination_id", destination_id)?;
+        let all = self
+            .store
+            .list_mappings(&destination_id)
+            .await
+            .map_err(Error::from)?;
+        Ok(Response::new(proto::ListMappingsResponse {
+            mappings: all.into_iter().map(convert::to_proto_mapping).collect(),
+        }))
+    }
+
+    async fn update_mapping(
+        &self,
+        request: Request<proto::UpdateMappingRequest>,
+    ) -> Result<Response<proto::UpdateMappingResponse>, Status> {
+        let MappingUpdate {
+            id,
+            version,
+            content,
+        } = request.into_inner().try_into()?;
+        let m = self
+            .store
+            .update_mapping(&id, version, content)
+            .await
+            .map_err(Error::from)?;
+        tracing::info!(mapping_id = %m.id, version = m.version, "mapping updated");
+        Ok(Response::new(proto::UpdateMappingResponse {
+            mapping: Some(convert::to_proto_mapping(m)),
+        }))
+    }
+
+    async fn delete_mapping(
+        &self,
+        request: Request<proto::DeleteMappingRequest>,
+    ) -> Result<Response<proto::DeleteMappingResponse>, Status> {
+        let proto::DeleteMappingRequest { id } = request.into_inner();
+        let id = convert::id("id", id)?;
+        self.store.delete_mapping(&id).await.map_err(Error::from)?;
+        tracing::info!(mapping_id = %id, "mapping deleted");
+        Ok(Response::new(proto::DeleteMappingResponse {}))
+    }
+
+    // === TestMapping ===
+
+    async fn test_mapping(
+        &self,
+        request: Request<proto::TestMappingRequest>,
+    ) -> Result<Response<proto::TestMappingResponse>, Status> {
+        let proto::TestMappingRequest {
+            mapping,
+            destination_id,
+            rows,
+        } = request.into_inner();
+        if rows.is_empty() {
+            return Err(Error::invalid("rows", "at least one row is required").into());
+        }
+        if rows.len() > self.limits.max_test_rows {
+            return Err(Error::invalid(
+                "rows",
+                format!(
+                    "{} rows; at most {} per request",
+                    rows.len(),
+                    self.limits.max_test_rows
+                ),
+            )
+            .into());
+        }
+        let subject = self.test_subject(mapping, destination_id).await?;
+        let results = rows
+            .into_iter()
+            .enumerate()
+            .map(|(i, row)| {
+                let result = match (Row::try_from(row), &subject) {
+                    (Err(issue), _) => convert::invalid_row(issue),
+                    (Ok(row), Ok(mapping)) => mapping.test(&row),
+                    (Ok(_), Err(violations)) => TestResult::invalid_mapping(violations),
+                };
+                convert::to_proto_test_result(i, result)
+            })
+            .collect();
+        Ok(Response::new(proto::TestMappingResponse { results }))
+    }
+
+    // === Rows (the delivery issue) ===
+
+    async fn submit_rows(
+        &self,
+        _request: Request<proto::SubmitRowsRequest>,
+    ) -> Result<Response<proto::SubmitRowsResponse>, Status> {
+        Err(Error::Unimplemented("SubmitRows").into())
+    }
+
+    type StreamRowsStream = ResponseStream;
+
+    async fn stream_rows(
+        &self,
+        _request: Request<Streaming<proto::StreamRowsRequest>>,
+    ) -> Result<Response<Self::StreamRowsStream>, Status> {
+        Err(Error::Unimplemented("StreamRows").into())
+    }
+}

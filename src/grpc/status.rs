@@ -1,0 +1,146 @@
+//! The one mapping from [`Error`] to a gRPC [`Status`]: exhaustive, no catch-all arm, so a new
+//! error variant has to be given its code here.
+
+use tonic::{Code, Status};
+use tonic_types::{ErrorDetails, StatusExt};
+
+use crate::error::Error;
+use crate::store::StoreError;
+
+impl From<Error> for Status {
+    fn from(e: Error) -> Status {
+        let message = e.to_string();
+        match e {
+            Error::InvalidRequest(violations) => bad_request(
+                message,
+                violations
+                    .into_iter()
+                    .map(|v| tonic_types::FieldViolation::new(v.field, v.description)),
+            ),
+            // The field of a mapping violation is its JSON pointer into the document.
+            Error::InvalidMapping(violations) => bad_request(
+                message,
+                violations
+                    .into_iter()
+                    .map(|v| tonic_types::FieldViolation::new(v.pointer, v.message)),
+            ),
+            Error::Store(StoreError::NotFound { .. }) => Status::not_found(message),
+            Error::Store(StoreError::NameTaken { .. }) => Status::already_exists(message),
+            Error::Store(StoreError::TooManyMappings { .. }) => {
+                Status::failed_precondition(message)
+            }
+            Error::Store(StoreError::StaleVersion { .. }) => Status::aborted(message),
+            Error::Unimplemented(_) => Status::unimplemented(message),
+            Error::Store(StoreError::Crypto(_))
+            | Error::Store(StoreError::Backend(_))
+            | Error::Internal(_) => {
+                tracing::error!(error = %message, "request failed");
+                Status::internal("internal error")
+            }
+        }
+    }
+}
+
+fn bad_request(
+    message: String,
+    violations: impl Iterator<Item = tonic_types::FieldViolation>,
+) -> Status {
+    Status::with_error_details(
+        Code::InvalidArgument,
+        message,
+        ErrorDetails::with_bad_request(violations.collect::<Vec<_>>()),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::error::FieldViolation;
+    use crate::mapping::Violation;
+    use crate::store::{CryptoError, Kind};
+
+    #[test]
+    fn each_error_has_its_code() {
+        let table: Vec<(Error, Code)> = vec![
+            (Error::invalid("name", "is required"), Code::InvalidArgument),
+            (
+                Error::InvalidMapping(vec![Violation {
+                    pointer: "/action".into(),
+                    message: "is required".into(),
+                }]),
+                Code::InvalidArgument,
+            ),
+            (
+                Error::Store(StoreError::NotFound {
+                    kind: Kind::Mapping,
+                    id: "map_1".into(),
+                }),
+                Code::NotFound,
+            ),
+            (
+                Error::Store(StoreError::NameTaken {
+                    kind: Kind::Destination,
+                    name: "prod".into(),
+                    scope: None,
+                }),
+                Code::AlreadyExists,
+            ),
+            (
+                Error::Store(StoreError::TooManyMappings {
+                    destination_id: "dst_1".into(),
+                    limit: 50,
+                }),
+                Code::FailedPrecondition,
+            ),
+            (
+                Error::Store(StoreError::StaleVersion {
+                    kind: Kind::Mapping,
+                    id: "map_1".into(),
+                    expected: 1,
+                    actual: 2,
+                }),
+                Code::Aborted,
+            ),
+            (Error::Unimplemented("SubmitRows"), Code::Unimplemented),
+            (
+                Error::Store(StoreError::Crypto(CryptoError::UnknownKey("k1".into()))),
+                Code::Internal,
+            ),
+            (
+                Error::Store(StoreError::Backend("disk on fire".into())),
+                Code::Internal,
+            ),
+            (Error::Internal("broken".into()), Code::Internal),
+        ];
+        for (error, code) in table {
+            let shown = error.to_string();
+            let status = Status::from(error);
+            assert_eq!(status.code(), code, "{shown}");
+            if code == Code::Internal {
+                // Details stay in the logs.
+                assert_eq!(status.message(), "internal error");
+            } else {
+                assert_eq!(status.message(), shown);
+            }
+        }
+    }
+
+    #[test]
+    fn invalid_argument_carries_one_violation_per_field() {
+        let status = Status::from(Error::InvalidRequest(vec![
+            FieldViolation::new("name", "is required"),
+            FieldViolation::new("region", "must be us, eu or an http(s) base URL"),
+        ]));
+        let details = status.get_details_bad_request().unwrap();
+        let fields: Vec<&str> = details
+            .field_violations
+            .iter()
+            .map(|v| v.field.as_str())
+            .collect();
+        assert_eq!(fields, ["name", "region"]);
+        assert_eq!(
+            status.message(),
+            "invalid request: name: is required; region: must be us, eu or an http(s) base URL"
+        );
+    }
+}

@@ -1,0 +1,490 @@
+//! The embedded SQLite backend (sqlx): one file, WAL journal, migrations at open.
+
+use std::path::Path;
+use std::str::FromStr as _;
+
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
+use sqlx::{FromRow, SqlitePool};
+
+use super::crypto::{CryptoError, KeyRing, Sealed};
+use super::{
+    Destination, DestinationPatch, Kind, MAX_MAPPINGS_PER_DESTINATION, MappingContent,
+    MappingRecord, NewDestination, Region, Result, Store, StoreError, WriteKey, new_id,
+};
+
+static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
+
+const DESTINATION_COLUMNS: &str = "id, name, region, write_key_fingerprint, enabled, version";
+const MAPPING_COLUMNS: &str = "id, destination_id, name, model, enabled, version, document";
+
+/// Destinations and mappings in one SQLite file.
+#[derive(Debug, Clone)]
+pub struct SqliteStore {
+    pool: SqlitePool,
+    keys: std::sync::Arc<KeyRing>,
+}
+
+impl SqliteStore {
+    /// Opens (creating it and its directory if missing) the database at `path` and runs the
+    /// migrations.
+    pub async fn open(path: &Path, keys: KeyRing) -> Result<SqliteStore> {
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir).map_err(backend)?;
+        }
+        let options = SqliteConnectOptions::from_str("sqlite:")
+            .map_err(backend)?
+            .filename(path)
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            .synchronous(SqliteSynchronous::Normal)
+            .foreign_keys(true);
+        let pool = SqlitePoolOptions::new()
+            .max_connections(4)
+            .connect_with(options)
+            .await
+            .map_err(backend)?;
+        MIGRATOR.run(&pool).await.map_err(backend)?;
+        // Refuse to start with a key ring that cannot open the stored write keys.
+        let key_ids: Vec<(String,)> =
+            sqlx::query_as("SELECT DISTINCT write_key_key_id FROM destinations")
+                .fetch_all(&pool)
+                .await
+                .map_err(backend)?;
+        if let Some((missing,)) = key_ids.into_iter().find(|(id,)| !keys.has_key(id)) {
+            pool.close().await;
+            return Err(CryptoError::UnknownKey(missing).into());
+        }
+        Ok(SqliteStore {
+            pool,
+            keys: std::sync::Arc::new(keys),
+        })
+    }
+
+    /// Closes the pool (checkpointing the WAL).
+    pub async fn close(&self) {
+        self.pool.close().await;
+    }
+
+    async fn destination_version(&self, id: &str) -> Result<Option<u64>> {
+        let v: Option<(i64,)> = sqlx::query_as("SELECT version FROM destinations WHERE id = ?")
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(backend)?;
+        Ok(v.map(|(v,)| v as u64))
+    }
+
+    async fn mapping_version(&self, id: &str) -> Result<Option<u64>> {
+        let v: Option<(i64,)> = sqlx::query_as("SELECT version FROM mappings WHERE id = ?")
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(backend)?;
+        Ok(v.map(|(v,)| v as u64))
+    }
+}
+
+fn backend(e: impl std::error::Error + Send + Sync + 'static) -> StoreError {
+    StoreError::Backend(Box::new(e))
+}
+
+fn is_unique_violation(e: &sqlx::Error) -> bool {
+    matches!(e, sqlx::Error::Database(db) if db.is_unique_violation())
+}
+
+fn not_found(kind: Kind, id: &str) -> StoreError {
+    StoreError::NotFound {
+        kind,
+        id: id.to_owned(),
+    }
+}
+
+#[derive(FromRow)]
+struct DestinationRow {
+    id: String,
+    name: String,
+    region: String,
+    write_key_fingerprint: String,
+    enabled: bool,
+    version: i64,
+}
+
+impl DestinationRow {
+    fn into_destination(self) -> Result<Destination> {
+        let DestinationRow {
+            id,
+            name,
+            region,
+            write_key_fingerprint,
+            enabled,
+            version,
+        } = self;
+        let region = Region::parse(&region).map_err(|e| {
+            StoreError::Backend(format!("destination {id}: stored region {e}").into())
+        })?;
+        Ok(Destination {
+            id,
+            name,
+            region,
+            write_key_fingerprint,
+            enabled,
+            version: version as u64,
+        })
+    }
+}
+
+#[derive(FromRow)]
+struct MappingRow {
+    id: String,
+    destination_id: String,
+    name: String,
+    model: String,
+    enabled: bool,
+    version: i64,
+    document: String,
+}
+
+impl From<MappingRow> for MappingRecord {
+    fn from(row: MappingRow) -> MappingRecord {
+        let MappingRow {
+            id,
+            destination_id,
+            name,
+            model,
+            enabled,
+            version,
+            document,
+        } = row;
+        MappingRecord {
+            id,
+            destination_id,
+            name,
+            model,
+            enabled,
+            version: version as u64,
+            document,
+        }
+    }
+}
+
+// === impl Store ===
+
+impl Store for SqliteStore {
+    async fn create_destination(&self, new: NewDestination) -> Result<Destination> {
+        let NewDestination {
+            name,
+            region,
+            write_key,
+            enabled,
+        } = new;
+        let id = new_id("dst_")?;
+        let sealed = self
+            .keys
+            .seal(write_key.expose().as_bytes(), id.as_bytes())?;
+        let sql = format!(
+            "INSERT INTO destinations (id, name, region, write_key_key_id, write_key_nonce, \
+             write_key_ciphertext, write_key_fingerprint, enabled, version) \
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, 1) RETURNING {DESTINATION_COLUMNS}"
+        );
+        let row: DestinationRow = sqlx::query_as(sqlx::AssertSqlSafe(sql))
+            .bind(&id)
+            .bind(name.as_str())
+            .bind(region.as_str())
+            .bind(&sealed.key_id)
+            .bind(&sealed.nonce)
+            .bind(&sealed.ciphertext)
+            .bind(write_key.fingerprint())
+            .bind(enabled)
+            .fetch_one(&self.pool)
+            .await
+            .map_err(|e| {
+                if is_unique_violation(&e) {
+                    StoreError::NameTaken {
+                        kind: Kind::Destination,
+                        name: name.as_str().to_owned(),
+                        scope: None,
+                    }
+                } else {
+                    backend(e)
+                }
+            })?;
+        row.into_destination()
+    }
+
+    async fn get_destination(&self, id: &str) -> Result<Destination> {
+        let sql = format!("SELECT {DESTINATION_COLUMNS} FROM destinations WHERE id = ?");
+        let row: Option<DestinationRow> = sqlx::query_as(sqlx::AssertSqlSafe(sql))
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(backend)?;
+        row.ok_or_else(|| not_found(Kind::Destination, id))?
+            .into_destination()
+    }
+
+    async fn list_destinations(&self) -> Result<Vec<Destination>> {
+        let sql = format!("SELECT {DESTINATION_COLUMNS} FROM destinations ORDER BY name");
+        let rows: Vec<DestinationRow> = sqlx::query_as(sqlx::AssertSqlSafe(sql))
+            .fetch_all(&self.pool)
+            .await
+            .map_err(backend)?;
+        rows.into_iter()
+            .map(DestinationRow::into_destination)
+            .collect()
+    }
+
+    async fn update_destination(
+        &self,
+        id: &str,
+        version: u64,
+        patch: DestinationPatch,
+    ) -> Result<Destination> {
+        let DestinationPatch {
+            name,
+            region,
+            write_key,
+            enabled,
+        } = patch;
+        let sealed = write_key
+            .as_ref()
+            .map(|k| self.keys.seal(k.expose().as_bytes(), id.as_bytes()))
+            .transpose()?;
+        let (key_id, nonce, ciphertext) = match sealed {
+            Some(Sealed {
+                key_id,
+                nonce,
+                ciphertext,
+            }) => (Some(key_id), Some(nonce), Some(ciphertext)),
+            None => (None, None, None),
+        };
+        let sql = format!(
+            "UPDATE destinations SET \
+               name = COALESCE(?, name), \
+               region = COALESCE(?, region), \
+               write_key_key_id = COALESCE(?, write_key_key_id), \
+               write_key_nonce = COALESCE(?, write_key_nonce), \
+               write_key_ciphertext = COALESCE(?, write_key_ciphertext), \
+               write_key_fingerprint = COALESCE(?, write_key_fingerprint), \
+               enabled = COALESCE(?, enabled), \
+               version = version + 1, \
+               updated_at = strftime('%Y-%m-%dT%H:%M:%fZ', 'now') \
+             WHERE id = ? AND version = ? RETURNING {DESTINATION_COLUMNS}"
+        );
+        let row: Option<DestinationRow> = sqlx::query_as(sqlx::AssertSqlSafe(sql))
+            .bind(name.as_ref().map(|n| n.as_str()))
+            .bind(region.as_ref().map(|r| r.as_str()))
+            .bind(key_id)
+            .bind(nonce)
+            .bind(ciphertext)
+            .bind(write_key.as_ref().map(WriteKey::fingerprint))
+            .bind(enabled)
+            .bind(id)
+            .bind(version as i64)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(|e| {
+                if is_unique_violation(&e) {
+                    StoreError::NameTaken {
+                        kind: Kind::Destination,
+                        name: name
+                            .as_ref()
+                            .map(|n| n.as_str().to_owned())
+                            .unwrap_or_default(),
+                        scope: None,
+                    }
+                } else {
+                    backend(e)
+                }
+            })?;
+        match row {
+            Some(row) => row.into_destination(),
+            None => Err(match self.destination_version(id).await? {
+                None => not_found(Kind::Destination, id),
+                Some(actual) => StoreError::StaleVersion {
+                    kind: Kind::Destination,
+                    id: id.to_owned(),
+                    expected: version,
+                    actual,
+                },
+            }),
+        }
+    }
+
+    async fn delete_destination(&self, id: &str) -> Result<()> {
+        let done = sqlx::query("DELETE FROM destinations WHERE id = ?")
+            .bind(id)
+            .execute(&self.pool)
+            .await
+            .map_err(backend)?;
+        if done.rows_affected() == 0 {
+            return Err(not_found(Kind::Destination, id));
+        }
+        Ok(())
+    }
+
+    async fn destination_write_key(&self, id: &str) -> Result<WriteKey> {
+        let row: Option<(String, Vec<u8>, Vec<u8>)> = sqlx::query_as(
+            "SELECT write_key_key_id, write_key_nonce, write_key_ciphertext \
+             FROM destinations WHERE id = ?",
+        )
+        .bind(id)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(backend)?;
+        let (key_id, nonce, ciphertext) = row.ok_or_else(|| not_found(Kind::Destination, id))?;
+        let plain = self.keys.open(
+            &Sealed {
+                key_id,
+                nonce,
+                ciphertext,
+            },
+            id.as_bytes(),
+        )?;
+        let text = String::from_utf8(plain).map_err(backend)?;
+        WriteKey::parse(text).map_err(|e| {
+            StoreError::Backend(format!("destination {id}: stored write key {e}").into())
+        })
+    }
+
+    async fn create_mapping(
+        &self,
+        destination_id: &str,
+        content: MappingContent,
+    ) -> Result<MappingRecord> {
+        let MappingContent {
+            name,
+            model,
+            enabled,
+            document,
+        } = content;
+        let id = new_id("map_")?;
+        // One statement, so the destination check and the count hold when the row goes in.
+        let sql = format!(
+            "INSERT INTO mappings (id, destination_id, name, model, enabled, version, document) \
+             SELECT ?1, ?2, ?3, ?4, ?5, 1, ?6 \
+             WHERE EXISTS (SELECT 1 FROM destinations WHERE id = ?2) \
+               AND (SELECT COUNT(*) FROM mappings WHERE destination_id = ?2) < ?7 \
+             RETURNING {MAPPING_COLUMNS}"
+        );
+        let row: Option<MappingRow> = sqlx::query_as(sqlx::AssertSqlSafe(sql))
+            .bind(&id)
+            .bind(destination_id)
+            .bind(name.as_str())
+            .bind(&model)
+            .bind(enabled)
+            .bind(&document)
+            .bind(MAX_MAPPINGS_PER_DESTINATION as i64)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(|e| {
+                if is_unique_violation(&e) {
+                    StoreError::NameTaken {
+                        kind: Kind::Mapping,
+                        name: name.as_str().to_owned(),
+                        scope: Some(destination_id.to_owned()),
+                    }
+                } else {
+                    backend(e)
+                }
+            })?;
+        match row {
+            Some(row) => Ok(row.into()),
+            None => Err(match self.destination_version(destination_id).await? {
+                None => not_found(Kind::Destination, destination_id),
+                Some(_) => StoreError::TooManyMappings {
+                    destination_id: destination_id.to_owned(),
+                    limit: MAX_MAPPINGS_PER_DESTINATION,
+                },
+            }),
+        }
+    }
+
+    async fn get_mapping(&self, id: &str) -> Result<MappingRecord> {
+        let sql = format!("SELECT {MAPPING_COLUMNS} FROM mappings WHERE id = ?");
+        let row: Option<MappingRow> = sqlx::query_as(sqlx::AssertSqlSafe(sql))
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(backend)?;
+        row.map(Into::into)
+            .ok_or_else(|| not_found(Kind::Mapping, id))
+    }
+
+    async fn list_mappings(&self, destination_id: &str) -> Result<Vec<MappingRecord>> {
+        if self.destination_version(destination_id).await?.is_none() {
+            return Err(not_found(Kind::Destination, destination_id));
+        }
+        let sql = format!(
+            "SELECT {MAPPING_COLUMNS} FROM mappings WHERE destination_id = ? ORDER BY name"
+        );
+        let rows: Vec<MappingRow> = sqlx::query_as(sqlx::AssertSqlSafe(sql))
+            .bind(destination_id)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(backend)?;
+        Ok(rows.into_iter().map(Into::into).collect())
+    }
+
+    async fn update_mapping(
+        &self,
+        id: &str,
+        version: u64,
+        content: MappingContent,
+    ) -> Result<MappingRecord> {
+        let MappingContent {
+            name,
+            model,
+            enabled,
+            document,
+        } = content;
+        let sql = format!(
+            "UPDATE mappings SET name = ?, model = ?, enabled = ?, document = ?, \
+               version = version + 1, updated_at = strftime('%Y-%m-%dT%H:%M:%fZ', 'now') \
+             WHERE id = ? AND version = ? RETURNING {MAPPING_COLUMNS}"
+        );
+        let row: Option<MappingRow> = sqlx::query_as(sqlx::AssertSqlSafe(sql))
+            .bind(name.as_str())
+            .bind(&model)
+            .bind(enabled)
+            .bind(&document)
+            .bind(id)
+            .bind(version as i64)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(|e| {
+                if is_unique_violation(&e) {
+                    StoreError::NameTaken {
+                        kind: Kind::Mapping,
+                        name: name.as_str().to_owned(),
+                        scope: None,
+                    }
+                } else {
+                    backend(e)
+                }
+            })?;
+        match row {
+            Some(row) => Ok(row.into()),
+            None => Err(match self.mapping_version(id).await? {
+                None => not_found(Kind::Mapping, id),
+                Some(actual) => StoreError::StaleVersion {
+                    kind: Kind::Mapping,
+                    id: id.to_owned(),
+                    expected: version,
+                    actual,
+                },
+            }),
+        }
+    }
+
+    async fn delete_mapping(&self, id: &str) -> Result<()> {
+        let done = sqlx::query("DELETE FROM mappings WHERE id = ?")
+            .bind(id)
+            .execute(&self.pool)
+            .await
+            .map_err(backend)?;
+        if done.rows_affected() == 0 {
+            return Err(not_found(Kind::Mapping, id));
+        }
+        Ok(())
+    }
+}

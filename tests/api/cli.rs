@@ -1,0 +1,504 @@
+//! The client commands end to end: the real binary against a server on 127.0.0.1:0; and the
+//! `serve` binary itself (key file, SIGTERM).
+
+use std::io::BufRead as _;
+use std::path::Path;
+use std::process::{Command, Output, Stdio};
+use std::time::Duration;
+
+use serde_json::Value;
+
+use crate::helpers::{TestApp, track_mapping};
+
+const BIN: &str = env!("CARGO_BIN_EXE_segment-connections");
+
+/// Runs the binary with `args` (off the runtime: the server shares it).
+async fn cli(args: &[&str], envs: &[(&str, &str)]) -> Output {
+    let args: Vec<String> = args.iter().map(|s| s.to_string()).collect();
+    let envs: Vec<(String, String)> = envs
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+    tokio::task::spawn_blocking(move || {
+        let mut cmd = Command::new(BIN);
+        cmd.args(&args);
+        for (k, v) in envs {
+            cmd.env(k, v);
+        }
+        // Nothing from the caller's environment leaks in.
+        for (k, _) in std::env::vars() {
+            if k.starts_with("SEGMENT_CONNECTIONS_") {
+                cmd.env_remove(k);
+            }
+        }
+        cmd.output().unwrap()
+    })
+    .await
+    .unwrap()
+}
+
+fn stdout_json(out: &Output) -> Value {
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&out.stdout)))
+}
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+fn write(dir: &Path, name: &str, content: &str) -> String {
+    let path = dir.join(name);
+    std::fs::write(&path, content).unwrap();
+    path.to_string_lossy().into_owned()
+}
+
+#[tokio::test]
+async fn the_tour_create_a_destination_apply_a_mapping_test_it() {
+    let app = TestApp::spawn().await;
+    let url = app.url();
+    let files = tempfile::tempdir().unwrap();
+    let secret = "wk_cli_SECRET_0042";
+    let key_file = write(files.path(), "wk.txt", &format!("{secret}\n"));
+    let server = ["--server", url.as_str()];
+
+    let create = cli(
+        &[
+            &["destinations", "create", "--name", "prod", "--region", "eu"][..],
+            &["--write-key-file", &key_file, "--json"],
+            &server,
+        ]
+        .concat(),
+        &[],
+    )
+    .await;
+    let d = stdout_json(&create);
+    let id = d["id"].as_str().unwrap().to_owned();
+    assert!(id.starts_with("dst_"));
+    assert_eq!(d["region"], "eu");
+    assert_eq!(d["version"], 1);
+    assert_eq!(d["write_key_fingerprint"].as_str().unwrap().len(), 8);
+
+    // Text output too; the write key is never printed.
+    let get_text = cli(&[&["destinations", "get", &id][..], &server].concat(), &[]).await;
+    assert!(get_text.status.success());
+    assert!(text(&get_text.stdout).contains("prod"));
+    let list = cli(
+        &[&["destinations", "list", "--json"][..], &server].concat(),
+        &[],
+    )
+    .await;
+    let list = stdout_json(&list);
+    assert_eq!(list.as_array().unwrap().len(), 1);
+    assert_eq!(list[0]["id"], id.as_str());
+    for out in [&create, &get_text] {
+        assert!(!text(&out.stdout).contains(secret) && !text(&out.stderr).contains(secret));
+    }
+
+    // Apply creates, then updates the mapping of the same name.
+    let mapping_file = write(files.path(), "orders.json", &track_mapping("orders"));
+    let applied = stdout_json(
+        &cli(
+            &[
+                &[
+                    "mappings",
+                    "apply",
+                    "--destination",
+                    &id,
+                    "-f",
+                    &mapping_file,
+                    "--json",
+                ][..],
+                &server,
+            ]
+            .concat(),
+            &[],
+        )
+        .await,
+    );
+    let mapping_id = applied["id"].as_str().unwrap().to_owned();
+    assert!(mapping_id.starts_with("map_"));
+    assert_eq!(applied["version"], 1);
+    assert_eq!(applied["mapping"]["action"], "track");
+    let mut doc: Value = serde_json::from_str(&track_mapping("orders")).unwrap();
+    doc["enabled"] = false.into();
+    let mapping_file = write(files.path(), "orders.json", &doc.to_string());
+    let reapplied = stdout_json(
+        &cli(
+            &[
+                &[
+                    "mappings",
+                    "apply",
+                    "--destination",
+                    &id,
+                    "-f",
+                    &mapping_file,
+                    "--json",
+                ][..],
+                &server,
+            ]
+            .concat(),
+            &[],
+        )
+        .await,
+    );
+    assert_eq!(reapplied["id"], mapping_id.as_str());
+    assert_eq!(reapplied["version"], 2);
+    assert_eq!(reapplied["enabled"], false);
+
+    let listed = stdout_json(
+        &cli(
+            &[
+                &["mappings", "list", "--destination", &id, "--json"][..],
+                &server,
+            ]
+            .concat(),
+            &[],
+        )
+        .await,
+    );
+    assert_eq!(listed[0]["id"], mapping_id.as_str());
+    let got = stdout_json(
+        &cli(
+            &[&["mappings", "get", &mapping_id, "--json"][..], &server].concat(),
+            &[],
+        )
+        .await,
+    );
+    assert_eq!(got["name"], "orders");
+
+    // Test it on the server: per row, what test-mapping prints.
+    let row = write(
+        files.path(),
+        "row.json",
+        r#"{"id": "o-1", "op": "added", "columns": {"user_id": "u-1", "order_id": "o-1", "revenue": 5}}"#,
+    );
+    let tested = cli(
+        &[
+            &["mappings", "test", &mapping_id, "--row", &row][..],
+            &server,
+        ]
+        .concat(),
+        &[],
+    )
+    .await;
+    assert!(tested.status.success(), "{}", text(&tested.stderr));
+    let result: Value = serde_json::from_slice(&tested.stdout).unwrap();
+    assert_eq!(result["accepted"], true);
+    assert!(result["message_id"].as_str().unwrap().starts_with("sc1-"));
+    // Inline, compared with the offline command byte for byte.
+    let inline = cli(
+        &[
+            &["mappings", "test", "-f", &mapping_file, "--row", &row][..],
+            &server,
+        ]
+        .concat(),
+        &[],
+    )
+    .await;
+    let offline = cli(
+        &["test-mapping", "--mapping", &mapping_file, "--row", &row],
+        &[],
+    )
+    .await;
+    assert!(offline.status.success(), "{}", text(&offline.stderr));
+    assert_eq!(text(&inline.stdout), text(&offline.stdout));
+    // --json gives one array entry per row.
+    let many = stdout_json(
+        &cli(
+            &[
+                &[
+                    "mappings",
+                    "test",
+                    &mapping_id,
+                    "--row",
+                    &row,
+                    "--row",
+                    &row,
+                    "--json",
+                ][..],
+                &server,
+            ]
+            .concat(),
+            &[],
+        )
+        .await,
+    );
+    assert_eq!(many.as_array().unwrap().len(), 2);
+
+    // Delete both, with the flags as environment variables this time.
+    let env = [
+        ("SEGMENT_CONNECTIONS_SERVER", url.as_str()),
+        ("SEGMENT_CONNECTIONS_JSON", "true"),
+    ];
+    let deleted = stdout_json(&cli(&["mappings", "delete", &mapping_id], &env).await);
+    assert_eq!(deleted["id"], mapping_id.as_str());
+    let deleted = stdout_json(&cli(&["destinations", "delete", &id], &env).await);
+    assert_eq!(deleted["id"], id.as_str());
+    let empty = stdout_json(&cli(&["destinations", "list"], &env).await);
+    assert_eq!(empty, serde_json::json!([]));
+}
+
+#[tokio::test]
+async fn exit_codes_one_for_server_errors_two_for_usage() {
+    let app = TestApp::spawn().await;
+    let url = app.url();
+    let server = ["--server", url.as_str()];
+    let files = tempfile::tempdir().unwrap();
+
+    let out = cli(
+        &[&["destinations", "get", "dst_nope"][..], &server].concat(),
+        &[],
+    )
+    .await;
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        text(&out.stderr).contains("NOT_FOUND"),
+        "{}",
+        text(&out.stderr)
+    );
+
+    let out = cli(
+        &[&["destinations", "create", "--name", "x", "--region", "mars"][..]]
+            .concat()
+            .into_iter()
+            .chain(["--write-key", "k1", "--json"])
+            .chain(server)
+            .collect::<Vec<_>>(),
+        &[],
+    )
+    .await;
+    assert_eq!(out.status.code(), Some(1));
+    let err: Value = serde_json::from_slice(&out.stderr).unwrap();
+    assert_eq!(err["error"]["code"], "INVALID_ARGUMENT");
+    assert_eq!(err["error"]["violations"][0]["field"], "region");
+
+    // An invalid mapping: every violation, with its pointer.
+    let d = app.create_destination("prod").await;
+    let bad = write(
+        files.path(),
+        "bad.json",
+        r#"{"name": "x", "action": "fly"}"#,
+    );
+    let out = cli(
+        &[
+            &["mappings", "apply", "--destination", &d.id, "-f", &bad][..],
+            &server,
+        ]
+        .concat(),
+        &[],
+    )
+    .await;
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = text(&out.stderr);
+    for pointer in ["/action", "/fields", "/model"] {
+        assert!(stderr.contains(pointer), "{pointer}: {stderr}");
+    }
+
+    // Usage and file errors.
+    for args in [
+        vec!["destinations"],
+        vec!["destinations", "create", "--name", "x", "--region", "us"],
+        vec![
+            "mappings",
+            "apply",
+            "--destination",
+            "d",
+            "-f",
+            "/nonexistent/m.json",
+        ],
+        vec![
+            "mappings",
+            "apply",
+            "--destination",
+            "d",
+            "-f",
+            &bad,
+            "--server",
+            "not a url",
+        ],
+        vec!["mappings", "test", "map_x"],
+    ] {
+        let out = cli(&args, &[]).await;
+        assert_eq!(
+            out.status.code(),
+            Some(2),
+            "{args:?}: {}",
+            text(&out.stderr)
+        );
+    }
+    let not_json = write(files.path(), "nope.json", "{");
+    let out = cli(
+        &[
+            &["mappings", "apply", "--destination", &d.id, "-f", &not_json][..],
+            &server,
+        ]
+        .concat(),
+        &[],
+    )
+    .await;
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out.stderr));
+
+    // Nobody listening.
+    let out = cli(
+        &["destinations", "list", "--server", "http://127.0.0.1:1"],
+        &[],
+    )
+    .await;
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out.stderr));
+}
+
+/// `serve` in an empty directory: creates ./data/master.key (0600) and the store, answers, and
+/// stops cleanly on SIGTERM.
+#[tokio::test]
+async fn serve_creates_its_key_and_store_and_stops_on_sigterm() {
+    use std::os::unix::fs::PermissionsExt as _;
+
+    let dir = tempfile::tempdir().unwrap();
+    let mut child = Command::new(BIN)
+        .args(["serve", "--listen", "127.0.0.1:0", "--log-format", "json"])
+        .current_dir(dir.path())
+        .env_remove("SEGMENT_CONNECTIONS_ENCRYPTION_KEY")
+        .env_remove("SEGMENT_CONNECTIONS_ENCRYPTION_KEY_FILE")
+        .env_remove("SEGMENT_CONNECTIONS_STORE")
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stderr = child.stderr.take().unwrap();
+    let (lines_tx, lines_rx) = std::sync::mpsc::channel::<String>();
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(stderr).lines() {
+            let Ok(line) = line else { break };
+            if lines_tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    let mut log = Vec::new();
+    let addr = loop {
+        let line = lines_rx
+            .recv_timeout(Duration::from_secs(30))
+            .unwrap_or_else(|e| panic!("{e}: {log:?}"));
+        let v: Value = serde_json::from_str(&line).unwrap_or(Value::Null);
+        log.push(line);
+        if v["fields"]["message"] == "serving" {
+            break v["fields"]["addr"].as_str().unwrap().to_owned();
+        }
+    };
+    assert!(
+        log.iter()
+            .any(|l| l.contains("WARN") && l.contains("master.key")),
+        "{log:?}"
+    );
+    let key = dir.path().join("data/master.key");
+    assert_eq!(
+        std::fs::metadata(&key).unwrap().permissions().mode() & 0o777,
+        0o600
+    );
+    assert!(dir.path().join("data/connections.db").exists());
+
+    let out = cli(
+        &[
+            "destinations",
+            "list",
+            "--json",
+            "--server",
+            &format!("http://{addr}"),
+        ],
+        &[],
+    )
+    .await;
+    assert_eq!(stdout_json(&out), serde_json::json!([]));
+
+    let kill = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(kill.success());
+    let status = tokio::task::spawn_blocking(move || {
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Some(s) = child.try_wait().unwrap() {
+                return Some(s);
+            }
+            if std::time::Instant::now() > deadline {
+                child.kill().ok();
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    })
+    .await
+    .unwrap()
+    .expect("serve stops within 30 s of SIGTERM");
+    assert!(status.success(), "{status:?}");
+    let rest: Vec<String> = lines_rx.try_iter().collect();
+    assert!(rest.iter().any(|l| l.contains("stopped")), "{rest:?}");
+}
+
+#[tokio::test]
+async fn destinations_update_changes_only_what_is_given() {
+    let app = TestApp::spawn().await;
+    let url = app.url();
+    let server = ["--server", url.as_str()];
+    let files = tempfile::tempdir().unwrap();
+    let d = app.create_destination("prod").await;
+    let new_key = "wk_NEW_rotated_77";
+    let key_file = write(files.path(), "wk.txt", &format!("{new_key}\n"));
+
+    let out = cli(
+        &[
+            &["destinations", "update", &d.id, "--name", "production"][..],
+            &[
+                "--write-key-file",
+                &key_file,
+                "--enabled",
+                "false",
+                "--json",
+            ],
+            &server,
+        ]
+        .concat(),
+        &[],
+    )
+    .await;
+    assert!(!text(&out.stdout).contains(new_key));
+    let updated = stdout_json(&out);
+    assert_eq!(updated["name"], "production");
+    assert_eq!(updated["region"], "us");
+    assert_eq!(updated["enabled"], false);
+    assert_eq!(updated["version"], 2);
+    assert_ne!(
+        updated["write_key_fingerprint"].as_str().unwrap(),
+        d.write_key_fingerprint
+    );
+
+    // An explicit stale version is refused.
+    let out = cli(
+        &[
+            &[
+                "destinations",
+                "update",
+                &d.id,
+                "--version",
+                "1",
+                "--region",
+                "eu",
+            ][..],
+            &server,
+        ]
+        .concat(),
+        &[],
+    )
+    .await;
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        text(&out.stderr).contains("ABORTED"),
+        "{}",
+        text(&out.stderr)
+    );
+}

@@ -1,0 +1,187 @@
+//! `TestApp::spawn()`: a real server on 127.0.0.1:0 over a temporary SQLite file, and a client.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tempfile::TempDir;
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+use tonic::transport::Channel;
+
+use segment_connections::app::App;
+use segment_connections::config::{KeySource, LogFormat, Settings, StoreLocation};
+use segment_connections::grpc::proto::{self, ConnectionsClient};
+
+/// The most rows a TestMapping request may carry in tests.
+pub const MAX_TEST_ROWS: usize = 5;
+/// The largest request in tests.
+pub const MAX_REQUEST_BYTES: usize = 256 * 1024;
+
+pub struct TestApp {
+    pub addr: SocketAddr,
+    pub client: ConnectionsClient<Channel>,
+    pub dir: Arc<TempDir>,
+    stop: Option<oneshot::Sender<()>>,
+    task: Option<JoinHandle<()>>,
+}
+
+impl TestApp {
+    /// A server over a fresh temporary directory.
+    pub async fn spawn() -> TestApp {
+        TestApp::spawn_in(Arc::new(tempfile::tempdir().unwrap())).await
+    }
+
+    /// A server over `dir` (its store and key file), e.g. after a restart.
+    pub async fn spawn_in(dir: Arc<TempDir>) -> TestApp {
+        let app = App::build(settings(dir.path().into())).await.unwrap();
+        let addr = app.local_addr();
+        let (stop, stopped) = oneshot::channel::<()>();
+        let task = tokio::spawn(async move {
+            app.run(async {
+                stopped.await.ok();
+            })
+            .await
+            .unwrap()
+        });
+        let client = ConnectionsClient::connect(format!("http://{addr}"))
+            .await
+            .unwrap();
+        TestApp {
+            addr,
+            client,
+            dir,
+            stop: Some(stop),
+            task: Some(task),
+        }
+    }
+
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    pub async fn channel(&self) -> Channel {
+        Channel::from_shared(self.url())
+            .unwrap()
+            .connect()
+            .await
+            .unwrap()
+    }
+
+    pub fn db_path(&self) -> PathBuf {
+        self.dir.path().join("connections.db")
+    }
+
+    /// Stops the server gracefully and waits for it; returns its directory.
+    pub async fn stop(mut self) -> Arc<TempDir> {
+        self.stop.take().unwrap().send(()).ok();
+        tokio::time::timeout(Duration::from_secs(20), self.task.take().unwrap())
+            .await
+            .expect("server stops")
+            .unwrap();
+        self.dir.clone()
+    }
+
+    /// Stops the server and starts a new one over the same store.
+    pub async fn restart(self) -> TestApp {
+        let dir = self.stop().await;
+        TestApp::spawn_in(dir).await
+    }
+
+    pub async fn create_destination(&self, name: &str) -> proto::Destination {
+        self.client
+            .clone()
+            .create_destination(proto::CreateDestinationRequest {
+                name: name.into(),
+                region: "us".into(),
+                write_key: format!("wk-{name}-0123456789"),
+                enabled: None,
+            })
+            .await
+            .unwrap()
+            .into_inner()
+            .destination
+            .unwrap()
+    }
+
+    pub async fn create_mapping(&self, destination_id: &str, json: &str) -> proto::Mapping {
+        self.client
+            .clone()
+            .create_mapping(proto::CreateMappingRequest {
+                destination_id: destination_id.into(),
+                mapping_json: json.into(),
+            })
+            .await
+            .unwrap()
+            .into_inner()
+            .mapping
+            .unwrap()
+    }
+}
+
+impl Drop for TestApp {
+    fn drop(&mut self) {
+        if let Some(task) = self.task.take() {
+            task.abort();
+        }
+    }
+}
+
+pub fn settings(dir: PathBuf) -> Settings {
+    Settings {
+        listen: "127.0.0.1:0".parse().unwrap(),
+        store: StoreLocation::Sqlite(dir.join("connections.db")),
+        encryption_key: KeySource::CreateIfMissing(dir.join("master.key")),
+        max_request_bytes: MAX_REQUEST_BYTES,
+        max_test_rows: MAX_TEST_ROWS,
+        shutdown_grace: Duration::from_secs(5),
+        log_format: LogFormat::Plain,
+    }
+}
+
+/// A valid track mapping named `name`.
+pub fn track_mapping(name: &str) -> String {
+    serde_json::json!({
+        "name": name,
+        "model": "orders",
+        "action": "track",
+        "trigger": "added_or_updated",
+        "fields": {
+            "event_name": {"@literal": "Order Completed"},
+            "user_id": {"@path": "$.properties.user_id"},
+            "properties": {
+                "order_id": {"@path": "$.properties.order_id"},
+                "revenue": {"@path": "$.properties.revenue"}
+            }
+        }
+    })
+    .to_string()
+}
+
+/// A row of the `orders` model.
+pub fn order_row(id: &str, user: &str) -> proto::Row {
+    proto::Row {
+        id: id.into(),
+        op: proto::Op::Added.into(),
+        columns_json: serde_json::to_vec(&serde_json::json!({
+            "user_id": user, "order_id": id, "revenue": 19.99
+        }))
+        .unwrap(),
+        message_id: None,
+    }
+}
+
+/// The bad-request violations of a status, as (field, description).
+pub fn violations(status: &tonic::Status) -> Vec<(String, String)> {
+    use tonic_types::StatusExt as _;
+    status
+        .get_details_bad_request()
+        .map(|b| {
+            b.field_violations
+                .into_iter()
+                .map(|v| (v.field, v.description))
+                .collect()
+        })
+        .unwrap_or_default()
+}

@@ -1,0 +1,8 @@
+//! The API over a real socket: a server on 127.0.0.1:0 per test, a temporary SQLite store.
+
+mod cli;
+mod destinations;
+mod health_reflection;
+mod helpers;
+mod mappings;
+mod test_mapping;
