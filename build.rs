@@ -9,6 +9,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     // protox + compile_fds emit no rerun-if-changed of their own.
     println!("cargo:rerun-if-changed=proto");
     println!("cargo:rerun-if-changed=build.rs");
+    // sqlx::migrate! embeds migrations/ at compile time; new files must rebuild.
+    println!("cargo:rerun-if-changed=migrations");
     let fds = protox::compile(["segment_connections/v1/connections.proto"], ["proto"])?;
     let out_dir = PathBuf::from(std::env::var("OUT_DIR")?);
     std::fs::write(

@@ -17,14 +17,14 @@ use tonic::transport::server::TcpIncoming;
 use crate::config::{KeySource, Settings, StoreLocation};
 use crate::grpc::proto::{self, ConnectionsServer};
 use crate::grpc::{ConnectionsService, Limits};
-use crate::store::{KeyRing, SqliteStore};
+use crate::store::{AnyStore, KeyRing, PostgresStore, SqliteStore};
 
-type Service = ConnectionsServer<ConnectionsService<SqliteStore>>;
+type Service = ConnectionsServer<ConnectionsService<AnyStore>>;
 
 /// A built server: store open and migrated, port bound, not yet serving.
 pub struct App {
     listener: TcpListener,
-    store: Arc<SqliteStore>,
+    store: Arc<AnyStore>,
     settings: Settings,
 }
 
@@ -36,11 +36,7 @@ impl App {
             key_id = keys.current_key_id(),
             "write-key encryption key loaded"
         );
-        let store = match &settings.store {
-            StoreLocation::Sqlite(path) => SqliteStore::open(path, keys)
-                .await
-                .with_context(|| format!("opening the store at {}", path.display()))?,
-        };
+        let store = open_store(&settings.store, keys).await?;
         let listener = TcpListener::bind(settings.listen)
             .await
             .with_context(|| format!("binding {}", settings.listen))?;
@@ -128,6 +124,20 @@ impl App {
     }
 }
 
+/// Opens the store at `location` with `keys`: migrations run, stored write keys checked.
+pub async fn open_store(location: &StoreLocation, keys: KeyRing) -> anyhow::Result<AnyStore> {
+    Ok(match location {
+        StoreLocation::Sqlite(path) => SqliteStore::open(path, keys)
+            .await
+            .with_context(|| format!("opening the store at {}", path.display()))?
+            .into(),
+        StoreLocation::Postgres(url) => PostgresStore::connect(&url.0, keys)
+            .await
+            .with_context(|| format!("opening the PostgreSQL store {url:?}"))?
+            .into(),
+    })
+}
+
 /// Runs `serve` until SIGTERM or SIGINT.
 pub async fn serve(settings: Settings) -> anyhow::Result<()> {
     App::build(settings).await?.run(shutdown_signal()).await
@@ -158,7 +168,7 @@ pub async fn shutdown_signal() {
 }
 
 /// The key ring from the configured source; with SQLite's default, creates the key file.
-fn load_keys(source: &KeySource) -> anyhow::Result<KeyRing> {
+pub fn load_keys(source: &KeySource) -> anyhow::Result<KeyRing> {
     match source {
         KeySource::Inline(text) => KeyRing::from_hex_lines(&text.0).context("--encryption-key"),
         KeySource::File(path) => read_key_file(path),

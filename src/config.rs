@@ -21,7 +21,8 @@ pub struct ServeArgs {
         default_value = "127.0.0.1:50051"
     )]
     pub listen: String,
-    /// Where destinations and mappings live: sqlite://PATH (postgres:// is planned).
+    /// Where destinations and mappings live: sqlite://PATH, or postgres://... for several
+    /// replicas (an encryption key is then required).
     #[arg(long, env = "SEGMENT_CONNECTIONS_STORE", default_value = DEFAULT_STORE)]
     pub store: String,
     /// A file holding the write-key encryption key (64 hex digits; further lines are previous
@@ -78,6 +79,24 @@ pub struct Settings {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum StoreLocation {
     Sqlite(PathBuf),
+    Postgres(DatabaseUrl),
+}
+
+/// A PostgreSQL URL; `Debug` hides its password.
+#[derive(Clone, PartialEq, Eq)]
+pub struct DatabaseUrl(pub String);
+
+impl fmt::Debug for DatabaseUrl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // postgres://user:password@host/db → postgres://user:[redacted]@host/db
+        let url = &self.0;
+        let redacted = url.split_once("://").and_then(|(scheme, rest)| {
+            let (userinfo, host) = rest.split_once('@')?;
+            let (user, _password) = userinfo.split_once(':')?;
+            Some(format!("{scheme}://{user}:[redacted]@{host}"))
+        });
+        write!(f, "{:?}", redacted.as_deref().unwrap_or(url))
+    }
 }
 
 /// Where the write-key encryption key comes from.
@@ -113,8 +132,6 @@ pub enum ConfigError {
          (--encryption-key-file or --encryption-key)"
     )]
     PostgresNeedsKey,
-    #[error("--store postgres://...: PostgreSQL is not supported yet; use sqlite://PATH")]
-    PostgresUnsupported,
     #[error("--{0}: must be at least 1")]
     Zero(&'static str),
 }
@@ -136,29 +153,7 @@ impl TryFrom<ServeArgs> for Settings {
         let listen = listen
             .parse::<SocketAddr>()
             .map_err(|_| ConfigError::Listen(listen.clone()))?;
-        let given_key = match (encryption_key, encryption_key_file) {
-            (Some(k), _) => Some(KeySource::Inline(KeyText(k))),
-            (None, Some(f)) => Some(KeySource::File(f)),
-            (None, None) => None,
-        };
-        let (store, encryption_key) = if let Some(path) = store
-            .strip_prefix("sqlite://")
-            .or_else(|| store.strip_prefix("sqlite:"))
-        {
-            if path.is_empty() {
-                return Err(ConfigError::Store(store));
-            }
-            let key = given_key
-                .unwrap_or_else(|| KeySource::CreateIfMissing(PathBuf::from(DEFAULT_KEY_FILE)));
-            (StoreLocation::Sqlite(PathBuf::from(path)), key)
-        } else if store.starts_with("postgres://") || store.starts_with("postgresql://") {
-            return Err(match given_key {
-                None => ConfigError::PostgresNeedsKey,
-                Some(_) => ConfigError::PostgresUnsupported,
-            });
-        } else {
-            return Err(ConfigError::Store(store));
-        };
+        let (store, encryption_key) = store_and_key(store, encryption_key, encryption_key_file)?;
         if max_request_bytes == 0 {
             return Err(ConfigError::Zero("max-request-bytes"));
         }
@@ -174,6 +169,37 @@ impl TryFrom<ServeArgs> for Settings {
             shutdown_grace: Duration::from_secs(shutdown_grace_seconds),
             log_format,
         })
+    }
+}
+
+/// The store and the key source from `--store`, `--encryption-key` and
+/// `--encryption-key-file`: with SQLite and no key, the default key file (created); with
+/// PostgreSQL a key is required.
+pub fn store_and_key(
+    store: String,
+    encryption_key: Option<String>,
+    encryption_key_file: Option<PathBuf>,
+) -> Result<(StoreLocation, KeySource), ConfigError> {
+    let given_key = match (encryption_key, encryption_key_file) {
+        (Some(k), _) => Some(KeySource::Inline(KeyText(k))),
+        (None, Some(f)) => Some(KeySource::File(f)),
+        (None, None) => None,
+    };
+    if let Some(path) = store
+        .strip_prefix("sqlite://")
+        .or_else(|| store.strip_prefix("sqlite:"))
+    {
+        if path.is_empty() {
+            return Err(ConfigError::Store(store));
+        }
+        let key = given_key
+            .unwrap_or_else(|| KeySource::CreateIfMissing(PathBuf::from(DEFAULT_KEY_FILE)));
+        Ok((StoreLocation::Sqlite(PathBuf::from(path)), key))
+    } else if store.starts_with("postgres://") || store.starts_with("postgresql://") {
+        let key = given_key.ok_or(ConfigError::PostgresNeedsKey)?;
+        Ok((StoreLocation::Postgres(DatabaseUrl(store)), key))
+    } else {
+        Err(ConfigError::Store(store))
     }
 }
 
@@ -216,10 +242,19 @@ mod tests {
             settings(&["--store", "postgres://db/app"]).unwrap_err(),
             ConfigError::PostgresNeedsKey
         );
+        let s = settings(&[
+            "--store",
+            "postgres://app:hunter2@db/app",
+            "--encryption-key-file",
+            "/k",
+        ])
+        .unwrap();
         assert_eq!(
-            settings(&["--store", "postgres://db/app", "--encryption-key", "00"]).unwrap_err(),
-            ConfigError::PostgresUnsupported
+            s.store,
+            StoreLocation::Postgres(DatabaseUrl("postgres://app:hunter2@db/app".into()))
         );
+        assert!(!format!("{s:?}").contains("hunter2"), "{s:?}");
+        assert!(format!("{s:?}").contains("postgres://app:[redacted]@db/app"));
         assert!(
             format!("{:?}", settings(&["--encryption-key", "abcdef"]).unwrap())
                 .contains("[redacted]")

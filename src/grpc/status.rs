@@ -31,7 +31,13 @@ impl From<Error> for Status {
             }
             Error::Store(StoreError::StaleVersion { .. }) => Status::aborted(message),
             Error::Unimplemented(_) => Status::unimplemented(message),
+            // Retryable; the cause (host, port) stays in the logs.
+            Error::Store(StoreError::Unavailable(_)) => {
+                tracing::warn!(error = %message, "store unavailable");
+                Status::unavailable("store unavailable, retry later")
+            }
             Error::Store(StoreError::Crypto(_))
+            | Error::Store(StoreError::UndecryptableWriteKeys { .. })
             | Error::Store(StoreError::Backend(_))
             | Error::Internal(_) => {
                 tracing::error!(error = %message, "request failed");
@@ -111,6 +117,10 @@ mod tests {
                 Code::Internal,
             ),
             (Error::Internal("broken".into()), Code::Internal),
+            (
+                Error::Store(StoreError::Unavailable("connection refused".into())),
+                Code::Unavailable,
+            ),
         ];
         for (error, code) in table {
             let shown = error.to_string();
@@ -119,6 +129,8 @@ mod tests {
             if code == Code::Internal {
                 // Details stay in the logs.
                 assert_eq!(status.message(), "internal error");
+            } else if code == Code::Unavailable {
+                assert_eq!(status.message(), "store unavailable, retry later");
             } else {
                 assert_eq!(status.message(), shown);
             }

@@ -1,22 +1,32 @@
 //! The store: destinations and mappings behind the [`Store`] trait, with an embedded SQLite
-//! backend (`sqlite.rs`). Write keys are encrypted at rest (`crypto.rs`). Knows nothing of
-//! rendering or gRPC.
+//! backend (`sqlite.rs`) and a PostgreSQL backend for several replicas (`postgres.rs`), either
+//! chosen at start-up (`any.rs`). Write keys are encrypted at rest (`crypto.rs`). Every write
+//! bumps a store-wide change version, and each backend announces new versions on a broadcast
+//! channel, so an in-process cache can stay fresh. Knows nothing of rendering or gRPC.
 
+mod any;
 pub mod crypto;
 mod model;
+mod postgres;
 mod secret;
 mod sqlite;
 
 use std::fmt;
 use std::future::Future;
 
+pub use any::AnyStore;
 pub use crypto::{CryptoError, KeyRing};
 pub use model::{
     Destination, DestinationPatch, MAX_MAPPINGS_PER_DESTINATION, MappingContent, MappingRecord,
     Name, NewDestination, Region,
 };
+pub use postgres::{PostgresOptions, PostgresStore};
 pub use secret::WriteKey;
 pub use sqlite::SqliteStore;
+
+/// How many change versions a lagging subscriber may fall behind before it sees
+/// `RecvError::Lagged` (it then reloads; only the newest version matters).
+const CHANGE_CHANNEL_CAPACITY: usize = 64;
 
 /// What a store error is about.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -60,6 +70,21 @@ pub enum StoreError {
     },
     #[error(transparent)]
     Crypto(#[from] CryptoError),
+    /// Start-up check: stored write keys the given key ring cannot open.
+    #[error(
+        "{count} stored write key(s) cannot be decrypted with the given encryption key(s); \
+         first: destination {destination_id}: {cause}. Give the key that sealed them (previous \
+         keys go on later lines of the key file, after the current one)"
+    )]
+    UndecryptableWriteKeys {
+        count: usize,
+        destination_id: String,
+        cause: CryptoError,
+    },
+    /// The database cannot be reached (down, restarting, connections exhausted): the call may
+    /// succeed when retried.
+    #[error("store unavailable: {0}")]
+    Unavailable(#[source] Box<dyn std::error::Error + Send + Sync>),
     #[error("store backend: {0}")]
     Backend(#[source] Box<dyn std::error::Error + Send + Sync>),
 }
@@ -113,6 +138,49 @@ pub trait Store: Send + Sync + 'static {
         content: MappingContent,
     ) -> impl Future<Output = Result<MappingRecord>> + Send;
     fn delete_mapping(&self, id: &str) -> impl Future<Output = Result<()>> + Send;
+
+    /// The store-wide change version: bumped in the same transaction as every write (including
+    /// the mapping deletes a destination's deletion cascades to), never decreasing. A cache
+    /// compares it with the version it loaded to know whether to reload.
+    fn catalog_version(&self) -> impl Future<Output = Result<u64>> + Send;
+
+    /// New change versions as they become known: from this process's own writes, and with
+    /// PostgreSQL from every replica (LISTEN/NOTIFY, and polling as the fallback when
+    /// notifications are lost, e.g. across a reconnect). Versions arrive increasing, possibly
+    /// skipping some; after `Lagged`, reload. `None` when the backend cannot tell (poll
+    /// [`Store::catalog_version`] instead).
+    fn subscribe_changes(&self) -> Option<tokio::sync::broadcast::Receiver<u64>>;
+
+    /// Re-encrypts every stored write key not sealed with the key ring's current key under it;
+    /// returns how many were re-encrypted. Safe beside running replicas: each write key is
+    /// replaced only if it is still the ciphertext that was read. Changes no destination's
+    /// version (the write key itself is unchanged).
+    fn reencrypt_write_keys(&self) -> impl Future<Output = Result<u64>> + Send;
+}
+
+/// A stored write key as read for the start-up check and re-encryption.
+struct StoredKey {
+    destination_id: String,
+    sealed: crypto::Sealed,
+}
+
+/// Start-up check: fails, naming the first destination and key, when any stored write key does
+/// not open with `keys`.
+fn check_stored_keys(keys: &KeyRing, stored: &[StoredKey]) -> Result<()> {
+    let mut failures = stored.iter().filter_map(|s| {
+        keys.open(&s.sealed, s.destination_id.as_bytes())
+            .err()
+            .map(|e| (s, e))
+    });
+    let Some((first, cause)) = failures.next() else {
+        return Ok(());
+    };
+    let destination_id = first.destination_id.clone();
+    Err(StoreError::UndecryptableWriteKeys {
+        count: 1 + failures.count(),
+        destination_id,
+        cause,
+    })
 }
 
 /// A new server-assigned id: `prefix` + 20 random hex digits.

@@ -5,23 +5,27 @@ use std::str::FromStr as _;
 
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::{FromRow, SqlitePool};
+use tokio::sync::broadcast;
 
-use super::crypto::{CryptoError, KeyRing, Sealed};
+use super::crypto::{KeyRing, Sealed};
 use super::{
-    Destination, DestinationPatch, Kind, MAX_MAPPINGS_PER_DESTINATION, MappingContent,
-    MappingRecord, NewDestination, Region, Result, Store, StoreError, WriteKey, new_id,
+    CHANGE_CHANNEL_CAPACITY, Destination, DestinationPatch, Kind, MAX_MAPPINGS_PER_DESTINATION,
+    MappingContent, MappingRecord, NewDestination, Region, Result, Store, StoreError, StoredKey,
+    WriteKey, check_stored_keys, new_id,
 };
 
-static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
+static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
 
 const DESTINATION_COLUMNS: &str = "id, name, region, write_key_fingerprint, enabled, version";
 const MAPPING_COLUMNS: &str = "id, destination_id, name, model, enabled, version, document";
 
-/// Destinations and mappings in one SQLite file.
+/// Destinations and mappings in one SQLite file. This process is its only writer, so the change
+/// versions it announces are those of its own writes.
 #[derive(Debug, Clone)]
 pub struct SqliteStore {
     pool: SqlitePool,
     keys: std::sync::Arc<KeyRing>,
+    changes: broadcast::Sender<u64>,
 }
 
 impl SqliteStore {
@@ -44,20 +48,49 @@ impl SqliteStore {
             .await
             .map_err(backend)?;
         MIGRATOR.run(&pool).await.map_err(backend)?;
-        // Refuse to start with a key ring that cannot open the stored write keys.
-        let key_ids: Vec<(String,)> =
-            sqlx::query_as("SELECT DISTINCT write_key_key_id FROM destinations")
-                .fetch_all(&pool)
-                .await
-                .map_err(backend)?;
-        if let Some((missing,)) = key_ids.into_iter().find(|(id,)| !keys.has_key(id)) {
-            pool.close().await;
-            return Err(CryptoError::UnknownKey(missing).into());
-        }
-        Ok(SqliteStore {
+        let store = SqliteStore {
             pool,
             keys: std::sync::Arc::new(keys),
-        })
+            changes: broadcast::channel(CHANGE_CHANNEL_CAPACITY).0,
+        };
+        // Refuse to start with a key ring that cannot open the stored write keys.
+        if let Err(e) = check_stored_keys(&store.keys, &store.stored_keys(false).await?) {
+            store.pool.close().await;
+            return Err(e);
+        }
+        Ok(store)
+    }
+
+    /// The stored write keys; with `stale_only`, those not sealed with the current key.
+    async fn stored_keys(&self, stale_only: bool) -> Result<Vec<StoredKey>> {
+        let rows: Vec<(String, String, Vec<u8>, Vec<u8>)> = sqlx::query_as(
+            "SELECT id, write_key_key_id, write_key_nonce, write_key_ciphertext \
+             FROM destinations WHERE NOT ? OR write_key_key_id <> ?",
+        )
+        .bind(stale_only)
+        .bind(self.keys.current_key_id())
+        .fetch_all(&self.pool)
+        .await
+        .map_err(backend)?;
+        Ok(rows
+            .into_iter()
+            .map(|(destination_id, key_id, nonce, ciphertext)| StoredKey {
+                destination_id,
+                sealed: Sealed {
+                    key_id,
+                    nonce,
+                    ciphertext,
+                },
+            })
+            .collect())
+    }
+
+    /// Announces the version a write of ours committed.
+    async fn announce(&self) {
+        if let Ok(version) = self.catalog_version().await {
+            // No subscriber is fine.
+            let _ = self.changes.send(version);
+        }
     }
 
     /// Closes the pool (checkpointing the WAL).
@@ -208,6 +241,7 @@ impl Store for SqliteStore {
                     backend(e)
                 }
             })?;
+        self.announce().await;
         row.into_destination()
     }
 
@@ -297,7 +331,10 @@ impl Store for SqliteStore {
                 }
             })?;
         match row {
-            Some(row) => row.into_destination(),
+            Some(row) => {
+                self.announce().await;
+                row.into_destination()
+            }
             None => Err(match self.destination_version(id).await? {
                 None => not_found(Kind::Destination, id),
                 Some(actual) => StoreError::StaleVersion {
@@ -319,6 +356,7 @@ impl Store for SqliteStore {
         if done.rows_affected() == 0 {
             return Err(not_found(Kind::Destination, id));
         }
+        self.announce().await;
         Ok(())
     }
 
@@ -388,7 +426,10 @@ impl Store for SqliteStore {
                 }
             })?;
         match row {
-            Some(row) => Ok(row.into()),
+            Some(row) => {
+                self.announce().await;
+                Ok(row.into())
+            }
             None => Err(match self.destination_version(destination_id).await? {
                 None => not_found(Kind::Destination, destination_id),
                 Some(_) => StoreError::TooManyMappings {
@@ -463,7 +504,10 @@ impl Store for SqliteStore {
                 }
             })?;
         match row {
-            Some(row) => Ok(row.into()),
+            Some(row) => {
+                self.announce().await;
+                Ok(row.into())
+            }
             None => Err(match self.mapping_version(id).await? {
                 None => not_found(Kind::Mapping, id),
                 Some(actual) => StoreError::StaleVersion {
@@ -485,6 +529,50 @@ impl Store for SqliteStore {
         if done.rows_affected() == 0 {
             return Err(not_found(Kind::Mapping, id));
         }
+        self.announce().await;
         Ok(())
+    }
+
+    async fn catalog_version(&self) -> Result<u64> {
+        let (v,): (i64,) = sqlx::query_as("SELECT version FROM catalog WHERE id = 1")
+            .fetch_one(&self.pool)
+            .await
+            .map_err(backend)?;
+        Ok(v as u64)
+    }
+
+    fn subscribe_changes(&self) -> Option<broadcast::Receiver<u64>> {
+        Some(self.changes.subscribe())
+    }
+
+    async fn reencrypt_write_keys(&self) -> Result<u64> {
+        let mut done = 0;
+        for StoredKey {
+            destination_id,
+            sealed,
+        } in self.stored_keys(true).await?
+        {
+            let plain = self.keys.open(&sealed, destination_id.as_bytes())?;
+            let fresh = self.keys.seal(&plain, destination_id.as_bytes())?;
+            // Only if nobody replaced the write key since it was read (nonces never repeat).
+            let updated = sqlx::query(
+                "UPDATE destinations \
+                 SET write_key_key_id = ?, write_key_nonce = ?, write_key_ciphertext = ? \
+                 WHERE id = ? AND write_key_nonce = ?",
+            )
+            .bind(&fresh.key_id)
+            .bind(&fresh.nonce)
+            .bind(&fresh.ciphertext)
+            .bind(&destination_id)
+            .bind(&sealed.nonce)
+            .execute(&self.pool)
+            .await
+            .map_err(backend)?;
+            done += updated.rows_affected();
+        }
+        if done > 0 {
+            self.announce().await;
+        }
+        Ok(done)
     }
 }

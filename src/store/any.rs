@@ -1,0 +1,119 @@
+//! The store `serve` runs on, chosen by `--store`: SQLite or PostgreSQL behind one type.
+
+use tokio::sync::broadcast;
+
+use super::{
+    Destination, DestinationPatch, MappingContent, MappingRecord, NewDestination, PostgresStore,
+    Result, SqliteStore, Store, WriteKey,
+};
+
+/// Either backend; every call goes to the one chosen.
+#[derive(Debug, Clone)]
+pub enum AnyStore {
+    Sqlite(SqliteStore),
+    Postgres(PostgresStore),
+}
+
+impl AnyStore {
+    /// Closes the backend's connections.
+    pub async fn close(&self) {
+        match self {
+            AnyStore::Sqlite(s) => s.close().await,
+            AnyStore::Postgres(s) => s.close().await,
+        }
+    }
+}
+
+impl From<SqliteStore> for AnyStore {
+    fn from(s: SqliteStore) -> AnyStore {
+        AnyStore::Sqlite(s)
+    }
+}
+
+impl From<PostgresStore> for AnyStore {
+    fn from(s: PostgresStore) -> AnyStore {
+        AnyStore::Postgres(s)
+    }
+}
+
+/// `dispatch!(self, s => s.call(..))` runs the call on whichever backend this is.
+macro_rules! dispatch {
+    ($self:ident, $s:ident => $call:expr) => {
+        match $self {
+            AnyStore::Sqlite($s) => $call,
+            AnyStore::Postgres($s) => $call,
+        }
+    };
+}
+
+impl Store for AnyStore {
+    async fn create_destination(&self, new: NewDestination) -> Result<Destination> {
+        dispatch!(self, s => s.create_destination(new).await)
+    }
+
+    async fn get_destination(&self, id: &str) -> Result<Destination> {
+        dispatch!(self, s => s.get_destination(id).await)
+    }
+
+    async fn list_destinations(&self) -> Result<Vec<Destination>> {
+        dispatch!(self, s => s.list_destinations().await)
+    }
+
+    async fn update_destination(
+        &self,
+        id: &str,
+        version: u64,
+        patch: DestinationPatch,
+    ) -> Result<Destination> {
+        dispatch!(self, s => s.update_destination(id, version, patch).await)
+    }
+
+    async fn delete_destination(&self, id: &str) -> Result<()> {
+        dispatch!(self, s => s.delete_destination(id).await)
+    }
+
+    async fn destination_write_key(&self, id: &str) -> Result<WriteKey> {
+        dispatch!(self, s => s.destination_write_key(id).await)
+    }
+
+    async fn create_mapping(
+        &self,
+        destination_id: &str,
+        content: MappingContent,
+    ) -> Result<MappingRecord> {
+        dispatch!(self, s => s.create_mapping(destination_id, content).await)
+    }
+
+    async fn get_mapping(&self, id: &str) -> Result<MappingRecord> {
+        dispatch!(self, s => s.get_mapping(id).await)
+    }
+
+    async fn list_mappings(&self, destination_id: &str) -> Result<Vec<MappingRecord>> {
+        dispatch!(self, s => s.list_mappings(destination_id).await)
+    }
+
+    async fn update_mapping(
+        &self,
+        id: &str,
+        version: u64,
+        content: MappingContent,
+    ) -> Result<MappingRecord> {
+        dispatch!(self, s => s.update_mapping(id, version, content).await)
+    }
+
+    async fn delete_mapping(&self, id: &str) -> Result<()> {
+        dispatch!(self, s => s.delete_mapping(id).await)
+    }
+
+    async fn catalog_version(&self) -> Result<u64> {
+        dispatch!(self, s => s.catalog_version().await)
+    }
+
+    fn subscribe_changes(&self) -> Option<broadcast::Receiver<u64>> {
+        dispatch!(self, s => s.subscribe_changes())
+    }
+
+    async fn reencrypt_write_keys(&self) -> Result<u64> {
+        dispatch!(self, s => s.reencrypt_write_keys().await)
+    }
+}

@@ -1,0 +1,691 @@
+//! The store suite, run against both backends: `sqlite::*` over a temporary file, `postgres::*`
+//! over a fresh database on `TEST_DATABASE_URL` (skipped with a notice when it is unset). Then
+//! what only PostgreSQL has: migrations racing at start-up, and changes reaching other replicas.
+
+mod pg_support;
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use segment_connections::store::{
+    AnyStore, CryptoError, DestinationPatch, KeyRing, Kind, MAX_MAPPINGS_PER_DESTINATION,
+    MappingContent, Name, NewDestination, PostgresOptions, PostgresStore, Region, SqliteStore,
+    Store, StoreError, WriteKey,
+};
+
+use pg_support::TestDb;
+
+/// Where a case's store lives; each case may open it several times (as several replicas, or
+/// after a restart with other keys).
+enum Backend {
+    Sqlite(tempfile::TempDir),
+    Postgres(TestDb),
+}
+
+impl Backend {
+    fn sqlite() -> Backend {
+        Backend::Sqlite(tempfile::tempdir().unwrap())
+    }
+
+    async fn postgres() -> Option<Backend> {
+        TestDb::create().await.map(Backend::Postgres)
+    }
+
+    async fn try_open(&self, keys: &str) -> Result<AnyStore, StoreError> {
+        let keys = KeyRing::from_hex_lines(keys).unwrap();
+        Ok(match self {
+            Backend::Sqlite(dir) => SqliteStore::open(&dir.path().join("c.db"), keys)
+                .await?
+                .into(),
+            Backend::Postgres(db) => PostgresStore::connect(&db.url, keys).await?.into(),
+        })
+    }
+
+    async fn open(&self, keys: &str) -> AnyStore {
+        self.try_open(keys).await.unwrap()
+    }
+}
+
+/// One fixed key, so cases can reopen their store.
+fn key() -> &'static str {
+    static KEY: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    KEY.get_or_init(|| KeyRing::generate_hex().unwrap())
+}
+
+fn new_destination(name: &str, write_key: &str) -> NewDestination {
+    NewDestination {
+        name: Name::parse(name.into()).unwrap(),
+        region: Region::Us,
+        write_key: WriteKey::parse(write_key.into()).unwrap(),
+        enabled: true,
+    }
+}
+
+fn mapping(name: &str) -> MappingContent {
+    MappingContent {
+        name: Name::parse(name.into()).unwrap(),
+        model: "orders".into(),
+        enabled: true,
+        document: format!(r#"{{"name":"{name}","model":"orders","action":"track","fields":{{}}}}"#),
+    }
+}
+
+macro_rules! suite {
+    ($($case:ident),* $(,)?) => {
+        mod sqlite {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $case() {
+                    super::$case(&super::Backend::sqlite()).await
+                }
+            )*
+        }
+        mod postgres {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $case() {
+                    let Some(backend) = super::Backend::postgres().await else { return };
+                    super::$case(&backend).await
+                }
+            )*
+        }
+    };
+}
+
+suite!(
+    destinations_crud,
+    names_are_unique,
+    stale_versions_and_unknown_ids,
+    mappings_crud_and_cascade,
+    the_mapping_limit_holds_under_concurrent_creates,
+    of_concurrent_updates_exactly_one_wins,
+    every_write_bumps_the_catalog_version_and_is_announced,
+    rotation_reencrypts_under_the_newest_key,
+    start_up_refuses_keys_that_cannot_open_stored_write_keys,
+);
+
+// === the cases ===
+
+async fn destinations_crud(b: &Backend) {
+    let s = b.open(key()).await;
+    let d = s
+        .create_destination(new_destination("prod", "wk_secret_1"))
+        .await
+        .unwrap();
+    assert!(d.id.starts_with("dst_"));
+    assert_eq!((d.name.as_str(), d.version, d.enabled), ("prod", 1, true));
+    assert_eq!(
+        d.write_key_fingerprint,
+        WriteKey::parse("wk_secret_1".into()).unwrap().fingerprint()
+    );
+    assert_eq!(s.get_destination(&d.id).await.unwrap(), d);
+    s.create_destination(new_destination("Zeta", "wk2"))
+        .await
+        .unwrap();
+    s.create_destination(new_destination("alpha", "wk3"))
+        .await
+        .unwrap();
+    let names: Vec<String> = s
+        .list_destinations()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|d| d.name)
+        .collect();
+    // Byte order on both backends.
+    assert_eq!(names, ["Zeta", "alpha", "prod"]);
+
+    let updated = s
+        .update_destination(
+            &d.id,
+            1,
+            DestinationPatch {
+                name: Some(Name::parse("production".into()).unwrap()),
+                region: Some(Region::Eu),
+                write_key: Some(WriteKey::parse("wk_rotated".into()).unwrap()),
+                enabled: Some(false),
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        (
+            updated.name.as_str(),
+            &updated.region,
+            updated.enabled,
+            updated.version
+        ),
+        ("production", &Region::Eu, false, 2)
+    );
+    assert_eq!(
+        s.destination_write_key(&d.id).await.unwrap().expose(),
+        "wk_rotated"
+    );
+    // An empty patch still bumps the version; the rest stays.
+    let same = s
+        .update_destination(&d.id, 2, DestinationPatch::default())
+        .await
+        .unwrap();
+    assert_eq!((same.name.as_str(), same.version), ("production", 3));
+
+    s.delete_destination(&d.id).await.unwrap();
+    assert!(matches!(
+        s.get_destination(&d.id).await,
+        Err(StoreError::NotFound {
+            kind: Kind::Destination,
+            ..
+        })
+    ));
+    assert!(matches!(
+        s.delete_destination(&d.id).await,
+        Err(StoreError::NotFound { .. })
+    ));
+}
+
+async fn names_are_unique(b: &Backend) {
+    let s = b.open(key()).await;
+    let d = s
+        .create_destination(new_destination("prod", "k"))
+        .await
+        .unwrap();
+    let other = s
+        .create_destination(new_destination("dev", "k"))
+        .await
+        .unwrap();
+    assert!(matches!(
+        s.create_destination(new_destination("prod", "k")).await,
+        Err(StoreError::NameTaken {
+            kind: Kind::Destination,
+            ..
+        })
+    ));
+    assert!(matches!(
+        s.update_destination(
+            &other.id,
+            1,
+            DestinationPatch {
+                name: Some(Name::parse("prod".into()).unwrap()),
+                ..Default::default()
+            }
+        )
+        .await,
+        Err(StoreError::NameTaken { .. })
+    ));
+    s.create_mapping(&d.id, mapping("m")).await.unwrap();
+    let m2 = s.create_mapping(&d.id, mapping("m2")).await.unwrap();
+    assert!(matches!(
+        s.create_mapping(&d.id, mapping("m")).await,
+        Err(StoreError::NameTaken {
+            kind: Kind::Mapping,
+            scope: Some(_),
+            ..
+        })
+    ));
+    assert!(matches!(
+        s.update_mapping(&m2.id, 1, mapping("m")).await,
+        Err(StoreError::NameTaken {
+            kind: Kind::Mapping,
+            ..
+        })
+    ));
+    // The same name in another destination is fine.
+    s.create_mapping(&other.id, mapping("m")).await.unwrap();
+}
+
+async fn stale_versions_and_unknown_ids(b: &Backend) {
+    let s = b.open(key()).await;
+    let d = s
+        .create_destination(new_destination("prod", "k"))
+        .await
+        .unwrap();
+    s.update_destination(&d.id, 1, DestinationPatch::default())
+        .await
+        .unwrap();
+    match s
+        .update_destination(&d.id, 1, DestinationPatch::default())
+        .await
+    {
+        Err(StoreError::StaleVersion {
+            expected: 1,
+            actual: 2,
+            ..
+        }) => {}
+        other => panic!("{other:?}"),
+    }
+    assert!(matches!(
+        s.update_destination("dst_nope", 1, DestinationPatch::default())
+            .await,
+        Err(StoreError::NotFound { .. })
+    ));
+    let m = s.create_mapping(&d.id, mapping("m")).await.unwrap();
+    s.update_mapping(&m.id, 1, mapping("m")).await.unwrap();
+    match s.update_mapping(&m.id, 1, mapping("m")).await {
+        Err(StoreError::StaleVersion {
+            kind: Kind::Mapping,
+            expected: 1,
+            actual: 2,
+            ..
+        }) => {}
+        other => panic!("{other:?}"),
+    }
+    assert!(matches!(
+        s.update_mapping("map_nope", 1, mapping("m")).await,
+        Err(StoreError::NotFound {
+            kind: Kind::Mapping,
+            ..
+        })
+    ));
+    assert!(matches!(
+        s.create_mapping("dst_nope", mapping("m")).await,
+        Err(StoreError::NotFound {
+            kind: Kind::Destination,
+            ..
+        })
+    ));
+    assert!(matches!(
+        s.list_mappings("dst_nope").await,
+        Err(StoreError::NotFound { .. })
+    ));
+    assert!(matches!(
+        s.destination_write_key("dst_nope").await,
+        Err(StoreError::NotFound { .. })
+    ));
+}
+
+async fn mappings_crud_and_cascade(b: &Backend) {
+    let s = b.open(key()).await;
+    let d = s
+        .create_destination(new_destination("prod", "k"))
+        .await
+        .unwrap();
+    let m = s.create_mapping(&d.id, mapping("orders")).await.unwrap();
+    assert!(m.id.starts_with("map_"));
+    assert_eq!((m.version, m.model.as_str()), (1, "orders"));
+    assert_eq!(s.get_mapping(&m.id).await.unwrap(), m);
+    s.create_mapping(&d.id, mapping("B")).await.unwrap();
+    let names: Vec<String> = s
+        .list_mappings(&d.id)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|m| m.name)
+        .collect();
+    assert_eq!(names, ["B", "orders"]);
+    let mut content = mapping("orders");
+    content.enabled = false;
+    content.model = "users".into();
+    let updated = s.update_mapping(&m.id, 1, content).await.unwrap();
+    assert_eq!(
+        (updated.version, updated.enabled, updated.model.as_str()),
+        (2, false, "users")
+    );
+    s.delete_mapping(&m.id).await.unwrap();
+    assert!(matches!(
+        s.delete_mapping(&m.id).await,
+        Err(StoreError::NotFound { .. })
+    ));
+    assert_eq!(s.list_mappings(&d.id).await.unwrap().len(), 1);
+    let left = s.list_mappings(&d.id).await.unwrap().remove(0);
+    s.delete_destination(&d.id).await.unwrap();
+    assert!(matches!(
+        s.get_mapping(&left.id).await,
+        Err(StoreError::NotFound { .. })
+    ));
+}
+
+async fn the_mapping_limit_holds_under_concurrent_creates(b: &Backend) {
+    // Two "replicas" on one store.
+    let (a, c) = (Arc::new(b.open(key()).await), Arc::new(b.open(key()).await));
+    let d = a
+        .create_destination(new_destination("prod", "k"))
+        .await
+        .unwrap();
+    let mut tasks = Vec::new();
+    for i in 0..MAX_MAPPINGS_PER_DESTINATION + 10 {
+        let s = if i % 2 == 0 { a.clone() } else { c.clone() };
+        let id = d.id.clone();
+        tasks.push(tokio::spawn(async move {
+            s.create_mapping(&id, mapping(&format!("m{i}"))).await
+        }));
+    }
+    let mut created = 0;
+    let mut refused = 0;
+    for t in tasks {
+        match t.await.unwrap() {
+            Ok(_) => created += 1,
+            Err(StoreError::TooManyMappings { limit, .. }) => {
+                assert_eq!(limit, MAX_MAPPINGS_PER_DESTINATION);
+                refused += 1
+            }
+            Err(e) => panic!("{e}"),
+        }
+    }
+    assert_eq!((created, refused), (MAX_MAPPINGS_PER_DESTINATION, 10));
+    assert_eq!(
+        a.list_mappings(&d.id).await.unwrap().len(),
+        MAX_MAPPINGS_PER_DESTINATION
+    );
+}
+
+async fn of_concurrent_updates_exactly_one_wins(b: &Backend) {
+    let (a, c) = (Arc::new(b.open(key()).await), Arc::new(b.open(key()).await));
+    let d = a
+        .create_destination(new_destination("prod", "k"))
+        .await
+        .unwrap();
+    let m = a.create_mapping(&d.id, mapping("m")).await.unwrap();
+    for round in 0..10u64 {
+        let version = round + 1;
+        let (x, y) = tokio::join!(
+            a.update_mapping(&m.id, version, mapping("m")),
+            c.update_mapping(&m.id, version, mapping("m"))
+        );
+        let stale = [&x, &y]
+            .iter()
+            .filter(|r| matches!(r, Err(StoreError::StaleVersion { .. })))
+            .count();
+        assert_eq!(
+            (x.is_ok() as u32 + y.is_ok() as u32, stale),
+            (1, 1),
+            "{x:?} {y:?}"
+        );
+        let (x, y) = tokio::join!(
+            a.update_destination(&d.id, version, DestinationPatch::default()),
+            c.update_destination(&d.id, version, DestinationPatch::default())
+        );
+        assert_eq!(x.is_ok() as u32 + y.is_ok() as u32, 1, "{x:?} {y:?}");
+    }
+    assert_eq!(a.get_mapping(&m.id).await.unwrap().version, 11);
+}
+
+async fn every_write_bumps_the_catalog_version_and_is_announced(b: &Backend) {
+    let s = b.open(key()).await;
+    let mut changes = s
+        .subscribe_changes()
+        .expect("both backends announce changes");
+    let mut last = s.catalog_version().await.unwrap();
+    // Each write moves the version on and is announced; reads and failed writes do not.
+    let mut expect_bump = async |s: &AnyStore, what: &str| {
+        let v = s.catalog_version().await.unwrap();
+        assert!(v > last, "{what}: {v} after {last}");
+        let seen = tokio::time::timeout(Duration::from_secs(10), async {
+            loop {
+                let got = changes.recv().await.unwrap();
+                if got >= v {
+                    return got;
+                }
+            }
+        })
+        .await
+        .unwrap_or_else(|_| panic!("{what}: version {v} never announced"));
+        assert_eq!(seen, v, "{what}");
+        last = v;
+    };
+    let d = s
+        .create_destination(new_destination("prod", "k"))
+        .await
+        .unwrap();
+    expect_bump(&s, "create destination").await;
+    s.update_destination(&d.id, 1, DestinationPatch::default())
+        .await
+        .unwrap();
+    expect_bump(&s, "update destination").await;
+    let m = s.create_mapping(&d.id, mapping("m")).await.unwrap();
+    expect_bump(&s, "create mapping").await;
+    s.update_mapping(&m.id, 1, mapping("m")).await.unwrap();
+    expect_bump(&s, "update mapping").await;
+    s.create_mapping(&d.id, mapping("m2")).await.unwrap();
+    expect_bump(&s, "create mapping 2").await;
+    s.delete_mapping(&m.id).await.unwrap();
+    expect_bump(&s, "delete mapping").await;
+
+    let before = s.catalog_version().await.unwrap();
+    s.get_destination(&d.id).await.unwrap();
+    s.list_mappings(&d.id).await.unwrap();
+    s.update_mapping(&m.id, 1, mapping("m")).await.unwrap_err();
+    s.update_destination(&d.id, 1, DestinationPatch::default())
+        .await
+        .unwrap_err();
+    s.create_destination(new_destination("prod", "k"))
+        .await
+        .unwrap_err();
+    assert_eq!(s.catalog_version().await.unwrap(), before);
+
+    s.delete_destination(&d.id).await.unwrap();
+    expect_bump(&s, "delete destination (and its mapping)").await;
+}
+
+async fn rotation_reencrypts_under_the_newest_key(b: &Backend) {
+    let old = KeyRing::generate_hex().unwrap();
+    let new = KeyRing::generate_hex().unwrap();
+    let s = b.open(&old).await;
+    let mut ids = Vec::new();
+    for i in 0..3 {
+        let d = s
+            .create_destination(new_destination(&format!("d{i}"), &format!("wk_{i}")))
+            .await
+            .unwrap();
+        ids.push((d.id, d.version));
+    }
+    drop(s);
+    // The new key first, the old one kept to decrypt.
+    let s = b.open(&format!("{new}\n{old}\n")).await;
+    // New writes use the new key; old write keys still open.
+    let fresh = s
+        .create_destination(new_destination("fresh", "wk_fresh"))
+        .await
+        .unwrap();
+    assert_eq!(
+        s.destination_write_key(&ids[0].0).await.unwrap().expose(),
+        "wk_0"
+    );
+    assert_eq!(s.reencrypt_write_keys().await.unwrap(), 3);
+    assert_eq!(s.reencrypt_write_keys().await.unwrap(), 0, "nothing left");
+    for (id, version) in &ids {
+        // The destinations themselves are unchanged.
+        assert_eq!(s.get_destination(id).await.unwrap().version, *version);
+    }
+    drop(s);
+    // The new key alone now opens everything.
+    let s = b.open(&new).await;
+    for (i, (id, _)) in ids.iter().enumerate() {
+        assert_eq!(
+            s.destination_write_key(id).await.unwrap().expose(),
+            format!("wk_{i}")
+        );
+    }
+    assert_eq!(
+        s.destination_write_key(&fresh.id).await.unwrap().expose(),
+        "wk_fresh"
+    );
+}
+
+async fn start_up_refuses_keys_that_cannot_open_stored_write_keys(b: &Backend) {
+    let old = KeyRing::generate_hex().unwrap();
+    let old_id = KeyRing::from_hex_lines(&old)
+        .unwrap()
+        .current_key_id()
+        .to_owned();
+    let s = b.open(&old).await;
+    s.create_destination(new_destination("a", "wk_a"))
+        .await
+        .unwrap();
+    s.create_destination(new_destination("b", "wk_b"))
+        .await
+        .unwrap();
+    drop(s);
+    let other = KeyRing::generate_hex().unwrap();
+    let err = b.try_open(&other).await.unwrap_err();
+    match &err {
+        StoreError::UndecryptableWriteKeys {
+            count: 2,
+            cause: CryptoError::UnknownKey(id),
+            ..
+        } if *id == old_id => {}
+        other => panic!("{other:?}"),
+    }
+    let shown = err.to_string();
+    assert!(shown.contains(&old_id), "{shown}");
+    assert!(!shown.contains(&old) && !shown.contains(&other), "{shown}");
+}
+
+// === PostgreSQL only ===
+
+mod postgres_only {
+    use super::*;
+
+    async fn db() -> Option<TestDb> {
+        TestDb::create().await
+    }
+
+    /// Replicas starting at the same moment on an empty database: one migrates, the others wait
+    /// on the advisory lock and find nothing to do.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn replicas_starting_together_migrate_once() {
+        let Some(db) = db().await else { return };
+        let starts = (0..6).map(|_| {
+            let url = db.url.clone();
+            tokio::spawn(async move {
+                PostgresStore::connect(&url, KeyRing::from_hex_lines(key()).unwrap()).await
+            })
+        });
+        let stores: Vec<PostgresStore> = futures_join(starts).await;
+        assert_eq!(stores.len(), 6);
+        let mut conn = db.connect().await;
+        let (applied,): (i64,) =
+            sqlx::query_as("SELECT COUNT(*) FROM _sqlx_migrations WHERE success")
+                .fetch_one(&mut conn)
+                .await
+                .unwrap();
+        let files = std::fs::read_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/migrations/postgres"))
+            .unwrap()
+            .count();
+        assert_eq!(applied as usize, files);
+        // And they all work on the one schema.
+        stores[0]
+            .create_destination(new_destination("x", "k"))
+            .await
+            .unwrap();
+        assert_eq!(stores[5].list_destinations().await.unwrap().len(), 1);
+    }
+
+    async fn futures_join(
+        tasks: impl Iterator<Item = tokio::task::JoinHandle<Result<PostgresStore, StoreError>>>,
+    ) -> Vec<PostgresStore> {
+        let mut out = Vec::new();
+        for t in tasks.collect::<Vec<_>>() {
+            out.push(t.await.unwrap().unwrap());
+        }
+        out
+    }
+
+    /// Waits until `rx` announces at least `version`; returns how long that took.
+    async fn until_seen(rx: &mut tokio::sync::broadcast::Receiver<u64>, version: u64) -> Duration {
+        let start = Instant::now();
+        tokio::time::timeout(Duration::from_secs(10), async {
+            loop {
+                match rx.recv().await {
+                    Ok(v) if v >= version => return,
+                    Ok(_) | Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {}
+                    Err(e) => panic!("{e}"),
+                }
+            }
+        })
+        .await
+        .unwrap_or_else(|_| panic!("version {version} not seen within 10 s"));
+        start.elapsed()
+    }
+
+    fn options(poll: Duration) -> PostgresOptions {
+        PostgresOptions {
+            poll_interval: poll,
+            ..PostgresOptions::default()
+        }
+    }
+
+    /// A write on one replica reaches another by NOTIFY (polling set too slow to explain it).
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_write_on_one_replica_is_announced_on_another() {
+        let Some(db) = db().await else { return };
+        let ring = || KeyRing::from_hex_lines(key()).unwrap();
+        let a = PostgresStore::connect_with(&db.url, ring(), options(Duration::from_secs(3600)))
+            .await
+            .unwrap();
+        let b = PostgresStore::connect_with(&db.url, ring(), options(Duration::from_secs(3600)))
+            .await
+            .unwrap();
+        let mut rx = b.subscribe_changes().unwrap();
+        // Let the first poll (at start) pass and the listener subscribe.
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let mut lags = Vec::new();
+        for i in 0..20 {
+            let started = Instant::now();
+            a.create_destination(new_destination(&format!("d{i}"), "k"))
+                .await
+                .unwrap();
+            let v = a.catalog_version().await.unwrap();
+            until_seen(&mut rx, v).await;
+            lags.push(started.elapsed());
+        }
+        lags.sort();
+        println!(
+            "notify propagation, write to other replica's feed: median {:?}, max {:?}",
+            lags[lags.len() / 2],
+            lags[lags.len() - 1]
+        );
+    }
+
+    /// A change made without a notification (lost) is still picked up, by polling.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn polling_covers_lost_notifications() {
+        let Some(db) = db().await else { return };
+        let b = PostgresStore::connect_with(
+            &db.url,
+            KeyRing::from_hex_lines(key()).unwrap(),
+            options(Duration::from_millis(200)),
+        )
+        .await
+        .unwrap();
+        let mut rx = b.subscribe_changes().unwrap();
+        let mut conn = db.connect().await;
+        let (v,): (i64,) =
+            sqlx::query_as("UPDATE catalog SET version = version + 1 RETURNING version")
+                .fetch_one(&mut conn)
+                .await
+                .unwrap();
+        let lag = until_seen(&mut rx, v as u64).await;
+        println!("polling picked up a silent change after {lag:?}");
+    }
+
+    /// The listener's connection is killed: it reconnects, and changes keep arriving.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn changes_keep_arriving_after_the_listener_reconnects() {
+        let Some(db) = db().await else { return };
+        let ring = || KeyRing::from_hex_lines(key()).unwrap();
+        let slow = || options(Duration::from_secs(3600));
+        let a = PostgresStore::connect_with(&db.url, ring(), slow())
+            .await
+            .unwrap();
+        let b = PostgresStore::connect_with(&db.url, ring(), slow())
+            .await
+            .unwrap();
+        let mut rx = b.subscribe_changes().unwrap();
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let mut conn = db.connect().await;
+        let (killed,): (i64,) = sqlx::query_as(
+            "SELECT COUNT(pg_terminate_backend(pid)) FROM pg_stat_activity \
+             WHERE datname = current_database() AND query LIKE 'LISTEN%'",
+        )
+        .fetch_one(&mut conn)
+        .await
+        .unwrap();
+        assert!(killed >= 2, "killed {killed} listeners");
+        // Give the listener a moment to notice and reconnect, then write.
+        tokio::time::sleep(Duration::from_millis(1500)).await;
+        a.create_destination(new_destination("after", "k"))
+            .await
+            .unwrap();
+        let v = a.catalog_version().await.unwrap();
+        until_seen(&mut rx, v).await;
+    }
+}
