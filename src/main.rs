@@ -7,6 +7,7 @@ use clap::{Parser, Subcommand};
 
 use segment_connections::cli::client::ClientArgs;
 use segment_connections::cli::destinations::{self, DestinationsCommand};
+use segment_connections::cli::keys::{self, KeysCommand};
 use segment_connections::cli::mappings::{self, MappingsCommand};
 use segment_connections::cli::test_mapping;
 use segment_connections::config::{LogFormat, ServeArgs, Settings};
@@ -50,6 +51,12 @@ enum Command {
         #[command(subcommand)]
         command: MappingsCommand,
     },
+    /// The write-key encryption keys: generate one; re-encrypt stored write keys under the
+    /// newest (on the store directly).
+    Keys {
+        #[command(subcommand)]
+        command: KeysCommand,
+    },
 }
 
 fn main() -> ExitCode {
@@ -58,6 +65,7 @@ fn main() -> ExitCode {
         Command::Serve(args) => serve(args),
         Command::Destinations { client, command } => destinations::run(client, command),
         Command::Mappings { client, command } => mappings::run(client, command),
+        Command::Keys { command } => keys::run(command),
         Command::TestMapping { mapping, row } => match test_mapping::run(&mapping, &row) {
             Ok(result) => {
                 println!(
