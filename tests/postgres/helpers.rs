@@ -1,0 +1,424 @@
+//! Real `serve` processes on one PostgreSQL database, their logs captured; a private PostgreSQL
+//! cluster a test may stop and start; the PostgreSQL binaries.
+
+use std::io::BufRead as _;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+use tonic::transport::Channel;
+
+use segment_connections::grpc::proto::{self, ConnectionsClient};
+
+pub const BIN: &str = env!("CARGO_BIN_EXE_segment-connections");
+
+/// A log line and when it was read.
+pub type Line = (Instant, String);
+
+/// A `serve` process.
+pub struct Server {
+    child: Child,
+    pub addr: String,
+    pub client: ConnectionsClient<Channel>,
+    lines: Arc<Mutex<Vec<Line>>>,
+}
+
+impl Server {
+    /// `serve` on 127.0.0.1:0 over `store_url` with `keys` (given through the environment, as
+    /// a deployment would), JSON logs at `rust_log`.
+    pub async fn start(store_url: &str, keys: &str, rust_log: &str) -> Server {
+        match Server::try_start(store_url, keys, rust_log).await {
+            Ok(s) => s,
+            Err(log) => panic!("serve did not start:\n{}", log.join("\n")),
+        }
+    }
+
+    /// As [`Server::start`]; `Err` holds the log when the process exits before serving.
+    pub async fn try_start(
+        store_url: &str,
+        keys: &str,
+        rust_log: &str,
+    ) -> Result<Server, Vec<String>> {
+        let mut cmd = Command::new(BIN);
+        cmd.args([
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--store",
+            store_url,
+            "--log-format",
+            "json",
+            "--shutdown-grace-seconds",
+            "2",
+        ]);
+        clean_env(&mut cmd);
+        cmd.env("SEGMENT_CONNECTIONS_ENCRYPTION_KEY", keys)
+            .env("RUST_LOG", rust_log)
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped());
+        let mut child = cmd.spawn().unwrap();
+        let stderr = child.stderr.take().unwrap();
+        let lines = Arc::new(Mutex::new(Vec::<Line>::new()));
+        let sink = lines.clone();
+        std::thread::spawn(move || {
+            for line in std::io::BufReader::new(stderr).lines() {
+                let Ok(line) = line else { break };
+                sink.lock().unwrap().push((Instant::now(), line));
+            }
+        });
+        let deadline = Instant::now() + Duration::from_secs(60);
+        let addr = loop {
+            let serving = lines.lock().unwrap().iter().find_map(|(_, l)| {
+                let v: Value = serde_json::from_str(l).ok()?;
+                (v["fields"]["message"] == "serving")
+                    .then(|| v["fields"]["addr"].as_str().map(str::to_owned))?
+            });
+            if let Some(addr) = serving {
+                break addr;
+            }
+            if let Some(status) = child.try_wait().unwrap() {
+                // Let the reader drain.
+                tokio::time::sleep(Duration::from_millis(200)).await;
+                let mut log: Vec<String> = lines
+                    .lock()
+                    .unwrap()
+                    .iter()
+                    .map(|(_, l)| l.clone())
+                    .collect();
+                log.push(format!("exit: {status}"));
+                return Err(log);
+            }
+            assert!(Instant::now() < deadline, "serve not ready within 60 s");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        };
+        let client = ConnectionsClient::connect(format!("http://{addr}"))
+            .await
+            .unwrap();
+        Ok(Server {
+            child,
+            addr,
+            client,
+            lines,
+        })
+    }
+
+    pub fn client(&self) -> ConnectionsClient<Channel> {
+        self.client.clone()
+    }
+
+    /// Every log line so far.
+    pub fn log(&self) -> Vec<String> {
+        self.lines
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|(_, l)| l.clone())
+            .collect()
+    }
+
+    /// When this replica first logged seeing change version `version` or a later one (from any
+    /// source: its own write, a notification, a poll); waits up to `timeout`.
+    pub async fn seen_version(&self, version: u64, timeout: Duration) -> Option<Instant> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let seen = self.lines.lock().unwrap().iter().find_map(|(at, l)| {
+                let v: Value = serde_json::from_str(l).ok()?;
+                (v["fields"]["message"] == "store change seen"
+                    && v["fields"]["version"].as_u64()? >= version)
+                    .then_some(*at)
+            });
+            if seen.is_some() || Instant::now() > deadline {
+                return seen;
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    }
+
+    /// Whether the process is still running.
+    pub fn is_running(&mut self) -> bool {
+        self.child.try_wait().unwrap().is_none()
+    }
+
+    /// SIGTERM, and wait for it to exit; returns the whole log.
+    pub async fn stop(mut self) -> Vec<String> {
+        Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status()
+            .unwrap();
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while self.child.try_wait().unwrap().is_none() {
+            assert!(Instant::now() < deadline, "serve did not stop");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        self.log()
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Nothing from the caller's environment leaks into a child.
+pub fn clean_env(cmd: &mut Command) {
+    for (k, _) in std::env::vars() {
+        if k.starts_with("SEGMENT_CONNECTIONS_") {
+            cmd.env_remove(k);
+        }
+    }
+}
+
+/// Runs the binary with `args` and `envs` (off the runtime).
+pub async fn cli(args: &[&str], envs: &[(&str, &str)]) -> Output {
+    let args: Vec<String> = args.iter().map(|s| s.to_string()).collect();
+    let envs: Vec<(String, String)> = envs
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+    tokio::task::spawn_blocking(move || {
+        let mut cmd = Command::new(BIN);
+        cmd.args(&args);
+        clean_env(&mut cmd);
+        cmd.envs(envs);
+        cmd.output().unwrap()
+    })
+    .await
+    .unwrap()
+}
+
+pub fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+/// The id `serve` logs and stores for a key (`k` + 8 hex digits).
+pub fn key_id(key: &str) -> String {
+    segment_connections::store::KeyRing::from_hex_lines(key)
+        .unwrap()
+        .current_key_id()
+        .to_owned()
+}
+
+pub async fn create_destination(
+    c: &mut ConnectionsClient<Channel>,
+    name: &str,
+    write_key: &str,
+) -> proto::Destination {
+    c.create_destination(proto::CreateDestinationRequest {
+        name: name.into(),
+        region: "us".into(),
+        write_key: write_key.into(),
+        enabled: None,
+    })
+    .await
+    .unwrap()
+    .into_inner()
+    .destination
+    .unwrap()
+}
+
+/// A track mapping named `name` whose events are called `event`.
+pub fn track_mapping(name: &str, event: &str) -> String {
+    serde_json::json!({
+        "name": name,
+        "model": "orders",
+        "action": "track",
+        "fields": {
+            "event_name": {"@literal": event},
+            "user_id": {"@path": "$.properties.user_id"},
+            "properties": {"order_id": {"@path": "$.properties.order_id"}}
+        }
+    })
+    .to_string()
+}
+
+pub fn order_row(id: &str) -> proto::Row {
+    proto::Row {
+        id: id.into(),
+        op: proto::Op::Added.into(),
+        columns_json: serde_json::to_vec(&serde_json::json!({"user_id": "u-1", "order_id": id}))
+            .unwrap(),
+        message_id: None,
+    }
+}
+
+/// The event name TestMapping renders for the registered mapping `mapping_id`, or the status.
+pub async fn rendered_event(
+    c: &mut ConnectionsClient<Channel>,
+    mapping_id: &str,
+) -> Result<String, tonic::Status> {
+    let resp = c
+        .test_mapping(proto::TestMappingRequest {
+            mapping: Some(proto::test_mapping_request::Mapping::MappingId(
+                mapping_id.into(),
+            )),
+            destination_id: None,
+            rows: vec![order_row("o-1")],
+        })
+        .await?
+        .into_inner();
+    let event: Value =
+        serde_json::from_str(resp.results[0].event_json.as_deref().unwrap_or("null")).unwrap();
+    Ok(event["event"].as_str().unwrap_or_default().to_owned())
+}
+
+// === PostgreSQL binaries and a private cluster ===
+
+/// The directory of initdb, pg_ctl and pg_dump: `PG_BIN`, else `pg_config --bindir`, else the
+/// newest /usr/lib/postgresql/*/bin.
+pub fn pg_bin() -> PathBuf {
+    if let Ok(dir) = std::env::var("PG_BIN") {
+        return dir.into();
+    }
+    if let Ok(out) = Command::new("pg_config").arg("--bindir").output()
+        && out.status.success()
+    {
+        let dir = PathBuf::from(text(&out.stdout).trim());
+        if dir.join("initdb").exists() {
+            return dir;
+        }
+    }
+    let mut dirs: Vec<PathBuf> = std::fs::read_dir("/usr/lib/postgresql")
+        .expect("PostgreSQL binaries: set PG_BIN")
+        .filter_map(|e| Some(e.ok()?.path().join("bin")))
+        .filter(|d| d.join("initdb").exists())
+        .collect();
+    dirs.sort();
+    dirs.pop().expect("PostgreSQL binaries: set PG_BIN")
+}
+
+fn is_root() -> bool {
+    Command::new("id")
+        .arg("-u")
+        .output()
+        .is_ok_and(|o| text(&o.stdout).trim() == "0")
+}
+
+/// Runs a PostgreSQL binary, as the `postgres` user when we are root (the server refuses root).
+fn pg(tool: &str, args: &[&str]) -> Output {
+    let bin = pg_bin().join(tool);
+    let mut cmd = if is_root() {
+        let mut c = Command::new("runuser");
+        c.args(["-u", "postgres", "--"]).arg(bin);
+        c
+    } else {
+        Command::new(bin)
+    };
+    let out = cmd.args(args).output().unwrap();
+    assert!(
+        out.status.success(),
+        "{tool} {args:?}: {}{}",
+        text(&out.stdout),
+        text(&out.stderr)
+    );
+    out
+}
+
+/// A PostgreSQL cluster of the test's own, on a free port, that the test may stop and start.
+pub struct Cluster {
+    dir: tempfile::TempDir,
+    pub port: u16,
+}
+
+impl Cluster {
+    pub fn start() -> Cluster {
+        let dir = tempfile::tempdir().unwrap();
+        if is_root() {
+            let ok = Command::new("chown")
+                .args(["postgres:postgres"])
+                .arg(dir.path())
+                .status()
+                .unwrap();
+            assert!(ok.success());
+        }
+        let data = dir.path().join("data");
+        pg(
+            "initdb",
+            &[
+                "-D",
+                path(&data),
+                "-U",
+                "postgres",
+                "--auth=trust",
+                "-E",
+                "UTF8",
+            ],
+        );
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let cluster = Cluster { dir, port };
+        cluster.resume();
+        cluster
+    }
+
+    pub fn url(&self) -> String {
+        format!("postgres://postgres@127.0.0.1:{}/postgres", self.port)
+    }
+
+    /// Starts the (stopped) server again, waiting until it accepts connections.
+    pub fn resume(&self) {
+        let options = format!(
+            "-p {} -k {} -c listen_addresses=127.0.0.1 -c fsync=off",
+            self.port,
+            path(self.dir.path())
+        );
+        pg(
+            "pg_ctl",
+            &[
+                "-D",
+                path(&self.dir.path().join("data")),
+                "-l",
+                path(&self.dir.path().join("server.log")),
+                "-o",
+                &options,
+                "-w",
+                "start",
+            ],
+        );
+    }
+
+    /// Stops the server (fast: open connections are closed).
+    pub fn pause(&self) {
+        pg(
+            "pg_ctl",
+            &[
+                "-D",
+                path(&self.dir.path().join("data")),
+                "-m",
+                "fast",
+                "-w",
+                "stop",
+            ],
+        );
+    }
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        let data = self.dir.path().join("data");
+        let _ = std::panic::catch_unwind(|| {
+            pg("pg_ctl", &["-D", path(&data), "-m", "immediate", "stop"])
+        });
+    }
+}
+
+fn path(p: &Path) -> &str {
+    p.to_str().unwrap()
+}
+
+/// A plain-text dump of the database at `url`.
+pub fn pg_dump(url: &str) -> String {
+    let out = Command::new(pg_bin().join("pg_dump"))
+        .args(["--dbname", url])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "pg_dump: {}", text(&out.stderr));
+    text(&out.stdout)
+}
