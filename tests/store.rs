@@ -639,13 +639,10 @@ mod postgres_only {
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn polling_covers_lost_notifications() {
         let Some(db) = db().await else { return };
-        let b = PostgresStore::connect_with(
-            &db.url,
-            KeyRing::from_hex_lines(key()).unwrap(),
-            options(Duration::from_millis(200)),
-        )
-        .await
-        .unwrap();
+        // The default poll interval: what a replica gets when notifications are lost.
+        let b = PostgresStore::connect(&db.url, KeyRing::from_hex_lines(key()).unwrap())
+            .await
+            .unwrap();
         let mut rx = b.subscribe_changes().unwrap();
         let mut conn = db.connect().await;
         let (v,): (i64,) =
@@ -654,7 +651,10 @@ mod postgres_only {
                 .await
                 .unwrap();
         let lag = until_seen(&mut rx, v as u64).await;
-        println!("polling picked up a silent change after {lag:?}");
+        println!(
+            "polling (every {:?}) picked up a silent change after {lag:?}",
+            PostgresOptions::default().poll_interval
+        );
     }
 
     /// The listener's connection is killed: it reconnects, and changes keep arriving.
