@@ -102,6 +102,7 @@ suite!(
     every_write_bumps_the_catalog_version_and_is_announced,
     rotation_reencrypts_under_the_newest_key,
     start_up_refuses_keys_that_cannot_open_stored_write_keys,
+    watch_changes_calls_back_on_writes_from_any_replica,
 );
 
 // === the cases ===
@@ -527,6 +528,41 @@ async fn start_up_refuses_keys_that_cannot_open_stored_write_keys(b: &Backend) {
     let shown = err.to_string();
     assert!(shown.contains(&old_id), "{shown}");
     assert!(!shown.contains(&old) && !shown.contains(&other), "{shown}");
+}
+
+async fn watch_changes_calls_back_on_writes_from_any_replica(b: &Backend) {
+    let (writer, watched) = (b.open(key()).await, Arc::new(b.open(key()).await));
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+    let task = segment_connections::store::watch_changes(
+        watched.clone(),
+        Duration::from_millis(100),
+        move |v| {
+            let _ = tx.send(v);
+        },
+    );
+    let until = async |rx: &mut tokio::sync::mpsc::UnboundedReceiver<u64>, v: u64| {
+        tokio::time::timeout(Duration::from_secs(10), async {
+            while rx.recv().await.unwrap() < v {}
+        })
+        .await
+        .unwrap_or_else(|_| panic!("version {v} not seen"))
+    };
+    // Through the watched store itself (both backends)…
+    watched
+        .create_destination(new_destination("one", "k"))
+        .await
+        .unwrap();
+    until(&mut rx, watched.catalog_version().await.unwrap()).await;
+    // …and through another (PostgreSQL: another replica; SQLite's feed only knows its own
+    // writes, so this part is PostgreSQL's).
+    if let Backend::Postgres(_) = b {
+        writer
+            .create_destination(new_destination("two", "k"))
+            .await
+            .unwrap();
+        until(&mut rx, writer.catalog_version().await.unwrap()).await;
+    }
+    task.abort();
 }
 
 // === PostgreSQL only ===

@@ -10,6 +10,7 @@ mod model;
 mod postgres;
 mod secret;
 mod sqlite;
+mod watch;
 
 use std::fmt;
 use std::future::Future;
@@ -23,6 +24,7 @@ pub use model::{
 pub use postgres::{PostgresOptions, PostgresStore};
 pub use secret::WriteKey;
 pub use sqlite::SqliteStore;
+pub use watch::watch_changes;
 
 /// How many change versions a lagging subscriber may fall behind before it sees
 /// `RecvError::Lagged` (it then reloads; only the newest version matters).
