@@ -23,7 +23,12 @@ pub struct ServeArgs {
     pub listen: String,
     /// Where destinations and mappings live: sqlite://PATH, or postgres://... for several
     /// replicas (an encryption key is then required).
-    #[arg(long, env = "SEGMENT_CONNECTIONS_STORE", default_value = DEFAULT_STORE)]
+    #[arg(
+        long,
+        env = "SEGMENT_CONNECTIONS_STORE",
+        default_value = DEFAULT_STORE,
+        hide_env_values = true
+    )]
     pub store: String,
     /// A file holding the write-key encryption key (64 hex digits; further lines are previous
     /// keys, kept to decrypt older write keys). Default with SQLite: ./data/master.key, created.

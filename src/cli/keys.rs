@@ -24,7 +24,12 @@ pub enum KeysCommand {
 #[derive(Debug, Clone, clap::Args)]
 pub struct StoreArgs {
     /// sqlite://PATH or postgres://...
-    #[arg(long, env = "SEGMENT_CONNECTIONS_STORE", default_value = config::DEFAULT_STORE)]
+    #[arg(
+        long,
+        env = "SEGMENT_CONNECTIONS_STORE",
+        default_value = config::DEFAULT_STORE,
+        hide_env_values = true
+    )]
     pub store: String,
     /// The key file: the current key first, previous keys on later lines.
     #[arg(
