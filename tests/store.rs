@@ -693,6 +693,45 @@ mod postgres_only {
         );
     }
 
+    /// A writer stuck holding the change-version row (its replica vanished mid-transaction)
+    /// makes other writes fail retryably after the lock timeout, not hang; reads go on.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_stuck_writer_makes_writes_unavailable_not_hang() {
+        let Some(db) = db().await else { return };
+        let s = PostgresStore::connect_with(
+            &db.url,
+            KeyRing::from_hex_lines(key()).unwrap(),
+            PostgresOptions {
+                lock_timeout: Duration::from_secs(1),
+                ..PostgresOptions::default()
+            },
+        )
+        .await
+        .unwrap();
+        let d = s
+            .create_destination(new_destination("d", "k"))
+            .await
+            .unwrap();
+        let mut stuck = db.connect().await;
+        sqlx::query("BEGIN").execute(&mut stuck).await.unwrap();
+        sqlx::query("UPDATE catalog SET version = version + 1")
+            .execute(&mut stuck)
+            .await
+            .unwrap();
+        let started = Instant::now();
+        let err = s
+            .create_destination(new_destination("e", "k"))
+            .await
+            .unwrap_err();
+        assert!(matches!(err, StoreError::Unavailable(_)), "{err:?}");
+        assert!(started.elapsed() < Duration::from_secs(5));
+        assert_eq!(s.get_destination(&d.id).await.unwrap(), d);
+        sqlx::query("ROLLBACK").execute(&mut stuck).await.unwrap();
+        s.create_destination(new_destination("e", "k"))
+            .await
+            .unwrap();
+    }
+
     /// The listener's connection is killed: it reconnects, and changes keep arriving.
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn changes_keep_arriving_after_the_listener_reconnects() {

@@ -39,6 +39,8 @@ pub struct PostgresOptions {
     pub acquire_timeout: Duration,
     /// How often the change version is polled, the fallback for lost notifications.
     pub poll_interval: Duration,
+    /// How long a write waits behind another before failing with `Unavailable`.
+    pub lock_timeout: Duration,
 }
 
 impl Default for PostgresOptions {
@@ -47,6 +49,7 @@ impl Default for PostgresOptions {
             max_connections: 8,
             acquire_timeout: Duration::from_secs(3),
             poll_interval: Duration::from_millis(500),
+            lock_timeout: Duration::from_secs(10),
         }
     }
 }
@@ -76,6 +79,15 @@ impl PostgresStore {
         let connect: PgConnectOptions = url.parse().map_err(|e| {
             StoreError::Backend(format!("--store: not a PostgreSQL URL: {e}").into())
         })?;
+        // A writer never waits forever behind another (say one whose replica vanished
+        // mid-transaction): it fails, retryably, and the stuck transaction is ended.
+        let connect = connect.options([
+            (
+                "lock_timeout",
+                format!("{}ms", options.lock_timeout.as_millis()),
+            ),
+            ("idle_in_transaction_session_timeout", "30s".to_owned()),
+        ]);
         let pool = PgPoolOptions::new()
             .max_connections(options.max_connections)
             .acquire_timeout(options.acquire_timeout)
@@ -323,11 +335,12 @@ fn is_unavailable(e: &sqlx::Error) -> bool {
         | sqlx::Error::BeginFailed => true,
         sqlx::Error::Database(db) => db.code().is_some_and(|code| {
             // Class 08: connection exception; 57P01-03: shutting down, crashed, starting up;
-            // 53300: too many connections; 40001/40P01: serialisation failure, deadlock.
+            // 53300: too many connections; 40001/40P01: serialisation failure, deadlock;
+            // 55P03: lock_timeout.
             code.starts_with("08")
                 || matches!(
                     &*code,
-                    "57P01" | "57P02" | "57P03" | "53300" | "40001" | "40P01"
+                    "57P01" | "57P02" | "57P03" | "53300" | "40001" | "40P01" | "55P03"
                 )
         }),
         _ => false,
