@@ -745,8 +745,22 @@ mod postgres_only {
             .await
             .unwrap();
         let mut rx = b.subscribe_changes().unwrap();
-        tokio::time::sleep(Duration::from_millis(300)).await;
         let mut conn = db.connect().await;
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let (listening,): (i64,) = sqlx::query_as(
+                "SELECT COUNT(*) FROM pg_stat_activity \
+                 WHERE datname = current_database() AND query LIKE 'LISTEN%'",
+            )
+            .fetch_one(&mut conn)
+            .await
+            .unwrap();
+            if listening >= 2 {
+                break;
+            }
+            assert!(Instant::now() < deadline, "listeners not up within 10 s");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
         let (killed,): (i64,) = sqlx::query_as(
             "SELECT COUNT(pg_terminate_backend(pid)) FROM pg_stat_activity \
              WHERE datname = current_database() AND query LIKE 'LISTEN%'",
