@@ -30,6 +30,39 @@ pub use watch::watch_changes;
 /// `RecvError::Lagged` (it then reloads; only the newest version matters).
 const CHANGE_CHANNEL_CAPACITY: usize = 64;
 
+/// The newest change version known to this process, and its subscribers: each version is sent
+/// once, in increasing order, whichever task learns of it first.
+#[derive(Debug)]
+struct Feed {
+    last: std::sync::Mutex<u64>,
+    tx: tokio::sync::broadcast::Sender<u64>,
+}
+
+impl Feed {
+    fn new(version: u64) -> Feed {
+        Feed {
+            last: std::sync::Mutex::new(version),
+            tx: tokio::sync::broadcast::channel(CHANGE_CHANNEL_CAPACITY).0,
+        }
+    }
+
+    fn subscribe(&self) -> tokio::sync::broadcast::Receiver<u64> {
+        self.tx.subscribe()
+    }
+
+    /// Sends `version` if it is newer than any sent before.
+    fn publish(&self, version: u64, source: &'static str) {
+        // Held across the send, so versions go out in order.
+        let mut last = self.last.lock().unwrap_or_else(|e| e.into_inner());
+        if version > *last {
+            *last = version;
+            tracing::debug!(version, source, "store change seen");
+            // No subscriber is fine.
+            let _ = self.tx.send(version);
+        }
+    }
+}
+
 /// What a store error is about.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Kind {

@@ -3,7 +3,6 @@
 //! versions from LISTEN/NOTIFY with polling as the fallback.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use sqlx::postgres::{PgConnectOptions, PgListener, PgPoolOptions};
@@ -13,9 +12,9 @@ use tokio::task::AbortHandle;
 
 use super::crypto::{KeyRing, Sealed};
 use super::{
-    CHANGE_CHANNEL_CAPACITY, Destination, DestinationPatch, Kind, MAX_MAPPINGS_PER_DESTINATION,
-    MappingContent, MappingRecord, NewDestination, Region, Result, Store, StoreError, StoredKey,
-    WriteKey, check_stored_keys, new_id,
+    Destination, DestinationPatch, Feed, Kind, MAX_MAPPINGS_PER_DESTINATION, MappingContent,
+    MappingRecord, NewDestination, Region, Result, Store, StoreError, StoredKey, WriteKey,
+    check_stored_keys, new_id,
 };
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
@@ -96,10 +95,7 @@ impl PostgresStore {
             .map_err(backend)?;
         migrate(&pool).await?;
         let version = catalog_version(&pool).await?;
-        let feed = Arc::new(Feed {
-            last: AtomicU64::new(version),
-            tx: broadcast::channel(CHANGE_CHANNEL_CAPACITY).0,
-        });
+        let feed = Arc::new(Feed::new(version));
         let store = PostgresStore {
             pool: pool.clone(),
             keys: Arc::new(keys),
@@ -217,24 +213,6 @@ async fn catalog_version(pool: &PgPool) -> Result<u64> {
 }
 
 // === change feed ===
-
-/// The newest change version known here, and its subscribers.
-#[derive(Debug)]
-struct Feed {
-    last: AtomicU64,
-    tx: broadcast::Sender<u64>,
-}
-
-impl Feed {
-    /// Sends `version` if it is newer than any sent before.
-    fn publish(&self, version: u64, source: &'static str) {
-        if self.last.fetch_max(version, Ordering::AcqRel) < version {
-            tracing::debug!(version, source, "store change seen");
-            // No subscriber is fine.
-            let _ = self.tx.send(version);
-        }
-    }
-}
 
 /// The background tasks following changes; aborted when the last store clone is dropped.
 #[derive(Debug)]
@@ -767,7 +745,7 @@ impl Store for PostgresStore {
     }
 
     fn subscribe_changes(&self) -> Option<broadcast::Receiver<u64>> {
-        Some(self.feed.tx.subscribe())
+        Some(self.feed.subscribe())
     }
 
     async fn reencrypt_write_keys(&self) -> Result<u64> {

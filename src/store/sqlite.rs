@@ -9,9 +9,9 @@ use tokio::sync::broadcast;
 
 use super::crypto::{KeyRing, Sealed};
 use super::{
-    CHANGE_CHANNEL_CAPACITY, Destination, DestinationPatch, Kind, MAX_MAPPINGS_PER_DESTINATION,
-    MappingContent, MappingRecord, NewDestination, Region, Result, Store, StoreError, StoredKey,
-    WriteKey, check_stored_keys, new_id,
+    Destination, DestinationPatch, Feed, Kind, MAX_MAPPINGS_PER_DESTINATION, MappingContent,
+    MappingRecord, NewDestination, Region, Result, Store, StoreError, StoredKey, WriteKey,
+    check_stored_keys, new_id,
 };
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
@@ -25,7 +25,7 @@ const MAPPING_COLUMNS: &str = "id, destination_id, name, model, enabled, version
 pub struct SqliteStore {
     pool: SqlitePool,
     keys: std::sync::Arc<KeyRing>,
-    changes: broadcast::Sender<u64>,
+    changes: std::sync::Arc<Feed>,
 }
 
 impl SqliteStore {
@@ -48,10 +48,14 @@ impl SqliteStore {
             .await
             .map_err(backend)?;
         MIGRATOR.run(&pool).await.map_err(backend)?;
+        let (version,): (i64,) = sqlx::query_as("SELECT version FROM catalog WHERE id = 1")
+            .fetch_one(&pool)
+            .await
+            .map_err(backend)?;
         let store = SqliteStore {
             pool,
             keys: std::sync::Arc::new(keys),
-            changes: broadcast::channel(CHANGE_CHANNEL_CAPACITY).0,
+            changes: std::sync::Arc::new(Feed::new(version as u64)),
         };
         // Refuse to start with a key ring that cannot open the stored write keys.
         if let Err(e) = check_stored_keys(&store.keys, &store.stored_keys(false).await?) {
@@ -88,8 +92,7 @@ impl SqliteStore {
     /// Announces the version a write of ours committed.
     async fn announce(&self) {
         if let Ok(version) = self.catalog_version().await {
-            // No subscriber is fine.
-            let _ = self.changes.send(version);
+            self.changes.publish(version, "write");
         }
     }
 

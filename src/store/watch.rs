@@ -12,14 +12,17 @@ use super::Store;
 /// Spawns a task calling `on_change(version)` for new change versions, increasing, possibly
 /// skipping some (only the newest matters: reload everything, or drop what is cached). With a
 /// backend that has no feed, polls [`Store::catalog_version`] every `poll_every`. Ends when the
-/// feed does (the store closed) or when aborted.
+/// feed does (the store closed) or when aborted. Every change committed after this returns is
+/// reported (with a feed; polling reports changes after its first reading).
 pub fn watch_changes<S, F>(store: Arc<S>, poll_every: Duration, on_change: F) -> JoinHandle<()>
 where
     S: Store,
     F: Fn(u64) + Send + 'static,
 {
+    // Subscribed before returning: no change made after this call is missed.
+    let feed = store.subscribe_changes();
     tokio::spawn(async move {
-        match store.subscribe_changes() {
+        match feed {
             Some(mut changes) => loop {
                 match changes.recv().await {
                     Ok(version) => on_change(version),
