@@ -288,7 +288,7 @@ impl TryFrom<proto::Row> for Row {
                 ));
             }
         };
-        let columns: Columns = serde_json::from_slice(&columns_json).map_err(|e| {
+        let columns: Columns = crate::json::parse_columns(&columns_json).map_err(|e| {
             Issue::new(
                 IssueCode::InvalidRow,
                 "/columns_json",
