@@ -302,14 +302,7 @@ impl TryFrom<proto::Row> for Row {
 
 /// The result for a row that could not be read.
 pub(super) fn invalid_row(issue: Issue) -> TestResult {
-    TestResult {
-        accepted: false,
-        skipped: false,
-        event: None,
-        message_id: None,
-        size_bytes: None,
-        issues: vec![issue],
-    }
+    TestResult::rejected(vec![issue])
 }
 
 pub fn to_proto_issue_code(code: IssueCode) -> proto::IssueCode {
