@@ -9,6 +9,10 @@ use serde_json::{Value, json};
 use segment_connections::json::Columns;
 use segment_connections::mapping::{Identity, Mapping, MappingDoc, Op, Row};
 
+/// The service's allocator (src/main.rs), so the figures are what the service pays.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 const ROWS: usize = 1000;
 
 fn workload() -> Value {
@@ -106,7 +110,7 @@ fn from_json(c: &mut Criterion) {
             b.iter(|| {
                 let k = i % ROWS;
                 i += 1;
-                let columns: Columns = serde_json::from_slice(&bytes[k]).unwrap();
+                let columns: Columns = segment_connections::json::parse_columns(&bytes[k]).unwrap();
                 let row = Row::new(
                     Some(format!("row-{k}")),
                     Op::Added,

@@ -288,7 +288,7 @@ impl TryFrom<proto::Row> for Row {
                 ));
             }
         };
-        let columns: Columns = serde_json::from_slice(&columns_json).map_err(|e| {
+        let columns: Columns = crate::json::parse_columns(&columns_json).map_err(|e| {
             Issue::new(
                 IssueCode::InvalidRow,
                 "/columns_json",
@@ -302,14 +302,7 @@ impl TryFrom<proto::Row> for Row {
 
 /// The result for a row that could not be read.
 pub(super) fn invalid_row(issue: Issue) -> TestResult {
-    TestResult {
-        accepted: false,
-        skipped: false,
-        event: None,
-        message_id: None,
-        size_bytes: None,
-        issues: vec![issue],
-    }
+    TestResult::rejected(vec![issue])
 }
 
 pub fn to_proto_issue_code(code: IssueCode) -> proto::IssueCode {

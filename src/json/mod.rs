@@ -3,7 +3,9 @@
 
 mod val;
 
-pub use val::{ArrRef, Columns, Kind, ObjIter, ObjRef, VRef, Val};
+pub use val::{
+    ArrRef, Columns, Kind, ObjIter, ObjRef, VRef, Val, deserialize_columns, parse_columns,
+};
 
 use serde_json::{Number, Value};
 

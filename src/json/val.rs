@@ -6,6 +6,43 @@ use serde_json::{Map, Number, Value};
 /// A row's columns: key order kept, looked up with a fast hash (the row path does many lookups).
 pub type Columns = indexmap::IndexMap<String, Value, foldhash::fast::RandomState>;
 
+/// Parses a JSON object of columns (a row's `columns_json`).
+pub fn parse_columns(bytes: &[u8]) -> Result<Columns, serde_json::Error> {
+    // Validating UTF-8 once for the whole text is cheaper than string by string.
+    let text = std::str::from_utf8(bytes).map_err(|e| {
+        <serde_json::Error as serde::de::Error>::custom(format_args!("not UTF-8: {e}"))
+    })?;
+    let mut de = serde_json::Deserializer::from_str(text);
+    let columns = deserialize_columns(&mut de)?;
+    de.end()?;
+    Ok(columns)
+}
+
+/// Deserializes columns, sized for a typical row up front (growing a map is a large part of
+/// parsing a row).
+pub fn deserialize_columns<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Columns, D::Error> {
+    struct ColumnsVisitor;
+    impl<'de> serde::de::Visitor<'de> for ColumnsVisitor {
+        type Value = Columns;
+
+        fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str("a JSON object")
+        }
+
+        fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<Columns, A::Error> {
+            let mut columns = Columns::with_capacity_and_hasher(
+                map.size_hint().unwrap_or(32).min(1024),
+                Default::default(),
+            );
+            while let Some((k, v)) = map.next_entry::<String, Value>()? {
+                columns.insert(k, v);
+            }
+            Ok(columns)
+        }
+    }
+    d.deserialize_map(ColumnsVisitor)
+}
+
 static NULL: Value = Value::Null;
 
 /// A resolved mapping value (`undefined` is `Option::None` around it).

@@ -113,15 +113,22 @@ pub struct TestResult {
 }
 
 impl TestResult {
-    /// The result for every row of a mapping that does not compile.
-    pub fn invalid_mapping(violations: &[Violation]) -> TestResult {
+    /// A row rejected before any event could be built.
+    pub fn rejected(issues: Vec<Issue>) -> TestResult {
         TestResult {
             accepted: false,
             skipped: false,
             event: None,
             message_id: None,
             size_bytes: None,
-            issues: violations
+            issues,
+        }
+    }
+
+    /// The result for every row of a mapping that does not compile.
+    pub fn invalid_mapping(violations: &[Violation]) -> TestResult {
+        TestResult::rejected(
+            violations
                 .iter()
                 .map(|v| {
                     Issue::new(
@@ -131,7 +138,7 @@ impl TestResult {
                     )
                 })
                 .collect(),
-        }
+        )
     }
 }
 

@@ -89,6 +89,7 @@ struct RowDoc {
     #[serde(default)]
     id: Option<RowId>,
     op: Op,
+    #[serde(deserialize_with = "json::deserialize_columns")]
     columns: Columns,
     #[serde(default)]
     message_id: Option<String>,
@@ -122,7 +123,10 @@ mod tests {
     fn rejects_what_is_not_the_shape() {
         for (bad, needle) in [
             (r#"{"op": "inserted", "columns": {}}"#, "unknown variant"),
-            (r#"{"op": "added", "columns": []}"#, "expected a map"),
+            (
+                r#"{"op": "added", "columns": []}"#,
+                "expected a JSON object",
+            ),
             (r#"{"op": "added"}"#, "missing field `columns`"),
             (r#"{"columns": {}}"#, "missing field `op`"),
             (
