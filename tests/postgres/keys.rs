@@ -90,3 +90,76 @@ async fn keys_rotate_reencrypts_and_start_up_names_a_missing_key() {
     assert!(out.status.success());
     KeyRing::from_hex_lines(&text(&out.stdout)).unwrap();
 }
+
+/// The same command on SQLite (no PostgreSQL needed), with a key file.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn keys_rotate_works_on_sqlite_with_a_key_file() {
+    use segment_connections::store::{Name, NewDestination, Region, SqliteStore, Store, WriteKey};
+
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("c.db");
+    let old = KeyRing::generate_hex().unwrap();
+    let new = KeyRing::generate_hex().unwrap();
+    let store = SqliteStore::open(&db, KeyRing::from_hex_lines(&old).unwrap())
+        .await
+        .unwrap();
+    let d = store
+        .create_destination(NewDestination {
+            name: Name::parse("prod".into()).unwrap(),
+            region: Region::Us,
+            write_key: WriteKey::parse("wk-sqlite-0123".into()).unwrap(),
+            enabled: true,
+        })
+        .await
+        .unwrap();
+    store.close().await;
+    let key_file = dir.path().join("master.key");
+    std::fs::write(&key_file, format!("{new}\n{old}\n")).unwrap();
+    let out = cli(
+        &[
+            "keys",
+            "rotate",
+            "--store",
+            &format!("sqlite://{}", db.display()),
+            "--encryption-key-file",
+            key_file.to_str().unwrap(),
+        ],
+        &[],
+    )
+    .await;
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert_eq!(
+        text(&out.stdout).trim(),
+        format!("re-encrypted 1 write key(s) under key {}", key_id(&new))
+    );
+    let store = SqliteStore::open(&db, KeyRing::from_hex_lines(&new).unwrap())
+        .await
+        .unwrap();
+    assert_eq!(
+        store.destination_write_key(&d.id).await.unwrap().expose(),
+        "wk-sqlite-0123"
+    );
+    store.close().await;
+
+    // A missing key file is an error; rotate never creates one.
+    let missing = dir.path().join("missing.key");
+    let out = cli(
+        &[
+            "keys",
+            "rotate",
+            "--store",
+            &format!("sqlite://{}", db.display()),
+            "--encryption-key-file",
+            missing.to_str().unwrap(),
+        ],
+        &[],
+    )
+    .await;
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains("missing.key"),
+        "{}",
+        text(&out.stderr)
+    );
+    assert!(!missing.exists());
+}
