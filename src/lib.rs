@@ -13,6 +13,8 @@ pub mod error;
 pub mod grpc;
 pub mod issue;
 pub mod json;
+pub mod limits;
 pub mod mapping;
+pub mod metrics;
 pub mod segment;
 pub mod store;
