@@ -269,7 +269,7 @@ impl<S: Store> proto::Connections for ConnectionsService<S> {
             return Err(Error::invalid(
                 "rows",
                 format!(
-                    "{} rows; at most {} per request",
+                    "{} rows; at most {} per request (--max-test-rows)",
                     rows.len(),
                     self.limits.max_test_rows
                 ),
