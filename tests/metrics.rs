@@ -138,4 +138,60 @@ async fn metrics_count_what_happened() {
 
     let (head, _) = get(metrics, "/other").await;
     assert!(head.starts_with("HTTP/1.1 404"), "{head}");
+
+    // The delivery path's recording functions land under their documented names and labels.
+    use segment_connections::metrics::{self as m, EventResult, StatusClass};
+    use segment_connections::segment::fields::Action;
+    m::record_events(Action::Track, EventResult::Delivered, 3);
+    m::record_events(Action::Identify, EventResult::Failed, 1);
+    m::record_skipped_rows(2);
+    m::record_upstream_request(StatusClass::Http(200), std::time::Duration::from_millis(20));
+    m::record_upstream_request(StatusClass::Http(503), std::time::Duration::from_millis(5));
+    m::record_upstream_request(StatusClass::Timeout, std::time::Duration::from_secs(1));
+    m::record_retry();
+    m::record_batch(3, 1200);
+    let in_flight = m::upstream_in_flight();
+    let (_, body) = get(metrics, "/metrics").await;
+    for (series, value) in [
+        (
+            r#"segment_connections_events_total{action="track",result="delivered"}"#,
+            3.0,
+        ),
+        (
+            r#"segment_connections_events_total{action="identify",result="failed"}"#,
+            1.0,
+        ),
+        (
+            r#"segment_connections_events_total{action="none",result="skipped"}"#,
+            2.0,
+        ),
+        (
+            r#"segment_connections_upstream_requests_total{status_class="2xx"}"#,
+            1.0,
+        ),
+        (
+            r#"segment_connections_upstream_requests_total{status_class="5xx"}"#,
+            1.0,
+        ),
+        (
+            r#"segment_connections_upstream_requests_total{status_class="timeout"}"#,
+            1.0,
+        ),
+        (
+            r#"segment_connections_upstream_duration_seconds_count{status_class="2xx"}"#,
+            1.0,
+        ),
+        ("segment_connections_upstream_retries_total", 1.0),
+        ("segment_connections_batch_events_sum", 3.0),
+        ("segment_connections_batch_bytes_sum", 1200.0),
+        ("segment_connections_upstream_in_flight", 1.0),
+    ] {
+        assert_eq!(sample(&body, series), Some(value), "{series} in {body}");
+    }
+    drop(in_flight);
+    let (_, body) = get(metrics, "/metrics").await;
+    assert_eq!(
+        sample(&body, "segment_connections_upstream_in_flight"),
+        Some(0.0)
+    );
 }
