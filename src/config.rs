@@ -112,6 +112,9 @@ pub struct ServeArgs {
         default_value_t = 200
     )]
     pub max_concurrent_streams: u32,
+    /// Export trace spans over OTLP/gRPC to this collector (e.g. http://otel-collector:4317).
+    #[arg(long, env = "SEGMENT_CONNECTIONS_OTLP_ENDPOINT")]
+    pub otlp_endpoint: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -141,6 +144,8 @@ pub struct Settings {
     pub tls: Option<TlsFiles>,
     pub row_limits: RowLimits,
     pub max_concurrent_streams: u32,
+    /// Where trace spans are exported (OTLP/gRPC), if anywhere.
+    pub otlp_endpoint: Option<String>,
 }
 
 /// PEM files for TLS on the gRPC port.
@@ -198,6 +203,8 @@ pub enum ConfigError {
     Address(&'static str, String),
     #[error("--auth-tokens: a token is empty")]
     EmptyToken,
+    #[error("--otlp-endpoint {0:?}: expected an http:// or https:// URL")]
+    OtlpEndpoint(String),
 }
 
 impl TryFrom<ServeArgs> for Settings {
@@ -222,6 +229,7 @@ impl TryFrom<ServeArgs> for Settings {
             max_row_bytes,
             max_value_bytes,
             max_concurrent_streams,
+            otlp_endpoint,
         } = args;
         let listen = listen
             .parse::<SocketAddr>()
@@ -294,7 +302,13 @@ impl TryFrom<ServeArgs> for Settings {
                 return Err(ConfigError::Zero(flag));
             }
         }
+        if let Some(e) = &otlp_endpoint
+            && !(e.starts_with("http://") || e.starts_with("https://"))
+        {
+            return Err(ConfigError::OtlpEndpoint(e.clone()));
+        }
         Ok(Settings {
+            otlp_endpoint,
             metrics_listen,
             health_listen,
             auth_tokens,

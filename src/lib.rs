@@ -18,3 +18,4 @@ pub mod mapping;
 pub mod metrics;
 pub mod segment;
 pub mod store;
+pub mod telemetry;

@@ -487,9 +487,13 @@ where
         let (service, method) = labels(request.uri().path());
         let counts = RpcCounts::new(method);
         request.extensions_mut().insert(counts.clone());
+        // The call's trace span, child of the caller's `traceparent`, around the handler.
+        let span = crate::telemetry::server_span(service, method, request.headers());
+        let inner = span.in_scope(|| self.inner.call(request));
         RpcFuture {
-            inner: self.inner.call(request),
-            call: Some(Call::start(service, method, counts)),
+            inner,
+            call: Some(Call::start(service, method, counts, span.clone())),
+            span,
         }
     }
 }
@@ -499,6 +503,7 @@ pin_project_lite::pin_project! {
         #[pin]
         inner: F,
         call: Option<Call>,
+        span: tracing::Span,
     }
 }
 
@@ -510,7 +515,10 @@ where
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let this = self.project();
-        let result = ready!(this.inner.poll(cx));
+        let result = {
+            let _entered = this.span.enter();
+            ready!(this.inner.poll(cx))
+        };
         let mut call = this.call.take();
         Poll::Ready(match result {
             Ok(response) => {
@@ -520,7 +528,12 @@ where
                 {
                     c.finish(code_label(Some(status)));
                 }
-                Ok(response.map(|body| RpcBody { inner: body, call }))
+                let span = this.span.clone();
+                Ok(response.map(|body| RpcBody {
+                    inner: body,
+                    call,
+                    span,
+                }))
             }
             Err(e) => {
                 if let Some(c) = call {
@@ -538,6 +551,7 @@ pin_project_lite::pin_project! {
         #[pin]
         inner: B,
         call: Option<Call>,
+        span: tracing::Span,
     }
 }
 
@@ -550,7 +564,10 @@ impl<B: http_body::Body> http_body::Body for RpcBody<B> {
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<http_body::Frame<Self::Data>, Self::Error>>> {
         let this = self.project();
-        let frame = ready!(this.inner.poll_frame(cx));
+        let frame = {
+            let _entered = this.span.enter();
+            ready!(this.inner.poll_frame(cx))
+        };
         match &frame {
             Some(Ok(f)) => {
                 if let Some(trailers) = f.trailers_ref()
@@ -588,17 +605,24 @@ struct Call {
     method: &'static str,
     started: Instant,
     counts: RpcCounts,
+    span: tracing::Span,
     done: bool,
 }
 
 impl Call {
-    fn start(service: &'static str, method: &'static str, counts: RpcCounts) -> Call {
+    fn start(
+        service: &'static str,
+        method: &'static str,
+        counts: RpcCounts,
+        span: tracing::Span,
+    ) -> Call {
         gauge!(RPC_IN_FLIGHT, "service" => service, "method" => method).increment(1.0);
         Call {
             service,
             method,
             started: Instant::now(),
             counts,
+            span,
             done: false,
         }
     }
@@ -619,6 +643,8 @@ impl Call {
         histogram!(RPC_DURATION, "service" => service, "method" => method)
             .record(elapsed.as_secs_f64());
         let duration_ms = (elapsed.as_secs_f64() * 1e6).round() / 1e3;
+        self.span.record("rpc.grpc.status_code", code);
+        let _entered = self.span.enter();
         let rows = self.counts.get(|c| &c.rows);
         if service == "grpc.health.v1.Health" {
             // Probes call every few seconds: keep them out of the info log.

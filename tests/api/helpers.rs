@@ -164,6 +164,7 @@ pub fn settings(dir: PathBuf) -> Settings {
         tls: None,
         row_limits: RowLimits::default(),
         max_concurrent_streams: 100,
+        otlp_endpoint: None,
     }
 }
 
