@@ -8,6 +8,7 @@
 //!   delivery path calls it on each Tracking API request so a trace runs from the caller through
 //!   the upstream send.
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use anyhow::Context as _;
@@ -18,6 +19,10 @@ use opentelemetry_sdk::Resource;
 use opentelemetry_sdk::propagation::TraceContextPropagator;
 use opentelemetry_sdk::trace::SdkTracerProvider;
 use tracing_opentelemetry::OpenTelemetrySpanExt as _;
+
+/// Whether spans are exported: without an OTLP endpoint no call span is opened, so logs carry
+/// no span context.
+static EXPORTING: AtomicBool = AtomicBool::new(false);
 
 /// The tracer provider behind the layer; [`Tracing::shutdown`] flushes what is buffered.
 #[derive(Debug, Default)]
@@ -66,6 +71,7 @@ where
         )
         .build();
     opentelemetry::global::set_text_map_propagator(TraceContextPropagator::new());
+    EXPORTING.store(true, Ordering::Relaxed);
     let tracer = provider.tracer("segment-connections");
     let layer = tracing_opentelemetry::layer().with_tracer(tracer);
     Ok((
@@ -76,8 +82,12 @@ where
     ))
 }
 
-/// The span of one incoming call, child of the caller's `traceparent` when it sent one.
+/// The span of one incoming call, child of the caller's `traceparent` when it sent one (a
+/// disabled span when traces are not exported).
 pub fn server_span(service: &str, method: &str, headers: &http::HeaderMap) -> tracing::Span {
+    if !EXPORTING.load(Ordering::Relaxed) {
+        return tracing::Span::none();
+    }
     let span = tracing::info_span!(
         "rpc",
         otel.name = %format_args!("{service}/{method}"),
