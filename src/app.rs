@@ -126,6 +126,18 @@ impl App {
         let reflection_v1 = InterceptedService::new(reflection_v1, auth.clone());
         let reflection_v1alpha = InterceptedService::new(reflection_v1alpha, auth);
 
+        // A bad certificate or key stops start-up here.
+        let mut builder = Server::builder();
+        if let Some(tls) = &settings.tls {
+            builder = builder
+                .tls_config(tls_config(tls)?)
+                .context("configuring TLS")?;
+            tracing::info!(
+                client_certificates = tls.client_ca.is_some(),
+                "TLS on the gRPC port"
+            );
+        }
+
         // Metrics and the plaintext health port run until the server has stopped.
         let (aux_stop_tx, aux_stop_rx) = tokio::sync::watch::channel(false);
         let aux_stopped = move || {
@@ -156,17 +168,6 @@ impl App {
                     tracing::error!(error = %e, "plaintext health server failed");
                 }
             }));
-        }
-
-        let mut builder = Server::builder();
-        if let Some(tls) = &settings.tls {
-            builder = builder
-                .tls_config(tls_config(tls)?)
-                .context("configuring TLS")?;
-            tracing::info!(
-                client_certificates = tls.client_ca.is_some(),
-                "TLS on the gRPC port"
-            );
         }
 
         let incoming = TcpIncoming::from(listener).with_nodelay(Some(true));

@@ -272,3 +272,20 @@ async fn mtls_requires_a_client_certificate_from_the_ca() {
     .await;
     assert_eq!(out.status.code(), Some(1));
 }
+
+#[tokio::test]
+async fn a_missing_certificate_stops_start_up_with_its_path() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut settings = crate::helpers::settings(dir.path().into());
+    settings.tls = Some(TlsFiles {
+        cert: dir.path().join("nope.pem"),
+        key: fixture("server.key"),
+        client_ca: None,
+    });
+    let app = segment_connections::app::App::build(settings)
+        .await
+        .unwrap();
+    let err = app.run(std::future::pending()).await.unwrap_err();
+    let shown = format!("{err:#}");
+    assert!(shown.contains("nope.pem"), "{shown}");
+}
