@@ -1,6 +1,9 @@
 //! Wiring: the key ring, the store, the gRPC server with health and reflection, and graceful
 //! shutdown (SIGTERM/SIGINT → health NOT_SERVING → stop accepting, drain in-flight calls →
 //! bounded by the grace period).
+//! Operations (#6): `/metrics` on `--metrics-listen`, the per-RPC metrics-and-log layer, bearer
+//! authentication on everything but health, TLS/mTLS, and a plaintext health-only port for
+//! kubelet probes when TLS is on.
 
 use std::future::Future;
 use std::io::Write as _;
@@ -11,12 +14,15 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use tokio::net::TcpListener;
+use tonic::service::interceptor::InterceptedService;
 use tonic::transport::Server;
 use tonic::transport::server::TcpIncoming;
+use tonic::transport::{Certificate, Identity, ServerTlsConfig};
 
 use crate::config::{KeySource, Settings, StoreLocation};
 use crate::grpc::proto::{self, ConnectionsServer};
-use crate::grpc::{ConnectionsService, Limits};
+use crate::grpc::{BearerAuth, ConnectionsService, Limits};
+use crate::metrics;
 use crate::store::{AnyStore, KeyRing, PostgresStore, SqliteStore};
 
 type Service = ConnectionsServer<ConnectionsService<AnyStore>>;
@@ -26,6 +32,10 @@ pub struct App {
     listener: TcpListener,
     store: Arc<AnyStore>,
     settings: Settings,
+    /// `--metrics-listen`, bound.
+    metrics_listener: Option<TcpListener>,
+    /// `--health-listen`, bound.
+    health_listener: Option<TcpListener>,
 }
 
 impl App {
@@ -40,11 +50,25 @@ impl App {
         let listener = TcpListener::bind(settings.listen)
             .await
             .with_context(|| format!("binding {}", settings.listen))?;
+        let metrics_listener = bind_optional(settings.metrics_listen, "--metrics-listen").await?;
+        let health_listener = bind_optional(settings.health_listen, "--health-listen").await?;
         Ok(App {
             listener,
             store: Arc::new(store),
             settings,
+            metrics_listener,
+            health_listener,
         })
+    }
+
+    /// The bound metrics address, if metrics are served.
+    pub fn metrics_addr(&self) -> Option<SocketAddr> {
+        self.metrics_listener.as_ref()?.local_addr().ok()
+    }
+
+    /// The bound plaintext health address, if any.
+    pub fn health_addr(&self) -> Option<SocketAddr> {
+        self.health_listener.as_ref()?.local_addr().ok()
     }
 
     /// The bound address (the real port when `--listen` asked for port 0).
@@ -59,6 +83,8 @@ impl App {
             listener,
             store,
             settings,
+            metrics_listener,
+            health_listener,
         } = self;
         let addr = listener.local_addr()?;
         let (reporter, health) = tonic_health::server::health_reporter();
@@ -79,13 +105,72 @@ impl App {
 
         let limits = Limits {
             max_test_rows: settings.max_test_rows,
+            rows: settings.row_limits,
         };
         let connections = ConnectionsServer::new(ConnectionsService::new(store.clone(), limits))
             .max_decoding_message_size(settings.max_request_bytes);
 
+        // Every service but health needs a token when tokens are configured.
+        let auth = BearerAuth::new(settings.auth_tokens.iter().map(|t| t.0.as_str()));
+        if auth.is_enabled() {
+            tracing::info!(
+                tokens = settings.auth_tokens.len(),
+                "caller authentication on"
+            );
+        }
+        let connections = InterceptedService::new(connections, auth.clone());
+        let reflection_v1 = InterceptedService::new(reflection_v1, auth.clone());
+        let reflection_v1alpha = InterceptedService::new(reflection_v1alpha, auth);
+
+        // A bad certificate or key stops start-up here.
+        let mut builder = Server::builder();
+        if let Some(tls) = &settings.tls {
+            builder = builder
+                .tls_config(tls_config(tls)?)
+                .context("configuring TLS")?;
+            tracing::info!(
+                client_certificates = tls.client_ca.is_some(),
+                "TLS on the gRPC port"
+            );
+        }
+
+        // Metrics and the plaintext health port run until the server has stopped.
+        let (aux_stop_tx, aux_stop_rx) = tokio::sync::watch::channel(false);
+        let aux_stopped = move || {
+            let mut rx = aux_stop_rx.clone();
+            async move {
+                rx.wait_for(|stop| *stop).await.ok();
+            }
+        };
+        let mut aux_tasks = Vec::new();
+        if let Some(listener) = metrics_listener
+            && let Some(handle) = metrics::install()
+        {
+            tracing::info!(addr = %listener.local_addr()?, "serving /metrics");
+            aux_tasks.push(tokio::spawn(metrics::serve(
+                listener,
+                handle,
+                aux_stopped(),
+            )));
+        }
+        if let Some(listener) = health_listener {
+            tracing::info!(addr = %listener.local_addr()?, "serving plaintext health");
+            let incoming = TcpIncoming::from(listener).with_nodelay(Some(true));
+            let health_only = Server::builder()
+                .add_service(health.clone())
+                .serve_with_incoming_shutdown(incoming, aux_stopped());
+            aux_tasks.push(tokio::spawn(async move {
+                if let Err(e) = health_only.await {
+                    tracing::error!(error = %e, "plaintext health server failed");
+                }
+            }));
+        }
+
         let incoming = TcpIncoming::from(listener).with_nodelay(Some(true));
         let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-        let router = Server::builder()
+        let router = builder
+            .layer(metrics::RpcLayer)
+            .max_concurrent_streams(Some(settings.max_concurrent_streams))
             .http2_keepalive_interval(Some(Duration::from_secs(30)))
             // Long-lived HTTP/2 connections re-spread across replicas.
             .max_connection_age(Duration::from_secs(30 * 60))
@@ -118,6 +203,10 @@ impl App {
                 server.abort();
             }
         }
+        aux_stop_tx.send(true).ok();
+        for task in aux_tasks {
+            task.await.ok();
+        }
         store.close().await;
         tracing::info!("stopped");
         Ok(())
@@ -136,6 +225,37 @@ pub async fn open_store(location: &StoreLocation, keys: KeyRing) -> anyhow::Resu
             .with_context(|| format!("opening the PostgreSQL store {url:?}"))?
             .into(),
     })
+}
+
+/// Binds an optional auxiliary listener.
+async fn bind_optional(
+    addr: Option<SocketAddr>,
+    flag: &str,
+) -> anyhow::Result<Option<TcpListener>> {
+    match addr {
+        None => Ok(None),
+        Some(a) => Ok(Some(
+            TcpListener::bind(a)
+                .await
+                .with_context(|| format!("{flag}: binding {a}"))?,
+        )),
+    }
+}
+
+/// The server's TLS settings: its certificate and key, and the client CA for mTLS.
+fn tls_config(tls: &crate::config::TlsFiles) -> anyhow::Result<ServerTlsConfig> {
+    let read = |path: &Path, what: &str| {
+        std::fs::read(path).with_context(|| format!("reading the {what} {}", path.display()))
+    };
+    let identity = Identity::from_pem(
+        read(&tls.cert, "TLS certificate")?,
+        read(&tls.key, "TLS key")?,
+    );
+    let mut config = ServerTlsConfig::new().identity(identity);
+    if let Some(ca) = &tls.client_ca {
+        config = config.client_ca_root(Certificate::from_pem(read(ca, "client CA")?));
+    }
+    Ok(config)
 }
 
 /// Runs `serve` until SIGTERM or SIGINT.

@@ -6,6 +6,8 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use crate::limits::{DEFAULT_MAX_ROW_BYTES, DEFAULT_MAX_VALUE_BYTES, RowLimits};
+
 /// The default store: an SQLite file, created on first run.
 pub const DEFAULT_STORE: &str = "sqlite://./data/connections.db";
 /// Where `serve` keeps the key it creates when SQLite is used and no key is given.
@@ -58,9 +60,67 @@ pub struct ServeArgs {
         default_value_t = 20
     )]
     pub shutdown_grace_seconds: u64,
-    /// Log format.
+    /// Log format (the level comes from RUST_LOG, default info).
     #[arg(long, env = "SEGMENT_CONNECTIONS_LOG_FORMAT", value_enum, default_value_t = LogFormat::Plain)]
     pub log_format: LogFormat,
+    // === Operations (#6): metrics, health port, authentication, TLS, limits ===
+    /// Where Prometheus metrics are served (GET /metrics); `off` disables them.
+    #[arg(
+        long,
+        env = "SEGMENT_CONNECTIONS_METRICS_LISTEN",
+        default_value = "127.0.0.1:9464"
+    )]
+    pub metrics_listen: String,
+    /// Also serve grpc.health.v1 alone, in plaintext, on this address (for kubelet gRPC probes,
+    /// which cannot speak TLS).
+    #[arg(long, env = "SEGMENT_CONNECTIONS_HEALTH_LISTEN")]
+    pub health_listen: Option<String>,
+    /// Bearer tokens callers must present (comma-separated; several allow rotation). Every RPC
+    /// but health then needs `authorization: Bearer <token>`.
+    #[arg(
+        long,
+        env = "SEGMENT_CONNECTIONS_AUTH_TOKENS",
+        value_delimiter = ',',
+        hide_env_values = true
+    )]
+    pub auth_tokens: Vec<String>,
+    /// Serve TLS on the gRPC port with this certificate chain (PEM); needs --tls-key-file.
+    #[arg(
+        long,
+        env = "SEGMENT_CONNECTIONS_TLS_CERT_FILE",
+        requires = "tls_key_file"
+    )]
+    pub tls_cert_file: Option<PathBuf>,
+    /// The private key (PEM) of --tls-cert-file.
+    #[arg(
+        long,
+        env = "SEGMENT_CONNECTIONS_TLS_KEY_FILE",
+        requires = "tls_cert_file"
+    )]
+    pub tls_key_file: Option<PathBuf>,
+    /// Require client certificates signed by this CA (PEM): mutual TLS.
+    #[arg(
+        long,
+        env = "SEGMENT_CONNECTIONS_TLS_CLIENT_CA_FILE",
+        requires = "tls_cert_file"
+    )]
+    pub tls_client_ca_file: Option<PathBuf>,
+    /// The largest row (its columns JSON), in bytes; larger rows get ROW_TOO_LARGE.
+    #[arg(long, env = "SEGMENT_CONNECTIONS_MAX_ROW_BYTES", default_value_t = DEFAULT_MAX_ROW_BYTES)]
+    pub max_row_bytes: usize,
+    /// The largest column value (as JSON), in bytes; larger: the row gets ROW_TOO_LARGE.
+    #[arg(long, env = "SEGMENT_CONNECTIONS_MAX_VALUE_BYTES", default_value_t = DEFAULT_MAX_VALUE_BYTES)]
+    pub max_value_bytes: usize,
+    /// Concurrent calls (HTTP/2 streams) per client connection; clients queue beyond it.
+    #[arg(
+        long,
+        env = "SEGMENT_CONNECTIONS_MAX_CONCURRENT_STREAMS",
+        default_value_t = 200
+    )]
+    pub max_concurrent_streams: u32,
+    /// Export trace spans over OTLP/gRPC to this collector (e.g. http://otel-collector:4317).
+    #[arg(long, env = "SEGMENT_CONNECTIONS_OTLP_ENDPOINT")]
+    pub otlp_endpoint: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -79,6 +139,28 @@ pub struct Settings {
     pub max_test_rows: usize,
     pub shutdown_grace: Duration,
     pub log_format: LogFormat,
+    // === Operations (#6) ===
+    /// Where /metrics is served; `None`: not served.
+    pub metrics_listen: Option<SocketAddr>,
+    /// A plaintext health-only port, if any.
+    pub health_listen: Option<SocketAddr>,
+    /// Accepted bearer tokens; empty: no authentication.
+    pub auth_tokens: Vec<KeyText>,
+    /// TLS on the gRPC port, if any.
+    pub tls: Option<TlsFiles>,
+    pub row_limits: RowLimits,
+    pub max_concurrent_streams: u32,
+    /// Where trace spans are exported (OTLP/gRPC), if anywhere.
+    pub otlp_endpoint: Option<String>,
+}
+
+/// PEM files for TLS on the gRPC port.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TlsFiles {
+    pub cert: PathBuf,
+    pub key: PathBuf,
+    /// Require client certificates signed by this CA.
+    pub client_ca: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -139,6 +221,12 @@ pub enum ConfigError {
     PostgresNeedsKey,
     #[error("--{0}: must be at least 1")]
     Zero(&'static str),
+    #[error("--{0} {1:?}: not a socket address (e.g. 0.0.0.0:9464)")]
+    Address(&'static str, String),
+    #[error("--auth-tokens: a token is empty")]
+    EmptyToken,
+    #[error("--otlp-endpoint {0:?}: expected an http:// or https:// URL")]
+    OtlpEndpoint(String),
 }
 
 impl TryFrom<ServeArgs> for Settings {
@@ -154,6 +242,16 @@ impl TryFrom<ServeArgs> for Settings {
             max_test_rows,
             shutdown_grace_seconds,
             log_format,
+            metrics_listen,
+            health_listen,
+            auth_tokens,
+            tls_cert_file,
+            tls_key_file,
+            tls_client_ca_file,
+            max_row_bytes,
+            max_value_bytes,
+            max_concurrent_streams,
+            otlp_endpoint,
         } = args;
         let listen = listen
             .parse::<SocketAddr>()
@@ -165,7 +263,61 @@ impl TryFrom<ServeArgs> for Settings {
         if max_test_rows == 0 {
             return Err(ConfigError::Zero("max-test-rows"));
         }
+        let metrics_listen = match metrics_listen.as_str() {
+            "off" | "" => None,
+            a => Some(
+                a.parse::<SocketAddr>()
+                    .map_err(|_| ConfigError::Address("metrics-listen", metrics_listen.clone()))?,
+            ),
+        };
+        let health_listen = health_listen
+            .map(|a| {
+                a.parse::<SocketAddr>()
+                    .map_err(|_| ConfigError::Address("health-listen", a.clone()))
+            })
+            .transpose()?;
+        let auth_tokens = auth_tokens
+            .into_iter()
+            .map(|t| t.trim().to_owned())
+            .map(|t| match t.is_empty() {
+                true => Err(ConfigError::EmptyToken),
+                false => Ok(KeyText(t)),
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        // clap makes the certificate and key go together.
+        let tls = match (tls_cert_file, tls_key_file) {
+            (Some(cert), Some(key)) => Some(TlsFiles {
+                cert,
+                key,
+                client_ca: tls_client_ca_file,
+            }),
+            _ => None,
+        };
+        for (flag, n) in [
+            ("max-row-bytes", max_row_bytes),
+            ("max-value-bytes", max_value_bytes),
+            ("max-concurrent-streams", max_concurrent_streams as usize),
+        ] {
+            if n == 0 {
+                return Err(ConfigError::Zero(flag));
+            }
+        }
+        if let Some(e) = &otlp_endpoint
+            && !(e.starts_with("http://") || e.starts_with("https://"))
+        {
+            return Err(ConfigError::OtlpEndpoint(e.clone()));
+        }
         Ok(Settings {
+            otlp_endpoint,
+            metrics_listen,
+            health_listen,
+            auth_tokens,
+            tls,
+            row_limits: RowLimits {
+                max_row_bytes,
+                max_value_bytes,
+            },
+            max_concurrent_streams,
             listen,
             store,
             encryption_key,
@@ -236,6 +388,52 @@ mod tests {
         assert_eq!(
             s.encryption_key,
             KeySource::CreateIfMissing(DEFAULT_KEY_FILE.into())
+        );
+        assert_eq!(s.metrics_listen, Some("127.0.0.1:9464".parse().unwrap()));
+        assert_eq!(s.health_listen, None);
+        assert!(s.auth_tokens.is_empty());
+        assert_eq!(s.tls, None);
+        assert_eq!(s.row_limits, RowLimits::default());
+    }
+
+    #[test]
+    fn operations_flags() {
+        let s = settings(&[
+            "--metrics-listen",
+            "off",
+            "--health-listen",
+            "0.0.0.0:50052",
+            "--auth-tokens",
+            "secret-a, secret-b",
+            "--tls-cert-file",
+            "/c.pem",
+            "--tls-key-file",
+            "/k.pem",
+            "--tls-client-ca-file",
+            "/ca.pem",
+        ])
+        .unwrap();
+        assert_eq!(s.metrics_listen, None);
+        assert_eq!(s.health_listen, Some("0.0.0.0:50052".parse().unwrap()));
+        assert_eq!(s.auth_tokens.len(), 2);
+        assert_eq!(s.auth_tokens[1].0, "secret-b");
+        // Tokens never print.
+        assert!(!format!("{s:?}").contains("secret-a"));
+        assert_eq!(
+            s.tls,
+            Some(TlsFiles {
+                cert: "/c.pem".into(),
+                key: "/k.pem".into(),
+                client_ca: Some("/ca.pem".into()),
+            })
+        );
+        assert!(matches!(
+            settings(&["--metrics-listen", "nowhere"]),
+            Err(ConfigError::Address("metrics-listen", _))
+        ));
+        assert_eq!(
+            settings(&["--auth-tokens", "a,,b"]).unwrap_err(),
+            ConfigError::EmptyToken
         );
     }
 

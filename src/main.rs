@@ -98,14 +98,31 @@ fn serve(args: ServeArgs) -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    init_logs(settings.log_format);
-    let run = || -> anyhow::Result<()> {
-        let runtime = tokio::runtime::Builder::new_multi_thread()
-            .enable_all()
-            .build()?;
-        runtime.block_on(segment_connections::app::serve(settings))
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("error: starting the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
     };
-    match run() {
+    // The OTLP exporter (tonic) needs the runtime.
+    let traces = {
+        let _runtime = runtime.enter();
+        match init_logs(settings.log_format, settings.otlp_endpoint.as_deref()) {
+            Ok(t) => t,
+            Err(e) => {
+                eprintln!("error: {e:#}");
+                return ExitCode::from(2);
+            }
+        }
+    };
+    let result = runtime.block_on(segment_connections::app::serve(settings));
+    // Export the spans still buffered.
+    traces.shutdown();
+    match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             tracing::error!(error = format!("{e:#}"), "serve failed");
@@ -114,15 +131,33 @@ fn serve(args: ServeArgs) -> ExitCode {
     }
 }
 
-fn init_logs(format: LogFormat) {
+/// Logs (plain or JSON on stderr, level from RUST_LOG) and, with an endpoint, OTLP traces.
+fn init_logs(
+    format: LogFormat,
+    otlp_endpoint: Option<&str>,
+) -> anyhow::Result<segment_connections::telemetry::Tracing> {
+    use tracing_subscriber::layer::SubscriberExt as _;
+    use tracing_subscriber::util::SubscriberInitExt as _;
+
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_writer(std::io::stderr);
-    match format {
-        LogFormat::Plain => builder.init(),
-        LogFormat::Json => builder.json().init(),
-    }
+    let traces = match format {
+        LogFormat::Plain => {
+            let subscriber = builder.finish();
+            let (otlp, traces) = segment_connections::telemetry::otlp_layer(otlp_endpoint)?;
+            subscriber.with(otlp).init();
+            traces
+        }
+        LogFormat::Json => {
+            let subscriber = builder.json().finish();
+            let (otlp, traces) = segment_connections::telemetry::otlp_layer(otlp_endpoint)?;
+            subscriber.with(otlp).init();
+            traces
+        }
+    };
+    Ok(traces)
 }

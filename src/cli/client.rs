@@ -5,7 +5,9 @@ use std::time::Duration;
 
 use serde::Serialize;
 use serde_json::{Value, json};
-use tonic::transport::{Channel, Endpoint};
+use tonic::metadata::{Ascii, MetadataValue};
+use tonic::service::interceptor::InterceptedService;
+use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint, Identity};
 
 use crate::grpc::proto::{self, ConnectionsClient};
 
@@ -23,6 +25,34 @@ pub struct ClientArgs {
     /// Print JSON (each resource with its `id`) instead of text.
     #[arg(long, env = "SEGMENT_CONNECTIONS_JSON", global = true)]
     pub json: bool,
+    /// A bearer token for a server that requires one (sent as `authorization: Bearer ...`).
+    #[arg(
+        long,
+        env = "SEGMENT_CONNECTIONS_TOKEN",
+        global = true,
+        hide_env_values = true
+    )]
+    pub token: Option<String>,
+    /// The CA certificate (PEM) that signed the server's certificate; implies TLS (use an
+    /// https:// --server).
+    #[arg(long, env = "SEGMENT_CONNECTIONS_CA_FILE", global = true)]
+    pub ca_file: Option<std::path::PathBuf>,
+    /// A client certificate (PEM) for a server that requires one (mTLS); needs --key-file.
+    #[arg(
+        long,
+        env = "SEGMENT_CONNECTIONS_CERT_FILE",
+        global = true,
+        requires = "key_file"
+    )]
+    pub cert_file: Option<std::path::PathBuf>,
+    /// The private key (PEM) of --cert-file.
+    #[arg(
+        long,
+        env = "SEGMENT_CONNECTIONS_KEY_FILE",
+        global = true,
+        requires = "cert_file"
+    )]
+    pub key_file: Option<std::path::PathBuf>,
 }
 
 /// Why a client command failed, and so its exit code.
@@ -104,15 +134,58 @@ pub fn code_name(code: tonic::Code) -> &'static str {
     }
 }
 
-/// Connects to `--server`.
-pub async fn connect(args: &ClientArgs) -> Result<ConnectionsClient<Channel>, Failure> {
-    let endpoint = Endpoint::from_shared(args.server.clone())
+/// A client of the service that sends `--token`, if any, with every call.
+pub type Client = ConnectionsClient<InterceptedService<Channel, BearerToken>>;
+
+/// Adds `authorization: Bearer <token>` to each call (when there is a token).
+#[derive(Clone)]
+pub struct BearerToken(Option<MetadataValue<Ascii>>);
+
+impl tonic::service::Interceptor for BearerToken {
+    fn call(
+        &mut self,
+        mut request: tonic::Request<()>,
+    ) -> Result<tonic::Request<()>, tonic::Status> {
+        if let Some(v) = &self.0 {
+            request.metadata_mut().insert("authorization", v.clone());
+        }
+        Ok(request)
+    }
+}
+
+/// Connects to `--server` (with TLS when it is https:// or `--ca-file` is given).
+pub async fn connect(args: &ClientArgs) -> Result<Client, Failure> {
+    let token = match &args.token {
+        None => None,
+        Some(t) => Some(
+            format!("Bearer {}", t.trim())
+                .parse::<MetadataValue<Ascii>>()
+                .map_err(|_| Failure::Usage("--token: not a valid header value".into()))?,
+        ),
+    };
+    let mut endpoint = Endpoint::from_shared(args.server.clone())
         .map_err(|e| Failure::Usage(format!("--server {:?}: {e}", args.server)))?
         .connect_timeout(Duration::from_secs(5));
+    if args.server.starts_with("https://") || args.ca_file.is_some() {
+        let mut tls = ClientTlsConfig::new();
+        match &args.ca_file {
+            Some(ca) => tls = tls.ca_certificate(Certificate::from_pem(read_file(ca)?)),
+            None => tls = tls.with_native_roots(),
+        }
+        if let (Some(cert), Some(key)) = (&args.cert_file, &args.key_file) {
+            tls = tls.identity(Identity::from_pem(read_file(cert)?, read_file(key)?));
+        }
+        endpoint = endpoint
+            .tls_config(tls)
+            .map_err(|e| Failure::Usage(format!("TLS settings: {e}")))?;
+    }
     let channel = endpoint.connect().await.map_err(|e| {
         Failure::Unreachable(format!("cannot reach the server at {}: {e}", args.server))
     })?;
-    Ok(ConnectionsClient::new(channel))
+    Ok(ConnectionsClient::with_interceptor(
+        channel,
+        BearerToken(token),
+    ))
 }
 
 /// Runs a client command on a fresh runtime and turns its outcome into an exit code.

@@ -7,6 +7,7 @@ use super::proto;
 use crate::error::{Error, FieldViolation};
 use crate::issue::{Issue, IssueCode};
 use crate::json::Columns;
+use crate::limits::RowLimits;
 use crate::mapping::{Identity, Mapping, MappingDoc, Op, Row, TestResult, Violation};
 use crate::store::{
     Destination, DestinationPatch, MappingContent, MappingRecord, Name, NewDestination, Region,
@@ -298,6 +299,16 @@ impl TryFrom<proto::Row> for Row {
         let id = (!id.is_empty()).then_some(id);
         Ok(Row::new(id, op, columns, message_id))
     }
+}
+
+/// A row from the wire, within the size limits: every RPC that takes rows converts them here
+/// (TestMapping and the delivery path). Over a limit, or malformed: that row's issue.
+pub fn row(row: proto::Row, limits: &RowLimits) -> Result<Row, Issue> {
+    let row_bytes = row.columns_json.len();
+    limits.check_row_bytes(row_bytes)?;
+    let row = Row::try_from(row)?;
+    limits.check_values(row_bytes, &row.columns)?;
+    Ok(row)
 }
 
 /// The result for a row that could not be read.

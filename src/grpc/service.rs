@@ -10,7 +10,9 @@ use tonic::{Request, Response, Status, Streaming};
 use super::convert::{self, DestinationUpdate, MappingUpdate, NewMapping};
 use super::proto;
 use crate::error::Error;
-use crate::mapping::{Identity, Mapping, MappingDoc, Row, TestResult, Violation};
+use crate::limits::RowLimits;
+use crate::mapping::{Identity, Mapping, MappingDoc, TestResult, Violation};
+use crate::metrics::{Outcome, RpcCounts};
 use crate::store::{NewDestination, Store};
 
 /// Request limits enforced by the handlers (tonic enforces the message size).
@@ -18,6 +20,8 @@ use crate::store::{NewDestination, Store};
 pub struct Limits {
     /// The most rows one TestMapping request may carry.
     pub max_test_rows: usize,
+    /// Row and column value sizes (`convert::row`).
+    pub rows: RowLimits,
 }
 
 /// The `segment_connections.v1.Connections` service over a store.
@@ -252,6 +256,7 @@ impl<S: Store> proto::Connections for ConnectionsService<S> {
         &self,
         request: Request<proto::TestMappingRequest>,
     ) -> Result<Response<proto::TestMappingResponse>, Status> {
+        let counts = RpcCounts::of(&request);
         let proto::TestMappingRequest {
             mapping,
             destination_id,
@@ -264,23 +269,32 @@ impl<S: Store> proto::Connections for ConnectionsService<S> {
             return Err(Error::invalid(
                 "rows",
                 format!(
-                    "{} rows; at most {} per request",
+                    "{} rows; at most {} per request (--max-test-rows)",
                     rows.len(),
                     self.limits.max_test_rows
                 ),
             )
             .into());
         }
+        counts.add_rows(rows.len() as u64);
         let subject = self.test_subject(mapping, destination_id).await?;
         let results = rows
             .into_iter()
             .enumerate()
             .map(|(i, row)| {
-                let result = match (Row::try_from(row), &subject) {
+                let result = match (convert::row(row, &self.limits.rows), &subject) {
                     (Err(issue), _) => convert::invalid_row(issue),
                     (Ok(row), Ok(mapping)) => mapping.test(&row),
                     (Ok(_), Err(violations)) => TestResult::invalid_mapping(violations),
                 };
+                counts.add(
+                    match (result.accepted, result.skipped) {
+                        (_, true) => Outcome::Skipped,
+                        (true, false) => Outcome::Accepted,
+                        (false, false) => Outcome::Rejected,
+                    },
+                    1,
+                );
                 convert::to_proto_test_result(i, result)
             })
             .collect();

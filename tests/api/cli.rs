@@ -361,6 +361,8 @@ async fn serve_creates_its_key_and_store_and_stops_on_sigterm() {
     let dir = tempfile::tempdir().unwrap();
     let mut child = Command::new(BIN)
         .args(["serve", "--listen", "127.0.0.1:0", "--log-format", "json"])
+        // Not the default port: tests run in parallel.
+        .args(["--metrics-listen", "127.0.0.1:0"])
         .current_dir(dir.path())
         .env_remove("SEGMENT_CONNECTIONS_ENCRYPTION_KEY")
         .env_remove("SEGMENT_CONNECTIONS_ENCRYPTION_KEY_FILE")

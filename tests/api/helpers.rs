@@ -13,6 +13,7 @@ use tonic::transport::Channel;
 use segment_connections::app::App;
 use segment_connections::config::{KeySource, LogFormat, Settings, StoreLocation};
 use segment_connections::grpc::proto::{self, ConnectionsClient};
+use segment_connections::limits::RowLimits;
 
 /// The most rows a TestMapping request may carry in tests.
 pub const MAX_TEST_ROWS: usize = 5;
@@ -21,6 +22,11 @@ pub const MAX_REQUEST_BYTES: usize = 256 * 1024;
 
 pub struct TestApp {
     pub addr: SocketAddr,
+    /// `/metrics`, when the settings asked for it (read by tests/metrics.rs).
+    #[allow(dead_code)]
+    pub metrics_addr: Option<SocketAddr>,
+    /// The plaintext health port, when the settings asked for it.
+    pub health_addr: Option<SocketAddr>,
     pub client: ConnectionsClient<Channel>,
     pub dir: Arc<TempDir>,
     stop: Option<oneshot::Sender<()>>,
@@ -35,8 +41,18 @@ impl TestApp {
 
     /// A server over `dir` (its store and key file), e.g. after a restart.
     pub async fn spawn_in(dir: Arc<TempDir>) -> TestApp {
-        let app = App::build(settings(dir.path().into())).await.unwrap();
+        TestApp::spawn_with(dir, |_| {}).await
+    }
+
+    /// A server over `dir` with settings changed by `change` (auth, TLS, limits, metrics). The
+    /// client is plaintext and carries no token: with TLS or auth on, make your own.
+    pub async fn spawn_with(dir: Arc<TempDir>, change: impl FnOnce(&mut Settings)) -> TestApp {
+        let mut settings = settings(dir.path().into());
+        change(&mut settings);
+        let app = App::build(settings).await.unwrap();
         let addr = app.local_addr();
+        let metrics_addr = app.metrics_addr();
+        let health_addr = app.health_addr();
         let (stop, stopped) = oneshot::channel::<()>();
         let task = tokio::spawn(async move {
             app.run(async {
@@ -45,11 +61,16 @@ impl TestApp {
             .await
             .unwrap()
         });
-        let client = ConnectionsClient::connect(format!("http://{addr}"))
-            .await
-            .unwrap();
+        // Lazy, so that a TLS server (a plaintext client cannot talk to it) still gets one.
+        let client = ConnectionsClient::new(
+            Channel::from_shared(format!("http://{addr}"))
+                .unwrap()
+                .connect_lazy(),
+        );
         TestApp {
             addr,
+            metrics_addr,
+            health_addr,
             client,
             dir,
             stop: Some(stop),
@@ -137,6 +158,13 @@ pub fn settings(dir: PathBuf) -> Settings {
         max_test_rows: MAX_TEST_ROWS,
         shutdown_grace: Duration::from_secs(5),
         log_format: LogFormat::Plain,
+        metrics_listen: None,
+        health_listen: None,
+        auth_tokens: Vec::new(),
+        tls: None,
+        row_limits: RowLimits::default(),
+        max_concurrent_streams: 100,
+        otlp_endpoint: None,
     }
 }
 

@@ -4,5 +4,7 @@ mod cli;
 mod destinations;
 mod health_reflection;
 mod helpers;
+mod limits;
 mod mappings;
+mod security;
 mod test_mapping;

@@ -1,0 +1,38 @@
+# syntax=docker/dockerfile:1
+# segment-connections: a multi-stage build. The runtime image is distroless (glibc, CA
+# certificates, no shell), runs as the non-root user 65532 and starts `serve` on 0.0.0.0 with the
+# ports and paths helm/segment-connections expects:
+#   gRPC 50051, metrics 9464 (/metrics), data (SQLite file, created key) in /data.
+
+FROM rust:1.95-bookworm AS build
+WORKDIR /src
+# Dependencies first, so a code change does not rebuild them.
+COPY Cargo.toml Cargo.lock build.rs ./
+COPY proto proto
+COPY migrations migrations
+RUN mkdir -p src benches && echo 'fn main() {}' > src/main.rs && touch src/lib.rs \
+    && echo 'fn main() {}' > benches/render.rs \
+    && cargo build --release --locked \
+    && rm -rf src benches
+COPY src src
+COPY benches benches
+RUN touch src/main.rs src/lib.rs && cargo build --release --locked \
+    && install -D target/release/segment-connections /out/segment-connections \
+    && mkdir -p /out/data
+
+FROM gcr.io/distroless/cc-debian12:nonroot
+COPY --from=build /out/segment-connections /usr/local/bin/segment-connections
+COPY --from=build --chown=65532:65532 /out/data /data
+# The working directory is /, so the defaults ./data/connections.db and ./data/master.key land on
+# the /data volume.
+WORKDIR /
+VOLUME ["/data"]
+ENV SEGMENT_CONNECTIONS_LISTEN=0.0.0.0:50051 \
+    SEGMENT_CONNECTIONS_METRICS_LISTEN=0.0.0.0:9464 \
+    SEGMENT_CONNECTIONS_STORE=sqlite:///data/connections.db \
+    SEGMENT_CONNECTIONS_LOG_FORMAT=json \
+    RUST_LOG=info
+USER 65532:65532
+EXPOSE 50051 9464
+ENTRYPOINT ["/usr/local/bin/segment-connections"]
+CMD ["serve"]

@@ -1,0 +1,291 @@
+//! Caller authentication (bearer tokens), TLS and mTLS on the gRPC port, the plaintext health
+//! port, and the client commands' `--token`, `--ca-file`, `--cert-file`/`--key-file`.
+
+use std::path::PathBuf;
+use std::process::Command;
+use std::sync::Arc;
+
+use tonic::Code;
+use tonic::transport::{Certificate, Channel, ClientTlsConfig, Identity};
+use tonic_health::pb::health_check_response::ServingStatus;
+use tonic_health::pb::{HealthCheckRequest, health_client::HealthClient};
+
+use crate::helpers::TestApp;
+use segment_connections::config::TlsFiles;
+use segment_connections::grpc::proto::{self, ConnectionsClient};
+
+const BIN: &str = env!("CARGO_BIN_EXE_segment-connections");
+
+fn fixture(name: &str) -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures/tls")
+        .join(name)
+}
+
+fn pem(name: &str) -> Vec<u8> {
+    std::fs::read(fixture(name)).unwrap()
+}
+
+async fn with_tokens(tokens: &[&str]) -> TestApp {
+    let tokens: Vec<_> = tokens
+        .iter()
+        .map(|t| segment_connections::config::KeyText(t.to_string()))
+        .collect();
+    TestApp::spawn_with(Arc::new(tempfile::tempdir().unwrap()), |s| {
+        s.auth_tokens = tokens;
+    })
+    .await
+}
+
+async fn list(app: &TestApp, token: Option<&str>) -> Result<(), tonic::Status> {
+    let mut request = tonic::Request::new(proto::ListDestinationsRequest {});
+    if let Some(t) = token {
+        request
+            .metadata_mut()
+            .insert("authorization", t.parse().unwrap());
+    }
+    app.client
+        .clone()
+        .list_destinations(request)
+        .await
+        .map(|_| ())
+}
+
+async fn health(channel: Channel) -> i32 {
+    HealthClient::new(channel)
+        .check(HealthCheckRequest {
+            service: proto::SERVICE_NAME.into(),
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .status
+}
+
+/// Runs the binary off the runtime, without the caller's SEGMENT_CONNECTIONS_* variables.
+async fn cli(args: Vec<String>) -> std::process::Output {
+    tokio::task::spawn_blocking(move || {
+        let mut cmd = Command::new(BIN);
+        cmd.args(&args);
+        for (k, _) in std::env::vars() {
+            if k.starts_with("SEGMENT_CONNECTIONS_") {
+                cmd.env_remove(k);
+            }
+        }
+        cmd.output().unwrap()
+    })
+    .await
+    .unwrap()
+}
+
+fn args(a: &[&str]) -> Vec<String> {
+    a.iter().map(|s| s.to_string()).collect()
+}
+
+#[tokio::test]
+async fn every_rpc_but_health_needs_one_of_the_tokens() {
+    let app = with_tokens(&["old-token", "new-token"]).await;
+    for token in [
+        None,
+        Some("Bearer wrong"),
+        Some("old-token"),
+        Some("Basic old-token"),
+    ] {
+        let err = list(&app, token).await.unwrap_err();
+        assert_eq!(err.code(), Code::Unauthenticated, "{token:?}: {err:?}");
+    }
+    // Either token works: rotation without downtime.
+    list(&app, Some("Bearer old-token")).await.unwrap();
+    list(&app, Some("Bearer new-token")).await.unwrap();
+    // Health needs none (kubelet probes carry no credentials).
+    assert_eq!(
+        health(app.channel().await).await,
+        ServingStatus::Serving as i32
+    );
+    // Reflection does.
+    use tonic_reflection::pb::v1::ServerReflectionRequest;
+    use tonic_reflection::pb::v1::server_reflection_client::ServerReflectionClient;
+    use tonic_reflection::pb::v1::server_reflection_request::MessageRequest;
+    let err = ServerReflectionClient::new(app.channel().await)
+        .server_reflection_info(tokio_stream::iter([ServerReflectionRequest {
+            host: String::new(),
+            message_request: Some(MessageRequest::ListServices(String::new())),
+        }]))
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::Unauthenticated, "{err:?}");
+}
+
+#[tokio::test]
+async fn client_commands_send_the_token() {
+    let app = with_tokens(&["s3cret-token"]).await;
+    let out = cli(args(&[
+        "destinations",
+        "list",
+        "--json",
+        "--server",
+        &app.url(),
+    ]))
+    .await;
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("UNAUTHENTICATED"), "{stderr}");
+    let out = cli(args(&[
+        "destinations",
+        "list",
+        "--json",
+        "--server",
+        &app.url(),
+        "--token",
+        "s3cret-token",
+    ]))
+    .await;
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+async fn with_tls(client_ca: bool) -> TestApp {
+    TestApp::spawn_with(Arc::new(tempfile::tempdir().unwrap()), |s| {
+        s.tls = Some(TlsFiles {
+            cert: fixture("server.pem"),
+            key: fixture("server.key"),
+            client_ca: client_ca.then(|| fixture("ca.pem")),
+        });
+        s.health_listen = Some("127.0.0.1:0".parse().unwrap());
+    })
+    .await
+}
+
+async fn tls_channel(app: &TestApp, identity: bool) -> Result<Channel, tonic::transport::Error> {
+    let mut tls = ClientTlsConfig::new()
+        .ca_certificate(Certificate::from_pem(pem("ca.pem")))
+        .domain_name("localhost");
+    if identity {
+        tls = tls.identity(Identity::from_pem(pem("client.pem"), pem("client.key")));
+    }
+    Channel::from_shared(format!("https://localhost:{}", app.addr.port()))
+        .unwrap()
+        .tls_config(tls)?
+        .connect()
+        .await
+}
+
+#[tokio::test]
+async fn tls_serves_the_api_and_a_plaintext_health_port() {
+    let app = with_tls(false).await;
+    let channel = tls_channel(&app, false).await.unwrap();
+    ConnectionsClient::new(channel.clone())
+        .list_destinations(proto::ListDestinationsRequest {})
+        .await
+        .unwrap();
+    assert_eq!(health(channel).await, ServingStatus::Serving as i32);
+    // Plaintext on the TLS port fails.
+    assert!(list(&app, None).await.is_err());
+    // Kubelet's probes use the plaintext health port.
+    let health_port = Channel::from_shared(format!("http://{}", app.health_addr.unwrap()))
+        .unwrap()
+        .connect()
+        .await
+        .unwrap();
+    assert_eq!(
+        health(health_port.clone()).await,
+        ServingStatus::Serving as i32
+    );
+    // It serves health only.
+    let err = ConnectionsClient::new(health_port)
+        .list_destinations(proto::ListDestinationsRequest {})
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::Unimplemented, "{err:?}");
+
+    // The CLI with --ca-file.
+    let server = format!("https://localhost:{}", app.addr.port());
+    let ca = fixture("ca.pem").to_string_lossy().into_owned();
+    let out = cli(args(&[
+        "destinations",
+        "list",
+        "--server",
+        &server,
+        "--ca-file",
+        &ca,
+    ]))
+    .await;
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // Without the CA the server's certificate is not trusted.
+    let out = cli(args(&["destinations", "list", "--server", &server])).await;
+    assert_eq!(out.status.code(), Some(1));
+}
+
+#[tokio::test]
+async fn mtls_requires_a_client_certificate_from_the_ca() {
+    let app = with_tls(true).await;
+    let without = match tls_channel(&app, false).await {
+        // The handshake may succeed lazily; the call must not.
+        Ok(channel) => ConnectionsClient::new(channel)
+            .list_destinations(proto::ListDestinationsRequest {})
+            .await
+            .is_err(),
+        Err(_) => true,
+    };
+    assert!(without, "a client without a certificate was served");
+    let channel = tls_channel(&app, true).await.unwrap();
+    ConnectionsClient::new(channel)
+        .list_destinations(proto::ListDestinationsRequest {})
+        .await
+        .unwrap();
+
+    let server = format!("https://localhost:{}", app.addr.port());
+    let f = |n: &str| fixture(n).to_string_lossy().into_owned();
+    let out = cli(args(&[
+        "destinations",
+        "list",
+        "--server",
+        &server,
+        "--ca-file",
+        &f("ca.pem"),
+        "--cert-file",
+        &f("client.pem"),
+        "--key-file",
+        &f("client.key"),
+    ]))
+    .await;
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = cli(args(&[
+        "destinations",
+        "list",
+        "--server",
+        &server,
+        "--ca-file",
+        &f("ca.pem"),
+    ]))
+    .await;
+    assert_eq!(out.status.code(), Some(1));
+}
+
+#[tokio::test]
+async fn a_missing_certificate_stops_start_up_with_its_path() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut settings = crate::helpers::settings(dir.path().into());
+    settings.tls = Some(TlsFiles {
+        cert: dir.path().join("nope.pem"),
+        key: fixture("server.key"),
+        client_ca: None,
+    });
+    let app = segment_connections::app::App::build(settings)
+        .await
+        .unwrap();
+    let err = app.run(std::future::pending()).await.unwrap_err();
+    let shown = format!("{err:#}");
+    assert!(shown.contains("nope.pem"), "{shown}");
+}

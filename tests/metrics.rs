@@ -1,0 +1,197 @@
+//! /metrics after real calls: the per-RPC counts, the rows received, the latency histogram and
+//! the in-flight gauge match what happened. A test binary of its own, so that no other test's
+//! calls land in the process-wide registry.
+
+#[path = "api/helpers.rs"]
+#[allow(dead_code)]
+mod helpers;
+
+use std::sync::Arc;
+
+use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+use tonic::Code;
+use tonic_health::pb::{HealthCheckRequest, health_client::HealthClient};
+
+use helpers::{TestApp, order_row, track_mapping};
+use segment_connections::grpc::proto;
+
+async fn get(addr: std::net::SocketAddr, path: &str) -> (String, String) {
+    let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+    stream
+        .write_all(format!("GET {path} HTTP/1.1\r\nHost: x\r\n\r\n").as_bytes())
+        .await
+        .unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).await.unwrap();
+    let (head, body) = response.split_once("\r\n\r\n").unwrap();
+    (head.to_owned(), body.to_owned())
+}
+
+/// The value of the sample `name{labels}` (labels as rendered, in order), if present.
+fn sample(body: &str, series: &str) -> Option<f64> {
+    body.lines()
+        .find_map(|l| l.strip_prefix(series)?.strip_prefix(' '))
+        .map(|v| v.trim().parse().unwrap())
+}
+
+#[tokio::test]
+async fn metrics_count_what_happened() {
+    let app = TestApp::spawn_with(Arc::new(tempfile::tempdir().unwrap()), |s| {
+        s.metrics_listen = Some("127.0.0.1:0".parse().unwrap());
+    })
+    .await;
+    let metrics = app.metrics_addr.expect("metrics are served");
+    let mut client = app.client.clone();
+    let request = |rows: Vec<proto::Row>| proto::TestMappingRequest {
+        mapping: Some(proto::test_mapping_request::Mapping::MappingJson(
+            track_mapping("orders"),
+        )),
+        destination_id: None,
+        rows,
+    };
+    // Two good calls (3 + 2 rows), one refused (no rows), one NOT_FOUND, one health check.
+    for n in [3, 2] {
+        let rows = (0..n)
+            .map(|i| order_row(&format!("o-{i}"), "u-1"))
+            .collect();
+        client.test_mapping(request(rows)).await.unwrap();
+    }
+    let err = client.test_mapping(request(vec![])).await.unwrap_err();
+    assert_eq!(err.code(), Code::InvalidArgument);
+    let err = client
+        .get_mapping(proto::GetMappingRequest {
+            id: "map_nope".into(),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::NotFound);
+    HealthClient::new(app.channel().await)
+        .check(HealthCheckRequest {
+            service: String::new(),
+        })
+        .await
+        .unwrap();
+
+    let (head, body) = get(metrics, "/metrics").await;
+    assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+    assert!(head.contains("text/plain; version=0.0.4"), "{head}");
+    let svc = r#"service="segment_connections.v1.Connections""#;
+    let requests = |method: &str, code: &str| {
+        sample(
+            &body,
+            &format!(
+                r#"segment_connections_rpc_requests_total{{{svc},method="{method}",code="{code}"}}"#
+            ),
+        )
+    };
+    assert_eq!(requests("TestMapping", "OK"), Some(2.0), "{body}");
+    assert_eq!(
+        requests("TestMapping", "INVALID_ARGUMENT"),
+        Some(1.0),
+        "{body}"
+    );
+    assert_eq!(requests("GetMapping", "NOT_FOUND"), Some(1.0), "{body}");
+    assert_eq!(
+        sample(
+            &body,
+            r#"segment_connections_rpc_requests_total{service="grpc.health.v1.Health",method="Check",code="OK"}"#
+        ),
+        Some(1.0),
+        "{body}"
+    );
+    assert_eq!(
+        sample(
+            &body,
+            r#"segment_connections_rows_received_total{method="TestMapping"}"#
+        ),
+        Some(5.0),
+        "{body}"
+    );
+    assert_eq!(
+        sample(
+            &body,
+            &format!(
+                r#"segment_connections_rpc_duration_seconds_count{{{svc},method="TestMapping"}}"#
+            )
+        ),
+        Some(3.0),
+        "{body}"
+    );
+    assert!(
+        body.contains(&format!(
+            r#"segment_connections_rpc_duration_seconds_bucket{{{svc},method="TestMapping",le="+Inf"}} 3"#
+        )),
+        "{body}"
+    );
+    assert_eq!(
+        sample(
+            &body,
+            &format!(r#"segment_connections_rpc_in_flight{{{svc},method="TestMapping"}}"#)
+        ),
+        Some(0.0),
+        "{body}"
+    );
+    // No label carries a row, user or destination id.
+    for secret in ["o-0", "u-1", "map_nope"] {
+        assert!(!body.contains(secret), "{secret} in {body}");
+    }
+
+    let (head, _) = get(metrics, "/other").await;
+    assert!(head.starts_with("HTTP/1.1 404"), "{head}");
+
+    // The delivery path's recording functions land under their documented names and labels.
+    use segment_connections::metrics::{self as m, EventResult, StatusClass};
+    use segment_connections::segment::fields::Action;
+    m::record_events(Action::Track, EventResult::Delivered, 3);
+    m::record_events(Action::Identify, EventResult::Failed, 1);
+    m::record_skipped_rows(2);
+    m::record_upstream_request(StatusClass::Http(200), std::time::Duration::from_millis(20));
+    m::record_upstream_request(StatusClass::Http(503), std::time::Duration::from_millis(5));
+    m::record_upstream_request(StatusClass::Timeout, std::time::Duration::from_secs(1));
+    m::record_retry();
+    m::record_batch(3, 1200);
+    let in_flight = m::upstream_in_flight();
+    let (_, body) = get(metrics, "/metrics").await;
+    for (series, value) in [
+        (
+            r#"segment_connections_events_total{action="track",result="delivered"}"#,
+            3.0,
+        ),
+        (
+            r#"segment_connections_events_total{action="identify",result="failed"}"#,
+            1.0,
+        ),
+        (
+            r#"segment_connections_events_total{action="none",result="skipped"}"#,
+            2.0,
+        ),
+        (
+            r#"segment_connections_upstream_requests_total{status_class="2xx"}"#,
+            1.0,
+        ),
+        (
+            r#"segment_connections_upstream_requests_total{status_class="5xx"}"#,
+            1.0,
+        ),
+        (
+            r#"segment_connections_upstream_requests_total{status_class="timeout"}"#,
+            1.0,
+        ),
+        (
+            r#"segment_connections_upstream_duration_seconds_count{status_class="2xx"}"#,
+            1.0,
+        ),
+        ("segment_connections_upstream_retries_total", 1.0),
+        ("segment_connections_batch_events_sum", 3.0),
+        ("segment_connections_batch_bytes_sum", 1200.0),
+        ("segment_connections_upstream_in_flight", 1.0),
+    ] {
+        assert_eq!(sample(&body, series), Some(value), "{series} in {body}");
+    }
+    drop(in_flight);
+    let (_, body) = get(metrics, "/metrics").await;
+    assert_eq!(
+        sample(&body, "segment_connections_upstream_in_flight"),
+        Some(0.0)
+    );
+}
