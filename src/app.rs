@@ -84,8 +84,10 @@ impl App {
         let limits = Limits {
             max_test_rows: settings.max_test_rows,
         };
-        let connections = ConnectionsServer::new(ConnectionsService::new(store.clone(), limits))
-            .max_decoding_message_size(settings.max_request_bytes);
+        let connections = ConnectionsServer::new(
+            ConnectionsService::new(store.clone(), limits).with_delivery(settings.delivery.clone()),
+        )
+        .max_decoding_message_size(settings.max_request_bytes);
 
         let incoming = TcpIncoming::from(listener).with_nodelay(Some(true));
         let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();

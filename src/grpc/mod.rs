@@ -2,6 +2,7 @@
 //! conversion (`convert`) and the one Error→Status mapping (`status`).
 
 pub mod convert;
+mod deadline;
 pub mod proto;
 mod service;
 mod status;

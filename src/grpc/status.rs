@@ -30,6 +30,7 @@ impl From<Error> for Status {
                 Status::failed_precondition(message)
             }
             Error::Store(StoreError::StaleVersion { .. }) => Status::aborted(message),
+            Error::DestinationDisabled(_) => Status::failed_precondition(message),
             Error::Unimplemented(_) => Status::unimplemented(message),
             Error::Store(StoreError::Crypto(_))
             | Error::Store(StoreError::Backend(_))
@@ -102,6 +103,10 @@ mod tests {
                 Code::Aborted,
             ),
             (Error::Unimplemented("SubmitRows"), Code::Unimplemented),
+            (
+                Error::DestinationDisabled("dst_1".into()),
+                Code::FailedPrecondition,
+            ),
             (
                 Error::Store(StoreError::Crypto(CryptoError::UnknownKey("k1".into()))),
                 Code::Internal,

@@ -2,6 +2,7 @@
 //! backend (`sqlite.rs`). Write keys are encrypted at rest (`crypto.rs`). Knows nothing of
 //! rendering or gRPC.
 
+pub mod cache;
 pub mod crypto;
 mod model;
 mod secret;

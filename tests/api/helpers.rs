@@ -12,7 +12,9 @@ use tonic::transport::Channel;
 
 use segment_connections::app::App;
 use segment_connections::config::{KeySource, LogFormat, Settings, StoreLocation};
+use segment_connections::delivery::DeliverySettings;
 use segment_connections::grpc::proto::{self, ConnectionsClient};
+use segment_connections::segment::RetrySettings;
 
 /// The most rows a TestMapping request may carry in tests.
 pub const MAX_TEST_ROWS: usize = 5;
@@ -33,9 +35,22 @@ impl TestApp {
         TestApp::spawn_in(Arc::new(tempfile::tempdir().unwrap())).await
     }
 
+    /// A server over a fresh directory with settings changed by `change`.
+    pub async fn spawn_with(change: impl FnOnce(&mut Settings)) -> TestApp {
+        let dir = Arc::new(tempfile::tempdir().unwrap());
+        let mut s = settings(dir.path().into());
+        change(&mut s);
+        TestApp::spawn_settings(dir, s).await
+    }
+
     /// A server over `dir` (its store and key file), e.g. after a restart.
     pub async fn spawn_in(dir: Arc<TempDir>) -> TestApp {
-        let app = App::build(settings(dir.path().into())).await.unwrap();
+        let s = settings(dir.path().into());
+        TestApp::spawn_settings(dir, s).await
+    }
+
+    async fn spawn_settings(dir: Arc<TempDir>, settings: Settings) -> TestApp {
+        let app = App::build(settings).await.unwrap();
         let addr = app.local_addr();
         let (stop, stopped) = oneshot::channel::<()>();
         let task = tokio::spawn(async move {
@@ -105,6 +120,28 @@ impl TestApp {
             .unwrap()
     }
 
+    /// An enabled destination whose Tracking API is `base` (a fake), with this write key.
+    pub async fn create_destination_at(
+        &self,
+        name: &str,
+        base: &str,
+        write_key: &str,
+    ) -> proto::Destination {
+        self.client
+            .clone()
+            .create_destination(proto::CreateDestinationRequest {
+                name: name.into(),
+                region: base.into(),
+                write_key: write_key.into(),
+                enabled: None,
+            })
+            .await
+            .unwrap()
+            .into_inner()
+            .destination
+            .unwrap()
+    }
+
     pub async fn create_mapping(&self, destination_id: &str, json: &str) -> proto::Mapping {
         self.client
             .clone()
@@ -137,6 +174,23 @@ pub fn settings(dir: PathBuf) -> Settings {
         max_test_rows: MAX_TEST_ROWS,
         shutdown_grace: Duration::from_secs(5),
         log_format: LogFormat::Plain,
+        delivery: test_delivery(),
+    }
+}
+
+/// Delivery with millisecond backoffs, so retry tests take no time.
+pub fn test_delivery() -> DeliverySettings {
+    DeliverySettings {
+        retry: RetrySettings {
+            max_attempts: 4,
+            backoff_base: Duration::from_millis(5),
+            backoff_cap: Duration::from_millis(40),
+            retry_after_cap: Duration::from_secs(2),
+            attempt_timeout: Duration::from_secs(2),
+            connect_timeout: Duration::from_secs(2),
+            max_in_flight: 16,
+        },
+        ..DeliverySettings::default()
     }
 }
 

@@ -2,7 +2,10 @@
 
 mod cli;
 mod destinations;
+mod fake_segment;
 mod health_reflection;
 mod helpers;
 mod mappings;
+mod stream_rows;
+mod submit_rows;
 mod test_mapping;
