@@ -8,6 +8,7 @@ use clap::{Parser, Subcommand};
 use segment_connections::cli::client::ClientArgs;
 use segment_connections::cli::destinations::{self, DestinationsCommand};
 use segment_connections::cli::mappings::{self, MappingsCommand};
+use segment_connections::cli::rows::{self, RowsCommand};
 use segment_connections::cli::test_mapping;
 use segment_connections::config::{LogFormat, ServeArgs, Settings};
 
@@ -50,6 +51,13 @@ enum Command {
         #[command(subcommand)]
         command: MappingsCommand,
     },
+    /// Deliver rows through a running server.
+    Rows {
+        #[command(flatten)]
+        client: ClientArgs,
+        #[command(subcommand)]
+        command: RowsCommand,
+    },
 }
 
 fn main() -> ExitCode {
@@ -58,6 +66,7 @@ fn main() -> ExitCode {
         Command::Serve(args) => serve(args),
         Command::Destinations { client, command } => destinations::run(client, command),
         Command::Mappings { client, command } => mappings::run(client, command),
+        Command::Rows { client, command } => rows::run(client, command),
         Command::TestMapping { mapping, row } => match test_mapping::run(&mapping, &row) {
             Ok(result) => {
                 println!(

@@ -1,8 +1,9 @@
 //! The command line: `test-mapping` (offline) and the client commands (`destinations`,
-//! `mappings`) that call a running server. Client commands exit 0 on success, 1 when the server
+//! `mappings`, `rows`) that call a running server. Client commands exit 0 on success, 1 when the server
 //! answers an error (or cannot be reached), 2 on a usage or file error.
 
 pub mod client;
 pub mod destinations;
 pub mod mappings;
+pub mod rows;
 pub mod test_mapping;
