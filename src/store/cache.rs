@@ -146,3 +146,133 @@ impl<S: Store> Cache<S> {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::{
+        DestinationPatch, KeyRing, MappingContent, Name, NewDestination, Region, SqliteStore,
+    };
+
+    fn content(name: &str, event: &str, enabled: bool) -> MappingContent {
+        let doc = serde_json::json!({
+            "name": name, "model": "orders", "action": "track", "enabled": enabled,
+            "fields": {"event_name": event, "user_id": {"@path": "$.properties.u"}}
+        });
+        MappingContent {
+            name: Name::parse(name.into()).unwrap(),
+            model: "orders".into(),
+            enabled,
+            document: doc.to_string(),
+        }
+    }
+
+    #[tokio::test]
+    async fn compiles_once_per_version_and_sees_changes() {
+        let dir = tempfile::tempdir().unwrap();
+        let keys = KeyRing::from_hex_lines(&"11".repeat(32)).unwrap();
+        let store = Arc::new(
+            SqliteStore::open(&dir.path().join("db"), keys)
+                .await
+                .unwrap(),
+        );
+        let d = store
+            .create_destination(NewDestination {
+                name: Name::parse("d".into()).unwrap(),
+                region: Region::Us,
+                write_key: WriteKey::parse("wk-0123456789".into()).unwrap(),
+                enabled: true,
+            })
+            .await
+            .unwrap();
+        let a = store
+            .create_mapping(&d.id, content("a", "A", true))
+            .await
+            .unwrap();
+        store
+            .create_mapping(&d.id, content("b", "B", false))
+            .await
+            .unwrap();
+        let cache = Cache::new(store.clone(), Duration::from_secs(3600));
+        let e1 = cache.destination(&d.id).await.unwrap();
+        assert_eq!(e1.mappings.len(), 1, "disabled mappings are left out");
+        assert_eq!(e1.mappings_for("orders").count(), 1);
+        assert_eq!(e1.mappings_for("users").count(), 0);
+        assert_eq!(e1.write_key.expose(), "wk-0123456789");
+
+        // Fresh: the same entry, no store read.
+        let e2 = cache.destination(&d.id).await.unwrap();
+        assert!(Arc::ptr_eq(&e1, &e2));
+
+        // A change without invalidation is not seen before max_age...
+        let a2 = store
+            .update_mapping(&a.id, 1, content("a", "A2", true))
+            .await
+            .unwrap();
+        assert_eq!(
+            cache.destination(&d.id).await.unwrap().mappings[0]
+                .identity()
+                .version,
+            1
+        );
+        // ...and is after.
+        cache.invalidate();
+        let e3 = cache.destination(&d.id).await.unwrap();
+        assert_eq!(e3.mappings[0].identity().version, a2.version);
+
+        // Unchanged mappings are reused, not recompiled.
+        cache.invalidate();
+        let e4 = cache.destination(&d.id).await.unwrap();
+        assert!(!Arc::ptr_eq(&e3, &e4));
+        assert!(Arc::ptr_eq(&e3.mappings[0], &e4.mappings[0]));
+
+        // Disabling the destination and deleting it.
+        store
+            .update_destination(
+                &d.id,
+                d.version,
+                DestinationPatch {
+                    enabled: Some(false),
+                    ..DestinationPatch::default()
+                },
+            )
+            .await
+            .unwrap();
+        cache.invalidate();
+        assert!(!cache.destination(&d.id).await.unwrap().destination.enabled);
+        store.delete_destination(&d.id).await.unwrap();
+        cache.invalidate();
+        assert!(matches!(
+            cache.destination(&d.id).await,
+            Err(StoreError::NotFound { .. })
+        ));
+    }
+
+    #[tokio::test]
+    async fn stale_entries_are_checked_after_max_age() {
+        let dir = tempfile::tempdir().unwrap();
+        let keys = KeyRing::from_hex_lines(&"22".repeat(32)).unwrap();
+        let store = Arc::new(
+            SqliteStore::open(&dir.path().join("db"), keys)
+                .await
+                .unwrap(),
+        );
+        let d = store
+            .create_destination(NewDestination {
+                name: Name::parse("d".into()).unwrap(),
+                region: Region::Us,
+                write_key: WriteKey::parse("wk-0123456789".into()).unwrap(),
+                enabled: true,
+            })
+            .await
+            .unwrap();
+        let cache = Cache::new(store.clone(), Duration::ZERO);
+        assert!(cache.destination(&d.id).await.unwrap().mappings.is_empty());
+        store
+            .create_mapping(&d.id, content("a", "A", true))
+            .await
+            .unwrap();
+        // max_age zero: every lookup checks the store.
+        assert_eq!(cache.destination(&d.id).await.unwrap().mappings.len(), 1);
+    }
+}
