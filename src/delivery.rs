@@ -125,6 +125,9 @@ pub struct DeliverySettings {
     pub stream_rows_in_flight: usize,
     /// How long the cache trusts an entry.
     pub cache_max_age: Duration,
+    /// Rendered event bytes held at once per call: past it, what is rendered is sent before
+    /// the rest of the rows are rendered.
+    pub max_render_bytes: usize,
     /// Tests and local runs: send every destination here instead of its region.
     pub endpoint_override: Option<String>,
 }
@@ -141,6 +144,7 @@ impl Default for DeliverySettings {
             max_row_bytes: 256 * 1024,
             stream_rows_in_flight: 10_000,
             cache_max_age: cache::DEFAULT_MAX_AGE,
+            max_render_bytes: 16 * 1024 * 1024,
             endpoint_override: None,
         }
     }
@@ -254,29 +258,47 @@ pub async fn deliver<S: Sender>(
     stop: Instant,
     settings: &DeliverySettings,
 ) -> Vec<RowResult> {
-    let mut plan = render(mappings, rows, first_index);
-    plan.reject_duplicates();
-    let groups = batch::pack(&plan.spans, settings.batch);
-    let outcomes: Vec<(Range<usize>, Outcome)> = {
-        let plan = &plan;
-        let mut sends: FuturesUnordered<_> = groups
-            .into_iter()
-            .map(|g| send_group(plan, g, sender, stop, settings.max_bisect_requests))
-            .collect();
-        let mut all = Vec::new();
-        while let Some(mut done) = sends.next().await {
-            all.append(&mut done);
+    let total = rows.len();
+    let mut results = Vec::with_capacity(total);
+    let mut seen = Seen::with_capacity_and_hasher(total, Default::default());
+    let mut rows = rows.into_iter().enumerate().peekable();
+    // Rows are rendered in slices of at most `max_render_bytes` of events, each sent before the
+    // next is rendered, so a request's memory stays bounded however many rows and mappings.
+    while rows.peek().is_some() {
+        let mut plan = Plan::with_capacity(total.min(settings.max_render_bytes / 256 + 1));
+        while plan.arena.len() < settings.max_render_bytes {
+            let Some((i, input)) = rows.next() else {
+                break;
+            };
+            plan.render_row(mappings, first_index + i as u32, input);
         }
-        all
-    };
-    for (range, outcome) in outcomes {
-        for i in range {
-            let r = &mut plan.results[plan.span_result[i] as usize];
-            outcome.apply(r);
+        plan.reject_duplicates(&mut seen);
+        let groups = batch::pack(&plan.spans, settings.batch);
+        let outcomes: Vec<(Range<usize>, Outcome)> = {
+            let plan = &plan;
+            let mut sends: FuturesUnordered<_> = groups
+                .into_iter()
+                .map(|g| send_group(plan, g, sender, stop, settings.max_bisect_requests))
+                .collect();
+            let mut all = Vec::new();
+            while let Some(mut done) = sends.next().await {
+                all.append(&mut done);
+            }
+            all
+        };
+        for (range, outcome) in outcomes {
+            for i in range {
+                let r = &mut plan.results[plan.span_result[i] as usize];
+                outcome.apply(r);
+            }
         }
+        results.append(&mut plan.results);
     }
-    plan.results
+    results
 }
+
+/// The messageIds already sent (or about to be) in one request.
+type Seen = std::collections::HashSet<String, foldhash::fast::RandomState>;
 
 /// Rendered events in one arena, and the results they belong to.
 struct Plan {
@@ -287,15 +309,22 @@ struct Plan {
     results: Vec<RowResult>,
 }
 
-fn render(mappings: &[Arc<Mapping>], rows: Vec<Input>, first_index: u32) -> Plan {
-    let mut plan = Plan {
-        arena: Vec::with_capacity(rows.len() * mappings.len().max(1) * 384),
-        spans: Vec::with_capacity(rows.len()),
-        span_result: Vec::with_capacity(rows.len()),
-        results: Vec::with_capacity(rows.len()),
-    };
-    for (i, Input { id, row }) in rows.into_iter().enumerate() {
-        let row_index = first_index + i as u32;
+impl Plan {
+    fn with_capacity(rows: usize) -> Plan {
+        Plan {
+            arena: Vec::with_capacity(rows * 384),
+            spans: Vec::with_capacity(rows),
+            span_result: Vec::with_capacity(rows),
+            results: Vec::with_capacity(rows),
+        }
+    }
+
+    /// Renders one row through every mapping: one result per matching mapping (accepted
+    /// events are settled when their batch is), or one for a row none matched or that could
+    /// not be read.
+    fn render_row(&mut self, mappings: &[Arc<Mapping>], row_index: u32, input: Input) {
+        let plan = self;
+        let Input { id, row } = input;
         let result = |mapping_id: String, status, message_id, issues| RowResult {
             row_index,
             row_id: id.clone(),
@@ -312,7 +341,7 @@ fn render(mappings: &[Arc<Mapping>], rows: Vec<Input>, first_index: u32) -> Plan
             Err(issue) => {
                 plan.results
                     .push(result(String::new(), Status::Rejected, None, vec![issue]));
-                continue;
+                return;
             }
         };
         let mut matched = false;
@@ -352,22 +381,17 @@ fn render(mappings: &[Arc<Mapping>], rows: Vec<Input>, first_index: u32) -> Plan
                 .push(result(String::new(), Status::Skipped, None, Vec::new()));
         }
     }
-    plan
-}
 
-impl Plan {
     /// A messageId already sent in this request: Segment would drop the later event silently,
     /// so it is rejected here and never sent.
-    fn reject_duplicates(&mut self) {
+    fn reject_duplicates(&mut self, seen: &mut Seen) {
         let dups: Vec<usize> = {
-            let mut seen: HashMap<&str, (), foldhash::fast::RandomState> =
-                HashMap::with_capacity_and_hasher(self.spans.len(), Default::default());
             self.span_result
                 .iter()
                 .enumerate()
                 .filter(|&(_, &ri)| {
                     let id = self.results[ri as usize].message_id.as_deref();
-                    seen.insert(id.unwrap_or(""), ()).is_some()
+                    !seen.insert(id.unwrap_or("").to_owned())
                 })
                 .map(|(k, _)| k)
                 .collect()

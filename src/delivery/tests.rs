@@ -315,3 +315,26 @@ fn stop_leaves_a_margin() {
         now + Duration::from_millis(200)
     );
 }
+
+#[tokio::test]
+async fn large_requests_are_rendered_and_sent_in_slices() {
+    let fake = Fake::default();
+    let settings = DeliverySettings {
+        max_render_bytes: 1_000,
+        ..DeliverySettings::default()
+    };
+    let mut input = rows(20);
+    // A messageId repeated in a later slice is still a duplicate.
+    input.push(row(20, serde_json::json!({"user_id": "x", "mid": "dup"})));
+    input.push(row(21, serde_json::json!({"user_id": "y", "mid": "dup"})));
+    let results = deliver(&[track("m1")], input, 100, &fake, later(), &settings).await;
+    let indexes: Vec<u32> = results.iter().map(|r| r.row_index).collect();
+    assert_eq!(indexes, (100..122).collect::<Vec<u32>>());
+    assert!(results[..21].iter().all(|r| r.status == Status::Delivered));
+    assert_eq!(results[21].status, Status::Rejected);
+    assert_eq!(results[21].issues[0].code, IssueCode::DuplicateMessageId);
+    // Several slices, so several bodies, every event sent once.
+    let bodies = fake.bodies.lock().unwrap();
+    assert!(bodies.len() > 1);
+    assert_eq!(bodies.iter().map(Vec::len).sum::<usize>(), 21);
+}

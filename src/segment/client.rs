@@ -174,7 +174,14 @@ impl SegmentHttp {
             .pool_idle_timeout(Duration::from_secs(60))
             .tcp_nodelay(true)
             .build()
-            .unwrap_or_default()
+            .unwrap_or_else(|e| {
+                tracing::error!(error = %e, "building the HTTP client failed: using defaults");
+                reqwest::Client::builder()
+                    .user_agent(USER_AGENT)
+                    .retry(reqwest::retry::never())
+                    .build()
+                    .unwrap_or_default()
+            })
     }
 }
 
