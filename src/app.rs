@@ -27,6 +27,9 @@ use crate::store::{AnyStore, KeyRing, PostgresStore, SqliteStore};
 
 type Service = ConnectionsServer<ConnectionsService<AnyStore>>;
 
+/// How often the store's change version is polled when it has no change feed of its own.
+const CHANGE_POLL: Duration = Duration::from_millis(500);
+
 /// A built server: store open and migrated, port bound, not yet serving.
 pub struct App {
     listener: TcpListener,
@@ -107,8 +110,15 @@ impl App {
             max_test_rows: settings.max_test_rows,
             rows: settings.row_limits,
         };
-        let connections = ConnectionsServer::new(ConnectionsService::new(store.clone(), limits))
-            .max_decoding_message_size(settings.max_request_bytes);
+        let service =
+            ConnectionsService::new(store.clone(), limits).with_delivery(settings.delivery.clone());
+        // Writes through any replica (PostgreSQL LISTEN/NOTIFY, else polling the store's change
+        // version) make the row path re-read at once.
+        let cache = service.row_cache();
+        let watcher =
+            crate::store::watch_changes(store.clone(), CHANGE_POLL, move |_| cache.invalidate());
+        let connections =
+            ConnectionsServer::new(service).max_decoding_message_size(settings.max_request_bytes);
 
         // Every service but health needs a token when tokens are configured.
         let auth = BearerAuth::new(settings.auth_tokens.iter().map(|t| t.0.as_str()));
@@ -207,6 +217,7 @@ impl App {
         for task in aux_tasks {
             task.await.ok();
         }
+        watcher.abort();
         store.close().await;
         tracing::info!("stopped");
         Ok(())

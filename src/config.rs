@@ -6,7 +6,9 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use crate::delivery::DeliverySettings;
 use crate::limits::{DEFAULT_MAX_ROW_BYTES, DEFAULT_MAX_VALUE_BYTES, RowLimits};
+use crate::segment::RetrySettings;
 
 /// The default store: an SQLite file, created on first run.
 pub const DEFAULT_STORE: &str = "sqlite://./data/connections.db";
@@ -60,6 +62,44 @@ pub struct ServeArgs {
         default_value_t = 20
     )]
     pub shutdown_grace_seconds: u64,
+    /// The deadline of a SubmitRows call whose caller sets none (grpc-timeout).
+    #[arg(
+        long,
+        env = "SEGMENT_CONNECTIONS_DEADLINE_SECONDS",
+        default_value_t = 30
+    )]
+    pub deadline_seconds: u64,
+    /// The most rows one SubmitRows request or StreamRows chunk may carry.
+    #[arg(
+        long,
+        env = "SEGMENT_CONNECTIONS_MAX_SUBMIT_ROWS",
+        default_value_t = 10_000
+    )]
+    pub max_submit_rows: usize,
+    /// Attempts per batch sent to the Tracking API, the first included.
+    #[arg(long, env = "SEGMENT_CONNECTIONS_MAX_ATTEMPTS", default_value_t = 5)]
+    pub max_attempts: u32,
+    /// The timeout of one attempt to the Tracking API.
+    #[arg(
+        long,
+        env = "SEGMENT_CONNECTIONS_ATTEMPT_TIMEOUT_SECONDS",
+        default_value_t = 10
+    )]
+    pub attempt_timeout_seconds: u64,
+    /// Batches in flight per destination (backoff sleeps included).
+    #[arg(
+        long,
+        env = "SEGMENT_CONNECTIONS_MAX_IN_FLIGHT_BATCHES",
+        default_value_t = 32
+    )]
+    pub max_in_flight_batches: usize,
+    /// StreamRows: rows in flight per stream; reading pauses while full.
+    #[arg(
+        long,
+        env = "SEGMENT_CONNECTIONS_STREAM_ROWS_IN_FLIGHT",
+        default_value_t = 10_000
+    )]
+    pub stream_rows_in_flight: usize,
     /// Log format (the level comes from RUST_LOG, default info).
     #[arg(long, env = "SEGMENT_CONNECTIONS_LOG_FORMAT", value_enum, default_value_t = LogFormat::Plain)]
     pub log_format: LogFormat,
@@ -139,6 +179,8 @@ pub struct Settings {
     pub max_test_rows: usize,
     pub shutdown_grace: Duration,
     pub log_format: LogFormat,
+    /// Sending rows to the Tracking API.
+    pub delivery: DeliverySettings,
     // === Operations (#6) ===
     /// Where /metrics is served; `None`: not served.
     pub metrics_listen: Option<SocketAddr>,
@@ -241,6 +283,12 @@ impl TryFrom<ServeArgs> for Settings {
             max_request_bytes,
             max_test_rows,
             shutdown_grace_seconds,
+            deadline_seconds,
+            max_submit_rows,
+            max_attempts,
+            attempt_timeout_seconds,
+            max_in_flight_batches,
+            stream_rows_in_flight,
             log_format,
             metrics_listen,
             health_listen,
@@ -260,8 +308,18 @@ impl TryFrom<ServeArgs> for Settings {
         if max_request_bytes == 0 {
             return Err(ConfigError::Zero("max-request-bytes"));
         }
-        if max_test_rows == 0 {
-            return Err(ConfigError::Zero("max-test-rows"));
+        for (flag, value) in [
+            ("max-test-rows", max_test_rows as u64),
+            ("deadline-seconds", deadline_seconds),
+            ("max-submit-rows", max_submit_rows as u64),
+            ("max-attempts", u64::from(max_attempts)),
+            ("attempt-timeout-seconds", attempt_timeout_seconds),
+            ("max-in-flight-batches", max_in_flight_batches as u64),
+            ("stream-rows-in-flight", stream_rows_in_flight as u64),
+        ] {
+            if value == 0 {
+                return Err(ConfigError::Zero(flag));
+            }
         }
         let metrics_listen = match metrics_listen.as_str() {
             "off" | "" => None,
@@ -307,6 +365,19 @@ impl TryFrom<ServeArgs> for Settings {
         {
             return Err(ConfigError::OtlpEndpoint(e.clone()));
         }
+        let defaults = DeliverySettings::default();
+        let delivery = DeliverySettings {
+            retry: RetrySettings {
+                max_attempts,
+                attempt_timeout: Duration::from_secs(attempt_timeout_seconds),
+                max_in_flight: max_in_flight_batches,
+                ..defaults.retry.clone()
+            },
+            default_deadline: Duration::from_secs(deadline_seconds),
+            max_rows: max_submit_rows,
+            stream_rows_in_flight,
+            ..defaults
+        };
         Ok(Settings {
             otlp_endpoint,
             metrics_listen,
@@ -325,6 +396,7 @@ impl TryFrom<ServeArgs> for Settings {
             max_test_rows,
             shutdown_grace: Duration::from_secs(shutdown_grace_seconds),
             log_format,
+            delivery,
         })
     }
 }

@@ -31,6 +31,9 @@ pub enum Error {
     InvalidMapping(Vec<Violation>),
     #[error(transparent)]
     Store(#[from] StoreError),
+    /// Rows were submitted to a destination that is disabled.
+    #[error("destination {0} is disabled")]
+    DestinationDisabled(String),
     /// An RPC declared in the API whose implementation has not landed.
     #[error("{0} is not implemented yet")]
     Unimplemented(&'static str),

@@ -2,13 +2,15 @@
 //! Segment's Tracking API.
 //!
 //! The row path, top to bottom: `mapping` (compile a mapping, render a row: pure) →
-//! `segment` (the Spec event, the API's limits). `json` holds JavaScript-compatible JSON.
+//! `segment` (the Spec event, the API's limits; batching and the HTTP sender) → `delivery`
+//! (render → batch → send → per-row report). `json` holds JavaScript-compatible JSON.
 //! The service: `app` wires `store` (destinations and mappings) under `grpc` (the API);
 //! `config` validates `serve`'s flags; `cli` holds the commands.
 
 pub mod app;
 pub mod cli;
 pub mod config;
+pub mod delivery;
 pub mod error;
 pub mod grpc;
 pub mod issue;

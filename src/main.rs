@@ -9,6 +9,7 @@ use segment_connections::cli::client::ClientArgs;
 use segment_connections::cli::destinations::{self, DestinationsCommand};
 use segment_connections::cli::keys::{self, KeysCommand};
 use segment_connections::cli::mappings::{self, MappingsCommand};
+use segment_connections::cli::rows::{self, RowsCommand};
 use segment_connections::cli::test_mapping;
 use segment_connections::config::{LogFormat, ServeArgs, Settings};
 
@@ -61,6 +62,13 @@ enum Command {
         #[command(subcommand)]
         command: KeysCommand,
     },
+    /// Deliver rows through a running server.
+    Rows {
+        #[command(flatten)]
+        client: ClientArgs,
+        #[command(subcommand)]
+        command: RowsCommand,
+    },
 }
 
 fn main() -> ExitCode {
@@ -70,6 +78,7 @@ fn main() -> ExitCode {
         Command::Destinations { client, command } => destinations::run(client, command),
         Command::Mappings { client, command } => mappings::run(client, command),
         Command::Keys { command } => keys::run(command),
+        Command::Rows { client, command } => rows::run(client, command),
         Command::TestMapping { mapping, row } => match test_mapping::run(&mapping, &row) {
             Ok(result) => {
                 println!(

@@ -4,6 +4,7 @@
 use serde_json::Value;
 
 use super::proto;
+use crate::delivery::{Counts, Input, RowResult, Status};
 use crate::error::{Error, FieldViolation};
 use crate::issue::{Issue, IssueCode};
 use crate::json::Columns;
@@ -442,4 +443,137 @@ pub fn to_proto_row(row: &Row) -> proto::Row {
         columns_json: serde_json::to_vec(&row.columns).unwrap_or_default(),
         message_id: row.message_id.clone(),
     }
+}
+
+// === SubmitRows and StreamRows ===
+
+/// A submitted row: too large or unreadable rows become a per-row issue.
+pub(super) fn input(row: proto::Row, max_row_bytes: usize) -> Input {
+    let id = row.id.clone();
+    if row.columns_json.len() > max_row_bytes {
+        let issue = Issue::new(
+            IssueCode::RowTooLarge,
+            "/columns_json",
+            format!(
+                "is {} bytes; at most {max_row_bytes} per row",
+                row.columns_json.len()
+            ),
+        );
+        return Input {
+            id,
+            row: Err(issue),
+        };
+    }
+    Input {
+        id,
+        row: Row::try_from(row),
+    }
+}
+
+pub fn to_proto_status(s: Status) -> proto::ResultStatus {
+    match s {
+        Status::Delivered => proto::ResultStatus::Delivered,
+        Status::Rejected => proto::ResultStatus::Rejected,
+        Status::Failed => proto::ResultStatus::Failed,
+        Status::Skipped => proto::ResultStatus::Skipped,
+    }
+}
+
+pub fn to_proto_row_result(r: RowResult) -> proto::RowResult {
+    let RowResult {
+        row_index,
+        row_id,
+        mapping_id,
+        status,
+        message_id,
+        issues,
+        upstream_status,
+        attempts,
+        retryable,
+    } = r;
+    proto::RowResult {
+        row_index,
+        row_id,
+        mapping_id,
+        status: to_proto_status(status).into(),
+        message_id,
+        issues: issues.into_iter().map(to_proto_issue).collect(),
+        upstream_status: upstream_status.map(u32::from),
+        attempts,
+        retryable,
+    }
+}
+
+pub fn to_proto_counts(c: Counts) -> proto::ResultCounts {
+    let Counts {
+        delivered,
+        rejected,
+        failed,
+        skipped,
+    } = c;
+    proto::ResultCounts {
+        delivered,
+        rejected,
+        failed,
+        skipped,
+    }
+}
+
+/// Results and their counts, as SubmitRows and StreamRows answer.
+pub(super) fn to_proto_results(
+    results: Vec<RowResult>,
+) -> (Vec<proto::RowResult>, proto::ResultCounts) {
+    let counts = Counts::of(&results);
+    (
+        results.into_iter().map(to_proto_row_result).collect(),
+        to_proto_counts(counts),
+    )
+}
+
+/// Back to the domain result (for the CLI). `None` for an unknown status.
+pub fn row_result_from_proto(r: proto::RowResult) -> Option<RowResult> {
+    let proto::RowResult {
+        row_index,
+        row_id,
+        mapping_id,
+        status,
+        message_id,
+        issues,
+        upstream_status,
+        attempts,
+        retryable,
+    } = r;
+    let status = match proto::ResultStatus::try_from(status).ok()? {
+        proto::ResultStatus::Unspecified => return None,
+        proto::ResultStatus::Delivered => Status::Delivered,
+        proto::ResultStatus::Rejected => Status::Rejected,
+        proto::ResultStatus::Failed => Status::Failed,
+        proto::ResultStatus::Skipped => Status::Skipped,
+    };
+    Some(RowResult {
+        row_index,
+        row_id,
+        mapping_id,
+        status,
+        message_id,
+        issues: issues
+            .into_iter()
+            .filter_map(
+                |proto::Issue {
+                     code,
+                     pointer,
+                     message,
+                 }| {
+                    Some(Issue {
+                        code: issue_code_from_proto(code)?,
+                        pointer,
+                        message,
+                    })
+                },
+            )
+            .collect(),
+        upstream_status: upstream_status.map(|s| s as u16),
+        attempts,
+        retryable,
+    })
 }

@@ -3,6 +3,7 @@
 
 mod auth;
 pub mod convert;
+mod deadline;
 pub mod proto;
 mod service;
 mod status;

@@ -4,11 +4,14 @@
 use std::pin::Pin;
 use std::sync::Arc;
 
+use tokio::time::Instant;
 use tokio_stream::Stream;
 use tonic::{Request, Response, Status, Streaming};
 
 use super::convert::{self, DestinationUpdate, MappingUpdate, NewMapping};
+use super::deadline::grpc_timeout;
 use super::proto;
+use crate::delivery::{Delivery, DeliverySettings};
 use crate::error::Error;
 use crate::limits::RowLimits;
 use crate::mapping::{Identity, Mapping, MappingDoc, TestResult, Violation};
@@ -29,11 +32,60 @@ pub struct Limits {
 pub struct ConnectionsService<S> {
     store: Arc<S>,
     limits: Limits,
+    delivery: Arc<Delivery<S>>,
 }
 
 impl<S: Store> ConnectionsService<S> {
     pub fn new(store: Arc<S>, limits: Limits) -> ConnectionsService<S> {
-        ConnectionsService { store, limits }
+        let delivery = Arc::new(Delivery::new(store.clone(), DeliverySettings::default()));
+        ConnectionsService {
+            store,
+            limits,
+            delivery,
+        }
+    }
+
+    /// The same service with these delivery settings.
+    pub fn with_delivery(self, settings: DeliverySettings) -> ConnectionsService<S> {
+        ConnectionsService {
+            delivery: Arc::new(Delivery::new(self.store.clone(), settings)),
+            ..self
+        }
+    }
+
+    /// The row path's cache of destinations and compiled mappings.
+    pub fn row_cache(&self) -> Arc<crate::store::cache::Cache<S>> {
+        self.delivery.cache().clone()
+    }
+
+    /// After a write: the row path sees it on its next lookup.
+    fn changed(&self) {
+        self.delivery.cache().invalidate();
+    }
+
+    /// A destination and model from a request; the destination must exist and be enabled.
+    async fn check_target(
+        &self,
+        destination_id: String,
+        model: String,
+    ) -> Result<(String, String), Error> {
+        let destination_id = convert::id("destination_id", destination_id)?;
+        if model.is_empty() {
+            return Err(Error::invalid("model", "is required"));
+        }
+        self.delivery.target(&destination_id, &model).await?;
+        Ok((destination_id, model))
+    }
+
+    fn check_row_count(&self, field: &str, n: usize) -> Result<(), Error> {
+        let max = self.delivery.settings().max_rows;
+        if n > max {
+            return Err(Error::invalid(
+                field,
+                format!("{n} rows; at most {max} per request"),
+            ));
+        }
+        Ok(())
     }
 
     /// Compiles the mapping a TestMapping request names or carries. `Err` of the inner result
@@ -111,6 +163,7 @@ impl<S: Store> proto::Connections for ConnectionsService<S> {
             .create_destination(new)
             .await
             .map_err(Error::from)?;
+        self.changed();
         tracing::info!(destination_id = %d.id, "destination created");
         Ok(Response::new(proto::CreateDestinationResponse {
             destination: Some(convert::to_proto_destination(d)),
@@ -150,6 +203,7 @@ impl<S: Store> proto::Connections for ConnectionsService<S> {
             .update_destination(&id, version, patch)
             .await
             .map_err(Error::from)?;
+        self.changed();
         tracing::info!(destination_id = %d.id, version = d.version, "destination updated");
         Ok(Response::new(proto::UpdateDestinationResponse {
             destination: Some(convert::to_proto_destination(d)),
@@ -166,6 +220,7 @@ impl<S: Store> proto::Connections for ConnectionsService<S> {
             .delete_destination(&id)
             .await
             .map_err(Error::from)?;
+        self.changed();
         tracing::info!(destination_id = %id, "destination deleted");
         Ok(Response::new(proto::DeleteDestinationResponse {}))
     }
@@ -185,6 +240,7 @@ impl<S: Store> proto::Connections for ConnectionsService<S> {
             .create_mapping(&destination_id, content)
             .await
             .map_err(Error::from)?;
+        self.changed();
         tracing::info!(mapping_id = %m.id, destination_id = %m.destination_id, "mapping created");
         Ok(Response::new(proto::CreateMappingResponse {
             mapping: Some(convert::to_proto_mapping(m)),
@@ -233,6 +289,7 @@ impl<S: Store> proto::Connections for ConnectionsService<S> {
             .update_mapping(&id, version, content)
             .await
             .map_err(Error::from)?;
+        self.changed();
         tracing::info!(mapping_id = %m.id, version = m.version, "mapping updated");
         Ok(Response::new(proto::UpdateMappingResponse {
             mapping: Some(convert::to_proto_mapping(m)),
@@ -246,6 +303,7 @@ impl<S: Store> proto::Connections for ConnectionsService<S> {
         let proto::DeleteMappingRequest { id } = request.into_inner();
         let id = convert::id("id", id)?;
         self.store.delete_mapping(&id).await.map_err(Error::from)?;
+        self.changed();
         tracing::info!(mapping_id = %id, "mapping deleted");
         Ok(Response::new(proto::DeleteMappingResponse {}))
     }
@@ -305,17 +363,135 @@ impl<S: Store> proto::Connections for ConnectionsService<S> {
 
     async fn submit_rows(
         &self,
-        _request: Request<proto::SubmitRowsRequest>,
+        request: Request<proto::SubmitRowsRequest>,
     ) -> Result<Response<proto::SubmitRowsResponse>, Status> {
-        Err(Error::Unimplemented("SubmitRows").into())
+        let settings = self.delivery.settings();
+        let stop = settings.stop_at(Instant::now(), grpc_timeout(request.metadata()));
+        let proto::SubmitRowsRequest {
+            destination_id,
+            model,
+            rows,
+        } = request.into_inner();
+        self.check_row_count("rows", rows.len())?;
+        let (destination_id, model) = self.check_target(destination_id, model).await?;
+        let max_row_bytes = settings.max_row_bytes;
+        let inputs = rows
+            .into_iter()
+            .map(|r| convert::input(r, max_row_bytes))
+            .collect();
+        let results = self
+            .delivery
+            .submit(&destination_id, &model, inputs, 0, stop)
+            .await?;
+        let (results, counts) = convert::to_proto_results(results);
+        Ok(Response::new(proto::SubmitRowsResponse {
+            results,
+            counts: Some(counts),
+        }))
     }
 
     type StreamRowsStream = ResponseStream;
 
     async fn stream_rows(
         &self,
-        _request: Request<Streaming<proto::StreamRowsRequest>>,
+        request: Request<Streaming<proto::StreamRowsRequest>>,
     ) -> Result<Response<Self::StreamRowsStream>, Status> {
-        Err(Error::Unimplemented("StreamRows").into())
+        use proto::stream_rows_request::Message;
+        let settings = self.delivery.settings().clone();
+        // The caller's deadline bounds the whole stream; without one, each chunk gets the default.
+        let stream_stop =
+            grpc_timeout(request.metadata()).map(|t| settings.stop_at(Instant::now(), Some(t)));
+        let mut inbound = request.into_inner();
+        let header = match inbound.message().await? {
+            Some(proto::StreamRowsRequest {
+                message: Some(Message::Header(h)),
+            }) => h,
+            _ => {
+                return Err(
+                    Error::invalid("header", "the first message must be the header").into(),
+                );
+            }
+        };
+        let proto::StreamHeader {
+            destination_id,
+            model,
+        } = header;
+        let (destination_id, model) = self.check_target(destination_id, model).await?;
+        let target: Arc<(String, String)> = Arc::new((destination_id, model));
+
+        // Flow control: a chunk is read only when its rows fit in the in-flight budget, so a
+        // fast caller waits on HTTP/2 flow control instead of filling memory.
+        let in_flight = settings.stream_rows_in_flight.max(1);
+        let budget = Arc::new(tokio::sync::Semaphore::new(in_flight));
+        let (tx, rx) = tokio::sync::mpsc::channel::<Result<proto::StreamRowsResponse, Status>>(8);
+        let delivery = self.delivery.clone();
+        tokio::spawn(async move {
+            let mut chunks = tokio::task::JoinSet::new();
+            loop {
+                let chunk = match inbound.message().await {
+                    Ok(None) => break,
+                    Ok(Some(proto::StreamRowsRequest {
+                        message: Some(Message::Chunk(c)),
+                    })) => c,
+                    Ok(Some(_)) => {
+                        let e = Error::invalid(
+                            "chunk",
+                            "every message after the header must be a chunk",
+                        );
+                        tx.send(Err(e.into())).await.ok();
+                        break;
+                    }
+                    Err(status) => {
+                        tx.send(Err(status)).await.ok();
+                        break;
+                    }
+                };
+                let proto::RowChunk { chunk_id, rows } = chunk;
+                if rows.len() > settings.max_rows {
+                    let e = Error::invalid(
+                        "chunk.rows",
+                        format!(
+                            "{} rows; at most {} per chunk",
+                            rows.len(),
+                            settings.max_rows
+                        ),
+                    );
+                    tx.send(Err(e.into())).await.ok();
+                    break;
+                }
+                let weight = rows.len().clamp(1, in_flight) as u32;
+                let Ok(permit) = budget.clone().acquire_many_owned(weight).await else {
+                    break;
+                };
+                let stop = stream_stop.unwrap_or_else(|| settings.stop_at(Instant::now(), None));
+                let (delivery, target, tx) = (delivery.clone(), target.clone(), tx.clone());
+                let max_row_bytes = settings.max_row_bytes;
+                chunks.spawn(async move {
+                    let inputs = rows
+                        .into_iter()
+                        .map(|r| convert::input(r, max_row_bytes))
+                        .collect();
+                    let answer = delivery
+                        .submit(&target.0, &target.1, inputs, 0, stop)
+                        .await
+                        .map(|results| {
+                            let (results, counts) = convert::to_proto_results(results);
+                            proto::StreamRowsResponse {
+                                chunk_id,
+                                results,
+                                counts: Some(counts),
+                            }
+                        })
+                        .map_err(Status::from);
+                    tx.send(answer).await.ok();
+                    drop(permit);
+                });
+                while chunks.try_join_next().is_some() {}
+            }
+            while chunks.join_next().await.is_some() {}
+        });
+        Ok(Response::new(Box::pin(
+            tokio_stream::wrappers::ReceiverStream::new(rx),
+        )))
     }
 }

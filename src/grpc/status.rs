@@ -30,6 +30,7 @@ impl From<Error> for Status {
                 Status::failed_precondition(message)
             }
             Error::Store(StoreError::StaleVersion { .. }) => Status::aborted(message),
+            Error::DestinationDisabled(_) => Status::failed_precondition(message),
             Error::Unimplemented(_) => Status::unimplemented(message),
             // Retryable; the cause (host, port) stays in the logs.
             Error::Store(StoreError::Unavailable(_)) => {
@@ -108,6 +109,10 @@ mod tests {
                 Code::Aborted,
             ),
             (Error::Unimplemented("SubmitRows"), Code::Unimplemented),
+            (
+                Error::DestinationDisabled("dst_1".into()),
+                Code::FailedPrecondition,
+            ),
             (
                 Error::Store(StoreError::Crypto(CryptoError::UnknownKey("k1".into()))),
                 Code::Internal,

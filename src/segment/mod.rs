@@ -1,7 +1,52 @@
-//! Segment itself: the Spec events and the Tracking API's rules.
+//! Segment itself: the Spec events and the Tracking API's rules (`event`, `accept`, `fields`),
+//! and delivery to it: batching (`batch`), the retry policy (`retry`), the tower stack
+//! (`stack`) and the HTTP sender (`client`).
 
 pub mod accept;
+pub mod batch;
+pub mod client;
 pub mod event;
 pub mod fields;
+pub mod retry;
+mod stack;
 
+use std::time::Duration;
+
+pub use client::{SegmentClient, SegmentHttp, SegmentRequest, SegmentResponse, SendError, Sent};
 pub use fields::{Action, Field};
+
+/// Errors inside the tower stack. Never leaves `segment/`: [`SegmentClient::send`] turns them
+/// into [`SendError`].
+pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+/// How batches are sent and retried.
+#[derive(Debug, Clone)]
+pub struct RetrySettings {
+    /// Attempts per batch, the first included.
+    pub max_attempts: u32,
+    /// The first backoff (before jitter); it doubles per retry.
+    pub backoff_base: Duration,
+    /// The longest backoff.
+    pub backoff_cap: Duration,
+    /// The longest `Retry-After` honoured (longer ones are clamped).
+    pub retry_after_cap: Duration,
+    /// One attempt's timeout.
+    pub attempt_timeout: Duration,
+    pub connect_timeout: Duration,
+    /// Batches in flight per destination, backoff sleeps included.
+    pub max_in_flight: usize,
+}
+
+impl Default for RetrySettings {
+    fn default() -> RetrySettings {
+        RetrySettings {
+            max_attempts: 5,
+            backoff_base: Duration::from_millis(500),
+            backoff_cap: Duration::from_secs(10),
+            retry_after_cap: Duration::from_secs(60),
+            attempt_timeout: Duration::from_secs(10),
+            connect_timeout: Duration::from_secs(5),
+            max_in_flight: 32,
+        }
+    }
+}

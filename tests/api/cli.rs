@@ -504,3 +504,125 @@ async fn destinations_update_changes_only_what_is_given() {
         text(&out.stderr)
     );
 }
+
+#[tokio::test]
+async fn rows_submit_delivers_a_jsonl_file_and_reports_what_was_not_delivered() {
+    let fake = crate::fake_segment::FakeSegment::start("wk-cli-0123456789").await;
+    let app = TestApp::spawn().await;
+    let d = app
+        .create_destination_at("cli", &fake.url(), "wk-cli-0123456789")
+        .await;
+    app.create_mapping(&d.id, &track_mapping("orders")).await;
+    let dir = tempfile::tempdir().unwrap();
+    let mut lines = Vec::new();
+    for i in 0..5 {
+        lines.push(format!(
+            r#"{{"id": {i}, "op": "added", "columns": {{"user_id": "u-{i}", "order_id": "o-{i}", "revenue": 1.5}}}}"#
+        ));
+    }
+    // No identity: rejected.
+    lines.push(r#"{"id": "anon", "op": "added", "columns": {"order_id": "x"}}"#.into());
+    // Deleted: no mapping's trigger matches.
+    lines.push(r#"{"id": "gone", "op": "deleted", "columns": {"user_id": "u"}}"#.into());
+    let file = write(dir.path(), "rows.jsonl", &(lines.join("\n") + "\n\n"));
+    let server = app.url();
+    let args = [
+        "rows",
+        "submit",
+        "--server",
+        &server,
+        "--destination",
+        &d.id,
+        "--model",
+        "orders",
+        "-f",
+        &file,
+        "--batch-size",
+        "2",
+    ];
+    let out = cli(&args, &[]).await;
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out.stderr));
+    let stdout = text(&out.stdout);
+    assert!(
+        stdout.starts_with("delivered 5, rejected 1, failed 0, skipped 1\n"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("row 5 (id \"anon\")"), "{stdout}");
+    assert!(stdout.contains("MISSING_IDENTITY"), "{stdout}");
+    assert!(stdout.contains("row 6 (id \"gone\"): SKIPPED"), "{stdout}");
+    assert_eq!(fake.accepted().len(), 5);
+
+    let mut json_args = args.to_vec();
+    json_args.push("--json");
+    let out = cli(&json_args, &[]).await;
+    assert_eq!(out.status.code(), Some(1));
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(
+        (
+            v["delivered"].as_u64(),
+            v["rejected"].as_u64(),
+            v["failed"].as_u64(),
+            v["skipped"].as_u64()
+        ),
+        (Some(5), Some(1), Some(0), Some(1))
+    );
+    let results = v["results"].as_array().unwrap();
+    assert_eq!(results.len(), 2);
+    assert_eq!(results[0]["row_index"], 5);
+    assert_eq!(results[0]["status"], "REJECTED");
+    assert_eq!(results[0]["issues"][0]["code"], "MISSING_IDENTITY");
+    assert_eq!(results[1]["status"], "SKIPPED");
+
+    // Only deliverable rows: exit 0.
+    let ok = write(dir.path(), "ok.jsonl", &lines[..5].join("\n"));
+    let out = cli(
+        &[
+            "rows",
+            "submit",
+            "--server",
+            &server,
+            "--destination",
+            &d.id,
+            "--model",
+            "orders",
+            "-f",
+            &ok,
+        ],
+        &[],
+    )
+    .await;
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert_eq!(
+        text(&out.stdout),
+        "delivered 5, rejected 0, failed 0, skipped 0\n"
+    );
+
+    // A bad line is a file error naming the line: exit 2.
+    let bad = write(
+        dir.path(),
+        "bad.jsonl",
+        "{\"op\": \"added\", \"columns\": {}}\nnope\n",
+    );
+    let out = cli(
+        &[
+            "rows",
+            "submit",
+            "--server",
+            &server,
+            "--destination",
+            &d.id,
+            "--model",
+            "orders",
+            "-f",
+            &bad,
+        ],
+        &[],
+    )
+    .await;
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        text(&out.stderr).contains("bad.jsonl:2"),
+        "{}",
+        text(&out.stderr)
+    );
+}

@@ -131,14 +131,14 @@ async fn reflection_v1alpha_lists_the_service() {
 }
 
 #[tokio::test]
-async fn row_rpcs_answer_unimplemented_until_delivery_lands() {
+async fn row_rpcs_refuse_a_request_without_a_destination() {
     let app = TestApp::spawn().await;
     let mut client = app.client.clone();
     let err = client
         .submit_rows(proto::SubmitRowsRequest::default())
         .await
         .unwrap_err();
-    assert_eq!(err.code(), Code::Unimplemented, "{err:?}");
+    assert_eq!(err.code(), Code::InvalidArgument, "{err:?}");
     let header = proto::StreamRowsRequest {
         message: Some(proto::stream_rows_request::Message::Header(
             proto::StreamHeader::default(),
@@ -148,7 +148,7 @@ async fn row_rpcs_answer_unimplemented_until_delivery_lands() {
         .stream_rows(tokio_stream::iter([header]))
         .await
         .unwrap_err();
-    assert_eq!(err.code(), Code::Unimplemented, "{err:?}");
+    assert_eq!(err.code(), Code::InvalidArgument, "{err:?}");
 }
 
 #[tokio::test]

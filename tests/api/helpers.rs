@@ -12,8 +12,10 @@ use tonic::transport::Channel;
 
 use segment_connections::app::App;
 use segment_connections::config::{KeySource, LogFormat, Settings, StoreLocation};
+use segment_connections::delivery::DeliverySettings;
 use segment_connections::grpc::proto::{self, ConnectionsClient};
 use segment_connections::limits::RowLimits;
+use segment_connections::segment::RetrySettings;
 
 /// The most rows a TestMapping request may carry in tests.
 pub const MAX_TEST_ROWS: usize = 5;
@@ -49,6 +51,10 @@ impl TestApp {
     pub async fn spawn_with(dir: Arc<TempDir>, change: impl FnOnce(&mut Settings)) -> TestApp {
         let mut settings = settings(dir.path().into());
         change(&mut settings);
+        TestApp::spawn_settings(dir, settings).await
+    }
+
+    async fn spawn_settings(dir: Arc<TempDir>, settings: Settings) -> TestApp {
         let app = App::build(settings).await.unwrap();
         let addr = app.local_addr();
         let metrics_addr = app.metrics_addr();
@@ -126,6 +132,28 @@ impl TestApp {
             .unwrap()
     }
 
+    /// An enabled destination whose Tracking API is `base` (a fake), with this write key.
+    pub async fn create_destination_at(
+        &self,
+        name: &str,
+        base: &str,
+        write_key: &str,
+    ) -> proto::Destination {
+        self.client
+            .clone()
+            .create_destination(proto::CreateDestinationRequest {
+                name: name.into(),
+                region: base.into(),
+                write_key: write_key.into(),
+                enabled: None,
+            })
+            .await
+            .unwrap()
+            .into_inner()
+            .destination
+            .unwrap()
+    }
+
     pub async fn create_mapping(&self, destination_id: &str, json: &str) -> proto::Mapping {
         self.client
             .clone()
@@ -165,6 +193,23 @@ pub fn settings(dir: PathBuf) -> Settings {
         row_limits: RowLimits::default(),
         max_concurrent_streams: 100,
         otlp_endpoint: None,
+        delivery: test_delivery(),
+    }
+}
+
+/// Delivery with millisecond backoffs, so retry tests take no time.
+pub fn test_delivery() -> DeliverySettings {
+    DeliverySettings {
+        retry: RetrySettings {
+            max_attempts: 4,
+            backoff_base: Duration::from_millis(5),
+            backoff_cap: Duration::from_millis(40),
+            retry_after_cap: Duration::from_secs(2),
+            attempt_timeout: Duration::from_secs(2),
+            connect_timeout: Duration::from_secs(2),
+            max_in_flight: 16,
+        },
+        ..DeliverySettings::default()
     }
 }
 

@@ -2,9 +2,12 @@
 
 mod cli;
 mod destinations;
+mod fake_segment;
 mod health_reflection;
 mod helpers;
 mod limits;
 mod mappings;
 mod security;
+mod stream_rows;
+mod submit_rows;
 mod test_mapping;

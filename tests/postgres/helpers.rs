@@ -171,6 +171,8 @@ pub fn clean_env(cmd: &mut Command) {
             cmd.env_remove(k);
         }
     }
+    // Servers run side by side: none may take the default metrics port.
+    cmd.env("SEGMENT_CONNECTIONS_METRICS_LISTEN", "off");
 }
 
 /// Runs the binary with `args` and `envs` (off the runtime).

@@ -1,0 +1,287 @@
+//! Load generator: drives SubmitRows over gRPC on loopback with the bench workload (track
+//! mapping, 1,000-row requests) against a real `segment-connections serve` process and a
+//! minimal fake Tracking API, then prints rows/s, p50/p99 latency and the service's peak RSS.
+//!
+//! `cargo bench --bench loadgen` (release). Knobs (environment): LOADGEN_REQUESTS (default 300),
+//! LOADGEN_CONCURRENCY (default 4), LOADGEN_ROWS (rows per request, default 1000).
+
+use std::net::SocketAddr;
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpListener;
+
+use segment_connections::grpc::proto::{self, ConnectionsClient};
+
+const BIN: &str = env!("CARGO_BIN_EXE_segment-connections");
+
+fn env_usize(name: &str, default: usize) -> usize {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+/// Row `i` of the workload's row template (tests/fixtures/workload.json).
+fn row(i: usize) -> proto::Row {
+    let columns = json!({
+        "event_name": "Order Completed",
+        "page_name": "Pricing",
+        "screen_name": "Home",
+        "user_id": format!("user-{i}"),
+        "anonymous_id": format!("anon-{i}"),
+        "account_id": format!("acct-{}", i % 1000),
+        "company": "Initech",
+        "ts": "2024-05-01T12:00:00.000Z",
+        "plan": if i % 2 == 1 { "pro" } else { "free" },
+        "amount": i as f64 * 1.5,
+        "sku": format!("SKU-{}", i % 97),
+        "email": format!("u{i}@example.com"),
+        "ip": "203.0.113.9",
+        "city": "Paris",
+        "lat": "48.85",
+        "url": "https://example.com/pricing",
+        "title": "Pricing",
+        "w": 1080,
+        "h": "1920"
+    });
+    proto::Row {
+        id: format!("row-{i}"),
+        op: proto::Op::Added.into(),
+        columns_json: serde_json::to_vec(&columns).unwrap(),
+        message_id: Some(format!("retl-msg-{i}")),
+    }
+}
+
+/// The fake Tracking API: HTTP/1.1 keep-alive, reads each request by Content-Length and
+/// answers 200; counts requests and body bytes. No JSON parsing, so it costs little CPU.
+async fn fake_upstream(requests: Arc<AtomicU64>, bytes: Arc<AtomicU64>) -> SocketAddr {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        loop {
+            let Ok((mut sock, _)) = listener.accept().await else {
+                continue;
+            };
+            sock.set_nodelay(true).ok();
+            let (requests, bytes) = (requests.clone(), bytes.clone());
+            tokio::spawn(async move {
+                let mut buf: Vec<u8> = Vec::with_capacity(1 << 20);
+                let mut tmp = vec![0u8; 256 * 1024];
+                loop {
+                    // Headers.
+                    let head_end = loop {
+                        if let Some(p) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+                            break p + 4;
+                        }
+                        match sock.read(&mut tmp).await {
+                            Ok(0) | Err(_) => return,
+                            Ok(n) => buf.extend_from_slice(&tmp[..n]),
+                        }
+                    };
+                    let head = String::from_utf8_lossy(&buf[..head_end]).to_ascii_lowercase();
+                    let len: usize = head
+                        .lines()
+                        .find_map(|l| l.strip_prefix("content-length:"))
+                        .and_then(|v| v.trim().parse().ok())
+                        .unwrap_or(0);
+                    while buf.len() < head_end + len {
+                        match sock.read(&mut tmp).await {
+                            Ok(0) | Err(_) => return,
+                            Ok(n) => buf.extend_from_slice(&tmp[..n]),
+                        }
+                    }
+                    buf.drain(..head_end + len);
+                    requests.fetch_add(1, Ordering::Relaxed);
+                    bytes.fetch_add(len as u64, Ordering::Relaxed);
+                    let answer = b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: 16\r\n\r\n{\"success\":true}";
+                    if sock.write_all(answer).await.is_err() {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    addr
+}
+
+fn peak_rss_kib(pid: u32) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+}
+
+struct Server(Child);
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        self.0.kill().ok();
+        self.0.wait().ok();
+    }
+}
+
+#[tokio::main]
+async fn main() {
+    // `cargo bench` passes --bench; `cargo test --benches` passes nothing useful: run only
+    // when asked as a bench.
+    if !std::env::args().any(|a| a == "--bench") {
+        println!("loadgen: run with `cargo bench --bench loadgen`");
+        return;
+    }
+    let total_requests = env_usize("LOADGEN_REQUESTS", 300);
+    let concurrency = env_usize("LOADGEN_CONCURRENCY", 4);
+    let rows_per_request = env_usize("LOADGEN_ROWS", 1_000);
+
+    let upstream_requests = Arc::new(AtomicU64::new(0));
+    let upstream_bytes = Arc::new(AtomicU64::new(0));
+    let upstream = fake_upstream(upstream_requests.clone(), upstream_bytes.clone()).await;
+
+    let dir = tempfile::tempdir().unwrap();
+    let port = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap().port()
+    };
+    let listen = format!("127.0.0.1:{port}");
+    let server = Server(
+        Command::new(BIN)
+            .arg("serve")
+            .arg("--listen")
+            .arg(&listen)
+            .arg("--metrics-listen")
+            .arg("off")
+            .arg("--store")
+            .arg(format!(
+                "sqlite://{}",
+                dir.path().join("db.sqlite").display()
+            ))
+            .arg("--encryption-key-file")
+            .arg({
+                let k = dir.path().join("key");
+                std::fs::write(&k, "00".repeat(32)).unwrap();
+                k
+            })
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let pid = server.0.id();
+
+    let url = format!("http://{listen}");
+    let mut client = loop {
+        match ConnectionsClient::connect(url.clone()).await {
+            Ok(c) => break c,
+            Err(_) => tokio::time::sleep(Duration::from_millis(50)).await,
+        }
+    };
+    let client_max = 64 * 1024 * 1024;
+    client = client
+        .max_decoding_message_size(client_max)
+        .max_encoding_message_size(client_max);
+    let d = client
+        .create_destination(proto::CreateDestinationRequest {
+            name: "bench".into(),
+            region: format!("http://{upstream}"),
+            write_key: "wk-bench-0123456789".into(),
+            enabled: None,
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .destination
+        .unwrap();
+    let workload: Value =
+        serde_json::from_str(include_str!("../tests/fixtures/workload.json")).unwrap();
+    client
+        .create_mapping(proto::CreateMappingRequest {
+            destination_id: d.id.clone(),
+            mapping_json: workload["mappings"]["track"].to_string(),
+        })
+        .await
+        .unwrap();
+
+    // Requests built up front (rows differ per request), so the client measures the service.
+    let requests: Vec<proto::SubmitRowsRequest> = (0..total_requests)
+        .map(|r| proto::SubmitRowsRequest {
+            destination_id: d.id.clone(),
+            model: "bench".into(),
+            rows: (0..rows_per_request)
+                .map(|i| row(r * rows_per_request + i))
+                .collect(),
+        })
+        .collect();
+
+    // Warm-up: one request.
+    let warm = client
+        .submit_rows(requests[0].clone())
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(
+        warm.counts.unwrap().delivered as usize,
+        rows_per_request,
+        "warm-up delivered every row"
+    );
+
+    let queue = Arc::new(std::sync::Mutex::new(requests.into_iter()));
+    let start = Instant::now();
+    let mut workers = Vec::new();
+    for _ in 0..concurrency {
+        let (queue, mut client) = (queue.clone(), client.clone());
+        workers.push(tokio::spawn(async move {
+            let mut latencies = Vec::new();
+            let mut delivered = 0u64;
+            loop {
+                let Some(req) = queue.lock().unwrap().next() else {
+                    break;
+                };
+                let t = Instant::now();
+                let resp = client.submit_rows(req).await.unwrap().into_inner();
+                latencies.push(t.elapsed());
+                delivered += u64::from(resp.counts.unwrap().delivered);
+            }
+            (latencies, delivered)
+        }));
+    }
+    let mut latencies = Vec::new();
+    let mut delivered = 0;
+    for w in workers {
+        let (l, d) = w.await.unwrap();
+        latencies.extend(l);
+        delivered += d;
+    }
+    let elapsed = start.elapsed();
+    latencies.sort();
+    let pct = |p: f64| latencies[((latencies.len() as f64 * p) as usize).min(latencies.len() - 1)];
+    let rss = peak_rss_kib(pid);
+    let rows = (total_requests * rows_per_request) as f64;
+    println!(
+        "loadgen: {total_requests} requests x {rows_per_request} rows, concurrency {concurrency}"
+    );
+    println!(
+        "loadgen: delivered {delivered} of {rows} rows in {:.2} s: {:.0} rows/s",
+        elapsed.as_secs_f64(),
+        rows / elapsed.as_secs_f64()
+    );
+    println!(
+        "loadgen: request latency p50 {:.1} ms, p99 {:.1} ms",
+        pct(0.50).as_secs_f64() * 1e3,
+        pct(0.99).as_secs_f64() * 1e3
+    );
+    println!(
+        "loadgen: upstream got {} batches, {:.1} MB",
+        upstream_requests.load(Ordering::Relaxed),
+        upstream_bytes.load(Ordering::Relaxed) as f64 / 1e6
+    );
+    match rss {
+        Some(kib) => println!("loadgen: service peak RSS {:.1} MB", kib as f64 / 1024.0),
+        None => println!("loadgen: service peak RSS unknown (no /proc)"),
+    }
+    drop(server);
+}

@@ -1,0 +1,151 @@
+//! `segment-connections rows submit`: rows from a JSON Lines file, sent with SubmitRows in
+//! requests of `--batch-size` rows.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use serde_json::json;
+
+use super::client::{self, ClientArgs, Failure};
+use crate::delivery::{Counts, RowResult, Status};
+use crate::grpc::convert;
+use crate::grpc::proto;
+use crate::mapping::Row;
+
+#[derive(Debug, Clone, clap::Subcommand)]
+pub enum RowsCommand {
+    /// Deliver rows through the destination's enabled mappings of the model. Prints the counts
+    /// and every result that is not DELIVERED. Exit 0 when nothing was rejected or failed, 1
+    /// otherwise, 2 on a usage or file error.
+    Submit {
+        /// The destination's id.
+        #[arg(long, env = "SEGMENT_CONNECTIONS_DESTINATION")]
+        destination: String,
+        /// The rows' model.
+        #[arg(long, env = "SEGMENT_CONNECTIONS_MODEL")]
+        model: String,
+        /// A JSON Lines file: one row per line (`{"id", "op", "columns", "message_id"}`).
+        #[arg(short = 'f', long = "file", env = "SEGMENT_CONNECTIONS_FILE")]
+        file: PathBuf,
+        /// Rows per request.
+        #[arg(long, env = "SEGMENT_CONNECTIONS_BATCH_SIZE", default_value_t = 1_000,
+              value_parser = clap::value_parser!(u32).range(1..))]
+        batch_size: u32,
+    },
+}
+
+pub fn run(args: ClientArgs, command: RowsCommand) -> ExitCode {
+    let json = args.json;
+    client::run(json, execute(args, command))
+}
+
+async fn execute(args: ClientArgs, command: RowsCommand) -> Result<ExitCode, Failure> {
+    let RowsCommand::Submit {
+        destination,
+        model,
+        file,
+        batch_size,
+    } = command;
+    let rows = read_rows(&file)?;
+    let mut c = client::connect(&args).await?;
+    let mut counts = Counts::default();
+    let mut shown: Vec<RowResult> = Vec::new();
+    let mut offset = 0u32;
+    for chunk in rows.chunks(batch_size as usize) {
+        let resp = c
+            .submit_rows(proto::SubmitRowsRequest {
+                destination_id: destination.clone(),
+                model: model.clone(),
+                rows: chunk.to_vec(),
+            })
+            .await?
+            .into_inner();
+        for r in resp.results {
+            let Some(mut r) = convert::row_result_from_proto(r) else {
+                return Err(Failure::Usage(
+                    "the server answered a result status this build does not know".into(),
+                ));
+            };
+            r.row_index += offset;
+            counts.add(r.status);
+            if r.status != Status::Delivered {
+                shown.push(r);
+            }
+        }
+        offset += chunk.len() as u32;
+    }
+    if args.json {
+        let Counts {
+            delivered,
+            rejected,
+            failed,
+            skipped,
+        } = counts;
+        client::print_json(&json!({
+            "delivered": delivered,
+            "rejected": rejected,
+            "failed": failed,
+            "skipped": skipped,
+            "results": shown,
+        }));
+    } else {
+        println!(
+            "delivered {}, rejected {}, failed {}, skipped {}",
+            counts.delivered, counts.rejected, counts.failed, counts.skipped
+        );
+        for r in &shown {
+            println!("{}", describe(r));
+        }
+    }
+    Ok(if counts.rejected == 0 && counts.failed == 0 {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
+}
+
+/// Every non-blank line as a row; a bad line is a file error naming its line.
+fn read_rows(path: &std::path::Path) -> Result<Vec<proto::Row>, Failure> {
+    let bytes = client::read_file(path)?;
+    let mut rows = Vec::new();
+    for (n, line) in bytes.split(|&b| b == b'\n').enumerate() {
+        if line.iter().all(u8::is_ascii_whitespace) {
+            continue;
+        }
+        let row = Row::from_json(line)
+            .map_err(|e| Failure::Usage(format!("{}:{}: not a row: {e}", path.display(), n + 1)))?;
+        rows.push(convert::to_proto_row(&row));
+    }
+    Ok(rows)
+}
+
+fn describe(r: &RowResult) -> String {
+    let status = match r.status {
+        Status::Delivered => "DELIVERED",
+        Status::Rejected => "REJECTED",
+        Status::Failed => "FAILED",
+        Status::Skipped => "SKIPPED",
+    };
+    let mut line = format!("row {} (id {:?})", r.row_index, r.row_id);
+    if !r.mapping_id.is_empty() {
+        line.push_str(&format!(" mapping {}", r.mapping_id));
+    }
+    line.push_str(&format!(": {status}"));
+    if let Some(id) = &r.message_id {
+        line.push_str(&format!(" messageId {id}"));
+    }
+    if r.status == Status::Failed {
+        if let Some(s) = r.upstream_status {
+            line.push_str(&format!(" status {s}"));
+        }
+        line.push_str(&format!(
+            " attempts {}{}",
+            r.attempts,
+            if r.retryable { " (retryable)" } else { "" }
+        ));
+    }
+    for i in &r.issues {
+        line.push_str(&format!("\n  {} {:?}: {}", i.code, i.pointer, i.message));
+    }
+    line
+}

@@ -1,0 +1,552 @@
+//! SubmitRows orchestration: render → batch → send → per-row report (DESIGN.md hops 4–8).
+//!
+//! [`deliver`] is generic over a [`Sender`] so it can be tested without HTTP; [`Delivery`] adds
+//! the cache lookup and one [`SegmentClient`] per destination.
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::ops::Range;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use bytes::Bytes;
+use futures_util::StreamExt as _;
+use futures_util::stream::FuturesUnordered;
+use tokio::time::Instant;
+
+use crate::error::Error;
+use crate::issue::{Issue, IssueCode};
+use crate::mapping::{Mapping, Row};
+use crate::segment::batch::{self, Span};
+use crate::segment::retry::Attempt;
+use crate::segment::{RetrySettings, SegmentClient, SegmentHttp, SendError, Sent};
+use crate::store::Store;
+use crate::store::cache::{self, Cache};
+
+/// What happened to one (row, mapping).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum Status {
+    Delivered,
+    Rejected,
+    Failed,
+    Skipped,
+}
+
+/// One result per (row, matching mapping), or one `Skipped` (or row-level `Rejected`) result with
+/// no mapping for a row no mapping matched (or that could not be read).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct RowResult {
+    pub row_index: u32,
+    pub row_id: String,
+    /// Empty for a row no mapping matched and for a row that could not be read.
+    pub mapping_id: String,
+    pub status: Status,
+    pub message_id: Option<String>,
+    pub issues: Vec<Issue>,
+    /// For `Failed`: the last upstream HTTP status, if any.
+    pub upstream_status: Option<u16>,
+    /// For `Delivered` and `Failed`: the attempts made for the batch that settled it.
+    pub attempts: u32,
+    /// For `Failed`: whether submitting the row again may succeed.
+    pub retryable: bool,
+}
+
+/// Counts of results by status.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+pub struct Counts {
+    pub delivered: u32,
+    pub rejected: u32,
+    pub failed: u32,
+    pub skipped: u32,
+}
+
+impl Counts {
+    pub fn of(results: &[RowResult]) -> Counts {
+        let mut c = Counts::default();
+        for r in results {
+            c.add(r.status);
+        }
+        c
+    }
+
+    pub fn add(&mut self, s: Status) {
+        match s {
+            Status::Delivered => self.delivered += 1,
+            Status::Rejected => self.rejected += 1,
+            Status::Failed => self.failed += 1,
+            Status::Skipped => self.skipped += 1,
+        }
+    }
+}
+
+/// One input row: its id as given, and the row or why it could not be read.
+#[derive(Debug)]
+pub struct Input {
+    pub id: String,
+    pub row: Result<Row, Issue>,
+}
+
+/// Sends one batch body (the real one is [`SegmentClient`]).
+pub trait Sender: Send + Sync {
+    fn send(
+        &self,
+        body: Bytes,
+        deadline: Instant,
+    ) -> impl Future<Output = Result<Sent, SendError>> + Send;
+}
+
+impl Sender for SegmentClient {
+    fn send(
+        &self,
+        body: Bytes,
+        deadline: Instant,
+    ) -> impl Future<Output = Result<Sent, SendError>> + Send {
+        SegmentClient::send(self, body, deadline)
+    }
+}
+
+/// Delivery settings (`serve` flags).
+#[derive(Debug, Clone)]
+pub struct DeliverySettings {
+    pub retry: RetrySettings,
+    pub batch: batch::Limits,
+    /// Extra requests allowed to bisect one batch answered 400.
+    pub max_bisect_requests: u32,
+    /// The deadline of a call whose caller sets none.
+    pub default_deadline: Duration,
+    /// Sending stops this long before the deadline, to answer in time.
+    pub deadline_margin: Duration,
+    /// The most rows one SubmitRows request (or one StreamRows chunk) may carry.
+    pub max_rows: usize,
+    /// The largest `columns_json` of one row (larger: `ROW_TOO_LARGE`).
+    pub max_row_bytes: usize,
+    /// StreamRows: the most rows in flight per stream; reading pauses while full.
+    pub stream_rows_in_flight: usize,
+    /// How long the cache trusts an entry.
+    pub cache_max_age: Duration,
+    /// Rendered event bytes held at once per call: past it, what is rendered is sent before
+    /// the rest of the rows are rendered.
+    pub max_render_bytes: usize,
+    /// Tests and local runs: send every destination here instead of its region.
+    pub endpoint_override: Option<String>,
+}
+
+impl Default for DeliverySettings {
+    fn default() -> DeliverySettings {
+        DeliverySettings {
+            retry: RetrySettings::default(),
+            batch: batch::Limits::default(),
+            max_bisect_requests: 64,
+            default_deadline: Duration::from_secs(30),
+            deadline_margin: Duration::from_millis(500),
+            max_rows: 10_000,
+            max_row_bytes: 256 * 1024,
+            stream_rows_in_flight: 10_000,
+            cache_max_age: cache::DEFAULT_MAX_AGE,
+            max_render_bytes: 16 * 1024 * 1024,
+            endpoint_override: None,
+        }
+    }
+}
+
+impl DeliverySettings {
+    /// When to stop sending for a call that must answer by `deadline` (the caller's, or the
+    /// default): the margin before it, but never less than half the time given.
+    pub fn stop_at(&self, now: Instant, timeout: Option<Duration>) -> Instant {
+        let t = timeout.unwrap_or(self.default_deadline);
+        let margin = self.deadline_margin.min(t / 2);
+        now + (t - margin)
+    }
+}
+
+/// The row path for a store: cache lookup, one client per destination, [`deliver`].
+pub struct Delivery<S> {
+    cache: Arc<Cache<S>>,
+    clients: Mutex<HashMap<String, (u64, SegmentClient)>>,
+    http: reqwest::Client,
+    settings: DeliverySettings,
+}
+
+impl<S> std::fmt::Debug for Delivery<S> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Delivery")
+            .field("settings", &self.settings)
+            .finish()
+    }
+}
+
+impl<S: Store> Delivery<S> {
+    pub fn new(store: Arc<S>, settings: DeliverySettings) -> Delivery<S> {
+        Delivery {
+            cache: Arc::new(Cache::new(store, settings.cache_max_age)),
+            clients: Mutex::default(),
+            http: SegmentHttp::client(&settings.retry),
+            settings,
+        }
+    }
+
+    pub fn settings(&self) -> &DeliverySettings {
+        &self.settings
+    }
+
+    /// The cache, for invalidation after writes.
+    pub fn cache(&self) -> &Arc<Cache<S>> {
+        &self.cache
+    }
+
+    /// The destination's enabled mappings of `model` and its client; `NotFound` for an unknown
+    /// destination, `DestinationDisabled` for a disabled one.
+    pub async fn target(
+        &self,
+        destination_id: &str,
+        model: &str,
+    ) -> Result<(Vec<Arc<Mapping>>, SegmentClient), Error> {
+        let entry = self.cache.destination(destination_id).await?;
+        if !entry.destination.enabled {
+            return Err(Error::DestinationDisabled(destination_id.to_owned()));
+        }
+        let mappings = entry.mappings_for(model).cloned().collect();
+        let version = entry.destination.version;
+        let mut clients = self
+            .clients
+            .lock()
+            .map_err(|_| Error::Internal("clients lock poisoned".into()))?;
+        let client = match clients.get(destination_id) {
+            Some((v, c)) if *v == version => c.clone(),
+            _ => {
+                let base = self
+                    .settings
+                    .endpoint_override
+                    .as_deref()
+                    .unwrap_or(entry.destination.region.base_url());
+                let c = SegmentClient::http(
+                    self.http.clone(),
+                    base,
+                    entry.write_key.clone(),
+                    &self.settings.retry,
+                );
+                clients.insert(destination_id.to_owned(), (version, c.clone()));
+                c
+            }
+        };
+        Ok((mappings, client))
+    }
+
+    /// SubmitRows: every row through every matching mapping, delivered by `stop`.
+    pub async fn submit(
+        &self,
+        destination_id: &str,
+        model: &str,
+        rows: Vec<Input>,
+        first_index: u32,
+        stop: Instant,
+    ) -> Result<Vec<RowResult>, Error> {
+        let (mappings, client) = self.target(destination_id, model).await?;
+        Ok(deliver(&mappings, rows, first_index, &client, stop, &self.settings).await)
+    }
+}
+
+/// Renders every row through every mapping, sends what was accepted in packed batches, and
+/// reports one result per (row, matching mapping) — or one per row no mapping matched — in
+/// order. Sending stops at `stop`.
+pub async fn deliver<S: Sender>(
+    mappings: &[Arc<Mapping>],
+    rows: Vec<Input>,
+    first_index: u32,
+    sender: &S,
+    stop: Instant,
+    settings: &DeliverySettings,
+) -> Vec<RowResult> {
+    let total = rows.len();
+    let mut results = Vec::with_capacity(total);
+    let mut seen = Seen::with_capacity_and_hasher(total, Default::default());
+    let mut rows = rows.into_iter().enumerate().peekable();
+    // Rows are rendered in slices of at most `max_render_bytes` of events, each sent before the
+    // next is rendered, so a request's memory stays bounded however many rows and mappings.
+    while rows.peek().is_some() {
+        let mut plan = Plan::with_capacity(total.min(settings.max_render_bytes / 256 + 1));
+        while plan.arena.len() < settings.max_render_bytes {
+            let Some((i, input)) = rows.next() else {
+                break;
+            };
+            plan.render_row(mappings, first_index + i as u32, input);
+        }
+        plan.reject_duplicates(&mut seen);
+        let groups = batch::pack(&plan.spans, settings.batch);
+        let outcomes: Vec<(Range<usize>, Outcome)> = {
+            let plan = &plan;
+            let mut sends: FuturesUnordered<_> = groups
+                .into_iter()
+                .map(|g| send_group(plan, g, sender, stop, settings.max_bisect_requests))
+                .collect();
+            let mut all = Vec::new();
+            while let Some(mut done) = sends.next().await {
+                all.append(&mut done);
+            }
+            all
+        };
+        for (range, outcome) in outcomes {
+            for i in range {
+                let r = &mut plan.results[plan.span_result[i] as usize];
+                outcome.apply(r);
+            }
+        }
+        results.append(&mut plan.results);
+    }
+    results
+}
+
+/// The messageIds already sent (or about to be) in one request.
+type Seen = std::collections::HashSet<String, foldhash::fast::RandomState>;
+
+/// Rendered events in one arena, and the results they belong to.
+struct Plan {
+    arena: Vec<u8>,
+    spans: Vec<Span>,
+    /// For each span, the index of its result.
+    span_result: Vec<u32>,
+    results: Vec<RowResult>,
+}
+
+impl Plan {
+    fn with_capacity(rows: usize) -> Plan {
+        Plan {
+            arena: Vec::with_capacity(rows * 384),
+            spans: Vec::with_capacity(rows),
+            span_result: Vec::with_capacity(rows),
+            results: Vec::with_capacity(rows),
+        }
+    }
+
+    /// Renders one row through every mapping: one result per matching mapping (accepted
+    /// events are settled when their batch is), or one for a row none matched or that could
+    /// not be read.
+    fn render_row(&mut self, mappings: &[Arc<Mapping>], row_index: u32, input: Input) {
+        let plan = self;
+        let Input { id, row } = input;
+        let result = |mapping_id: String, status, message_id, issues| RowResult {
+            row_index,
+            row_id: id.clone(),
+            mapping_id,
+            status,
+            message_id,
+            issues,
+            upstream_status: None,
+            attempts: 0,
+            retryable: false,
+        };
+        let row = match row {
+            Ok(row) => row,
+            Err(issue) => {
+                plan.results
+                    .push(result(String::new(), Status::Rejected, None, vec![issue]));
+                return;
+            }
+        };
+        let mut matched = false;
+        for m in mappings {
+            let start = plan.arena.len();
+            let r = m.render(&row, &mut plan.arena);
+            if r.skipped {
+                continue;
+            }
+            matched = true;
+            let mapping_id = m.identity().mapping_id.clone();
+            if r.accepted() {
+                plan.spans.push(Span {
+                    start: start as u32,
+                    len: (plan.arena.len() - start) as u32,
+                });
+                plan.span_result.push(plan.results.len() as u32);
+                // Settled when its batch is.
+                plan.results.push(result(
+                    mapping_id,
+                    Status::Failed,
+                    r.built.message_id,
+                    Vec::new(),
+                ));
+            } else {
+                plan.arena.truncate(start);
+                plan.results.push(result(
+                    mapping_id,
+                    Status::Rejected,
+                    r.built.message_id,
+                    r.built.issues,
+                ));
+            }
+        }
+        if !matched {
+            plan.results
+                .push(result(String::new(), Status::Skipped, None, Vec::new()));
+        }
+    }
+
+    /// A messageId already sent in this request: Segment would drop the later event silently,
+    /// so it is rejected here and never sent.
+    fn reject_duplicates(&mut self, seen: &mut Seen) {
+        let dups: Vec<usize> = {
+            self.span_result
+                .iter()
+                .enumerate()
+                .filter(|&(_, &ri)| {
+                    let id = self.results[ri as usize].message_id.as_deref();
+                    !seen.insert(id.unwrap_or("").to_owned())
+                })
+                .map(|(k, _)| k)
+                .collect()
+        };
+        if dups.is_empty() {
+            return;
+        }
+        for &k in &dups {
+            let r = &mut self.results[self.span_result[k] as usize];
+            r.status = Status::Rejected;
+            r.issues.push(Issue::new(
+                IssueCode::DuplicateMessageId,
+                "/messageId",
+                "another event of this request has this messageId; Segment would drop it",
+            ));
+        }
+        let mut dropped = vec![false; self.spans.len()];
+        for k in dups {
+            dropped[k] = true;
+        }
+        let mut k = 0;
+        self.spans.retain(|_| {
+            k += 1;
+            !dropped[k - 1]
+        });
+        let mut k = 0;
+        self.span_result.retain(|_| {
+            k += 1;
+            !dropped[k - 1]
+        });
+    }
+}
+
+/// How a group of events ended.
+#[derive(Debug, Clone, Copy)]
+enum Outcome {
+    Delivered {
+        attempts: u32,
+    },
+    Failed(SendError),
+    /// A 400 whose culprits bisection did not isolate within its budget.
+    Unresolved {
+        attempts: u32,
+    },
+}
+
+impl Outcome {
+    fn apply(self, r: &mut RowResult) {
+        match self {
+            Outcome::Delivered { attempts } => {
+                r.status = Status::Delivered;
+                r.attempts = attempts;
+            }
+            Outcome::Unresolved { attempts } => {
+                r.status = Status::Failed;
+                r.attempts = attempts;
+                r.upstream_status = Some(400);
+                r.retryable = false;
+                r.issues.push(Issue::new(
+                    IssueCode::UpstreamRejected,
+                    "",
+                    "upstream answered 400 to a batch holding this event; bisection stopped \
+                     before isolating the culprit",
+                ));
+            }
+            Outcome::Failed(e) => {
+                r.status = Status::Failed;
+                r.attempts = e.attempts();
+                r.upstream_status = e.last_status();
+                r.retryable = e.is_retryable();
+                let (code, message) = match e {
+                    SendError::Rejected { status, .. } => (
+                        IssueCode::UpstreamRejected,
+                        format!("upstream rejected the event with status {status}"),
+                    ),
+                    SendError::RetriesExhausted { last, attempts } => {
+                        let code = match last {
+                            Attempt::Status(_) => IssueCode::RetriesExhausted,
+                            _ => IssueCode::UpstreamUnavailable,
+                        };
+                        (
+                            code,
+                            format!("{attempts} attempts failed; the last: {}", describe(last)),
+                        )
+                    }
+                    SendError::Deadline { last, attempts } => (
+                        IssueCode::Deadline,
+                        match last {
+                            Some(l) => format!(
+                                "the deadline came first, after {attempts} attempts; the last: {}",
+                                describe(l)
+                            ),
+                            None => "the deadline came before the event could be sent".into(),
+                        },
+                    ),
+                };
+                r.issues.push(Issue::new(code, "", message));
+            }
+        }
+    }
+}
+
+fn describe(a: Attempt) -> String {
+    match a {
+        Attempt::Status(s) => format!("status {s}"),
+        Attempt::Timeout => "timed out".into(),
+        Attempt::Transport => "connection failed".into(),
+        Attempt::Build => "request could not be built".into(),
+    }
+}
+
+/// Sends one packed group; a 400 is bisected (at most `budget` extra requests) so one bad event
+/// fails alone. Returns the outcome of every span range of the group.
+async fn send_group<S: Sender>(
+    plan: &Plan,
+    group: Range<usize>,
+    sender: &S,
+    stop: Instant,
+    mut budget: u32,
+) -> Vec<(Range<usize>, Outcome)> {
+    let mut done = Vec::new();
+    let mut todo = vec![group];
+    while let Some(range) = todo.pop() {
+        if Instant::now() >= stop {
+            done.push((
+                range,
+                Outcome::Failed(SendError::Deadline {
+                    last: None,
+                    attempts: 0,
+                }),
+            ));
+            continue;
+        }
+        let body = batch::body(&plan.arena, &plan.spans[range.clone()]);
+        match sender.send(body, stop).await {
+            Ok(Sent { attempts }) => done.push((range, Outcome::Delivered { attempts })),
+            Err(SendError::Rejected {
+                status: 400,
+                attempts,
+            }) if range.len() > 1 => {
+                if budget >= 2 {
+                    budget -= 2;
+                    let mid = range.start + range.len() / 2;
+                    // Left half first (the stack is LIFO).
+                    todo.push(mid..range.end);
+                    todo.push(range.start..mid);
+                } else {
+                    done.push((range, Outcome::Unresolved { attempts }));
+                }
+            }
+            Err(e) => done.push((range, Outcome::Failed(e))),
+        }
+    }
+    done
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,340 @@
+//! `deliver` with an injected sender: no HTTP.
+
+use std::collections::HashSet;
+use std::sync::Mutex;
+
+use super::*;
+use crate::mapping::{Identity, MappingDoc, Op};
+
+fn mapping(id: &str, doc: serde_json::Value) -> Arc<Mapping> {
+    let doc: MappingDoc = serde_json::from_value(doc).unwrap();
+    Arc::new(
+        Mapping::compile(
+            &doc,
+            Identity {
+                destination_id: "dst_1".into(),
+                mapping_id: id.into(),
+                version: 1,
+            },
+        )
+        .unwrap(),
+    )
+}
+
+fn track(id: &str) -> Arc<Mapping> {
+    mapping(
+        id,
+        serde_json::json!({
+            "action": "track",
+            "trigger": "added",
+            "fields": {
+                "event_name": {"@literal": "Order Completed"},
+                "user_id": {"@path": "$.properties.user_id"},
+                "properties": {"n": {"@path": "$.properties.n"}},
+                "message_id": {"@path": "$.properties.mid"}
+            }
+        }),
+    )
+}
+
+fn row(i: usize, columns: serde_json::Value) -> Input {
+    let columns = serde_json::from_value(columns).unwrap();
+    Input {
+        id: format!("r{i}"),
+        row: Ok(Row::new(Some(format!("r{i}")), Op::Added, columns, None)),
+    }
+}
+
+fn rows(n: usize) -> Vec<Input> {
+    (0..n)
+        .map(|i| row(i, serde_json::json!({"user_id": format!("u{i}"), "n": i})))
+        .collect()
+}
+
+/// Answers per batch from a script; bodies with a poisoned event get 400.
+#[derive(Default)]
+struct Fake {
+    script: Mutex<Vec<Result<Sent, SendError>>>,
+    bodies: Mutex<Vec<Vec<String>>>,
+    poison: HashSet<String>,
+}
+
+impl Sender for Fake {
+    async fn send(&self, body: Bytes, _deadline: Instant) -> Result<Sent, SendError> {
+        let v: serde_json::Value = serde_json::from_slice(&body).unwrap();
+        let ids: Vec<String> = v["batch"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| e["messageId"].as_str().unwrap().to_owned())
+            .collect();
+        let poisoned = ids.iter().any(|i| self.poison.contains(i));
+        self.bodies.lock().unwrap().push(ids);
+        if poisoned {
+            return Err(SendError::Rejected {
+                status: 400,
+                attempts: 1,
+            });
+        }
+        self.script
+            .lock()
+            .unwrap()
+            .pop()
+            .unwrap_or(Ok(Sent { attempts: 1 }))
+    }
+}
+
+fn later() -> Instant {
+    Instant::now() + Duration::from_secs(60)
+}
+
+async fn run(mappings: &[Arc<Mapping>], input: Vec<Input>, fake: &Fake) -> Vec<RowResult> {
+    deliver(
+        mappings,
+        input,
+        0,
+        fake,
+        later(),
+        &DeliverySettings::default(),
+    )
+    .await
+}
+
+#[tokio::test]
+async fn every_row_gets_its_results_in_order() {
+    let fake = Fake::default();
+    let mut input = rows(3);
+    input.push(Input {
+        id: "bad".into(),
+        row: Err(Issue::new(IssueCode::InvalidRow, "/op", "is required")),
+    });
+    // Deleted: the `added` trigger does not match.
+    let columns = serde_json::from_value(serde_json::json!({"user_id": "u"})).unwrap();
+    input.push(Input {
+        id: "del".into(),
+        row: Ok(Row::new(Some("del".into()), Op::Deleted, columns, None)),
+    });
+    // No identity: rejected by render.
+    input.push(row(5, serde_json::json!({"n": 1})));
+    let results = run(&[track("m1")], input, &fake).await;
+    let got: Vec<(u32, &str, &str, Status)> = results
+        .iter()
+        .map(|r| {
+            (
+                r.row_index,
+                r.row_id.as_str(),
+                r.mapping_id.as_str(),
+                r.status,
+            )
+        })
+        .collect();
+    assert_eq!(
+        got,
+        [
+            (0, "r0", "m1", Status::Delivered),
+            (1, "r1", "m1", Status::Delivered),
+            (2, "r2", "m1", Status::Delivered),
+            (3, "bad", "", Status::Rejected),
+            (4, "del", "", Status::Skipped),
+            (5, "r5", "m1", Status::Rejected),
+        ]
+    );
+    assert_eq!(results[3].issues[0].code, IssueCode::InvalidRow);
+    assert_eq!(results[5].issues[0].code, IssueCode::MissingIdentity);
+    assert!(
+        results[0]
+            .message_id
+            .as_deref()
+            .unwrap()
+            .starts_with("sc1-")
+    );
+    assert_eq!(fake.bodies.lock().unwrap().len(), 1);
+    assert_eq!(
+        Counts::of(&results),
+        Counts {
+            delivered: 3,
+            rejected: 2,
+            failed: 0,
+            skipped: 1
+        }
+    );
+}
+
+#[tokio::test]
+async fn two_mappings_two_results_per_row() {
+    let fake = Fake::default();
+    let results = run(&[track("m1"), track("m2")], rows(2), &fake).await;
+    let got: Vec<(u32, &str)> = results
+        .iter()
+        .map(|r| (r.row_index, r.mapping_id.as_str()))
+        .collect();
+    assert_eq!(got, [(0, "m1"), (0, "m2"), (1, "m1"), (1, "m2")]);
+    assert!(results.iter().all(|r| r.status == Status::Delivered));
+    // Different mappings, different derived ids.
+    assert_ne!(results[0].message_id, results[1].message_id);
+}
+
+#[tokio::test]
+async fn a_duplicate_message_id_is_rejected_and_never_sent() {
+    let fake = Fake::default();
+    let input = vec![
+        row(0, serde_json::json!({"user_id": "a", "mid": "same"})),
+        row(1, serde_json::json!({"user_id": "b", "mid": "same"})),
+        row(2, serde_json::json!({"user_id": "c", "mid": "other"})),
+    ];
+    let results = run(&[track("m1")], input, &fake).await;
+    let statuses: Vec<Status> = results.iter().map(|r| r.status).collect();
+    assert_eq!(
+        statuses,
+        [Status::Delivered, Status::Rejected, Status::Delivered]
+    );
+    assert_eq!(results[1].issues[0].code, IssueCode::DuplicateMessageId);
+    assert_eq!(*fake.bodies.lock().unwrap(), [vec!["same", "other"]]);
+}
+
+#[tokio::test]
+async fn a_poisoned_event_is_isolated_by_bisection() {
+    let input = rows(10);
+    let mut probe = Vec::new();
+    let poison_id = {
+        let r = track("m1").render(input[6].row.as_ref().unwrap(), &mut probe);
+        r.built.message_id.unwrap()
+    };
+    let fake = Fake {
+        poison: HashSet::from([poison_id.clone()]),
+        ..Fake::default()
+    };
+    let results = run(&[track("m1")], input, &fake).await;
+    for r in &results {
+        if r.message_id.as_deref() == Some(poison_id.as_str()) {
+            assert_eq!(r.status, Status::Failed);
+            assert_eq!(r.upstream_status, Some(400));
+            assert!(!r.retryable);
+            assert_eq!(r.issues[0].code, IssueCode::UpstreamRejected);
+        } else {
+            assert_eq!(r.status, Status::Delivered, "{r:?}");
+        }
+    }
+    // 1 + 2 per split level (10 → 5 → 3 → 2 → 1): at most 1 + 2·4.
+    assert!(fake.bodies.lock().unwrap().len() <= 9);
+}
+
+#[tokio::test]
+async fn bisection_is_bounded() {
+    let input = rows(200);
+    let mut ids = HashSet::new();
+    for inp in &input {
+        let mut out = Vec::new();
+        ids.insert(
+            track("m1")
+                .render(inp.row.as_ref().unwrap(), &mut out)
+                .built
+                .message_id
+                .unwrap(),
+        );
+    }
+    // Every event poisoned: bisection would need 398 extra requests.
+    let fake = Fake {
+        poison: ids,
+        ..Fake::default()
+    };
+    let results = run(&[track("m1")], input, &fake).await;
+    assert!(fake.bodies.lock().unwrap().len() <= 1 + 64);
+    assert!(results.iter().all(|r| r.status == Status::Failed));
+    assert!(
+        results
+            .iter()
+            .all(|r| r.issues[0].code == IssueCode::UpstreamRejected && !r.retryable)
+    );
+}
+
+#[tokio::test]
+async fn failures_carry_status_attempts_and_retryable() {
+    let fake = Fake {
+        script: Mutex::new(vec![Err(SendError::RetriesExhausted {
+            last: Attempt::Status(503),
+            attempts: 4,
+        })]),
+        ..Fake::default()
+    };
+    let results = run(&[track("m1")], rows(2), &fake).await;
+    for r in &results {
+        assert_eq!(r.status, Status::Failed);
+        assert_eq!(r.upstream_status, Some(503));
+        assert_eq!(r.attempts, 4);
+        assert!(r.retryable);
+        assert_eq!(r.issues[0].code, IssueCode::RetriesExhausted);
+    }
+}
+
+#[tokio::test]
+async fn past_the_stop_nothing_is_sent_and_rows_fail_with_deadline() {
+    let fake = Fake::default();
+    let stop = Instant::now();
+    let results = deliver(
+        &[track("m1")],
+        rows(3),
+        0,
+        &fake,
+        stop,
+        &DeliverySettings::default(),
+    )
+    .await;
+    assert!(fake.bodies.lock().unwrap().is_empty());
+    for r in &results {
+        assert_eq!(r.status, Status::Failed);
+        assert_eq!(r.issues[0].code, IssueCode::Deadline);
+        assert!(r.retryable);
+    }
+}
+
+#[tokio::test]
+async fn batches_respect_the_event_limit() {
+    let fake = Fake::default();
+    let settings = DeliverySettings {
+        batch: batch::Limits {
+            max_bytes: batch::MAX_BATCH_BYTES,
+            max_events: 4,
+        },
+        ..DeliverySettings::default()
+    };
+    let results = deliver(&[track("m1")], rows(10), 0, &fake, later(), &settings).await;
+    assert!(results.iter().all(|r| r.status == Status::Delivered));
+    let sizes: Vec<usize> = fake.bodies.lock().unwrap().iter().map(Vec::len).collect();
+    assert_eq!(sizes.iter().sum::<usize>(), 10);
+    assert!(sizes.iter().all(|&s| s <= 4));
+}
+
+#[test]
+fn stop_leaves_a_margin() {
+    let s = DeliverySettings::default();
+    let now = Instant::now();
+    assert_eq!(s.stop_at(now, None), now + Duration::from_millis(29_500));
+    assert_eq!(
+        s.stop_at(now, Some(Duration::from_millis(400))),
+        now + Duration::from_millis(200)
+    );
+}
+
+#[tokio::test]
+async fn large_requests_are_rendered_and_sent_in_slices() {
+    let fake = Fake::default();
+    let settings = DeliverySettings {
+        max_render_bytes: 1_000,
+        ..DeliverySettings::default()
+    };
+    let mut input = rows(20);
+    // A messageId repeated in a later slice is still a duplicate.
+    input.push(row(20, serde_json::json!({"user_id": "x", "mid": "dup"})));
+    input.push(row(21, serde_json::json!({"user_id": "y", "mid": "dup"})));
+    let results = deliver(&[track("m1")], input, 100, &fake, later(), &settings).await;
+    let indexes: Vec<u32> = results.iter().map(|r| r.row_index).collect();
+    assert_eq!(indexes, (100..122).collect::<Vec<u32>>());
+    assert!(results[..21].iter().all(|r| r.status == Status::Delivered));
+    assert_eq!(results[21].status, Status::Rejected);
+    assert_eq!(results[21].issues[0].code, IssueCode::DuplicateMessageId);
+    // Several slices, so several bodies, every event sent once.
+    let bodies = fake.bodies.lock().unwrap();
+    assert!(bodies.len() > 1);
+    assert_eq!(bodies.iter().map(Vec::len).sum::<usize>(), 21);
+}

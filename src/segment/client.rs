@@ -1,0 +1,529 @@
+//! The sender: [`SegmentHttp`] (one POST per attempt) at the bottom of the tower stack
+//! (`stack.rs`), and [`SegmentClient`], which sends one batch body through the stack and turns
+//! the outcome into a [`Sent`] or a [`SendError`]. `BoxError` stops here.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use std::task::{Context, Poll};
+use std::time::{Duration, SystemTime};
+
+use bytes::Bytes;
+use tokio::time::Instant;
+use tower::ServiceExt as _;
+use tower::util::BoxCloneSyncService;
+
+use super::retry::{Attempt, attempt_of_error, parse_retry_after};
+use super::{BoxError, RetrySettings, stack};
+use crate::store::WriteKey;
+
+/// `User-Agent` of every request: the service's name and version.
+pub const USER_AGENT: &str = concat!(env!("CARGO_PKG_NAME"), "/", env!("CARGO_PKG_VERSION"));
+
+/// One `/v1/batch` body to send. Clones (one per attempt) share `progress`.
+#[derive(Debug, Clone)]
+pub struct SegmentRequest {
+    pub body: Bytes,
+    /// Retries stop when the next wait would pass this instant.
+    pub deadline: Option<Instant>,
+    pub progress: Arc<Progress>,
+}
+
+impl SegmentRequest {
+    pub fn new(body: Bytes, deadline: Option<Instant>) -> SegmentRequest {
+        SegmentRequest {
+            body,
+            deadline,
+            progress: Arc::default(),
+        }
+    }
+}
+
+/// What the retry policy saw so far, for the report: attempts and the last outcome.
+#[derive(Debug, Default)]
+pub struct Progress {
+    attempts: AtomicU32,
+    /// 0: none yet; 1..=999: an HTTP status; TIMEOUT / TRANSPORT / BUILD otherwise.
+    last: AtomicU32,
+    deadline_stop: AtomicBool,
+}
+
+const LAST_TIMEOUT: u32 = 1001;
+const LAST_TRANSPORT: u32 = 1002;
+const LAST_BUILD: u32 = 1003;
+
+impl Progress {
+    pub(super) fn record(&self, attempts: u32, attempt: Attempt) {
+        self.attempts.store(attempts, Ordering::Relaxed);
+        let last = match attempt {
+            Attempt::Status(s) => u32::from(s),
+            Attempt::Timeout => LAST_TIMEOUT,
+            Attempt::Transport => LAST_TRANSPORT,
+            Attempt::Build => LAST_BUILD,
+        };
+        self.last.store(last, Ordering::Relaxed);
+    }
+
+    pub(super) fn stopped_for_deadline(&self) {
+        self.deadline_stop.store(true, Ordering::Relaxed);
+    }
+
+    pub fn attempts(&self) -> u32 {
+        self.attempts.load(Ordering::Relaxed)
+    }
+
+    pub fn last(&self) -> Option<Attempt> {
+        match self.last.load(Ordering::Relaxed) {
+            0 => None,
+            LAST_TIMEOUT => Some(Attempt::Timeout),
+            LAST_TRANSPORT => Some(Attempt::Transport),
+            LAST_BUILD => Some(Attempt::Build),
+            s => Some(Attempt::Status(s as u16)),
+        }
+    }
+}
+
+/// What the API answered to one attempt (any status: the policy classifies).
+#[derive(Debug, Clone)]
+pub struct SegmentResponse {
+    pub status: u16,
+    pub retry_after: Option<Duration>,
+}
+
+/// A batch the API took.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Sent {
+    pub attempts: u32,
+}
+
+/// Why a batch was not delivered. Never carries the write key or an upstream body.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum SendError {
+    /// A permanent answer (a 4xx other than the retryable ones).
+    #[error("upstream rejected the batch with status {status}")]
+    Rejected { status: u16, attempts: u32 },
+    /// Every attempt allowed failed retryably.
+    #[error("retries exhausted after {attempts} attempts")]
+    RetriesExhausted { last: Attempt, attempts: u32 },
+    /// The caller's deadline came first.
+    #[error("deadline reached after {attempts} attempts")]
+    Deadline {
+        last: Option<Attempt>,
+        attempts: u32,
+    },
+}
+
+impl SendError {
+    /// Whether sending the same events again later may succeed.
+    pub fn is_retryable(&self) -> bool {
+        !matches!(self, SendError::Rejected { .. })
+    }
+
+    pub fn attempts(&self) -> u32 {
+        match self {
+            SendError::Rejected { attempts, .. }
+            | SendError::RetriesExhausted { attempts, .. }
+            | SendError::Deadline { attempts, .. } => *attempts,
+        }
+    }
+
+    /// The last upstream HTTP status, if the last attempt got one.
+    pub fn last_status(&self) -> Option<u16> {
+        match self {
+            SendError::Rejected { status, .. } => Some(*status),
+            SendError::RetriesExhausted { last, .. }
+            | SendError::Deadline {
+                last: Some(last), ..
+            } => match last {
+                Attempt::Status(s) => Some(*s),
+                _ => None,
+            },
+            SendError::Deadline { last: None, .. } => None,
+        }
+    }
+}
+
+/// The bottom of the stack: one `POST {base}/v1/batch` per call, Basic auth with the write key
+/// and an empty password, JSON content type, our User-Agent. Any status is `Ok`.
+#[derive(Clone)]
+pub struct SegmentHttp {
+    client: reqwest::Client,
+    url: Arc<str>,
+    write_key: WriteKey,
+}
+
+impl SegmentHttp {
+    /// `base` is the Tracking API base without `/v1` (`Region::base_url`).
+    pub fn new(client: reqwest::Client, base: &str, write_key: WriteKey) -> SegmentHttp {
+        SegmentHttp {
+            client,
+            url: format!("{}/v1/batch", base.trim_end_matches('/')).into(),
+            write_key,
+        }
+    }
+
+    /// The shared HTTP client: built once, its own retries off (tower's policy is the only
+    /// one), a connect timeout, a total timeout only as a backstop behind the per-attempt one.
+    pub fn client(settings: &RetrySettings) -> reqwest::Client {
+        reqwest::Client::builder()
+            .user_agent(USER_AGENT)
+            .retry(reqwest::retry::never())
+            .connect_timeout(settings.connect_timeout)
+            .timeout(settings.attempt_timeout + Duration::from_secs(5))
+            .pool_idle_timeout(Duration::from_secs(60))
+            .tcp_nodelay(true)
+            .build()
+            .unwrap_or_else(|e| {
+                tracing::error!(error = %e, "building the HTTP client failed: using defaults");
+                reqwest::Client::builder()
+                    .user_agent(USER_AGENT)
+                    .retry(reqwest::retry::never())
+                    .build()
+                    .unwrap_or_default()
+            })
+    }
+}
+
+impl tower::Service<SegmentRequest> for SegmentHttp {
+    type Response = SegmentResponse;
+    type Error = BoxError;
+    type Future = Pin<Box<dyn Future<Output = Result<SegmentResponse, BoxError>> + Send>>;
+
+    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), BoxError>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, req: SegmentRequest) -> Self::Future {
+        let send = self
+            .client
+            .post(&*self.url)
+            .basic_auth(self.write_key.expose(), Some(""))
+            .header(reqwest::header::CONTENT_TYPE, "application/json")
+            .body(req.body)
+            .send();
+        Box::pin(async move {
+            let resp = send.await?;
+            let status = resp.status().as_u16();
+            let retry_after = resp
+                .headers()
+                .get(reqwest::header::RETRY_AFTER)
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| parse_retry_after(v, SystemTime::now()));
+            if !resp.status().is_success() {
+                // Logged server-side only, cut short; never returned to callers.
+                let body = resp.bytes().await.unwrap_or_default();
+                let excerpt = String::from_utf8_lossy(&body[..body.len().min(200)]).into_owned();
+                tracing::debug!(status, body = %excerpt, "tracking api answered an error");
+            } else {
+                // Read the (small) body so the connection goes back to the pool.
+                resp.bytes().await?;
+            }
+            Ok(SegmentResponse {
+                status,
+                retry_after,
+            })
+        })
+    }
+}
+
+/// Sends batch bodies to one destination through the stack built once in `stack.rs`. Cheap to
+/// clone; clones share the concurrency limit.
+#[derive(Clone)]
+pub struct SegmentClient {
+    svc: BoxCloneSyncService<SegmentRequest, SegmentResponse, BoxError>,
+}
+
+impl std::fmt::Debug for SegmentClient {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("SegmentClient")
+    }
+}
+
+impl SegmentClient {
+    /// The stack over any inner service (tests inject mocks here).
+    pub fn new<S>(inner: S, settings: &RetrySettings) -> SegmentClient
+    where
+        S: tower::Service<SegmentRequest, Response = SegmentResponse>
+            + Clone
+            + Send
+            + Sync
+            + 'static,
+        S::Error: Into<BoxError>,
+        S::Future: Send + 'static,
+    {
+        SegmentClient {
+            svc: stack::build(inner, settings),
+        }
+    }
+
+    /// The real thing: HTTP to `base` with `write_key`.
+    pub fn http(
+        client: reqwest::Client,
+        base: &str,
+        write_key: WriteKey,
+        settings: &RetrySettings,
+    ) -> SegmentClient {
+        SegmentClient::new(SegmentHttp::new(client, base, write_key), settings)
+    }
+
+    /// Sends one body, retrying per the policy, giving up at `deadline`.
+    pub async fn send(&self, body: Bytes, deadline: Instant) -> Result<Sent, SendError> {
+        let req = SegmentRequest::new(body, Some(deadline));
+        let progress = req.progress.clone();
+        let outcome = tokio::time::timeout_at(deadline, self.svc.clone().oneshot(req)).await;
+        let attempts = progress.attempts();
+        match outcome {
+            Err(_elapsed) => Err(SendError::Deadline {
+                last: progress.last(),
+                attempts,
+            }),
+            Ok(result) => {
+                let attempt = match result {
+                    Ok(r) => Attempt::Status(r.status),
+                    Err(e) => attempt_of_error(e.as_ref()),
+                };
+                let attempts = attempts.max(1);
+                match super::retry::classify(attempt) {
+                    super::retry::Class::Success => Ok(Sent { attempts }),
+                    _ if progress.deadline_stop.load(Ordering::Relaxed) => {
+                        Err(SendError::Deadline {
+                            last: Some(attempt),
+                            attempts,
+                        })
+                    }
+                    super::retry::Class::Permanent => match attempt {
+                        Attempt::Status(status) => Err(SendError::Rejected { status, attempts }),
+                        last => Err(SendError::RetriesExhausted { last, attempts }),
+                    },
+                    super::retry::Class::Retry => Err(SendError::RetriesExhausted {
+                        last: attempt,
+                        attempts,
+                    }),
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::VecDeque;
+    use std::sync::Mutex;
+
+    use super::*;
+
+    /// A scripted inner service: each call pops the next answer and records the (virtual) time.
+    #[derive(Clone, Default)]
+    struct Script {
+        answers: Arc<Mutex<VecDeque<Answer>>>,
+        calls: Arc<Mutex<Vec<Instant>>>,
+    }
+
+    #[derive(Clone)]
+    enum Answer {
+        Status(u16, Option<Duration>),
+        Hang,
+        Drop,
+    }
+
+    #[derive(Debug)]
+    struct Dropped;
+    impl std::fmt::Display for Dropped {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str("connection dropped")
+        }
+    }
+    impl std::error::Error for Dropped {}
+
+    impl Script {
+        fn new(answers: impl IntoIterator<Item = Answer>) -> Script {
+            Script {
+                answers: Arc::new(Mutex::new(answers.into_iter().collect())),
+                calls: Arc::default(),
+            }
+        }
+
+        fn gaps(&self) -> Vec<Duration> {
+            let calls = self.calls.lock().unwrap();
+            calls.windows(2).map(|w| w[1] - w[0]).collect()
+        }
+    }
+
+    impl tower::Service<SegmentRequest> for Script {
+        type Response = SegmentResponse;
+        type Error = BoxError;
+        type Future = Pin<Box<dyn Future<Output = Result<SegmentResponse, BoxError>> + Send>>;
+
+        fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), BoxError>> {
+            Poll::Ready(Ok(()))
+        }
+
+        fn call(&mut self, _req: SegmentRequest) -> Self::Future {
+            self.calls.lock().unwrap().push(Instant::now());
+            let answer = self
+                .answers
+                .lock()
+                .unwrap()
+                .pop_front()
+                .unwrap_or(Answer::Status(200, None));
+            Box::pin(async move {
+                match answer {
+                    Answer::Status(status, retry_after) => Ok(SegmentResponse {
+                        status,
+                        retry_after,
+                    }),
+                    Answer::Hang => {
+                        tokio::time::sleep(Duration::from_secs(3600)).await;
+                        Ok(SegmentResponse {
+                            status: 200,
+                            retry_after: None,
+                        })
+                    }
+                    Answer::Drop => Err(Box::new(Dropped) as BoxError),
+                }
+            })
+        }
+    }
+
+    fn settings() -> RetrySettings {
+        RetrySettings {
+            max_attempts: 4,
+            backoff_base: Duration::from_millis(100),
+            backoff_cap: Duration::from_millis(1000),
+            retry_after_cap: Duration::from_secs(30),
+            attempt_timeout: Duration::from_secs(1),
+            connect_timeout: Duration::from_secs(1),
+            max_in_flight: 2,
+        }
+    }
+
+    fn in_a_minute() -> Instant {
+        Instant::now() + Duration::from_secs(60)
+    }
+
+    async fn send(script: &Script, deadline: Instant) -> Result<Sent, SendError> {
+        SegmentClient::new(script.clone(), &settings())
+            .send(Bytes::from_static(b"{}"), deadline)
+            .await
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn retries_5xx_with_growing_jittered_backoff() {
+        let s = Script::new([
+            Answer::Status(503, None),
+            Answer::Status(500, None),
+            Answer::Status(502, None),
+        ]);
+        assert_eq!(send(&s, in_a_minute()).await, Ok(Sent { attempts: 4 }));
+        let gaps = s.gaps();
+        assert_eq!(gaps.len(), 3);
+        // Retry n waits within [base·2^(n-1)/2, base·2^(n-1)].
+        for (n, gap) in gaps.iter().enumerate() {
+            let full = Duration::from_millis(100 << n);
+            assert!(*gap >= full / 2 && *gap <= full, "retry {}: {gap:?}", n + 1);
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn honours_retry_after() {
+        let s = Script::new([Answer::Status(429, Some(Duration::from_secs(7)))]);
+        assert_eq!(send(&s, in_a_minute()).await, Ok(Sent { attempts: 2 }));
+        assert_eq!(s.gaps(), [Duration::from_secs(7)]);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn does_not_retry_a_permanent_4xx() {
+        let s = Script::new([Answer::Status(400, None)]);
+        let e = send(&s, in_a_minute()).await.unwrap_err();
+        assert_eq!(
+            e,
+            SendError::Rejected {
+                status: 400,
+                attempts: 1
+            }
+        );
+        assert!(!e.is_retryable());
+        assert_eq!(s.calls.lock().unwrap().len(), 1);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn exhaustion_reports_the_last_status() {
+        let s = Script::new((0..10).map(|_| Answer::Status(503, None)));
+        let e = send(&s, in_a_minute()).await.unwrap_err();
+        assert_eq!(
+            e,
+            SendError::RetriesExhausted {
+                last: Attempt::Status(503),
+                attempts: 4
+            }
+        );
+        assert_eq!(e.last_status(), Some(503));
+        assert!(e.is_retryable());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn timeouts_and_dropped_connections_are_retried() {
+        let s = Script::new([Answer::Hang, Answer::Drop]);
+        assert_eq!(send(&s, in_a_minute()).await, Ok(Sent { attempts: 3 }));
+        let s = Script::new([Answer::Drop, Answer::Drop, Answer::Hang, Answer::Drop]);
+        let e = send(&s, in_a_minute()).await.unwrap_err();
+        assert_eq!(
+            e,
+            SendError::RetriesExhausted {
+                last: Attempt::Transport,
+                attempts: 4
+            }
+        );
+        assert_eq!(e.last_status(), None);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn never_waits_past_the_deadline() {
+        // Retry-After 20 s with 5 s left: stop now, as a deadline failure.
+        let s = Script::new([Answer::Status(429, Some(Duration::from_secs(20)))]);
+        let start = Instant::now();
+        let e = send(&s, start + Duration::from_secs(5)).await.unwrap_err();
+        assert_eq!(
+            e,
+            SendError::Deadline {
+                last: Some(Attempt::Status(429)),
+                attempts: 1
+            }
+        );
+        assert!(Instant::now() - start < Duration::from_secs(5));
+        // A hanging attempt is cut at the deadline.
+        let s = Script::new([Answer::Hang]);
+        let start = Instant::now();
+        let e = SegmentClient::new(
+            s.clone(),
+            &RetrySettings {
+                attempt_timeout: Duration::from_secs(60),
+                ..settings()
+            },
+        )
+        .send(Bytes::new(), start + Duration::from_secs(2))
+        .await
+        .unwrap_err();
+        assert!(matches!(e, SendError::Deadline { .. }), "{e:?}");
+        assert_eq!(Instant::now() - start, Duration::from_secs(2));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_limit_is_shared_by_clones() {
+        let s = Script::new((0..4).map(|_| Answer::Hang));
+        let client = SegmentClient::new(s.clone(), &settings());
+        let sends: Vec<_> = (0..4)
+            .map(|_| {
+                let c = client.clone();
+                tokio::spawn(async move { c.send(Bytes::new(), in_a_minute()).await })
+            })
+            .collect();
+        tokio::time::sleep(Duration::from_millis(10)).await;
+        // max_in_flight = 2: two calls started, two wait for a permit.
+        assert_eq!(s.calls.lock().unwrap().len(), 2);
+        for t in sends {
+            t.abort();
+        }
+    }
+}

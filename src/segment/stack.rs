@@ -1,0 +1,35 @@
+//! The tower stack, built once per destination and shared by every call to it (a new stack per
+//! call would mean a new semaphore each time). Outer → inner:
+
+use std::sync::Arc;
+
+use tower::ServiceBuilder;
+use tower::util::BoxCloneSyncService;
+
+use super::client::{SegmentRequest, SegmentResponse};
+use super::retry::RetryPolicy;
+use super::{BoxError, RetrySettings};
+
+pub fn build<S>(
+    inner: S,
+    settings: &RetrySettings,
+) -> BoxCloneSyncService<SegmentRequest, SegmentResponse, BoxError>
+where
+    S: tower::Service<SegmentRequest, Response = SegmentResponse> + Clone + Send + Sync + 'static,
+    S::Error: Into<BoxError>,
+    S::Future: Send + 'static,
+{
+    let stack = ServiceBuilder::new()
+        // Bounds the batches in flight to this destination, those sleeping in backoff included,
+        // which bounds memory and load on the API; shared by every clone.
+        .concurrency_limit(settings.max_in_flight)
+        // Retries what `classify` calls retryable, after Retry-After or a jittered exponential
+        // backoff, up to `max_attempts`, never sleeping past the request's deadline.
+        .retry(RetryPolicy::new(Arc::new(settings.clone())))
+        // Each attempt gets its own deadline, so one slow answer costs one attempt.
+        .timeout(settings.attempt_timeout)
+        // reqwest (its own retries off): POST /v1/batch with Basic auth, any status is Ok.
+        .map_err(Into::<BoxError>::into)
+        .service(inner);
+    BoxCloneSyncService::new(stack)
+}
