@@ -119,8 +119,6 @@ pub struct DeliverySettings {
     pub deadline_margin: Duration,
     /// The most rows one SubmitRows request (or one StreamRows chunk) may carry.
     pub max_rows: usize,
-    /// The largest `columns_json` of one row (larger: `ROW_TOO_LARGE`).
-    pub max_row_bytes: usize,
     /// StreamRows: the most rows in flight per stream; reading pauses while full.
     pub stream_rows_in_flight: usize,
     /// How long the cache trusts an entry.
@@ -141,7 +139,6 @@ impl Default for DeliverySettings {
             default_deadline: Duration::from_secs(30),
             deadline_margin: Duration::from_millis(500),
             max_rows: 10_000,
-            max_row_bytes: 256 * 1024,
             stream_rows_in_flight: 10_000,
             cache_max_age: cache::DEFAULT_MAX_AGE,
             max_render_bytes: 16 * 1024 * 1024,

@@ -447,26 +447,12 @@ pub fn to_proto_row(row: &Row) -> proto::Row {
 
 // === SubmitRows and StreamRows ===
 
-/// A submitted row: too large or unreadable rows become a per-row issue.
-pub(super) fn input(row: proto::Row, max_row_bytes: usize) -> Input {
-    let id = row.id.clone();
-    if row.columns_json.len() > max_row_bytes {
-        let issue = Issue::new(
-            IssueCode::RowTooLarge,
-            "/columns_json",
-            format!(
-                "is {} bytes; at most {max_row_bytes} per row",
-                row.columns_json.len()
-            ),
-        );
-        return Input {
-            id,
-            row: Err(issue),
-        };
-    }
+/// A submitted row: too large or unreadable rows become a per-row issue (the same limits as
+/// TestMapping, [`row`]).
+pub(super) fn input(r: proto::Row, limits: &RowLimits) -> Input {
     Input {
-        id,
-        row: Row::try_from(row),
+        id: r.id.clone(),
+        row: row(r, limits),
     }
 }
 

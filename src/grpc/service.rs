@@ -374,10 +374,9 @@ impl<S: Store> proto::Connections for ConnectionsService<S> {
         } = request.into_inner();
         self.check_row_count("rows", rows.len())?;
         let (destination_id, model) = self.check_target(destination_id, model).await?;
-        let max_row_bytes = settings.max_row_bytes;
         let inputs = rows
             .into_iter()
-            .map(|r| convert::input(r, max_row_bytes))
+            .map(|r| convert::input(r, &self.limits.rows))
             .collect();
         let results = self
             .delivery
@@ -398,6 +397,7 @@ impl<S: Store> proto::Connections for ConnectionsService<S> {
     ) -> Result<Response<Self::StreamRowsStream>, Status> {
         use proto::stream_rows_request::Message;
         let settings = self.delivery.settings().clone();
+        let row_limits = self.limits.rows;
         // The caller's deadline bounds the whole stream; without one, each chunk gets the default.
         let stream_stop =
             grpc_timeout(request.metadata()).map(|t| settings.stop_at(Instant::now(), Some(t)));
@@ -465,11 +465,10 @@ impl<S: Store> proto::Connections for ConnectionsService<S> {
                 };
                 let stop = stream_stop.unwrap_or_else(|| settings.stop_at(Instant::now(), None));
                 let (delivery, target, tx) = (delivery.clone(), target.clone(), tx.clone());
-                let max_row_bytes = settings.max_row_bytes;
                 chunks.spawn(async move {
                     let inputs = rows
                         .into_iter()
-                        .map(|r| convert::input(r, max_row_bytes))
+                        .map(|r| convert::input(r, &row_limits))
                         .collect();
                     let answer = delivery
                         .submit(&target.0, &target.1, inputs, 0, stop)

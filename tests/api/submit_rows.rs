@@ -190,7 +190,7 @@ async fn request_level_errors() {
 
 #[tokio::test]
 async fn every_row_is_accounted_for() {
-    let (app, fake, d) = setup_with(|s| s.delivery.max_row_bytes = 1_000).await;
+    let (app, fake, d) = setup_with(|s| s.row_limits.max_row_bytes = 1_000).await;
     app.create_mapping(&d, &track_with_message_id("orders"))
         .await;
     let mut input = rows(2);
