@@ -17,6 +17,8 @@ use tokio::time::Instant;
 use crate::error::Error;
 use crate::issue::{Issue, IssueCode};
 use crate::mapping::{Mapping, Row};
+use crate::metrics::{self, EventResult};
+use crate::segment::Action;
 use crate::segment::batch::{self, Span};
 use crate::segment::retry::Attempt;
 use crate::segment::{RetrySettings, SegmentClient, SegmentHttp, SendError, Sent};
@@ -289,6 +291,7 @@ pub async fn deliver<S: Sender>(
                 outcome.apply(r);
             }
         }
+        plan.record_metrics();
         results.append(&mut plan.results);
     }
     results
@@ -304,6 +307,8 @@ struct Plan {
     /// For each span, the index of its result.
     span_result: Vec<u32>,
     results: Vec<RowResult>,
+    /// For each result, its mapping's action (`None`: no mapping matched, or unreadable).
+    actions: Vec<Option<Action>>,
 }
 
 impl Plan {
@@ -313,6 +318,25 @@ impl Plan {
             spans: Vec::with_capacity(rows),
             span_result: Vec::with_capacity(rows),
             results: Vec::with_capacity(rows),
+            actions: Vec::with_capacity(rows),
+        }
+    }
+
+    /// Events by action and result, and rows no mapping matched (the results are settled).
+    fn record_metrics(&self) {
+        for (r, action) in self.results.iter().zip(&self.actions) {
+            let result = match r.status {
+                Status::Delivered => EventResult::Delivered,
+                Status::Rejected => EventResult::Rejected,
+                Status::Failed => EventResult::Failed,
+                Status::Skipped => EventResult::Skipped,
+            };
+            match (action, r.status) {
+                (Some(a), _) => metrics::record_events(*a, result, 1),
+                (None, Status::Skipped) => metrics::record_skipped_rows(1),
+                // An unreadable row is no event.
+                (None, _) => {}
+            }
         }
     }
 
@@ -338,6 +362,7 @@ impl Plan {
             Err(issue) => {
                 plan.results
                     .push(result(String::new(), Status::Rejected, None, vec![issue]));
+                plan.actions.push(None);
                 return;
             }
         };
@@ -349,6 +374,7 @@ impl Plan {
                 continue;
             }
             matched = true;
+            plan.actions.push(Some(m.action));
             let mapping_id = m.identity().mapping_id.clone();
             if r.accepted() {
                 plan.spans.push(Span {
@@ -376,6 +402,7 @@ impl Plan {
         if !matched {
             plan.results
                 .push(result(String::new(), Status::Skipped, None, Vec::new()));
+            plan.actions.push(None);
         }
     }
 
@@ -523,6 +550,7 @@ async fn send_group<S: Sender>(
             continue;
         }
         let body = batch::body(&plan.arena, &plan.spans[range.clone()]);
+        metrics::record_batch(range.len(), body.len());
         match sender.send(body, stop).await {
             Ok(Sent { attempts }) => done.push((range, Outcome::Delivered { attempts })),
             Err(SendError::Rejected {

@@ -2,6 +2,9 @@
 //! the in-flight gauge match what happened. A test binary of its own, so that no other test's
 //! calls land in the process-wide registry.
 
+#[path = "api/fake_segment.rs"]
+#[allow(dead_code)]
+mod fake_segment;
 #[path = "api/helpers.rs"]
 #[allow(dead_code)]
 mod helpers;
@@ -34,8 +37,12 @@ fn sample(body: &str, series: &str) -> Option<f64> {
         .map(|v| v.trim().parse().unwrap())
 }
 
+/// The registry is process-wide: the tests that record into it take turns.
+static REGISTRY: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
 #[tokio::test]
 async fn metrics_count_what_happened() {
+    let _turn = REGISTRY.lock().await;
     let app = TestApp::spawn_with(Arc::new(tempfile::tempdir().unwrap()), |s| {
         s.metrics_listen = Some("127.0.0.1:0".parse().unwrap());
     })
@@ -142,6 +149,8 @@ async fn metrics_count_what_happened() {
     // The delivery path's recording functions land under their documented names and labels.
     use segment_connections::metrics::{self as m, EventResult, StatusClass};
     use segment_connections::segment::fields::Action;
+    // Compared as what this block adds: the delivery test may have recorded before.
+    let (_, before) = get(metrics, "/metrics").await;
     m::record_events(Action::Track, EventResult::Delivered, 3);
     m::record_events(Action::Identify, EventResult::Failed, 1);
     m::record_skipped_rows(2);
@@ -186,7 +195,8 @@ async fn metrics_count_what_happened() {
         ("segment_connections_batch_bytes_sum", 1200.0),
         ("segment_connections_upstream_in_flight", 1.0),
     ] {
-        assert_eq!(sample(&body, series), Some(value), "{series} in {body}");
+        let added = sample(&body, series).map(|v| v - sample(&before, series).unwrap_or(0.0));
+        assert_eq!(added, Some(value), "{series} in {body}");
     }
     drop(in_flight);
     let (_, body) = get(metrics, "/metrics").await;
@@ -194,4 +204,73 @@ async fn metrics_count_what_happened() {
         sample(&body, "segment_connections_upstream_in_flight"),
         Some(0.0)
     );
+}
+
+/// SubmitRows: rows received, events by action and result, upstream requests by status class,
+/// retries and batch sizes match what the fake Tracking API saw.
+#[tokio::test]
+async fn delivery_metrics_count_what_happened() {
+    let _turn = REGISTRY.lock().await;
+    let app = TestApp::spawn_with(Arc::new(tempfile::tempdir().unwrap()), |s| {
+        s.metrics_listen = Some("127.0.0.1:0".parse().unwrap());
+    })
+    .await;
+    let metrics = app.metrics_addr.expect("metrics are served");
+    let fake = fake_segment::FakeSegment::start("wk-metrics-0123").await;
+    let d = app
+        .create_destination_at("m", &fake.url(), "wk-metrics-0123")
+        .await;
+    app.create_mapping(&d.id, &track_mapping("orders")).await;
+    // The first attempt gets a 503, the retry a 200.
+    fake.script([fake_segment::Fault::Status(503)]);
+    let (_, before) = get(metrics, "/metrics").await;
+    let mut rows: Vec<proto::Row> = (0..3)
+        .map(|i| order_row(&format!("o-{i}"), "u-1"))
+        .collect();
+    let mut deleted = order_row("o-9", "u-1");
+    deleted.op = proto::Op::Deleted.into();
+    rows.push(deleted);
+    let response = app
+        .client
+        .clone()
+        .submit_rows(proto::SubmitRowsRequest {
+            destination_id: d.id.clone(),
+            model: "orders".into(),
+            rows,
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let counts = response.counts.unwrap();
+    assert_eq!((counts.delivered, counts.skipped), (3, 1));
+
+    // What this call added (the other test may have recorded into the same series before).
+    let (_, after) = get(metrics, "/metrics").await;
+    let at = |series: &str| {
+        sample(&after, series).unwrap_or_else(|| panic!("{series}:\n{after}"))
+            - sample(&before, series).unwrap_or(0.0)
+    };
+    assert_eq!(
+        at(r#"segment_connections_rows_received_total{method="SubmitRows"}"#),
+        4.0
+    );
+    assert_eq!(
+        at(r#"segment_connections_events_total{action="track",result="delivered"}"#),
+        3.0
+    );
+    assert_eq!(
+        at(r#"segment_connections_events_total{action="none",result="skipped"}"#),
+        1.0
+    );
+    assert_eq!(
+        at(r#"segment_connections_upstream_requests_total{status_class="5xx"}"#),
+        1.0
+    );
+    assert_eq!(
+        at(r#"segment_connections_upstream_requests_total{status_class="2xx"}"#),
+        1.0
+    );
+    assert_eq!(at("segment_connections_upstream_retries_total"), 1.0);
+    assert_eq!(at("segment_connections_batch_events_count"), 1.0);
+    assert_eq!(at("segment_connections_batch_events_sum"), 3.0);
 }

@@ -367,6 +367,7 @@ impl<S: Store> proto::Connections for ConnectionsService<S> {
     ) -> Result<Response<proto::SubmitRowsResponse>, Status> {
         let settings = self.delivery.settings();
         let stop = settings.stop_at(Instant::now(), grpc_timeout(request.metadata()));
+        let rpc = RpcCounts::of(&request);
         let proto::SubmitRowsRequest {
             destination_id,
             model,
@@ -374,6 +375,7 @@ impl<S: Store> proto::Connections for ConnectionsService<S> {
         } = request.into_inner();
         self.check_row_count("rows", rows.len())?;
         let (destination_id, model) = self.check_target(destination_id, model).await?;
+        rpc.add_rows(rows.len() as u64);
         let inputs = rows
             .into_iter()
             .map(|r| convert::input(r, &self.limits.rows))
@@ -383,6 +385,14 @@ impl<S: Store> proto::Connections for ConnectionsService<S> {
             .submit(&destination_id, &model, inputs, 0, stop)
             .await?;
         let (results, counts) = convert::to_proto_results(results);
+        for (outcome, n) in [
+            (Outcome::Delivered, counts.delivered),
+            (Outcome::Rejected, counts.rejected),
+            (Outcome::Failed, counts.failed),
+            (Outcome::Skipped, counts.skipped),
+        ] {
+            rpc.add(outcome, u64::from(n));
+        }
         Ok(Response::new(proto::SubmitRowsResponse {
             results,
             counts: Some(counts),

@@ -16,6 +16,7 @@ use tower::util::BoxCloneSyncService;
 
 use super::retry::{Attempt, attempt_of_error, parse_retry_after};
 use super::{BoxError, RetrySettings, stack};
+use crate::metrics::{self, StatusClass};
 use crate::store::WriteKey;
 
 /// `User-Agent` of every request: the service's name and version.
@@ -203,8 +204,17 @@ impl tower::Service<SegmentRequest> for SegmentHttp {
             .body(req.body)
             .send();
         Box::pin(async move {
-            let resp = send.await?;
+            let _in_flight = metrics::upstream_in_flight();
+            let started = std::time::Instant::now();
+            let resp = match send.await {
+                Ok(resp) => resp,
+                Err(e) => {
+                    metrics::record_upstream_request(StatusClass::Error, started.elapsed());
+                    return Err(e.into());
+                }
+            };
             let status = resp.status().as_u16();
+            metrics::record_upstream_request(StatusClass::Http(status), started.elapsed());
             let retry_after = resp
                 .headers()
                 .get(reqwest::header::RETRY_AFTER)

@@ -153,6 +153,11 @@ impl tower::retry::Policy<SegmentRequest, SegmentResponse, BoxError> for RetryPo
         self.attempts += 1;
         let attempt = attempt_of(result);
         req.progress.record(self.attempts, attempt);
+        if attempt == Attempt::Timeout {
+            // The HTTP layer never saw an answer: the attempt took its whole timeout.
+            let class = crate::metrics::StatusClass::Timeout;
+            crate::metrics::record_upstream_request(class, self.settings.attempt_timeout);
+        }
         if classify(attempt) != Class::Retry || self.attempts >= self.settings.max_attempts {
             return None;
         }
@@ -164,6 +169,7 @@ impl tower::retry::Policy<SegmentRequest, SegmentResponse, BoxError> for RetryPo
             req.progress.stopped_for_deadline();
             return None;
         }
+        crate::metrics::record_retry();
         Some(tokio::time::sleep(wait))
     }
 
