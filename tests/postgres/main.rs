@@ -1,10 +1,13 @@
 //! PostgreSQL end to end: real `serve` processes on one database (`TEST_DATABASE_URL`; skipped
-//! with a notice when unset, failing when CI=true), a database outage, key rotation, and where
-//! the write key must never appear.
+//! with a notice when unset, failing when CI=true), a database outage (rows still delivered from
+//! the cache), key rotation, and where the write key must never appear.
 
 #[path = "../pg_support/mod.rs"]
 mod pg_support;
 
+#[path = "../api/fake_segment.rs"]
+#[allow(dead_code)]
+mod fake_segment;
 mod helpers;
 mod keys;
 mod outage;

@@ -7,6 +7,7 @@ use tonic::Code;
 use tonic_health::pb::HealthCheckRequest;
 use tonic_health::pb::health_client::HealthClient;
 
+use crate::fake_segment::FakeSegment;
 use crate::helpers::{Cluster, Server, create_destination, track_mapping};
 use segment_connections::grpc::proto;
 use segment_connections::store::KeyRing;
@@ -22,7 +23,19 @@ async fn calls_fail_unavailable_while_postgres_is_down_and_recover_after() {
     let key = KeyRing::generate_hex().unwrap();
     let mut server = Server::start(&cluster.url(), &key, "info,segment_connections=debug").await;
     let mut c = server.client();
-    let d = create_destination(&mut c, "prod", "wk-outage-0123").await;
+    let fake = FakeSegment::start("wk-outage-0123").await;
+    let d = c
+        .create_destination(proto::CreateDestinationRequest {
+            name: "prod".into(),
+            region: fake.url(),
+            write_key: "wk-outage-0123".into(),
+            enabled: None,
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .destination
+        .unwrap();
     let m = c
         .create_mapping(proto::CreateMappingRequest {
             destination_id: d.id.clone(),
@@ -33,6 +46,20 @@ async fn calls_fail_unavailable_while_postgres_is_down_and_recover_after() {
         .into_inner()
         .mapping
         .unwrap();
+
+    let submit = |id: &str| proto::SubmitRowsRequest {
+        destination_id: d.id.clone(),
+        model: "orders".into(),
+        rows: vec![crate::helpers::order_row(id)],
+    };
+    let delivered = |r: proto::SubmitRowsResponse| r.counts.map(|c| c.delivered);
+    // The row path has read the destination and its mapping once.
+    let first = c
+        .submit_rows(submit("o-before"))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(delivered(first), Some(1));
 
     cluster.pause();
     let started = Instant::now();
@@ -137,6 +164,14 @@ async fn calls_fail_unavailable_while_postgres_is_down_and_recover_after() {
         .unwrap()
         .into_inner();
     assert!(inline.results[0].accepted);
+    // Rows keep flowing: the row path delivers from what it last read.
+    let during = c
+        .submit_rows(submit("o-during"))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(delivered(during), Some(1));
+    assert_eq!(fake.accepted().len(), 2);
 
     // Back: the same server recovers by itself.
     cluster.resume();

@@ -5,10 +5,12 @@ use std::time::{Duration, Instant};
 
 use tonic::Code;
 
-use crate::helpers::{Server, create_destination, rendered_event, track_mapping};
+use crate::fake_segment::FakeSegment;
+use crate::helpers::{Server, create_destination, order_row, rendered_event, track_mapping};
 use crate::pg_support::TestDb;
-use segment_connections::grpc::proto;
+use segment_connections::grpc::proto::{self, ConnectionsClient, ResultStatus};
 use segment_connections::store::KeyRing;
+use tonic::transport::Channel;
 
 /// Debug for our crate: each replica logs every change version it sees.
 const LOG: &str = "info,segment_connections=debug";
@@ -33,6 +35,33 @@ async fn lag(db: &TestDb, to: &Server, since: Instant) -> Duration {
     seen.saturating_duration_since(since)
 }
 
+/// Submits row `o-1` through `c` until its result is `want` (a replica's row path may serve
+/// what it read up to a moment before the change reached it); that result.
+async fn submit_until(
+    c: &mut ConnectionsClient<Channel>,
+    destination_id: &str,
+    want: ResultStatus,
+) -> proto::RowResult {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let result = c
+            .submit_rows(proto::SubmitRowsRequest {
+                destination_id: destination_id.into(),
+                model: "orders".into(),
+                rows: vec![order_row("o-1")],
+            })
+            .await
+            .unwrap()
+            .into_inner()
+            .results
+            .remove(0);
+        if result.status == want as i32 || Instant::now() > deadline {
+            return result;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_replicas_share_destinations_and_mappings() {
     let Some(db) = TestDb::create().await else {
@@ -44,8 +73,20 @@ async fn two_replicas_share_destinations_and_mappings() {
     let (mut ca, mut cb) = (a.client(), b.client());
     let mut lags = Vec::new();
 
-    // Created on A: B renders with it.
-    let d = create_destination(&mut ca, "prod", "wk-replicas-0123").await;
+    // Created on A: B renders with it, and delivers rows through it.
+    let fake = FakeSegment::start("wk-replicas-0123").await;
+    let d = ca
+        .create_destination(proto::CreateDestinationRequest {
+            name: "prod".into(),
+            region: fake.url(),
+            write_key: "wk-replicas-0123".into(),
+            enabled: None,
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .destination
+        .unwrap();
     let t = Instant::now();
     let m = ca
         .create_mapping(proto::CreateMappingRequest {
@@ -61,6 +102,12 @@ async fn two_replicas_share_destinations_and_mappings() {
     assert_eq!(
         rendered_event(&mut cb, &m.id).await.unwrap(),
         "Order Completed"
+    );
+    let on_b_sent = submit_until(&mut cb, &d.id, ResultStatus::Delivered).await;
+    assert_eq!(
+        on_b_sent.status,
+        ResultStatus::Delivered as i32,
+        "{on_b_sent:?}"
     );
     let on_b = cb
         .get_mapping(proto::GetMappingRequest { id: m.id.clone() })
@@ -88,6 +135,28 @@ async fn two_replicas_share_destinations_and_mappings() {
     assert_eq!(
         rendered_event(&mut ca, &m.id).await.unwrap(),
         "Order Updated"
+    );
+    // A sends with the new version: the same row gets a new derived messageId.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let on_a_sent = loop {
+        let r = submit_until(&mut ca, &d.id, ResultStatus::Delivered).await;
+        if r.message_id != on_b_sent.message_id || Instant::now() > deadline {
+            break r;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    assert_eq!(
+        on_a_sent.status,
+        ResultStatus::Delivered as i32,
+        "{on_a_sent:?}"
+    );
+    assert_ne!(on_a_sent.message_id, on_b_sent.message_id);
+    assert_eq!(
+        fake.accepted(),
+        [
+            on_b_sent.message_id.clone().unwrap(),
+            on_a_sent.message_id.clone().unwrap()
+        ]
     );
     let listed = ca
         .list_mappings(proto::ListMappingsRequest {
@@ -131,6 +200,9 @@ async fn two_replicas_share_destinations_and_mappings() {
         rendered_event(&mut cb, &m.id).await.unwrap_err().code(),
         Code::NotFound
     );
+    // B stops sending: the row matches no mapping any more.
+    let skipped = submit_until(&mut cb, &d.id, ResultStatus::Skipped).await;
+    assert_eq!(skipped.status, ResultStatus::Skipped as i32, "{skipped:?}");
     let t = Instant::now();
     cb.delete_destination(proto::DeleteDestinationRequest { id: d.id.clone() })
         .await
