@@ -114,6 +114,7 @@ impl App {
             ConnectionsService::new(store.clone(), limits).with_delivery(settings.delivery.clone());
         // Writes through any replica (PostgreSQL LISTEN/NOTIFY, else polling the store's change
         // version) make the row path re-read at once.
+        let delivery = service.delivery();
         let cache = service.row_cache();
         let watcher =
             crate::store::watch_changes(store.clone(), CHANGE_POLL, move |_| cache.invalidate());
@@ -204,6 +205,12 @@ impl App {
             () = shutdown => {}
         }
         tracing::info!(grace = ?settings.shutdown_grace, "shutting down");
+        // Calls in flight stop sending a little before the grace period ends, so each answers
+        // (rows not delivered by then: FAILED, SHUTTING_DOWN) before the server drops it.
+        let margin = (settings.shutdown_grace / 5).min(Duration::from_secs(2));
+        delivery.shut_down_at(
+            tokio::time::Instant::now() + settings.shutdown_grace.saturating_sub(margin),
+        );
         reporter.set_not_serving::<Service>().await;
         stop_tx.send(()).ok();
         match tokio::time::timeout(settings.shutdown_grace, &mut server).await {

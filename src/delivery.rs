@@ -165,6 +165,7 @@ pub struct Delivery<S> {
     clients: Mutex<HashMap<String, (u64, SegmentClient)>>,
     http: reqwest::Client,
     settings: DeliverySettings,
+    shutdown: tokio::sync::watch::Sender<Option<Instant>>,
 }
 
 impl<S> std::fmt::Debug for Delivery<S> {
@@ -182,7 +183,13 @@ impl<S: Store> Delivery<S> {
             clients: Mutex::default(),
             http: SegmentHttp::client(&settings.retry),
             settings,
+            shutdown: tokio::sync::watch::channel(None).0,
         }
+    }
+
+    /// The server is shutting down: calls in flight stop sending at `grace_end`.
+    pub fn shut_down_at(&self, grace_end: Instant) {
+        self.shutdown.send_replace(Some(grace_end));
     }
 
     pub fn settings(&self) -> &DeliverySettings {
@@ -242,7 +249,17 @@ impl<S: Store> Delivery<S> {
         stop: Instant,
     ) -> Result<Vec<RowResult>, Error> {
         let (mappings, client) = self.target(destination_id, model).await?;
-        Ok(deliver(&mappings, rows, first_index, &client, stop, &self.settings).await)
+        let shutdown = Shutdown(self.shutdown.subscribe());
+        Ok(deliver(
+            &mappings,
+            rows,
+            first_index,
+            &client,
+            stop,
+            shutdown,
+            &self.settings,
+        )
+        .await)
     }
 }
 
@@ -255,9 +272,13 @@ pub async fn deliver<S: Sender>(
     first_index: u32,
     sender: &S,
     stop: Instant,
+    shutdown: Shutdown,
     settings: &DeliverySettings,
 ) -> Vec<RowResult> {
     let total = rows.len();
+    let shutdown = shutdown.reached();
+    tokio::pin!(shutdown);
+    let mut shut_down = false;
     let mut results = Vec::with_capacity(total);
     let mut seen = Seen::with_capacity_and_hasher(total, Default::default());
     let mut rows = rows.into_iter().enumerate().peekable();
@@ -273,18 +294,37 @@ pub async fn deliver<S: Sender>(
         }
         plan.reject_duplicates(&mut seen);
         let groups = batch::pack(&plan.spans, settings.batch);
-        let outcomes: Vec<(Range<usize>, Outcome)> = {
+        let mut outcomes: Vec<(Range<usize>, Outcome)> = Vec::new();
+        if !shut_down {
             let plan = &plan;
             let mut sends: FuturesUnordered<_> = groups
                 .into_iter()
                 .map(|g| send_group(plan, g, sender, stop, settings.max_bisect_requests))
                 .collect();
-            let mut all = Vec::new();
-            while let Some(mut done) = sends.next().await {
-                all.append(&mut done);
+            loop {
+                tokio::select! {
+                    biased;
+                    next = sends.next() => match next {
+                        Some(mut done) => outcomes.append(&mut done),
+                        None => break,
+                    },
+                    () = &mut shutdown => {
+                        shut_down = true;
+                        break;
+                    }
+                }
             }
-            all
-        };
+        }
+        if shut_down {
+            // What the grace period left unsettled (sends in flight are dropped).
+            let mut settled = vec![false; plan.spans.len()];
+            for (range, _) in &outcomes {
+                settled[range.clone()].fill(true);
+            }
+            for (i, _) in settled.iter().enumerate().filter(|(_, s)| !**s) {
+                outcomes.push((i..i + 1, Outcome::ShuttingDown));
+            }
+        }
         for (range, outcome) in outcomes {
             for i in range {
                 let r = &mut plan.results[plan.span_result[i] as usize];
@@ -295,6 +335,33 @@ pub async fn deliver<S: Sender>(
         results.append(&mut plan.results);
     }
     results
+}
+
+/// When the server's shutdown grace period ends: set once, when the server starts shutting down.
+/// Sending stops then, and events not yet delivered are `FAILED` with `SHUTTING_DOWN`, so every
+/// call still answers before the server drops it.
+#[derive(Debug, Clone)]
+pub struct Shutdown(tokio::sync::watch::Receiver<Option<Instant>>);
+
+impl Shutdown {
+    /// A shutdown that never comes (tests, and calls made outside a server).
+    pub fn never() -> Shutdown {
+        Shutdown(tokio::sync::watch::channel(None).1)
+    }
+
+    /// Completes when the grace period has ended.
+    async fn reached(mut self) {
+        loop {
+            let at = *self.0.borrow_and_update();
+            if let Some(at) = at {
+                tokio::time::sleep_until(at).await;
+                return;
+            }
+            if self.0.changed().await.is_err() {
+                std::future::pending::<()>().await;
+            }
+        }
+    }
 }
 
 /// The messageIds already sent (or about to be) in one request.
@@ -460,6 +527,8 @@ enum Outcome {
     Unresolved {
         attempts: u32,
     },
+    /// The server's shutdown grace period ended first.
+    ShuttingDown,
 }
 
 impl Outcome {
@@ -479,6 +548,16 @@ impl Outcome {
                     "",
                     "upstream answered 400 to a batch holding this event; bisection stopped \
                      before isolating the culprit",
+                ));
+            }
+            Outcome::ShuttingDown => {
+                r.status = Status::Failed;
+                r.retryable = true;
+                r.issues.push(Issue::new(
+                    IssueCode::ShuttingDown,
+                    "",
+                    "the server shut down before the event was delivered; submitting it again \
+                     is safe (the same messageId)",
                 ));
             }
             Outcome::Failed(e) => {

@@ -95,6 +95,7 @@ async fn run(mappings: &[Arc<Mapping>], input: Vec<Input>, fake: &Fake) -> Vec<R
         0,
         fake,
         later(),
+        Shutdown::never(),
         &DeliverySettings::default(),
     )
     .await
@@ -277,6 +278,7 @@ async fn past_the_stop_nothing_is_sent_and_rows_fail_with_deadline() {
         0,
         &fake,
         stop,
+        Shutdown::never(),
         &DeliverySettings::default(),
     )
     .await;
@@ -298,7 +300,16 @@ async fn batches_respect_the_event_limit() {
         },
         ..DeliverySettings::default()
     };
-    let results = deliver(&[track("m1")], rows(10), 0, &fake, later(), &settings).await;
+    let results = deliver(
+        &[track("m1")],
+        rows(10),
+        0,
+        &fake,
+        later(),
+        Shutdown::never(),
+        &settings,
+    )
+    .await;
     assert!(results.iter().all(|r| r.status == Status::Delivered));
     let sizes: Vec<usize> = fake.bodies.lock().unwrap().iter().map(Vec::len).collect();
     assert_eq!(sizes.iter().sum::<usize>(), 10);
@@ -327,7 +338,16 @@ async fn large_requests_are_rendered_and_sent_in_slices() {
     // A messageId repeated in a later slice is still a duplicate.
     input.push(row(20, serde_json::json!({"user_id": "x", "mid": "dup"})));
     input.push(row(21, serde_json::json!({"user_id": "y", "mid": "dup"})));
-    let results = deliver(&[track("m1")], input, 100, &fake, later(), &settings).await;
+    let results = deliver(
+        &[track("m1")],
+        input,
+        100,
+        &fake,
+        later(),
+        Shutdown::never(),
+        &settings,
+    )
+    .await;
     let indexes: Vec<u32> = results.iter().map(|r| r.row_index).collect();
     assert_eq!(indexes, (100..122).collect::<Vec<u32>>());
     assert!(results[..21].iter().all(|r| r.status == Status::Delivered));

@@ -53,6 +53,11 @@ impl<S: Store> ConnectionsService<S> {
         }
     }
 
+    /// The delivery path (the server tells it when shutdown's grace period ends).
+    pub fn delivery(&self) -> Arc<Delivery<S>> {
+        self.delivery.clone()
+    }
+
     /// The row path's cache of destinations and compiled mappings.
     pub fn row_cache(&self) -> Arc<crate::store::cache::Cache<S>> {
         self.delivery.cache().clone()

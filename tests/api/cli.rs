@@ -626,3 +626,118 @@ async fn rows_submit_delivers_a_jsonl_file_and_reports_what_was_not_delivered() 
         text(&out.stderr)
     );
 }
+
+/// SIGTERM in the middle of a SubmitRows whose batch the Tracking API holds: the call still
+/// answers within the grace period, every row with its result (FAILED, SHUTTING_DOWN,
+/// retryable), and the process exits 0.
+#[tokio::test]
+async fn sigterm_mid_submit_rows_answers_every_row() {
+    use crate::fake_segment::{FakeSegment, Fault};
+    use segment_connections::grpc::proto::{self, ConnectionsClient};
+
+    let dir = tempfile::tempdir().unwrap();
+    let mut child = Command::new(BIN)
+        .args(["serve", "--listen", "127.0.0.1:0", "--log-format", "json"])
+        .args(["--metrics-listen", "off", "--shutdown-grace-seconds", "2"])
+        .current_dir(dir.path())
+        .env_remove("SEGMENT_CONNECTIONS_ENCRYPTION_KEY")
+        .env_remove("SEGMENT_CONNECTIONS_ENCRYPTION_KEY_FILE")
+        .env_remove("SEGMENT_CONNECTIONS_STORE")
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stderr = child.stderr.take().unwrap();
+    let (lines_tx, lines_rx) = std::sync::mpsc::channel::<String>();
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(stderr).lines() {
+            let Ok(line) = line else { break };
+            if lines_tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    let addr = loop {
+        let line = lines_rx.recv_timeout(Duration::from_secs(30)).unwrap();
+        let v: Value = serde_json::from_str(&line).unwrap_or(Value::Null);
+        if v["fields"]["message"] == "serving" {
+            break v["fields"]["addr"].as_str().unwrap().to_owned();
+        }
+    };
+    let fake = FakeSegment::start("wk-sigterm-0123").await;
+    // The Tracking API holds the batch far longer than the grace period.
+    fake.script([Fault::Slow(Duration::from_secs(60))]);
+    let mut client = ConnectionsClient::connect(format!("http://{addr}"))
+        .await
+        .unwrap();
+    let d = client
+        .create_destination(proto::CreateDestinationRequest {
+            name: "prod".into(),
+            region: fake.url(),
+            write_key: "wk-sigterm-0123".into(),
+            enabled: None,
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .destination
+        .unwrap();
+    client
+        .create_mapping(proto::CreateMappingRequest {
+            destination_id: d.id.clone(),
+            mapping_json: track_mapping("orders"),
+        })
+        .await
+        .unwrap();
+    let rows = (0..3)
+        .map(|i| crate::helpers::order_row(&format!("o-{i}"), "u-1"))
+        .collect();
+    let mut submitter = client.clone();
+    let call = tokio::spawn(async move {
+        submitter
+            .submit_rows(proto::SubmitRowsRequest {
+                destination_id: d.id.clone(),
+                model: "orders".into(),
+                rows,
+            })
+            .await
+    });
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while fake.max_in_progress() == 0 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the batch never reached the fake"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+
+    let kill = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(kill.success());
+    let response = call.await.unwrap().expect("the call answers").into_inner();
+    assert_eq!(response.results.len(), 3, "{response:?}");
+    for r in &response.results {
+        assert_eq!(r.status, proto::ResultStatus::Failed as i32, "{r:?}");
+        assert!(r.retryable, "{r:?}");
+        let codes: Vec<i32> = r.issues.iter().map(|i| i.code).collect();
+        assert_eq!(codes, [proto::IssueCode::ShuttingDown as i32], "{r:?}");
+    }
+    let status = tokio::task::spawn_blocking(move || {
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Some(s) = child.try_wait().unwrap() {
+                return Some(s);
+            }
+            if std::time::Instant::now() > deadline {
+                child.kill().ok();
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    })
+    .await
+    .unwrap()
+    .expect("serve stops within 30 s of SIGTERM");
+    assert!(status.success(), "{status:?}");
+}
