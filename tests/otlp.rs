@@ -2,6 +2,9 @@
 //! caller's trace (its `traceparent`), with the gRPC status. A test binary of its own: it
 //! installs the process-wide subscriber and propagator.
 
+#[path = "api/fake_segment.rs"]
+#[allow(dead_code)]
+mod fake_segment;
 #[path = "api/helpers.rs"]
 #[allow(dead_code)]
 mod helpers;
@@ -87,6 +90,36 @@ async fn a_call_is_exported_in_the_callers_trace() {
         format!("00-{trace_id}-{parent_id}-01").parse().unwrap(),
     );
     app.client.clone().test_mapping(request).await.unwrap();
+
+    // A SubmitRows in the same trace: the Tracking API request carries it on.
+    let fake = fake_segment::FakeSegment::start("wk-trace-0123").await;
+    let d = app
+        .create_destination_at("traced", &fake.url(), "wk-trace-0123")
+        .await;
+    app.create_mapping(&d.id, &track_mapping("orders")).await;
+    let mut submit = tonic::Request::new(proto::SubmitRowsRequest {
+        destination_id: d.id.clone(),
+        model: "orders".into(),
+        rows: vec![order_row("o-2", "u-1")],
+    });
+    submit.metadata_mut().insert(
+        "traceparent",
+        format!("00-{trace_id}-{parent_id}-01").parse().unwrap(),
+    );
+    let delivered = app
+        .client
+        .clone()
+        .submit_rows(submit)
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(delivered.counts.unwrap().delivered, 1);
+    let upstream = fake.requests();
+    let traceparent = upstream[0].traceparent.as_deref().unwrap_or_default();
+    assert!(
+        traceparent.starts_with(&format!("00-{trace_id}-")),
+        "{traceparent:?}"
+    );
     app.stop().await;
 
     // Flush (blocking: off the runtime's workers).

@@ -390,14 +390,7 @@ impl<S: Store> proto::Connections for ConnectionsService<S> {
             .submit(&destination_id, &model, inputs, 0, stop)
             .await?;
         let (results, counts) = convert::to_proto_results(results);
-        for (outcome, n) in [
-            (Outcome::Delivered, counts.delivered),
-            (Outcome::Rejected, counts.rejected),
-            (Outcome::Failed, counts.failed),
-            (Outcome::Skipped, counts.skipped),
-        ] {
-            rpc.add(outcome, u64::from(n));
-        }
+        count_results(&rpc, &counts);
         Ok(Response::new(proto::SubmitRowsResponse {
             results,
             counts: Some(counts),
@@ -416,6 +409,7 @@ impl<S: Store> proto::Connections for ConnectionsService<S> {
         // The caller's deadline bounds the whole stream; without one, each chunk gets the default.
         let stream_stop =
             grpc_timeout(request.metadata()).map(|t| settings.stop_at(Instant::now(), Some(t)));
+        let rpc = RpcCounts::of(&request);
         let mut inbound = request.into_inner();
         let header = match inbound.message().await? {
             Some(proto::StreamRowsRequest {
@@ -479,7 +473,9 @@ impl<S: Store> proto::Connections for ConnectionsService<S> {
                     break;
                 };
                 let stop = stream_stop.unwrap_or_else(|| settings.stop_at(Instant::now(), None));
+                rpc.add_rows(rows.len() as u64);
                 let (delivery, target, tx) = (delivery.clone(), target.clone(), tx.clone());
+                let rpc = rpc.clone();
                 chunks.spawn(async move {
                     let inputs = rows
                         .into_iter()
@@ -490,6 +486,7 @@ impl<S: Store> proto::Connections for ConnectionsService<S> {
                         .await
                         .map(|results| {
                             let (results, counts) = convert::to_proto_results(results);
+                            count_results(&rpc, &counts);
                             proto::StreamRowsResponse {
                                 chunk_id,
                                 results,
@@ -507,5 +504,17 @@ impl<S: Store> proto::Connections for ConnectionsService<S> {
         Ok(Response::new(Box::pin(
             tokio_stream::wrappers::ReceiverStream::new(rx),
         )))
+    }
+}
+
+/// Adds a call's results to its per-RPC counts (the log line and `rows_received_total`).
+fn count_results(rpc: &RpcCounts, counts: &proto::ResultCounts) {
+    for (outcome, n) in [
+        (Outcome::Delivered, counts.delivered),
+        (Outcome::Rejected, counts.rejected),
+        (Outcome::Failed, counts.failed),
+        (Outcome::Skipped, counts.skipped),
+    ] {
+        rpc.add(outcome, u64::from(n));
     }
 }

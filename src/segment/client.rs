@@ -196,9 +196,13 @@ impl tower::Service<SegmentRequest> for SegmentHttp {
     }
 
     fn call(&mut self, req: SegmentRequest) -> Self::Future {
+        // The caller's trace continues into the upstream request (`traceparent`, when exported).
+        let mut trace = http::HeaderMap::new();
+        crate::telemetry::inject_current(&mut trace);
         let send = self
             .client
             .post(&*self.url)
+            .headers(trace)
             .basic_auth(self.write_key.expose(), Some(""))
             .header(reqwest::header::CONTENT_TYPE, "application/json")
             .body(req.body)

@@ -50,6 +50,9 @@ pub struct Request {
     pub events: usize,
     pub bytes: usize,
     pub user_agent: String,
+    /// The W3C trace context the request carried, if any (read by tests/otlp.rs).
+    #[allow(dead_code)]
+    pub traceparent: Option<String>,
 }
 
 #[derive(Default)]
@@ -188,6 +191,10 @@ async fn batch(State(shared): State<Arc<Shared>>, headers: HeaderMap, body: Byte
         .and_then(|v| v.to_str().ok())
         .unwrap_or_default()
         .to_owned();
+    let traceparent = headers
+        .get("traceparent")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned);
     let record = |status: u16, events: usize| {
         shared.inner.lock().unwrap().requests.push(Request {
             at,
@@ -195,6 +202,7 @@ async fn batch(State(shared): State<Arc<Shared>>, headers: HeaderMap, body: Byte
             events,
             bytes: body.len(),
             user_agent: user_agent.clone(),
+            traceparent: traceparent.clone(),
         });
     };
     if headers
