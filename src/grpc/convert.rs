@@ -393,6 +393,20 @@ pub fn to_proto_test_result(row_index: usize, r: TestResult) -> proto::TestRowRe
     }
 }
 
+/// Back to a domain issue; `None` for a code this build does not know.
+fn issue_from_proto(issue: proto::Issue) -> Option<Issue> {
+    let proto::Issue {
+        code,
+        pointer,
+        message,
+    } = issue;
+    Some(Issue {
+        code: issue_code_from_proto(code)?,
+        pointer,
+        message,
+    })
+}
+
 /// Back to the domain result (for the CLI, which prints what `test-mapping` prints). An issue
 /// code this build does not know becomes `None` and is dropped with the rest of its issue.
 pub fn test_result_from_proto(r: proto::TestRowResult) -> TestResult {
@@ -411,22 +425,7 @@ pub fn test_result_from_proto(r: proto::TestRowResult) -> TestResult {
         event: event_json.and_then(|e| serde_json::from_str::<Value>(&e).ok()),
         message_id,
         size_bytes: size_bytes.map(|s| s as usize),
-        issues: issues
-            .into_iter()
-            .filter_map(
-                |proto::Issue {
-                     code,
-                     pointer,
-                     message,
-                 }| {
-                    Some(Issue {
-                        code: issue_code_from_proto(code)?,
-                        pointer,
-                        message,
-                    })
-                },
-            )
-            .collect(),
+        issues: issues.into_iter().filter_map(issue_from_proto).collect(),
     }
 }
 
@@ -542,22 +541,7 @@ pub fn row_result_from_proto(r: proto::RowResult) -> Option<RowResult> {
         mapping_id,
         status,
         message_id,
-        issues: issues
-            .into_iter()
-            .filter_map(
-                |proto::Issue {
-                     code,
-                     pointer,
-                     message,
-                 }| {
-                    Some(Issue {
-                        code: issue_code_from_proto(code)?,
-                        pointer,
-                        message,
-                    })
-                },
-            )
-            .collect(),
+        issues: issues.into_iter().filter_map(issue_from_proto).collect(),
         upstream_status: upstream_status.map(|s| s as u16),
         attempts,
         retryable,
