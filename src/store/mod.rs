@@ -9,6 +9,7 @@ pub mod cache;
 pub mod crypto;
 mod model;
 mod postgres;
+mod rows;
 mod secret;
 mod sqlite;
 mod watch;

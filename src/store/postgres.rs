@@ -6,14 +6,15 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use sqlx::postgres::{PgConnectOptions, PgListener, PgPoolOptions};
-use sqlx::{FromRow, PgPool, Postgres, Transaction};
+use sqlx::{PgPool, Postgres, Transaction};
 use tokio::sync::broadcast;
 use tokio::task::AbortHandle;
 
 use super::crypto::{KeyRing, Sealed};
+use super::rows::{DestinationRow, MappingRow};
 use super::{
     Destination, DestinationPatch, Feed, Kind, MAX_MAPPINGS_PER_DESTINATION, MappingContent,
-    MappingRecord, NewDestination, Region, Result, Store, StoreError, StoredKey, WriteKey,
+    MappingRecord, NewDestination, Result, Store, StoreError, StoredKey, WriteKey,
     check_stored_keys, new_id,
 };
 
@@ -350,76 +351,6 @@ fn name_taken(
             }
         } else {
             backend(e)
-        }
-    }
-}
-
-// === rows ===
-
-#[derive(FromRow)]
-struct DestinationRow {
-    id: String,
-    name: String,
-    region: String,
-    write_key_fingerprint: String,
-    enabled: bool,
-    version: i64,
-}
-
-impl DestinationRow {
-    fn into_destination(self) -> Result<Destination> {
-        let DestinationRow {
-            id,
-            name,
-            region,
-            write_key_fingerprint,
-            enabled,
-            version,
-        } = self;
-        let region = Region::parse(&region).map_err(|e| {
-            StoreError::Backend(format!("destination {id}: stored region {e}").into())
-        })?;
-        Ok(Destination {
-            id,
-            name,
-            region,
-            write_key_fingerprint,
-            enabled,
-            version: version as u64,
-        })
-    }
-}
-
-#[derive(FromRow)]
-struct MappingRow {
-    id: String,
-    destination_id: String,
-    name: String,
-    model: String,
-    enabled: bool,
-    version: i64,
-    document: String,
-}
-
-impl From<MappingRow> for MappingRecord {
-    fn from(row: MappingRow) -> MappingRecord {
-        let MappingRow {
-            id,
-            destination_id,
-            name,
-            model,
-            enabled,
-            version,
-            document,
-        } = row;
-        MappingRecord {
-            id,
-            destination_id,
-            name,
-            model,
-            enabled,
-            version: version as u64,
-            document,
         }
     }
 }

@@ -3,14 +3,15 @@
 use std::path::Path;
 use std::str::FromStr as _;
 
+use sqlx::SqlitePool;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
-use sqlx::{FromRow, SqlitePool};
 use tokio::sync::broadcast;
 
 use super::crypto::{KeyRing, Sealed};
+use super::rows::{DestinationRow, MappingRow};
 use super::{
     Destination, DestinationPatch, Feed, Kind, MAX_MAPPINGS_PER_DESTINATION, MappingContent,
-    MappingRecord, NewDestination, Region, Result, Store, StoreError, StoredKey, WriteKey,
+    MappingRecord, NewDestination, Result, Store, StoreError, StoredKey, WriteKey,
     check_stored_keys, new_id,
 };
 
@@ -132,74 +133,6 @@ fn not_found(kind: Kind, id: &str) -> StoreError {
     StoreError::NotFound {
         kind,
         id: id.to_owned(),
-    }
-}
-
-#[derive(FromRow)]
-struct DestinationRow {
-    id: String,
-    name: String,
-    region: String,
-    write_key_fingerprint: String,
-    enabled: bool,
-    version: i64,
-}
-
-impl DestinationRow {
-    fn into_destination(self) -> Result<Destination> {
-        let DestinationRow {
-            id,
-            name,
-            region,
-            write_key_fingerprint,
-            enabled,
-            version,
-        } = self;
-        let region = Region::parse(&region).map_err(|e| {
-            StoreError::Backend(format!("destination {id}: stored region {e}").into())
-        })?;
-        Ok(Destination {
-            id,
-            name,
-            region,
-            write_key_fingerprint,
-            enabled,
-            version: version as u64,
-        })
-    }
-}
-
-#[derive(FromRow)]
-struct MappingRow {
-    id: String,
-    destination_id: String,
-    name: String,
-    model: String,
-    enabled: bool,
-    version: i64,
-    document: String,
-}
-
-impl From<MappingRow> for MappingRecord {
-    fn from(row: MappingRow) -> MappingRecord {
-        let MappingRow {
-            id,
-            destination_id,
-            name,
-            model,
-            enabled,
-            version,
-            document,
-        } = row;
-        MappingRecord {
-            id,
-            destination_id,
-            name,
-            model,
-            enabled,
-            version: version as u64,
-            document,
-        }
     }
 }
 
