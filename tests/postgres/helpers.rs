@@ -1,8 +1,6 @@
-//! Real `serve` processes on one PostgreSQL database, their logs captured; a private PostgreSQL
-//! cluster a test may stop and start; the PostgreSQL binaries.
+//! Real `serve` processes on one PostgreSQL database, their logs captured.
 
 use std::io::BufRead as _;
-use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -11,6 +9,8 @@ use serde_json::Value;
 use tonic::transport::Channel;
 
 use segment_connections::grpc::proto::{self, ConnectionsClient};
+
+pub use crate::pg_support::{Cluster, have_pg_bin, pg_bin};
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_segment-connections");
 
@@ -266,179 +266,6 @@ pub async fn rendered_event(
     let event: Value =
         serde_json::from_str(resp.results[0].event_json.as_deref().unwrap_or("null")).unwrap();
     Ok(event["event"].as_str().unwrap_or_default().to_owned())
-}
-
-// === PostgreSQL binaries and a private cluster ===
-
-/// The directory of initdb, pg_ctl and pg_dump: `PG_BIN`, else `pg_config --bindir`, else the
-/// newest /usr/lib/postgresql/*/bin.
-pub fn pg_bin() -> PathBuf {
-    find_pg_bin().expect("PostgreSQL binaries (initdb, pg_ctl, pg_dump): set PG_BIN")
-}
-
-/// Whether a test needing the PostgreSQL binaries can run: they are found, or else (after a
-/// notice) `false` on a developer's machine and a failure in CI.
-pub fn have_pg_bin() -> bool {
-    if find_pg_bin().is_some() {
-        return true;
-    }
-    if std::env::var("CI").is_ok_and(|v| v == "true") {
-        panic!("PostgreSQL binaries (initdb, pg_ctl, pg_dump) not found: set PG_BIN");
-    }
-    use std::io::Write as _;
-    let _ = writeln!(
-        std::io::stderr(),
-        "\nNOTICE: PostgreSQL binaries not found (set PG_BIN): a test needing them is SKIPPED\n"
-    );
-    false
-}
-
-fn find_pg_bin() -> Option<PathBuf> {
-    if let Ok(dir) = std::env::var("PG_BIN") {
-        return Some(dir.into());
-    }
-    if let Ok(out) = Command::new("pg_config").arg("--bindir").output()
-        && out.status.success()
-    {
-        let dir = PathBuf::from(text(&out.stdout).trim());
-        if dir.join("initdb").exists() {
-            return Some(dir);
-        }
-    }
-    let mut dirs: Vec<PathBuf> = std::fs::read_dir("/usr/lib/postgresql")
-        .ok()?
-        .filter_map(|e| Some(e.ok()?.path().join("bin")))
-        .filter(|d| d.join("initdb").exists())
-        .collect();
-    // By major version, numerically.
-    dirs.sort_by_key(|d| {
-        d.parent()
-            .and_then(|v| v.file_name()?.to_str()?.parse::<u32>().ok())
-            .unwrap_or(0)
-    });
-    dirs.pop()
-}
-
-fn is_root() -> bool {
-    Command::new("id")
-        .arg("-u")
-        .output()
-        .is_ok_and(|o| text(&o.stdout).trim() == "0")
-}
-
-/// Runs a PostgreSQL binary, as the `postgres` user when we are root (the server refuses root).
-fn pg(tool: &str, args: &[&str]) -> Output {
-    let bin = pg_bin().join(tool);
-    let mut cmd = if is_root() {
-        let mut c = Command::new("runuser");
-        c.args(["-u", "postgres", "--"]).arg(bin);
-        c
-    } else {
-        Command::new(bin)
-    };
-    let out = cmd.args(args).output().unwrap();
-    assert!(
-        out.status.success(),
-        "{tool} {args:?}: {}{}",
-        text(&out.stdout),
-        text(&out.stderr)
-    );
-    out
-}
-
-/// A PostgreSQL cluster of the test's own, on a free port, that the test may stop and start.
-pub struct Cluster {
-    dir: tempfile::TempDir,
-    pub port: u16,
-}
-
-impl Cluster {
-    pub fn start() -> Cluster {
-        let dir = tempfile::tempdir().unwrap();
-        if is_root() {
-            let ok = Command::new("chown")
-                .args(["postgres:postgres"])
-                .arg(dir.path())
-                .status()
-                .unwrap();
-            assert!(ok.success());
-        }
-        let data = dir.path().join("data");
-        pg(
-            "initdb",
-            &[
-                "-D",
-                path(&data),
-                "-U",
-                "postgres",
-                "--auth=trust",
-                "-E",
-                "UTF8",
-            ],
-        );
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let cluster = Cluster { dir, port };
-        cluster.resume();
-        cluster
-    }
-
-    pub fn url(&self) -> String {
-        format!("postgres://postgres@127.0.0.1:{}/postgres", self.port)
-    }
-
-    /// Starts the (stopped) server again, waiting until it accepts connections.
-    pub fn resume(&self) {
-        let options = format!(
-            "-p {} -k {} -c listen_addresses=127.0.0.1 -c fsync=off",
-            self.port,
-            path(self.dir.path())
-        );
-        pg(
-            "pg_ctl",
-            &[
-                "-D",
-                path(&self.dir.path().join("data")),
-                "-l",
-                path(&self.dir.path().join("server.log")),
-                "-o",
-                &options,
-                "-w",
-                "start",
-            ],
-        );
-    }
-
-    /// Stops the server (fast: open connections are closed).
-    pub fn pause(&self) {
-        pg(
-            "pg_ctl",
-            &[
-                "-D",
-                path(&self.dir.path().join("data")),
-                "-m",
-                "fast",
-                "-w",
-                "stop",
-            ],
-        );
-    }
-}
-
-impl Drop for Cluster {
-    fn drop(&mut self) {
-        let data = self.dir.path().join("data");
-        let _ = std::panic::catch_unwind(|| {
-            pg("pg_ctl", &["-D", path(&data), "-m", "immediate", "stop"])
-        });
-    }
-}
-
-fn path(p: &Path) -> &str {
-    p.to_str().unwrap()
 }
 
 /// A plain-text dump of the database at `url`.

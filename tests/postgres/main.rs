@@ -1,5 +1,5 @@
-//! PostgreSQL end to end: real `serve` processes on one database (`TEST_DATABASE_URL`; skipped
-//! with a notice when unset, failing when CI=true), a database outage (rows still delivered from
+//! PostgreSQL end to end: real `serve` processes on one database (a throwaway cluster, or
+//! `TEST_DATABASE_URL`: see `pg_support`), a database outage (rows still delivered from
 //! the cache), key rotation, and where the write key must never appear.
 
 #[path = "../pg_support/mod.rs"]
