@@ -8,7 +8,7 @@
 
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
-use std::process::{ChildStdin, Command, Output, Stdio};
+use std::process::{Child, Command, Output, Stdio};
 use std::sync::{Mutex, OnceLock};
 
 use sqlx::{Connection as _, Executor as _, PgConnection};
@@ -224,7 +224,7 @@ impl Cluster {
     /// has exited, however it exits: the watchdog waits for the end of a pipe only this process
     /// holds. (A static is never dropped, and the test harness exits without unwinding.)
     fn stop_when_this_process_exits(self) {
-        static PIPE: Mutex<Option<ChildStdin>> = Mutex::new(None);
+        static WATCHDOG: Mutex<Option<Child>> = Mutex::new(None);
         let this = std::mem::ManuallyDrop::new(self);
         let dir = path(this.dir.path()).to_owned();
         let script = format!(
@@ -238,7 +238,8 @@ impl Cluster {
             .stderr(Stdio::null())
             .spawn()
             .unwrap();
-        *PIPE.lock().unwrap() = child.stdin;
+        // Never waited for: it outlives this process on purpose, holding the pipe's other end.
+        *WATCHDOG.lock().unwrap() = Some(child);
     }
 }
 
