@@ -1,6 +1,6 @@
 //! Wiring: the key ring, the store, the gRPC server with health and reflection, and graceful
-//! shutdown (SIGTERM/SIGINT → health NOT_SERVING → stop accepting, drain in-flight calls →
-//! bounded by the grace period).
+//! shutdown (SIGTERM/SIGINT → health NOT_SERVING and new calls UNAVAILABLE → calls in flight
+//! finish, bounded by the grace period → connections close).
 //! Operations (#6): `/metrics` on `--metrics-listen`, the per-RPC metrics-and-log layer, bearer
 //! authentication on everything but health, TLS/mTLS, and a plaintext health-only port for
 //! kubelet probes when TLS is on.
@@ -21,7 +21,7 @@ use tonic::transport::{Certificate, Identity, ServerTlsConfig};
 
 use crate::config::{KeySource, Settings, StoreLocation};
 use crate::grpc::proto::{self, ConnectionsServer};
-use crate::grpc::{BearerAuth, ConnectionsService, Limits};
+use crate::grpc::{BearerAuth, ConnectionsService, Drain, Limits};
 use crate::metrics;
 use crate::store::{AnyStore, KeyRing, PostgresStore, SqliteStore};
 
@@ -29,6 +29,8 @@ type Service = ConnectionsServer<ConnectionsService<AnyStore>>;
 
 /// How often the store's change version is polled when it has no change feed of its own.
 const CHANGE_POLL: Duration = Duration::from_millis(500);
+/// After the drain, how long closing connections may take (answers still being written).
+const SHUTDOWN_FLUSH: Duration = Duration::from_secs(1);
 
 /// A built server: store open and migrated, port bound, not yet serving.
 pub struct App {
@@ -179,8 +181,9 @@ impl App {
 
         let incoming = TcpIncoming::from(listener).with_nodelay(Some(true));
         let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+        let drain = Drain::default();
         let router = builder
-            .layer(metrics::RpcLayer)
+            .layer(metrics::RpcLayer::new(drain.clone()))
             .max_concurrent_streams(Some(settings.max_concurrent_streams))
             .http2_keepalive_interval(Some(Duration::from_secs(30)))
             // Long-lived HTTP/2 connections re-spread across replicas.
@@ -205,20 +208,31 @@ impl App {
             () = shutdown => {}
         }
         tracing::info!(grace = ?settings.shutdown_grace, "shutting down");
+        let grace_end = tokio::time::Instant::now() + settings.shutdown_grace;
+        // New calls are refused (UNAVAILABLE) while the ones in flight finish; the listener
+        // stays open meanwhile, so a caller still routed here hears why.
+        drain.begin();
+        reporter.set_not_serving::<Service>().await;
         // Calls in flight stop sending a little before the grace period ends, so each answers
         // (rows not delivered by then: FAILED, SHUTTING_DOWN) before the server drops it.
         let margin = (settings.shutdown_grace / 5).min(Duration::from_secs(2));
-        delivery.shut_down_at(
-            tokio::time::Instant::now() + settings.shutdown_grace.saturating_sub(margin),
-        );
-        reporter.set_not_serving::<Service>().await;
+        delivery.shut_down_at(grace_end - margin);
+        if tokio::time::timeout_at(grace_end, drain.idle())
+            .await
+            .is_err()
+        {
+            tracing::warn!(
+                in_flight = drain.in_flight(),
+                "grace period over: dropping calls still in flight"
+            );
+        }
+        // Then the connections close (GOAWAY): what is left are answers being flushed and
+        // health Watch streams, which get a second (the chart keeps the grace period at least
+        // that far inside terminationGracePeriodSeconds).
         stop_tx.send(()).ok();
-        match tokio::time::timeout(settings.shutdown_grace, &mut server).await {
+        match tokio::time::timeout(SHUTDOWN_FLUSH, &mut server).await {
             Ok(res) => res.context("server task")?.context("server")?,
-            Err(_) => {
-                tracing::warn!("grace period over: dropping calls still in flight");
-                server.abort();
-            }
+            Err(_) => server.abort(),
         }
         aux_stop_tx.send(true).ok();
         for task in aux_tasks {

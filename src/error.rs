@@ -37,6 +37,9 @@ pub enum Error {
     /// An RPC declared in the API whose implementation has not landed.
     #[error("{0} is not implemented yet")]
     Unimplemented(&'static str),
+    /// The server has begun shutting down and takes no new calls.
+    #[error("the server is shutting down: retry the call, another replica will take it")]
+    ShuttingDown,
     /// A broken invariant; details are logged, not returned.
     #[error("internal error: {0}")]
     Internal(String),

@@ -5,6 +5,7 @@
 //! * [`RpcLayer`] wraps the gRPC server: for every call it counts requests by method and code,
 //!   times it, keeps an in-flight gauge, and writes one structured log line (method, code,
 //!   row counts, duration) when the call ends (for streams: when the response stream ends).
+//!   It also admits each call through shutdown's [`Drain`].
 //! * Handlers add row counts to the call's [`RpcCounts`] (`RpcCounts::of(&request)`).
 //! * The delivery path records its own metrics through the `record_*` functions below.
 //!
@@ -22,6 +23,7 @@ use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use tokio::net::TcpListener;
 
+use crate::grpc::drain::{Drain, Ticket};
 use crate::segment::fields::Action;
 
 // === Names ===
@@ -454,30 +456,47 @@ fn code_label(value: Option<&http::HeaderValue>) -> &'static str {
         .unwrap_or("UNKNOWN")
 }
 
-/// Measures and logs every call (see the module docs). Add it with `Server::builder().layer`.
-#[derive(Debug, Clone, Copy, Default)]
-pub struct RpcLayer;
+/// Measures and logs every call (see the module docs), and admits it through shutdown's
+/// [`Drain`]: once the drain has begun, a new call (health aside) is answered UNAVAILABLE
+/// without reaching its handler. Add it with `Server::builder().layer`.
+#[derive(Debug, Clone, Default)]
+pub struct RpcLayer {
+    drain: Drain,
+}
+
+impl RpcLayer {
+    pub fn new(drain: Drain) -> RpcLayer {
+        RpcLayer { drain }
+    }
+}
 
 impl<S> tower_layer::Layer<S> for RpcLayer {
     type Service = RpcService<S>;
 
     fn layer(&self, inner: S) -> RpcService<S> {
-        RpcService { inner }
+        RpcService {
+            inner,
+            drain: self.drain.clone(),
+        }
     }
 }
 
 #[derive(Debug, Clone)]
 pub struct RpcService<S> {
     inner: S,
+    drain: Drain,
 }
+
+const HEALTH: &str = "grpc.health.v1.Health";
 
 impl<S, B, ResB> tower_service::Service<http::Request<B>> for RpcService<S>
 where
     S: tower_service::Service<http::Request<B>, Response = http::Response<ResB>>,
+    ResB: Default,
 {
     type Response = http::Response<RpcBody<ResB>>;
     type Error = S::Error;
-    type Future = RpcFuture<S::Future>;
+    type Future = RpcFuture<S::Future, ResB>;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), S::Error>> {
         self.inner.poll_ready(cx)
@@ -486,28 +505,49 @@ where
     fn call(&mut self, mut request: http::Request<B>) -> Self::Future {
         let (service, method) = labels(request.uri().path());
         let counts = RpcCounts::new(method);
-        request.extensions_mut().insert(counts.clone());
         // The call's trace span, child of the caller's `traceparent`, around the handler.
         let span = crate::telemetry::server_span(service, method, request.headers());
+        // Health is never refused (probes hear NOT_SERVING) nor waited for (Watch streams
+        // last as long as the prober).
+        let ticket = if service == HEALTH {
+            None
+        } else {
+            match self.drain.admit() {
+                Some(ticket) => Some(ticket),
+                None => {
+                    let refusal = tonic::Status::from(crate::error::Error::ShuttingDown);
+                    return RpcFuture {
+                        inner: None,
+                        refusal: Some(refusal.into_http()),
+                        call: Some(Call::start(service, method, counts, span.clone(), None)),
+                        span,
+                    };
+                }
+            }
+        };
+        request.extensions_mut().insert(counts.clone());
         let inner = span.in_scope(|| self.inner.call(request));
         RpcFuture {
-            inner,
-            call: Some(Call::start(service, method, counts, span.clone())),
+            inner: Some(inner),
+            refusal: None,
+            call: Some(Call::start(service, method, counts, span.clone(), ticket)),
             span,
         }
     }
 }
 
 pin_project_lite::pin_project! {
-    pub struct RpcFuture<F> {
+    pub struct RpcFuture<F, ResB> {
+        // The handler's response, or else (a refused call) `refusal`.
         #[pin]
-        inner: F,
+        inner: Option<F>,
+        refusal: Option<http::Response<ResB>>,
         call: Option<Call>,
         span: tracing::Span,
     }
 }
 
-impl<F, ResB, E> std::future::Future for RpcFuture<F>
+impl<F, ResB, E> std::future::Future for RpcFuture<F, ResB>
 where
     F: std::future::Future<Output = Result<http::Response<ResB>, E>>,
 {
@@ -515,9 +555,15 @@ where
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let this = self.project();
-        let result = {
-            let _entered = this.span.enter();
-            ready!(this.inner.poll(cx))
+        let result = match this.inner.as_pin_mut() {
+            Some(inner) => {
+                let _entered = this.span.enter();
+                ready!(inner.poll(cx))
+            }
+            None => Ok(this
+                .refusal
+                .take()
+                .expect("RpcFuture polled after completion")),
         };
         let mut call = this.call.take();
         Poll::Ready(match result {
@@ -606,6 +652,8 @@ struct Call {
     started: Instant,
     counts: RpcCounts,
     span: tracing::Span,
+    /// Held until the call ends: shutdown waits for it.
+    ticket: Option<Ticket>,
     done: bool,
 }
 
@@ -615,6 +663,7 @@ impl Call {
         method: &'static str,
         counts: RpcCounts,
         span: tracing::Span,
+        ticket: Option<Ticket>,
     ) -> Call {
         gauge!(RPC_IN_FLIGHT, "service" => service, "method" => method).increment(1.0);
         Call {
@@ -623,6 +672,7 @@ impl Call {
             started: Instant::now(),
             counts,
             span,
+            ticket,
             done: false,
         }
     }
@@ -646,7 +696,7 @@ impl Call {
         self.span.record("rpc.grpc.status_code", code);
         let _entered = self.span.enter();
         let rows = self.counts.get(|c| &c.rows);
-        if service == "grpc.health.v1.Health" {
+        if service == HEALTH {
             // Probes call every few seconds: keep them out of the info log.
             tracing::debug!(target: "segment_connections::rpc", service, method, code, duration_ms, "rpc");
         } else if rows == 0 {
@@ -668,6 +718,8 @@ impl Call {
                 "rpc"
             );
         }
+        // Last: shutdown may go on once the call has been recorded.
+        self.ticket = None;
     }
 }
 

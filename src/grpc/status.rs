@@ -32,6 +32,7 @@ impl From<Error> for Status {
             Error::Store(StoreError::StaleVersion { .. }) => Status::aborted(message),
             Error::DestinationDisabled(_) => Status::failed_precondition(message),
             Error::Unimplemented(_) => Status::unimplemented(message),
+            Error::ShuttingDown => Status::unavailable(message),
             // Retryable; the cause (host, port) stays in the logs.
             Error::Store(StoreError::Unavailable(_)) => {
                 tracing::warn!(error = %message, "store unavailable");

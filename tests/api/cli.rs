@@ -627,9 +627,10 @@ async fn rows_submit_delivers_a_jsonl_file_and_reports_what_was_not_delivered() 
     );
 }
 
-/// SIGTERM in the middle of a SubmitRows whose batch the Tracking API holds: the call still
-/// answers within the grace period, every row with its result (FAILED, SHUTTING_DOWN,
-/// retryable), and the process exits 0.
+/// SIGTERM in the middle of a SubmitRows whose batch the Tracking API holds: health turns
+/// NOT_SERVING, new calls (on the open connection and on a new one) get UNAVAILABLE, the call in
+/// flight still answers within the grace period, every row with its result (FAILED,
+/// SHUTTING_DOWN, retryable), and the process exits 0.
 #[tokio::test]
 async fn sigterm_mid_submit_rows_answers_every_row() {
     use crate::fake_segment::{FakeSegment, Fault};
@@ -715,6 +716,55 @@ async fn sigterm_mid_submit_rows_answers_every_row() {
         .status()
         .unwrap();
     assert!(kill.success());
+
+    // Shutdown has begun once readiness says so (liveness, the "" service, stays SERVING); the
+    // listener still answers meanwhile.
+    let mut health = tonic_health::pb::health_client::HealthClient::new(
+        tonic::transport::Channel::from_shared(format!("http://{addr}"))
+            .unwrap()
+            .connect()
+            .await
+            .unwrap(),
+    );
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let status = health
+            .check(tonic_health::pb::HealthCheckRequest {
+                service: proto::SERVICE_NAME.into(),
+            })
+            .await
+            .unwrap()
+            .into_inner()
+            .status;
+        if status == tonic_health::pb::health_check_response::ServingStatus::NotServing as i32 {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "health never turned");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let mut fresh = ConnectionsClient::connect(format!("http://{addr}"))
+        .await
+        .expect("the listener stays open while calls drain");
+    for (which, c) in [
+        ("open connection", &mut client),
+        ("new connection", &mut fresh),
+    ] {
+        let refused = c
+            .list_destinations(proto::ListDestinationsRequest {})
+            .await
+            .expect_err("a new call during shutdown is refused");
+        assert_eq!(
+            refused.code(),
+            tonic::Code::Unavailable,
+            "{which}: {refused:?}"
+        );
+        assert!(
+            refused.message().contains("shutting down"),
+            "{which}: {refused:?}"
+        );
+    }
+    assert!(!call.is_finished(), "the call in flight is still running");
+
     let response = call.await.unwrap().expect("the call answers").into_inner();
     assert_eq!(response.results.len(), 3, "{response:?}");
     for r in &response.results {
