@@ -21,7 +21,7 @@ use tonic::transport::{Certificate, Identity, ServerTlsConfig};
 
 use crate::config::{KeySource, Settings, StoreLocation};
 use crate::grpc::proto::{self, ConnectionsServer};
-use crate::grpc::{BearerAuth, ConnectionsService, Drain, Limits};
+use crate::grpc::{BearerAuth, ConnectionsService, Gate, Limits};
 use crate::metrics;
 use crate::store::{AnyStore, KeyRing, PostgresStore, SqliteStore};
 
@@ -181,9 +181,9 @@ impl App {
 
         let incoming = TcpIncoming::from(listener).with_nodelay(Some(true));
         let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-        let drain = Drain::default();
+        let gate = Gate::new(settings.max_concurrent_calls);
         let router = builder
-            .layer(metrics::RpcLayer::new(drain.clone()))
+            .layer(metrics::RpcLayer::new(gate.clone()))
             .max_concurrent_streams(Some(settings.max_concurrent_streams))
             .http2_keepalive_interval(Some(Duration::from_secs(30)))
             // Long-lived HTTP/2 connections re-spread across replicas.
@@ -211,18 +211,18 @@ impl App {
         let grace_end = tokio::time::Instant::now() + settings.shutdown_grace;
         // New calls are refused (UNAVAILABLE) while the ones in flight finish; the listener
         // stays open meanwhile, so a caller still routed here hears why.
-        drain.begin();
+        gate.begin_drain();
         reporter.set_not_serving::<Service>().await;
         // Calls in flight stop sending a little before the grace period ends, so each answers
         // (rows not delivered by then: FAILED, SHUTTING_DOWN) before the server drops it.
         let margin = (settings.shutdown_grace / 5).min(Duration::from_secs(2));
         delivery.shut_down_at(grace_end - margin);
-        if tokio::time::timeout_at(grace_end, drain.idle())
+        if tokio::time::timeout_at(grace_end, gate.idle())
             .await
             .is_err()
         {
             tracing::warn!(
-                in_flight = drain.in_flight(),
+                in_flight = gate.in_flight(),
                 "grace period over: dropping calls still in flight"
             );
         }

@@ -158,6 +158,14 @@ pub struct ServeArgs {
         default_value_t = 200
     )]
     pub max_concurrent_streams: u32,
+    /// Calls in flight at once across all connections (health aside); beyond it a call gets
+    /// RESOURCE_EXHAUSTED naming this limit.
+    #[arg(
+        long,
+        env = "SEGMENT_CONNECTIONS_MAX_CONCURRENT_CALLS",
+        default_value_t = 1000
+    )]
+    pub max_concurrent_calls: usize,
     /// Export trace spans over OTLP/gRPC to this collector (e.g. http://otel-collector:4317).
     #[arg(long, env = "SEGMENT_CONNECTIONS_OTLP_ENDPOINT")]
     pub otlp_endpoint: Option<String>,
@@ -192,6 +200,7 @@ pub struct Settings {
     pub tls: Option<TlsFiles>,
     pub row_limits: RowLimits,
     pub max_concurrent_streams: u32,
+    pub max_concurrent_calls: usize,
     /// Where trace spans are exported (OTLP/gRPC), if anywhere.
     pub otlp_endpoint: Option<String>,
 }
@@ -299,6 +308,7 @@ impl TryFrom<ServeArgs> for Settings {
             max_row_bytes,
             max_value_bytes,
             max_concurrent_streams,
+            max_concurrent_calls,
             otlp_endpoint,
         } = args;
         let listen = listen
@@ -355,6 +365,7 @@ impl TryFrom<ServeArgs> for Settings {
             ("max-row-bytes", max_row_bytes),
             ("max-value-bytes", max_value_bytes),
             ("max-concurrent-streams", max_concurrent_streams as usize),
+            ("max-concurrent-calls", max_concurrent_calls),
         ] {
             if n == 0 {
                 return Err(ConfigError::Zero(flag));
@@ -389,6 +400,7 @@ impl TryFrom<ServeArgs> for Settings {
                 max_value_bytes,
             },
             max_concurrent_streams,
+            max_concurrent_calls,
             listen,
             store,
             encryption_key,

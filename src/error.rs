@@ -37,6 +37,11 @@ pub enum Error {
     /// An RPC declared in the API whose implementation has not landed.
     #[error("{0} is not implemented yet")]
     Unimplemented(&'static str),
+    /// As many calls as `--max-concurrent-calls` allows are already in flight.
+    #[error(
+        "too many concurrent calls: this server takes at most {limit} at once (--max-concurrent-calls); retry with backoff"
+    )]
+    TooManyCalls { limit: usize },
     /// The server has begun shutting down and takes no new calls.
     #[error("the server is shutting down: retry the call, another replica will take it")]
     ShuttingDown,

@@ -5,7 +5,7 @@
 //! * [`RpcLayer`] wraps the gRPC server: for every call it counts requests by method and code,
 //!   times it, keeps an in-flight gauge, and writes one structured log line (method, code,
 //!   row counts, duration) when the call ends (for streams: when the response stream ends).
-//!   It also admits each call through shutdown's [`Drain`].
+//!   It also admits each call through the [`Gate`] (concurrency limit, shutdown's drain).
 //! * Handlers add row counts to the call's [`RpcCounts`] (`RpcCounts::of(&request)`).
 //! * The delivery path records its own metrics through the `record_*` functions below.
 //!
@@ -23,7 +23,7 @@ use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use tokio::net::TcpListener;
 
-use crate::grpc::drain::{Drain, Ticket};
+use crate::grpc::gate::{Gate, Ticket};
 use crate::segment::fields::Action;
 
 // === Names ===
@@ -456,17 +456,17 @@ fn code_label(value: Option<&http::HeaderValue>) -> &'static str {
         .unwrap_or("UNKNOWN")
 }
 
-/// Measures and logs every call (see the module docs), and admits it through shutdown's
-/// [`Drain`]: once the drain has begun, a new call (health aside) is answered UNAVAILABLE
+/// Measures and logs every call (see the module docs), and admits it through the [`Gate`]: a
+/// call the gate refuses (too many at once, or shutting down) is answered with the gate's status
 /// without reaching its handler. Add it with `Server::builder().layer`.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct RpcLayer {
-    drain: Drain,
+    gate: Gate,
 }
 
 impl RpcLayer {
-    pub fn new(drain: Drain) -> RpcLayer {
-        RpcLayer { drain }
+    pub fn new(gate: Gate) -> RpcLayer {
+        RpcLayer { gate }
     }
 }
 
@@ -476,7 +476,7 @@ impl<S> tower_layer::Layer<S> for RpcLayer {
     fn layer(&self, inner: S) -> RpcService<S> {
         RpcService {
             inner,
-            drain: self.drain.clone(),
+            gate: self.gate.clone(),
         }
     }
 }
@@ -484,7 +484,7 @@ impl<S> tower_layer::Layer<S> for RpcLayer {
 #[derive(Debug, Clone)]
 pub struct RpcService<S> {
     inner: S,
-    drain: Drain,
+    gate: Gate,
 }
 
 const HEALTH: &str = "grpc.health.v1.Health";
@@ -507,15 +507,15 @@ where
         let counts = RpcCounts::new(method);
         // The call's trace span, child of the caller's `traceparent`, around the handler.
         let span = crate::telemetry::server_span(service, method, request.headers());
-        // Health is never refused (probes hear NOT_SERVING) nor waited for (Watch streams
-        // last as long as the prober).
+        // Health is never refused (probes hear NOT_SERVING during shutdown) nor waited for
+        // (Watch streams last as long as the prober).
         let ticket = if service == HEALTH {
             None
         } else {
-            match self.drain.admit() {
-                Some(ticket) => Some(ticket),
-                None => {
-                    let refusal = tonic::Status::from(crate::error::Error::ShuttingDown);
+            match self.gate.admit() {
+                Ok(ticket) => Some(ticket),
+                Err(refused) => {
+                    let refusal = tonic::Status::from(refused);
                     return RpcFuture {
                         inner: None,
                         refusal: Some(refusal.into_http()),

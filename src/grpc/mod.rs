@@ -1,15 +1,15 @@
 //! The gRPC transport: generated code (`proto`), thin handlers (`service`), proto⇄domain
-//! conversion (`convert`), the one Error→Status mapping (`status`) and shutdown's drain
-//! (`drain`).
+//! conversion (`convert`), the one Error→Status mapping (`status`) and the gate calls pass
+//! (`gate`: the concurrent-call limit and shutdown's drain).
 
 mod auth;
 pub mod convert;
 mod deadline;
-pub mod drain;
+pub mod gate;
 pub mod proto;
 mod service;
 mod status;
 
 pub use auth::BearerAuth;
-pub use drain::Drain;
+pub use gate::Gate;
 pub use service::{ConnectionsService, Limits};

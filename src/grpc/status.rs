@@ -33,6 +33,7 @@ impl From<Error> for Status {
             Error::DestinationDisabled(_) => Status::failed_precondition(message),
             Error::Unimplemented(_) => Status::unimplemented(message),
             Error::ShuttingDown => Status::unavailable(message),
+            Error::TooManyCalls { .. } => Status::resource_exhausted(message),
             // Retryable; the cause (host, port) stays in the logs.
             Error::Store(StoreError::Unavailable(_)) => {
                 tracing::warn!(error = %message, "store unavailable");

@@ -192,6 +192,7 @@ pub fn settings(dir: PathBuf) -> Settings {
         tls: None,
         row_limits: RowLimits::default(),
         max_concurrent_streams: 100,
+        max_concurrent_calls: 1000,
         otlp_endpoint: None,
         delivery: test_delivery(),
     }

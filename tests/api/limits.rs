@@ -67,3 +67,90 @@ async fn rows_and_values_over_their_limits_are_row_too_large() {
     );
     assert_eq!(issue(3).0, "/columns_json");
 }
+
+/// Beyond `--max-concurrent-calls`, a call gets RESOURCE_EXHAUSTED naming the limit; health still
+/// answers; once a call ends the next one is taken.
+#[tokio::test]
+async fn calls_beyond_the_concurrency_limit_are_resource_exhausted() {
+    use proto::stream_rows_request::Message;
+    use tonic_health::pb::health_check_response::ServingStatus;
+    use tonic_health::pb::{HealthCheckRequest, health_client::HealthClient};
+
+    let app = TestApp::spawn_with(Arc::new(tempfile::tempdir().unwrap()), |s| {
+        s.max_concurrent_calls = 2;
+    })
+    .await;
+    let d = app.create_destination("prod").await;
+    let list = || {
+        let mut client = app.client.clone();
+        async move {
+            client
+                .list_destinations(proto::ListDestinationsRequest {})
+                .await
+        }
+    };
+    // Two StreamRows calls held open: each has sent its header and been answered (so it is in
+    // flight on the server), then sends nothing more.
+    let mut open = Vec::new();
+    for _ in 0..2 {
+        let (tx, rx) = tokio::sync::mpsc::channel::<proto::StreamRowsRequest>(1);
+        tx.send(proto::StreamRowsRequest {
+            message: Some(Message::Header(proto::StreamHeader {
+                destination_id: d.id.clone(),
+                model: "orders".into(),
+            })),
+        })
+        .await
+        .unwrap();
+        let answers = app
+            .client
+            .clone()
+            .stream_rows(tokio_stream::wrappers::ReceiverStream::new(rx))
+            .await
+            .expect("admitted below the limit")
+            .into_inner();
+        open.push((tx, answers));
+    }
+
+    let refused = list().await.expect_err("a third call is over the limit");
+    assert_eq!(
+        refused.code(),
+        tonic::Code::ResourceExhausted,
+        "{refused:?}"
+    );
+    assert!(
+        refused.message().contains("--max-concurrent-calls") && refused.message().contains('2'),
+        "{refused:?}"
+    );
+    let mut health = HealthClient::new(app.channel().await);
+    let serving = health
+        .check(HealthCheckRequest {
+            service: proto::SERVICE_NAME.into(),
+        })
+        .await
+        .expect("health is not counted against the limit")
+        .into_inner();
+    assert_eq!(serving.status, ServingStatus::Serving as i32);
+
+    // One stream ends (its sender closes; the answer stream then ends): the next call is taken.
+    let (tx, mut answers) = open.pop().unwrap();
+    drop(tx);
+    while let Some(answer) = answers.message().await.unwrap() {
+        assert!(answer.results.is_empty(), "{answer:?}");
+    }
+    // The server records the call's end as its trailers go out: allow it that instant.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        match list().await {
+            Ok(_) => break,
+            Err(status) => {
+                assert_eq!(status.code(), tonic::Code::ResourceExhausted, "{status:?}");
+                assert!(
+                    std::time::Instant::now() < deadline,
+                    "the freed slot was never reused"
+                );
+                tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+            }
+        }
+    }
+}
