@@ -1,11 +1,11 @@
 //! JSON text the way JavaScript writes it (numbers, strings, `JSON.stringify`), so what we emit
 //! matches Segment's code byte for byte where JavaScript behaviour shows through.
 
+mod columns;
 mod val;
 
-pub use val::{
-    ArrRef, Columns, Kind, ObjIter, ObjRef, VRef, Val, deserialize_columns, parse_columns,
-};
+pub use columns::{Columns, deserialize_columns, parse_columns};
+pub use val::{ArrRef, Kind, ObjIter, ObjRef, VRef, Val};
 
 use serde_json::{Number, Value};
 
@@ -227,7 +227,9 @@ pub fn stringify(v: &Value) -> String {
 /// Appends `v` as canonical JSON: object keys sorted, no whitespace (the messageId hash input).
 pub fn write_canonical(out: &mut Vec<u8>, v: &Value) {
     match v {
-        Value::Object(map) => write_canonical_entries(out, map.iter()),
+        Value::Object(map) => {
+            write_canonical_entries(out, map.iter().map(|(k, v)| (k.as_str(), v)))
+        }
         Value::Array(items) => {
             out.push(b'[');
             for (i, item) in items.iter().enumerate() {
@@ -245,9 +247,9 @@ pub fn write_canonical(out: &mut Vec<u8>, v: &Value) {
 /// Canonical JSON of an object given as entries (sorted by key, compact).
 pub fn write_canonical_entries<'a>(
     out: &mut Vec<u8>,
-    entries: impl Iterator<Item = (&'a String, &'a Value)>,
+    entries: impl Iterator<Item = (&'a str, &'a Value)>,
 ) {
-    let mut sorted: Vec<(&String, &Value)> = entries.collect();
+    let mut sorted: Vec<(&str, &Value)> = entries.collect();
     sorted.sort_unstable_by(|a, b| a.0.cmp(b.0));
     out.push(b'{');
     for (i, (k, item)) in sorted.into_iter().enumerate() {

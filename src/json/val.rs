@@ -3,45 +3,7 @@
 
 use serde_json::{Map, Number, Value};
 
-/// A row's columns: key order kept, looked up with a fast hash (the row path does many lookups).
-pub type Columns = indexmap::IndexMap<String, Value, foldhash::fast::RandomState>;
-
-/// Parses a JSON object of columns (a row's `columns_json`).
-pub fn parse_columns(bytes: &[u8]) -> Result<Columns, serde_json::Error> {
-    // Validating UTF-8 once for the whole text is cheaper than string by string.
-    let text = std::str::from_utf8(bytes).map_err(|e| {
-        <serde_json::Error as serde::de::Error>::custom(format_args!("not UTF-8: {e}"))
-    })?;
-    let mut de = serde_json::Deserializer::from_str(text);
-    let columns = deserialize_columns(&mut de)?;
-    de.end()?;
-    Ok(columns)
-}
-
-/// Deserializes columns, sized for a typical row up front (growing a map is a large part of
-/// parsing a row).
-pub fn deserialize_columns<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Columns, D::Error> {
-    struct ColumnsVisitor;
-    impl<'de> serde::de::Visitor<'de> for ColumnsVisitor {
-        type Value = Columns;
-
-        fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-            f.write_str("a JSON object")
-        }
-
-        fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<Columns, A::Error> {
-            let mut columns = Columns::with_capacity_and_hasher(
-                map.size_hint().unwrap_or(32).min(1024),
-                Default::default(),
-            );
-            while let Some((k, v)) = map.next_entry::<String, Value>()? {
-                columns.insert(k, v);
-            }
-            Ok(columns)
-        }
-    }
-    d.deserialize_map(ColumnsVisitor)
-}
+use super::Columns;
 
 static NULL: Value = Value::Null;
 
@@ -206,7 +168,9 @@ impl<'x> VRef<'x> {
         match self {
             VRef::Json(v) => v.clone(),
             VRef::Str(s) => Value::String(s.to_owned()),
-            VRef::Row(c) => Value::Object(c.iter().map(|(k, v)| (k.clone(), v.clone())).collect()),
+            VRef::Row(c) => {
+                Value::Object(c.iter().map(|(k, v)| (k.to_owned(), v.clone())).collect())
+            }
             VRef::Obj(p) => Value::Object(
                 p.iter()
                     .map(|(k, v)| ((*k).to_owned(), v.as_ref().to_value()))
@@ -327,7 +291,7 @@ impl<'x> ObjRef<'x> {
 /// The entries of an `ObjRef`, in order.
 pub enum ObjIter<'x> {
     Map(serde_json::map::Iter<'x>),
-    Row(indexmap::map::Iter<'x, String, Value>),
+    Row(super::columns::Iter<'x>),
     Pairs(std::slice::Iter<'x, (&'x str, Val<'x>)>),
 }
 
@@ -337,7 +301,7 @@ impl<'x> Iterator for ObjIter<'x> {
     fn next(&mut self) -> Option<Self::Item> {
         match self {
             ObjIter::Map(it) => it.next().map(|(k, v)| (k.as_str(), VRef::Json(v))),
-            ObjIter::Row(it) => it.next().map(|(k, v)| (k.as_str(), VRef::Json(v))),
+            ObjIter::Row(it) => it.next().map(|(k, v)| (k, VRef::Json(v))),
             ObjIter::Pairs(it) => it.next().map(|(k, v)| (*k, v.as_ref())),
         }
     }

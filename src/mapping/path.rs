@@ -45,7 +45,7 @@ impl ColumnHint {
         {
             return Some(v);
         }
-        let (i, _, v) = columns.get_full(key)?;
+        let (i, v) = columns.get_full(key)?;
         self.0
             .store(u32::try_from(i).unwrap_or(0), Ordering::Relaxed);
         Some(v)
