@@ -152,7 +152,15 @@ impl Columns {
             self.index = Some(index);
             repeated
         } else {
-            (1..self.len()).any(|i| self.position(self.name(i)) != Some(i))
+            // A 256-bit filter of name hashes: only a name whose bit is taken is looked up.
+            let mut seen = [0u64; 4];
+            self.iter().enumerate().any(|(i, (name, _))| {
+                let h = hash(name) as usize & 255;
+                let (word, bit) = (h >> 6, 1u64 << (h & 63));
+                let maybe = seen[word] & bit != 0;
+                seen[word] |= bit;
+                maybe && self.position(name) != Some(i)
+            })
         };
         if !repeated {
             return self;

@@ -165,6 +165,7 @@ pub fn write_str(out: &mut Vec<u8>, s: &str) {
 }
 
 /// Appends `"key":` for a key known to need no escaping (the event's own keys).
+#[inline(always)]
 pub fn write_plain_key(out: &mut Vec<u8>, key: &str) {
     debug_assert!(!key.bytes().any(|b| b < 0x20 || b == b'"' || b == b'\\'));
     out.reserve(key.len() + 3);
