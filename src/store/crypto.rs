@@ -33,6 +33,24 @@ pub struct Sealed {
     pub ciphertext: Vec<u8>,
 }
 
+/// What a patch stores: the key id, nonce and ciphertext columns, each `None` when the patch
+/// leaves the write key as it is.
+pub type SealedColumns = (Option<String>, Option<Vec<u8>>, Option<Vec<u8>>);
+
+impl Sealed {
+    /// `sealed` as its three columns.
+    pub fn columns(sealed: Option<Sealed>) -> SealedColumns {
+        match sealed {
+            Some(Sealed {
+                key_id,
+                nonce,
+                ciphertext,
+            }) => (Some(key_id), Some(nonce), Some(ciphertext)),
+            None => (None, None, None),
+        }
+    }
+}
+
 impl fmt::Debug for Sealed {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Sealed")

@@ -126,6 +126,34 @@ pub enum StoreError {
     Backend(#[source] Box<dyn std::error::Error + Send + Sync>),
 }
 
+impl StoreError {
+    pub(crate) fn not_found(kind: Kind, id: &str) -> StoreError {
+        StoreError::NotFound {
+            kind,
+            id: id.to_owned(),
+        }
+    }
+
+    /// Why an update conditional on `expected` matched no row: the row is gone (`actual` is
+    /// `None`), or it has moved on to version `actual`.
+    pub(crate) fn stale_or_missing(
+        kind: Kind,
+        id: &str,
+        expected: u64,
+        actual: Option<u64>,
+    ) -> StoreError {
+        match actual {
+            None => StoreError::not_found(kind, id),
+            Some(actual) => StoreError::StaleVersion {
+                kind,
+                id: id.to_owned(),
+                expected,
+                actual,
+            },
+        }
+    }
+}
+
 fn scope_suffix(scope: &Option<String>) -> String {
     scope
         .as_deref()

@@ -330,13 +330,6 @@ fn is_unique_violation(e: &sqlx::Error) -> bool {
     matches!(e, sqlx::Error::Database(db) if db.is_unique_violation())
 }
 
-fn not_found(kind: Kind, id: &str) -> StoreError {
-    StoreError::NotFound {
-        kind,
-        id: id.to_owned(),
-    }
-}
-
 fn name_taken(
     kind: Kind,
     name: &str,
@@ -398,7 +391,7 @@ impl Store for PostgresStore {
             .fetch_optional(&self.pool)
             .await
             .map_err(backend)?;
-        row.ok_or_else(|| not_found(Kind::Destination, id))?
+        row.ok_or_else(|| StoreError::not_found(Kind::Destination, id))?
             .into_destination()
     }
 
@@ -431,14 +424,7 @@ impl Store for PostgresStore {
             .as_ref()
             .map(|k| self.keys.seal(k.expose().as_bytes(), id.as_bytes()))
             .transpose()?;
-        let (key_id, nonce, ciphertext) = match sealed {
-            Some(Sealed {
-                key_id,
-                nonce,
-                ciphertext,
-            }) => (Some(key_id), Some(nonce), Some(ciphertext)),
-            None => (None, None, None),
-        };
+        let (key_id, nonce, ciphertext) = Sealed::columns(sealed);
         let (mut tx, catalog) = self.begin_write().await?;
         let sql = format!(
             "UPDATE destinations SET \
@@ -477,15 +463,12 @@ impl Store for PostgresStore {
             }
             None => {
                 drop(tx);
-                Err(match self.destination_version(id).await? {
-                    None => not_found(Kind::Destination, id),
-                    Some(actual) => StoreError::StaleVersion {
-                        kind: Kind::Destination,
-                        id: id.to_owned(),
-                        expected: version,
-                        actual,
-                    },
-                })
+                Err(StoreError::stale_or_missing(
+                    Kind::Destination,
+                    id,
+                    version,
+                    self.destination_version(id).await?,
+                ))
             }
         }
     }
@@ -498,7 +481,7 @@ impl Store for PostgresStore {
             .await
             .map_err(backend)?;
         if done.rows_affected() == 0 {
-            return Err(not_found(Kind::Destination, id));
+            return Err(StoreError::not_found(Kind::Destination, id));
         }
         self.commit(tx, catalog).await
     }
@@ -512,7 +495,8 @@ impl Store for PostgresStore {
         .fetch_optional(&self.pool)
         .await
         .map_err(backend)?;
-        let (key_id, nonce, ciphertext) = row.ok_or_else(|| not_found(Kind::Destination, id))?;
+        let (key_id, nonce, ciphertext) =
+            row.ok_or_else(|| StoreError::not_found(Kind::Destination, id))?;
         let plain = self.keys.open(
             &Sealed {
                 key_id,
@@ -552,7 +536,7 @@ impl Store for PostgresStore {
         .await
         .map_err(backend)?;
         match count {
-            None => return Err(not_found(Kind::Destination, destination_id)),
+            None => return Err(StoreError::not_found(Kind::Destination, destination_id)),
             Some((n,)) if n >= MAX_MAPPINGS_PER_DESTINATION as i64 => {
                 return Err(StoreError::TooManyMappings {
                     destination_id: destination_id.to_owned(),
@@ -591,12 +575,12 @@ impl Store for PostgresStore {
             .await
             .map_err(backend)?;
         row.map(Into::into)
-            .ok_or_else(|| not_found(Kind::Mapping, id))
+            .ok_or_else(|| StoreError::not_found(Kind::Mapping, id))
     }
 
     async fn list_mappings(&self, destination_id: &str) -> Result<Vec<MappingRecord>> {
         if self.destination_version(destination_id).await?.is_none() {
-            return Err(not_found(Kind::Destination, destination_id));
+            return Err(StoreError::not_found(Kind::Destination, destination_id));
         }
         let sql = format!(
             "SELECT {MAPPING_COLUMNS} FROM mappings WHERE destination_id = $1 \
@@ -645,15 +629,12 @@ impl Store for PostgresStore {
             }
             None => {
                 drop(tx);
-                Err(match self.mapping_version(id).await? {
-                    None => not_found(Kind::Mapping, id),
-                    Some(actual) => StoreError::StaleVersion {
-                        kind: Kind::Mapping,
-                        id: id.to_owned(),
-                        expected: version,
-                        actual,
-                    },
-                })
+                Err(StoreError::stale_or_missing(
+                    Kind::Mapping,
+                    id,
+                    version,
+                    self.mapping_version(id).await?,
+                ))
             }
         }
     }
@@ -666,7 +647,7 @@ impl Store for PostgresStore {
             .await
             .map_err(backend)?;
         if done.rows_affected() == 0 {
-            return Err(not_found(Kind::Mapping, id));
+            return Err(StoreError::not_found(Kind::Mapping, id));
         }
         self.commit(tx, catalog).await
     }

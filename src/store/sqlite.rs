@@ -129,13 +129,6 @@ fn is_unique_violation(e: &sqlx::Error) -> bool {
     matches!(e, sqlx::Error::Database(db) if db.is_unique_violation())
 }
 
-fn not_found(kind: Kind, id: &str) -> StoreError {
-    StoreError::NotFound {
-        kind,
-        id: id.to_owned(),
-    }
-}
-
 // === impl Store ===
 
 impl Store for SqliteStore {
@@ -188,7 +181,7 @@ impl Store for SqliteStore {
             .fetch_optional(&self.pool)
             .await
             .map_err(backend)?;
-        row.ok_or_else(|| not_found(Kind::Destination, id))?
+        row.ok_or_else(|| StoreError::not_found(Kind::Destination, id))?
             .into_destination()
     }
 
@@ -219,14 +212,7 @@ impl Store for SqliteStore {
             .as_ref()
             .map(|k| self.keys.seal(k.expose().as_bytes(), id.as_bytes()))
             .transpose()?;
-        let (key_id, nonce, ciphertext) = match sealed {
-            Some(Sealed {
-                key_id,
-                nonce,
-                ciphertext,
-            }) => (Some(key_id), Some(nonce), Some(ciphertext)),
-            None => (None, None, None),
-        };
+        let (key_id, nonce, ciphertext) = Sealed::columns(sealed);
         let sql = format!(
             "UPDATE destinations SET \
                name = COALESCE(?, name), \
@@ -271,15 +257,12 @@ impl Store for SqliteStore {
                 self.announce().await;
                 row.into_destination()
             }
-            None => Err(match self.destination_version(id).await? {
-                None => not_found(Kind::Destination, id),
-                Some(actual) => StoreError::StaleVersion {
-                    kind: Kind::Destination,
-                    id: id.to_owned(),
-                    expected: version,
-                    actual,
-                },
-            }),
+            None => Err(StoreError::stale_or_missing(
+                Kind::Destination,
+                id,
+                version,
+                self.destination_version(id).await?,
+            )),
         }
     }
 
@@ -290,7 +273,7 @@ impl Store for SqliteStore {
             .await
             .map_err(backend)?;
         if done.rows_affected() == 0 {
-            return Err(not_found(Kind::Destination, id));
+            return Err(StoreError::not_found(Kind::Destination, id));
         }
         self.announce().await;
         Ok(())
@@ -305,7 +288,8 @@ impl Store for SqliteStore {
         .fetch_optional(&self.pool)
         .await
         .map_err(backend)?;
-        let (key_id, nonce, ciphertext) = row.ok_or_else(|| not_found(Kind::Destination, id))?;
+        let (key_id, nonce, ciphertext) =
+            row.ok_or_else(|| StoreError::not_found(Kind::Destination, id))?;
         let plain = self.keys.open(
             &Sealed {
                 key_id,
@@ -367,7 +351,7 @@ impl Store for SqliteStore {
                 Ok(row.into())
             }
             None => Err(match self.destination_version(destination_id).await? {
-                None => not_found(Kind::Destination, destination_id),
+                None => StoreError::not_found(Kind::Destination, destination_id),
                 Some(_) => StoreError::TooManyMappings {
                     destination_id: destination_id.to_owned(),
                     limit: MAX_MAPPINGS_PER_DESTINATION,
@@ -384,12 +368,12 @@ impl Store for SqliteStore {
             .await
             .map_err(backend)?;
         row.map(Into::into)
-            .ok_or_else(|| not_found(Kind::Mapping, id))
+            .ok_or_else(|| StoreError::not_found(Kind::Mapping, id))
     }
 
     async fn list_mappings(&self, destination_id: &str) -> Result<Vec<MappingRecord>> {
         if self.destination_version(destination_id).await?.is_none() {
-            return Err(not_found(Kind::Destination, destination_id));
+            return Err(StoreError::not_found(Kind::Destination, destination_id));
         }
         let sql = format!(
             "SELECT {MAPPING_COLUMNS} FROM mappings WHERE destination_id = ? ORDER BY name"
@@ -444,15 +428,12 @@ impl Store for SqliteStore {
                 self.announce().await;
                 Ok(row.into())
             }
-            None => Err(match self.mapping_version(id).await? {
-                None => not_found(Kind::Mapping, id),
-                Some(actual) => StoreError::StaleVersion {
-                    kind: Kind::Mapping,
-                    id: id.to_owned(),
-                    expected: version,
-                    actual,
-                },
-            }),
+            None => Err(StoreError::stale_or_missing(
+                Kind::Mapping,
+                id,
+                version,
+                self.mapping_version(id).await?,
+            )),
         }
     }
 
@@ -463,7 +444,7 @@ impl Store for SqliteStore {
             .await
             .map_err(backend)?;
         if done.rows_affected() == 0 {
-            return Err(not_found(Kind::Mapping, id));
+            return Err(StoreError::not_found(Kind::Mapping, id));
         }
         self.announce().await;
         Ok(())
