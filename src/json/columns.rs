@@ -23,7 +23,7 @@ pub struct Columns {
     ends: Vec<u32>,
     values: Vec<Value>,
     /// For wide rows: `(hash of name, position)`, sorted.
-    index: Option<Box<[(u64, u32)]>>,
+    index: Option<Vec<(u64, u32)>>,
 }
 
 fn hash(name: &str) -> u64 {
@@ -120,7 +120,13 @@ impl Columns {
             return;
         }
         self.push(name, value);
-        if self.index.is_some() || self.len() > SCAN_MAX {
+        let i = self.len() - 1;
+        if let Some(index) = &mut self.index {
+            // Kept sorted: one entry placed, not the whole index rebuilt.
+            let entry = (hash(name), i as u32);
+            let at = index.partition_point(|e| *e < entry);
+            index.insert(at, entry);
+        } else if self.len() > SCAN_MAX {
             self.index = Some(self.build_index());
         }
     }
@@ -133,12 +139,14 @@ impl Columns {
         self.values.push(value);
     }
 
-    fn build_index(&self) -> Box<[(u64, u32)]> {
-        let mut index: Vec<(u64, u32)> = (0..self.len())
-            .map(|i| (hash(self.name(i)), i as u32))
+    fn build_index(&self) -> Vec<(u64, u32)> {
+        let mut index: Vec<(u64, u32)> = self
+            .iter()
+            .enumerate()
+            .map(|(i, (name, _))| (hash(name), i as u32))
             .collect();
         index.sort_unstable();
-        index.into_boxed_slice()
+        index
     }
 
     /// After `push`es: indexes a wide row, then merges repeated names (first position, last
@@ -146,9 +154,17 @@ impl Columns {
     fn finish(mut self) -> Columns {
         let repeated = if self.len() > SCAN_MAX {
             let index = self.build_index();
-            let repeated = index.windows(2).any(|w| {
-                w[0].0 == w[1].0 && self.name(w[0].1 as usize) == self.name(w[1].1 as usize)
-            });
+            // Names with equal hashes sit together: compare within each such run.
+            let repeated = index
+                .chunk_by(|a, b| a.0 == b.0)
+                .filter(|run| run.len() > 1)
+                .any(|run| {
+                    run.iter().enumerate().any(|(k, a)| {
+                        run[k + 1..]
+                            .iter()
+                            .any(|b| self.name(a.1 as usize) == self.name(b.1 as usize))
+                    })
+                });
             self.index = Some(index);
             repeated
         } else {
@@ -165,10 +181,22 @@ impl Columns {
         if !repeated {
             return self;
         }
-        let mut merged = Columns::with_capacity(self.len());
+        // Rare: merged the slow way, through a DoS-resistant map of where each name went.
         let values = std::mem::take(&mut self.values);
+        let mut merged = Columns::with_capacity(values.len());
+        let mut at = std::collections::HashMap::with_capacity(values.len());
         for (i, value) in values.into_iter().enumerate() {
-            merged.insert(self.name(i), value);
+            let name = self.name(i);
+            match at.get(name) {
+                Some(&j) => merged.values[j] = value,
+                None => {
+                    at.insert(name, merged.len());
+                    merged.push(name, value);
+                }
+            }
+        }
+        if merged.len() > SCAN_MAX {
+            merged.index = Some(merged.build_index());
         }
         merged
     }
@@ -360,6 +388,29 @@ mod tests {
             assert_eq!(c.get_full(&format!("col_{i}")), Some((i, &json!(i))));
         }
         assert_eq!(c.get("col_500"), None);
+    }
+
+    #[test]
+    fn a_wide_row_of_repeated_names_merges_and_stays_indexed() {
+        let mut text = String::from("{");
+        for round in 0..2 {
+            for i in 0..5000 {
+                if text.len() > 1 {
+                    text.push(',');
+                }
+                text.push_str(&format!(r#""c{i}": {}"#, i + round * 10_000));
+            }
+        }
+        text.push('}');
+        let mut c = parse(&text);
+        assert_eq!(c.len(), 5000);
+        assert_eq!(c.get_index(7), Some(("c7", &json!(10_007))));
+        assert_eq!(c.get_full("c4999"), Some((4999, &json!(14_999))));
+        c.insert("new", json!(true));
+        c.insert("c3", json!(null));
+        assert_eq!(c.get_full("new"), Some((5000, &json!(true))));
+        assert_eq!(c.get_full("c3"), Some((3, &Value::Null)));
+        assert_eq!(c.get_full("c4998"), Some((4998, &json!(14_998))));
     }
 
     #[test]
