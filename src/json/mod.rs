@@ -118,50 +118,47 @@ pub fn write_str(out: &mut Vec<u8>, s: &str) {
     out.reserve(bytes.len() + 2);
     out.push(b'"');
     let mut start = 0;
-    let mut i = 0;
-    while i < bytes.len() {
-        // Skip eight plain bytes at a time (most strings have nothing to escape); a short tail
-        // is padded with plain bytes.
-        let n = (bytes.len() - i).min(8);
-        let mut word = [b'a'; 8];
-        word[..n].copy_from_slice(&bytes[i..i + n]);
-        if !needs_escape(u64::from_le_bytes(word)) {
-            i += n;
-            continue;
-        }
-        let b = bytes[i];
-        let esc: &[u8] = match b {
-            b'"' => b"\\\"",
-            b'\\' => b"\\\\",
-            b'\n' => b"\\n",
-            b'\r' => b"\\r",
-            b'\t' => b"\\t",
-            0x08 => b"\\b",
-            0x0c => b"\\f",
-            0..=0x1f => &[],
-            _ => {
-                i += 1;
-                continue;
-            }
-        };
+    while let Some(i) = next_escape(bytes, start) {
         out.extend_from_slice(&bytes[start..i]);
-        if esc.is_empty() {
-            out.extend_from_slice(&[
+        let b = bytes[i];
+        match b {
+            b'"' => out.extend_from_slice(b"\\\""),
+            b'\\' => out.extend_from_slice(b"\\\\"),
+            b'\n' => out.extend_from_slice(b"\\n"),
+            b'\r' => out.extend_from_slice(b"\\r"),
+            b'\t' => out.extend_from_slice(b"\\t"),
+            0x08 => out.extend_from_slice(b"\\b"),
+            0x0c => out.extend_from_slice(b"\\f"),
+            _ => out.extend_from_slice(&[
                 b'\\',
                 b'u',
                 b'0',
                 b'0',
                 HEX[(b >> 4) as usize],
                 HEX[(b & 15) as usize],
-            ]);
-        } else {
-            out.extend_from_slice(esc);
+            ]),
         }
-        i += 1;
-        start = i;
+        start = i + 1;
     }
     out.extend_from_slice(&bytes[start..]);
     out.push(b'"');
+}
+
+/// The position of the first byte from `i` on that JSON escapes (a control character, `"` or
+/// `\\`): eight bytes at a time (most strings have none), then byte by byte.
+#[inline]
+fn next_escape(bytes: &[u8], mut i: usize) -> Option<usize> {
+    while let Some(chunk) = bytes.get(i..i + 8) {
+        let word = u64::from_le_bytes(chunk.try_into().unwrap_or_default());
+        if needs_escape(word) {
+            break;
+        }
+        i += 8;
+    }
+    let found = bytes[i..]
+        .iter()
+        .position(|&b| b < 0x20 || b == b'"' || b == b'\\')?;
+    Some(i + found)
 }
 
 /// Appends `"key":` for a key known to need no escaping (the event's own keys).
@@ -426,6 +423,29 @@ mod tests {
                 let mut out = Vec::new();
                 write_f64(&mut out, string_to_number(s).unwrap());
                 assert_eq!(String::from_utf8(out).unwrap(), s);
+            }
+        }
+    }
+
+    #[test]
+    /// Every ASCII byte at every position of strings around the eight-byte word size, plus
+    /// multi-byte characters, against serde_json (which escapes as `JSON.stringify` does).
+    #[test]
+    fn escaping_matches_serde_json_at_every_position() {
+        let fillers = ["", "a", "abcdefg", "abcdefgh", "abcdefghijklmno", "é😀x"];
+        for b in 0u8..0x80 {
+            let c = char::from(b);
+            for before in fillers {
+                for after in fillers {
+                    let s = format!("{before}{c}{after}{c}");
+                    let mut out = Vec::new();
+                    write_str(&mut out, &s);
+                    assert_eq!(
+                        String::from_utf8(out).unwrap(),
+                        serde_json::to_string(&s).unwrap(),
+                        "{s:?}"
+                    );
+                }
             }
         }
     }
