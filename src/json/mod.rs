@@ -427,7 +427,6 @@ mod tests {
         }
     }
 
-    #[test]
     /// Every ASCII byte at every position of strings around the eight-byte word size, plus
     /// multi-byte characters, against serde_json (which escapes as `JSON.stringify` does).
     #[test]
