@@ -75,6 +75,9 @@ pub struct Mapping {
     pub enabled: bool,
     identity: Identity,
     fields: Box<[(Field, Expr)]>,
+    /// `Some(n)` when every field is a column, an envelope value or a literal, or a raw object
+    /// of those, producing at most `n` values (rendered without a tree of values).
+    flat: Option<usize>,
 }
 
 impl Mapping {
@@ -176,6 +179,7 @@ impl Mapping {
         }
         match (action, trigger) {
             (Some(action), Some(trigger)) if violations.is_empty() => Ok(Mapping {
+                flat: render::is_flat(&fields),
                 name: doc.name.clone().unwrap_or_default(),
                 model: doc.model.clone().unwrap_or_default(),
                 action,

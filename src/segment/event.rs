@@ -7,10 +7,10 @@ use std::borrow::Cow;
 use super::accept::{self, MAX_EVENT_BYTES, MAX_MESSAGE_ID_CHARS};
 use super::fields::{Action, Field, FieldType, Scalar, Sub, sub};
 use crate::issue::{Issue, IssueCode, pointer};
-use crate::json::{self, Kind, ObjRef, VRef, Val};
+use crate::json::{self, Kind, ObjRef, VRef};
 
 /// The resolved value of every field a mapping maps (`None`: unmapped or `undefined`).
-pub type Fields<'a> = [Option<Val<'a>>; Field::COUNT];
+pub type Fields<'a> = [Option<VRef<'a>>; Field::COUNT];
 
 /// What building produced. The event's bytes are `out[start..]` when `size` is `Some`.
 #[derive(Debug, Default)]
@@ -105,8 +105,8 @@ fn coerce<'v>(v: VRef<'v>, ty: Scalar) -> Result<Coerced<'v>, &'static str> {
 }
 
 /// `removeEmptyValues` at the root: `""` and `null` are removed whatever the field's type.
-fn present<'v>(v: &'v Option<Val<'_>>) -> Option<VRef<'v>> {
-    let r = v.as_ref()?.as_ref();
+fn present(v: Option<VRef<'_>>) -> Option<VRef<'_>> {
+    let r = v?;
     match r.kind() {
         Kind::Null => None,
         Kind::Str("") => None,
@@ -144,7 +144,7 @@ pub fn build<'v>(
     let mut b = Builder {
         action,
         fields,
-        strings: std::array::from_fn(|_| None),
+        strings: [const { None }; Field::COUNT],
         out,
         issues: Vec::new(),
     };
@@ -204,7 +204,7 @@ pub fn build<'v>(
 
 impl<'v> Builder<'v, '_> {
     fn get(&self, f: Field) -> Option<VRef<'v>> {
-        present(&self.fields[f.index()])
+        present(self.fields[f.index()])
     }
 
     fn string(&self, f: Field) -> Option<&str> {
