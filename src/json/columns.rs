@@ -50,12 +50,14 @@ impl Columns {
         self.values.is_empty()
     }
 
+    #[inline]
     fn name(&self, i: usize) -> &str {
         let start = if i == 0 { 0 } else { self.ends[i - 1] as usize };
         &self.names[start..self.ends[i] as usize]
     }
 
     /// The column at position `i`.
+    #[inline]
     pub fn get_index(&self, i: usize) -> Option<(&str, &Value)> {
         let value = self.values.get(i)?;
         Some((self.name(i), value))

@@ -71,6 +71,7 @@ impl<'a> Val<'a> {
         Val::Ref(&NULL)
     }
 
+    #[inline]
     pub fn as_ref(&self) -> VRef<'_> {
         match self {
             Val::Ref(v) => VRef::Json(v),
@@ -100,6 +101,7 @@ impl<'a> Val<'a> {
 // === impl VRef ===
 
 impl<'x> VRef<'x> {
+    #[inline]
     pub fn kind(self) -> Kind<'x> {
         match self {
             VRef::Json(v) => match v {
@@ -181,6 +183,7 @@ impl<'x> VRef<'x> {
         }
     }
 
+    #[inline]
     pub fn to_val(self) -> Val<'x> {
         match self {
             VRef::Json(v) => Val::Ref(v),
