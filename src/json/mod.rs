@@ -24,7 +24,7 @@ pub fn write_number(out: &mut Vec<u8>, n: &Number) {
 pub fn write_f64(out: &mut Vec<u8>, f: f64) {
     if f == 0.0 {
         out.push(b'0');
-    } else if f.fract() == 0.0 && f.abs() < 1e15 {
+    } else if f.abs() < 1e15 && (f as i64) as f64 == f {
         // Integral and short: JavaScript prints the integer (exact: |f| < 2^53).
         out.extend_from_slice(itoa::Buffer::new().format(f as i64).as_bytes());
     } else if let Some((n, k)) = few_decimals(f) {
@@ -37,11 +37,9 @@ pub fn write_f64(out: &mut Vec<u8>, f: f64) {
         let scale = 10u64.pow(k);
         out.extend_from_slice(itoa::Buffer::new().format(digits / scale).as_bytes());
         out.push(b'.');
-        let frac = itoa::Buffer::new()
-            .format(digits % scale + scale)
-            .as_bytes()
-            .to_owned();
-        out.extend_from_slice(&frac[1..]);
+        // The fraction's digits with their leading zeros: `scale + rest` without its first "1".
+        let mut frac = itoa::Buffer::new();
+        out.extend_from_slice(&frac.format(digits % scale + scale).as_bytes()[1..]);
     } else {
         out.extend_from_slice(ryu_js::Buffer::new().format(f).as_bytes());
     }
@@ -52,12 +50,17 @@ pub fn write_f64(out: &mut Vec<u8>, f: f64) {
 fn few_decimals(f: f64) -> Option<(i64, u32)> {
     const LIMIT: f64 = 4_503_599_627_370_496.0; // 2^52
     for (k, scale) in [(1u32, 10.0), (2, 100.0), (3, 1000.0)] {
-        let n = (f * scale).round();
-        if n.abs() >= LIMIT {
+        let x = f * scale;
+        if x.abs() >= LIMIT {
             return None;
         }
-        if n / scale == f {
-            return Some((n as i64, k));
+        // `x.round()` (half away from zero) without a libm call: truncate, then step by the
+        // remainder, which is exact below 2^52.
+        let t = x as i64;
+        let d = x - t as f64;
+        let n = t + i64::from(d >= 0.5) - i64::from(d <= -0.5);
+        if n as f64 / scale == f {
+            return Some((n, k));
         }
     }
     None
@@ -117,6 +120,12 @@ pub fn write_str(out: &mut Vec<u8>, s: &str) {
     let bytes = s.as_bytes();
     out.reserve(bytes.len() + 2);
     out.push(b'"');
+    if !has_escape(bytes) {
+        // The common case: one copy.
+        out.extend_from_slice(bytes);
+        out.push(b'"');
+        return;
+    }
     let mut start = 0;
     while let Some(i) = next_escape(bytes, start) {
         out.extend_from_slice(&bytes[start..i]);
@@ -142,6 +151,29 @@ pub fn write_str(out: &mut Vec<u8>, s: &str) {
     }
     out.extend_from_slice(&bytes[start..]);
     out.push(b'"');
+}
+
+/// Whether any byte of `bytes` is one JSON escapes: whole words, the last one overlapping the
+/// one before it, so no byte is looked at alone unless the string is shorter than a word.
+#[inline]
+fn has_escape(bytes: &[u8]) -> bool {
+    let word = |i: usize| {
+        let mut w = [0u8; 8];
+        w.copy_from_slice(&bytes[i..i + 8]);
+        u64::from_le_bytes(w)
+    };
+    let n = bytes.len();
+    if n < 8 {
+        return bytes.iter().any(|&b| b < 0x20 || b == b'"' || b == b'\\');
+    }
+    let mut i = 0;
+    while i + 8 <= n {
+        if needs_escape(word(i)) {
+            return true;
+        }
+        i += 8;
+    }
+    i < n && needs_escape(word(n - 8))
 }
 
 /// The position of the first byte from `i` on that JSON escapes (a control character, `"` or
