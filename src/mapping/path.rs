@@ -90,7 +90,11 @@ impl Path {
         let (start, rest) = match scope {
             Scope::Env(env) => match (self.root, &self.keys[..]) {
                 (EnvRoot::Whole, _) => return Some(Val::Ref(env.as_value())),
-                // The common case, `$.properties.<column>`: straight to the column.
+                // The common case, `$.properties.<column>`: straight to the column (a column
+                // found is its own value: nothing to walk).
+                (EnvRoot::Properties, [_, column]) => {
+                    return self.column.get(&env.row().columns, column).map(Val::Ref);
+                }
                 (EnvRoot::Properties, [_, column, rest @ ..]) => (
                     VRef::Json(self.column.get(&env.row().columns, column)?),
                     rest,
