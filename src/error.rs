@@ -34,9 +34,6 @@ pub enum Error {
     /// Rows were submitted to a destination that is disabled.
     #[error("destination {0} is disabled")]
     DestinationDisabled(String),
-    /// An RPC declared in the API whose implementation has not landed.
-    #[error("{0} is not implemented yet")]
-    Unimplemented(&'static str),
     /// As many calls as `--max-concurrent-calls` allows are already in flight.
     #[error(
         "too many concurrent calls: this server takes at most {limit} at once (--max-concurrent-calls); retry with backoff"
