@@ -27,8 +27,15 @@ pub struct Columns {
 }
 
 fn hash(name: &str) -> u64 {
-    // Fixed seed: the index only has to be consistent within the process.
-    foldhash::fast::FixedState::with_seed(0x5eed).hash_one(name)
+    // One random seed per process (the index only has to agree with itself), so names that
+    // collide cannot be prepared in advance to make lookups slow.
+    static STATE: std::sync::OnceLock<foldhash::fast::FixedState> = std::sync::OnceLock::new();
+    STATE
+        .get_or_init(|| {
+            let seed = std::collections::hash_map::RandomState::new().hash_one(0x5eed_u64);
+            foldhash::fast::FixedState::with_seed(seed)
+        })
+        .hash_one(name)
 }
 
 impl Columns {
