@@ -72,6 +72,16 @@ pub enum Kind {
     Mapping,
 }
 
+impl Kind {
+    /// The table its rows live in (the same in both backends).
+    pub(crate) fn table(self) -> &'static str {
+        match self {
+            Kind::Destination => "destinations",
+            Kind::Mapping => "mappings",
+        }
+    }
+}
+
 impl fmt::Display for Kind {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(match self {

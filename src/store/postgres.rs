@@ -165,17 +165,25 @@ impl PostgresStore {
             .collect())
     }
 
-    async fn destination_version(&self, id: &str) -> Result<Option<u64>> {
-        let v: Option<(i64,)> = sqlx::query_as("SELECT version FROM destinations WHERE id = $1")
+    /// Deletes the row `id` of `kind` (`NotFound` when there is none).
+    async fn delete(&self, kind: Kind, id: &str) -> Result<()> {
+        let (mut tx, catalog) = self.begin_write().await?;
+        let sql = format!("DELETE FROM {} WHERE id = $1", kind.table());
+        let done = sqlx::query(sqlx::AssertSqlSafe(sql))
             .bind(id)
-            .fetch_optional(&self.pool)
+            .execute(&mut *tx)
             .await
             .map_err(backend)?;
-        Ok(v.map(|(v,)| v as u64))
+        if done.rows_affected() == 0 {
+            return Err(StoreError::not_found(kind, id));
+        }
+        self.commit(tx, catalog).await
     }
 
-    async fn mapping_version(&self, id: &str) -> Result<Option<u64>> {
-        let v: Option<(i64,)> = sqlx::query_as("SELECT version FROM mappings WHERE id = $1")
+    /// The version of the row `id` of `kind`, `None` when there is none.
+    async fn version(&self, kind: Kind, id: &str) -> Result<Option<u64>> {
+        let sql = format!("SELECT version FROM {} WHERE id = $1", kind.table());
+        let v: Option<(i64,)> = sqlx::query_as(sqlx::AssertSqlSafe(sql))
             .bind(id)
             .fetch_optional(&self.pool)
             .await
@@ -467,23 +475,14 @@ impl Store for PostgresStore {
                     Kind::Destination,
                     id,
                     version,
-                    self.destination_version(id).await?,
+                    self.version(Kind::Destination, id).await?,
                 ))
             }
         }
     }
 
     async fn delete_destination(&self, id: &str) -> Result<()> {
-        let (mut tx, catalog) = self.begin_write().await?;
-        let done = sqlx::query("DELETE FROM destinations WHERE id = $1")
-            .bind(id)
-            .execute(&mut *tx)
-            .await
-            .map_err(backend)?;
-        if done.rows_affected() == 0 {
-            return Err(StoreError::not_found(Kind::Destination, id));
-        }
-        self.commit(tx, catalog).await
+        self.delete(Kind::Destination, id).await
     }
 
     async fn destination_write_key(&self, id: &str) -> Result<WriteKey> {
@@ -579,7 +578,11 @@ impl Store for PostgresStore {
     }
 
     async fn list_mappings(&self, destination_id: &str) -> Result<Vec<MappingRecord>> {
-        if self.destination_version(destination_id).await?.is_none() {
+        if self
+            .version(Kind::Destination, destination_id)
+            .await?
+            .is_none()
+        {
             return Err(StoreError::not_found(Kind::Destination, destination_id));
         }
         let sql = format!(
@@ -633,23 +636,14 @@ impl Store for PostgresStore {
                     Kind::Mapping,
                     id,
                     version,
-                    self.mapping_version(id).await?,
+                    self.version(Kind::Mapping, id).await?,
                 ))
             }
         }
     }
 
     async fn delete_mapping(&self, id: &str) -> Result<()> {
-        let (mut tx, catalog) = self.begin_write().await?;
-        let done = sqlx::query("DELETE FROM mappings WHERE id = $1")
-            .bind(id)
-            .execute(&mut *tx)
-            .await
-            .map_err(backend)?;
-        if done.rows_affected() == 0 {
-            return Err(StoreError::not_found(Kind::Mapping, id));
-        }
-        self.commit(tx, catalog).await
+        self.delete(Kind::Mapping, id).await
     }
 
     async fn catalog_version(&self) -> Result<u64> {

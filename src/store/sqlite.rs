@@ -102,17 +102,25 @@ impl SqliteStore {
         self.pool.close().await;
     }
 
-    async fn destination_version(&self, id: &str) -> Result<Option<u64>> {
-        let v: Option<(i64,)> = sqlx::query_as("SELECT version FROM destinations WHERE id = ?")
+    /// Deletes the row `id` of `kind` (`NotFound` when there is none).
+    async fn delete(&self, kind: Kind, id: &str) -> Result<()> {
+        let sql = format!("DELETE FROM {} WHERE id = ?", kind.table());
+        let done = sqlx::query(sqlx::AssertSqlSafe(sql))
             .bind(id)
-            .fetch_optional(&self.pool)
+            .execute(&self.pool)
             .await
             .map_err(backend)?;
-        Ok(v.map(|(v,)| v as u64))
+        if done.rows_affected() == 0 {
+            return Err(StoreError::not_found(kind, id));
+        }
+        self.announce().await;
+        Ok(())
     }
 
-    async fn mapping_version(&self, id: &str) -> Result<Option<u64>> {
-        let v: Option<(i64,)> = sqlx::query_as("SELECT version FROM mappings WHERE id = ?")
+    /// The version of the row `id` of `kind`, `None` when there is none.
+    async fn version(&self, kind: Kind, id: &str) -> Result<Option<u64>> {
+        let sql = format!("SELECT version FROM {} WHERE id = ?", kind.table());
+        let v: Option<(i64,)> = sqlx::query_as(sqlx::AssertSqlSafe(sql))
             .bind(id)
             .fetch_optional(&self.pool)
             .await
@@ -261,22 +269,13 @@ impl Store for SqliteStore {
                 Kind::Destination,
                 id,
                 version,
-                self.destination_version(id).await?,
+                self.version(Kind::Destination, id).await?,
             )),
         }
     }
 
     async fn delete_destination(&self, id: &str) -> Result<()> {
-        let done = sqlx::query("DELETE FROM destinations WHERE id = ?")
-            .bind(id)
-            .execute(&self.pool)
-            .await
-            .map_err(backend)?;
-        if done.rows_affected() == 0 {
-            return Err(StoreError::not_found(Kind::Destination, id));
-        }
-        self.announce().await;
-        Ok(())
+        self.delete(Kind::Destination, id).await
     }
 
     async fn destination_write_key(&self, id: &str) -> Result<WriteKey> {
@@ -350,13 +349,15 @@ impl Store for SqliteStore {
                 self.announce().await;
                 Ok(row.into())
             }
-            None => Err(match self.destination_version(destination_id).await? {
-                None => StoreError::not_found(Kind::Destination, destination_id),
-                Some(_) => StoreError::TooManyMappings {
-                    destination_id: destination_id.to_owned(),
-                    limit: MAX_MAPPINGS_PER_DESTINATION,
+            None => Err(
+                match self.version(Kind::Destination, destination_id).await? {
+                    None => StoreError::not_found(Kind::Destination, destination_id),
+                    Some(_) => StoreError::TooManyMappings {
+                        destination_id: destination_id.to_owned(),
+                        limit: MAX_MAPPINGS_PER_DESTINATION,
+                    },
                 },
-            }),
+            ),
         }
     }
 
@@ -372,7 +373,11 @@ impl Store for SqliteStore {
     }
 
     async fn list_mappings(&self, destination_id: &str) -> Result<Vec<MappingRecord>> {
-        if self.destination_version(destination_id).await?.is_none() {
+        if self
+            .version(Kind::Destination, destination_id)
+            .await?
+            .is_none()
+        {
             return Err(StoreError::not_found(Kind::Destination, destination_id));
         }
         let sql = format!(
@@ -432,22 +437,13 @@ impl Store for SqliteStore {
                 Kind::Mapping,
                 id,
                 version,
-                self.mapping_version(id).await?,
+                self.version(Kind::Mapping, id).await?,
             )),
         }
     }
 
     async fn delete_mapping(&self, id: &str) -> Result<()> {
-        let done = sqlx::query("DELETE FROM mappings WHERE id = ?")
-            .bind(id)
-            .execute(&self.pool)
-            .await
-            .map_err(backend)?;
-        if done.rows_affected() == 0 {
-            return Err(StoreError::not_found(Kind::Mapping, id));
-        }
-        self.announce().await;
-        Ok(())
+        self.delete(Kind::Mapping, id).await
     }
 
     async fn catalog_version(&self) -> Result<u64> {
