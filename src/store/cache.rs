@@ -172,8 +172,9 @@ mod tests {
         }
     }
 
-    #[tokio::test]
-    async fn compiles_once_per_version_and_sees_changes() {
+    /// A SQLite store in a temporary directory (kept alive by the first value) with one
+    /// destination.
+    async fn store_with_destination() -> (tempfile::TempDir, Arc<SqliteStore>, Destination) {
         let dir = tempfile::tempdir().unwrap();
         let keys = KeyRing::from_hex_lines(&"11".repeat(32)).unwrap();
         let store = Arc::new(
@@ -190,6 +191,12 @@ mod tests {
             })
             .await
             .unwrap();
+        (dir, store, d)
+    }
+
+    #[tokio::test]
+    async fn compiles_once_per_version_and_sees_changes() {
+        let (_dir, store, d) = store_with_destination().await;
         let a = store
             .create_mapping(&d.id, content("a", "A", true))
             .await
@@ -255,22 +262,7 @@ mod tests {
 
     #[tokio::test]
     async fn stale_entries_are_checked_after_max_age() {
-        let dir = tempfile::tempdir().unwrap();
-        let keys = KeyRing::from_hex_lines(&"22".repeat(32)).unwrap();
-        let store = Arc::new(
-            SqliteStore::open(&dir.path().join("db"), keys)
-                .await
-                .unwrap(),
-        );
-        let d = store
-            .create_destination(NewDestination {
-                name: Name::parse("d".into()).unwrap(),
-                region: Region::Us,
-                write_key: WriteKey::parse("wk-0123456789".into()).unwrap(),
-                enabled: true,
-            })
-            .await
-            .unwrap();
+        let (_dir, store, d) = store_with_destination().await;
         let cache = Cache::new(store.clone(), Duration::ZERO);
         assert!(cache.destination(&d.id).await.unwrap().mappings.is_empty());
         store
