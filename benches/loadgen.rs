@@ -11,11 +11,14 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use serde_json::{Value, json};
+use serde_json::Value;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
 
 use segment_connections::grpc::proto::{self, ConnectionsClient};
+
+#[path = "support/workload.rs"]
+mod workload;
 
 const BIN: &str = env!("CARGO_BIN_EXE_segment-connections");
 
@@ -28,27 +31,7 @@ fn env_usize(name: &str, default: usize) -> usize {
 
 /// Row `i` of the workload's row template (tests/fixtures/workload.json).
 fn row(i: usize) -> proto::Row {
-    let columns = json!({
-        "event_name": "Order Completed",
-        "page_name": "Pricing",
-        "screen_name": "Home",
-        "user_id": format!("user-{i}"),
-        "anonymous_id": format!("anon-{i}"),
-        "account_id": format!("acct-{}", i % 1000),
-        "company": "Initech",
-        "ts": "2024-05-01T12:00:00.000Z",
-        "plan": if i % 2 == 1 { "pro" } else { "free" },
-        "amount": i as f64 * 1.5,
-        "sku": format!("SKU-{}", i % 97),
-        "email": format!("u{i}@example.com"),
-        "ip": "203.0.113.9",
-        "city": "Paris",
-        "lat": "48.85",
-        "url": "https://example.com/pricing",
-        "title": "Pricing",
-        "w": 1080,
-        "h": "1920"
-    });
+    let columns = workload::row_json(i);
     proto::Row {
         id: format!("row-{i}"),
         op: proto::Op::Added.into(),

@@ -4,7 +4,11 @@
 //! service pays: from the row's JSON bytes to event bytes.
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
-use serde_json::{Value, json};
+
+#[path = "support/workload.rs"]
+mod workload;
+use serde_json::Value;
+use workload::row_json;
 
 use segment_connections::json::Columns;
 use segment_connections::mapping::{Identity, Mapping, MappingDoc, Op, Row};
@@ -17,31 +21,6 @@ const ROWS: usize = 1000;
 
 fn workload() -> Value {
     serde_json::from_str(include_str!("../tests/fixtures/workload.json")).unwrap()
-}
-
-/// Row `i` of the workload's row template.
-fn row_json(i: usize) -> Value {
-    json!({
-        "event_name": "Order Completed",
-        "page_name": "Pricing",
-        "screen_name": "Home",
-        "user_id": format!("user-{i}"),
-        "anonymous_id": format!("anon-{i}"),
-        "account_id": format!("acct-{}", i % 1000),
-        "company": "Initech",
-        "ts": "2024-05-01T12:00:00.000Z",
-        "plan": if i % 2 == 1 { "pro" } else { "free" },
-        "amount": i as f64 * 1.5,
-        "sku": format!("SKU-{}", i % 97),
-        "email": format!("u{i}@example.com"),
-        "ip": "203.0.113.9",
-        "city": "Paris",
-        "lat": "48.85",
-        "url": "https://example.com/pricing",
-        "title": "Pricing",
-        "w": 1080,
-        "h": "1920"
-    })
 }
 
 fn mapping(w: &Value, action: &str) -> Mapping {
