@@ -208,11 +208,12 @@ pub fn key_id(key: &str) -> String {
 pub async fn create_destination(
     c: &mut ConnectionsClient<Channel>,
     name: &str,
+    region: &str,
     write_key: &str,
 ) -> proto::Destination {
     c.create_destination(proto::CreateDestinationRequest {
         name: name.into(),
-        region: "us".into(),
+        region: region.into(),
         write_key: write_key.into(),
         enabled: None,
     })

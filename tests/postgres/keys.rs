@@ -31,8 +31,8 @@ async fn keys_rotate_reencrypts_and_start_up_names_a_missing_key() {
     let new = KeyRing::generate_hex().unwrap();
     let server = Server::start(&db.url, &old, "info").await;
     let mut c = server.client();
-    let a = create_destination(&mut c, "a", "wk-a-0123456789").await;
-    let b = create_destination(&mut c, "b", "wk-b-0123456789").await;
+    let a = create_destination(&mut c, "a", "us", "wk-a-0123456789").await;
+    let b = create_destination(&mut c, "b", "us", "wk-b-0123456789").await;
     server.stop().await;
 
     // The new key alone: start-up fails, naming the key it needs, showing no key material.

@@ -24,18 +24,7 @@ async fn calls_fail_unavailable_while_postgres_is_down_and_recover_after() {
     let mut server = Server::start(&cluster.url(), &key, "info,segment_connections=debug").await;
     let mut c = server.client();
     let fake = FakeSegment::start("wk-outage-0123").await;
-    let d = c
-        .create_destination(proto::CreateDestinationRequest {
-            name: "prod".into(),
-            region: fake.url(),
-            write_key: "wk-outage-0123".into(),
-            enabled: None,
-        })
-        .await
-        .unwrap()
-        .into_inner()
-        .destination
-        .unwrap();
+    let d = create_destination(&mut c, "prod", &fake.url(), "wk-outage-0123").await;
     let m = c
         .create_mapping(proto::CreateMappingRequest {
             destination_id: d.id.clone(),
@@ -208,7 +197,7 @@ async fn calls_fail_unavailable_while_postgres_is_down_and_recover_after() {
         .mapping
         .unwrap();
     assert_eq!(updated.version, m.version + 1);
-    create_destination(&mut c, "other", "wk-other-0123").await;
+    create_destination(&mut c, "other", "us", "wk-other-0123").await;
     let deadline = Instant::now() + Duration::from_secs(30);
     while !server
         .log()

@@ -75,18 +75,7 @@ async fn two_replicas_share_destinations_and_mappings() {
 
     // Created on A: B renders with it, and delivers rows through it.
     let fake = FakeSegment::start("wk-replicas-0123").await;
-    let d = ca
-        .create_destination(proto::CreateDestinationRequest {
-            name: "prod".into(),
-            region: fake.url(),
-            write_key: "wk-replicas-0123".into(),
-            enabled: None,
-        })
-        .await
-        .unwrap()
-        .into_inner()
-        .destination
-        .unwrap();
+    let d = create_destination(&mut ca, "prod", &fake.url(), "wk-replicas-0123").await;
     let t = Instant::now();
     let m = ca
         .create_mapping(proto::CreateMappingRequest {
@@ -221,7 +210,7 @@ async fn two_replicas_share_destinations_and_mappings() {
     let mut burst = Vec::new();
     for i in 0..20 {
         let t = Instant::now();
-        create_destination(&mut ca, &format!("burst-{i}"), "wk-burst-0123").await;
+        create_destination(&mut ca, &format!("burst-{i}"), "us", "wk-burst-0123").await;
         burst.push(lag(&db, &b, t).await);
     }
     burst.sort();
