@@ -80,10 +80,6 @@ impl Columns {
         self.get_full(name).map(|(_, v)| v)
     }
 
-    pub fn contains_key(&self, name: &str) -> bool {
-        self.position(name).is_some()
-    }
-
     fn position(&self, name: &str) -> Option<usize> {
         match &self.index {
             Some(index) => {
