@@ -15,16 +15,10 @@ pub const DEFAULT_STORE: &str = "sqlite://./data/connections.db";
 /// Where `serve` keeps the key it creates when SQLite is used and no key is given.
 pub const DEFAULT_KEY_FILE: &str = "./data/master.key";
 
-/// `serve`'s flags as given.
-#[derive(Clone, clap::Args)]
-pub struct ServeArgs {
-    /// The gRPC address to listen on.
-    #[arg(
-        long,
-        env = "SEGMENT_CONNECTIONS_LISTEN",
-        default_value = "127.0.0.1:50051"
-    )]
-    pub listen: String,
+/// The store and its key (`serve` and `keys rotate` take the same flags and environment
+/// variables).
+#[derive(Debug, Clone, clap::Args)]
+pub struct StoreArgs {
     /// Where destinations and mappings live: sqlite://PATH, or postgres://... for several
     /// replicas (an encryption key is then required).
     #[arg(
@@ -35,7 +29,7 @@ pub struct ServeArgs {
     )]
     pub store: String,
     /// A file holding the write-key encryption key (64 hex digits; further lines are previous
-    /// keys, kept to decrypt older write keys). Default with SQLite: ./data/master.key, created.
+    /// keys, kept to decrypt older write keys). Default with SQLite: ./data/master.key (`serve` creates it).
     #[arg(
         long,
         env = "SEGMENT_CONNECTIONS_ENCRYPTION_KEY_FILE",
@@ -49,6 +43,20 @@ pub struct ServeArgs {
         hide_env_values = true
     )]
     pub encryption_key: Option<String>,
+}
+
+/// `serve`'s flags as given.
+#[derive(Clone, clap::Args)]
+pub struct ServeArgs {
+    /// The gRPC address to listen on.
+    #[arg(
+        long,
+        env = "SEGMENT_CONNECTIONS_LISTEN",
+        default_value = "127.0.0.1:50051"
+    )]
+    pub listen: String,
+    #[command(flatten)]
+    pub store: StoreArgs,
     /// The largest request message accepted, in bytes (larger: OUT_OF_RANGE).
     #[arg(long, env = "SEGMENT_CONNECTIONS_MAX_REQUEST_BYTES", default_value_t = 16 * 1024 * 1024)]
     pub max_request_bytes: usize,
@@ -287,8 +295,6 @@ impl TryFrom<ServeArgs> for Settings {
         let ServeArgs {
             listen,
             store,
-            encryption_key_file,
-            encryption_key,
             max_request_bytes,
             max_test_rows,
             shutdown_grace_seconds,
@@ -314,7 +320,7 @@ impl TryFrom<ServeArgs> for Settings {
         let listen = listen
             .parse::<SocketAddr>()
             .map_err(|_| ConfigError::Listen(listen.clone()))?;
-        let (store, encryption_key) = store_and_key(store, encryption_key, encryption_key_file)?;
+        let (store, encryption_key) = store.resolve()?;
         if max_request_bytes == 0 {
             return Err(ConfigError::Zero("max-request-bytes"));
         }
@@ -413,34 +419,37 @@ impl TryFrom<ServeArgs> for Settings {
     }
 }
 
-/// The store and the key source from `--store`, `--encryption-key` and
-/// `--encryption-key-file`: with SQLite and no key, the default key file (created); with
-/// PostgreSQL a key is required.
-pub fn store_and_key(
-    store: String,
-    encryption_key: Option<String>,
-    encryption_key_file: Option<PathBuf>,
-) -> Result<(StoreLocation, KeySource), ConfigError> {
-    let given_key = match (encryption_key, encryption_key_file) {
-        (Some(k), _) => Some(KeySource::Inline(KeyText(k))),
-        (None, Some(f)) => Some(KeySource::File(f)),
-        (None, None) => None,
-    };
-    if let Some(path) = store
-        .strip_prefix("sqlite://")
-        .or_else(|| store.strip_prefix("sqlite:"))
-    {
-        if path.is_empty() {
-            return Err(ConfigError::Store(store));
+impl StoreArgs {
+    /// The store and the key source from `--store`, `--encryption-key` and
+    /// `--encryption-key-file`: with SQLite and no key, the default key file (created); with
+    /// PostgreSQL a key is required.
+    pub fn resolve(self) -> Result<(StoreLocation, KeySource), ConfigError> {
+        let StoreArgs {
+            store,
+            encryption_key_file,
+            encryption_key,
+        } = self;
+        let given_key = match (encryption_key, encryption_key_file) {
+            (Some(k), _) => Some(KeySource::Inline(KeyText(k))),
+            (None, Some(f)) => Some(KeySource::File(f)),
+            (None, None) => None,
+        };
+        if let Some(path) = store
+            .strip_prefix("sqlite://")
+            .or_else(|| store.strip_prefix("sqlite:"))
+        {
+            if path.is_empty() {
+                return Err(ConfigError::Store(store));
+            }
+            let key = given_key
+                .unwrap_or_else(|| KeySource::CreateIfMissing(PathBuf::from(DEFAULT_KEY_FILE)));
+            Ok((StoreLocation::Sqlite(PathBuf::from(path)), key))
+        } else if store.starts_with("postgres://") || store.starts_with("postgresql://") {
+            let key = given_key.ok_or(ConfigError::PostgresNeedsKey)?;
+            Ok((StoreLocation::Postgres(DatabaseUrl(store)), key))
+        } else {
+            Err(ConfigError::Store(store))
         }
-        let key = given_key
-            .unwrap_or_else(|| KeySource::CreateIfMissing(PathBuf::from(DEFAULT_KEY_FILE)));
-        Ok((StoreLocation::Sqlite(PathBuf::from(path)), key))
-    } else if store.starts_with("postgres://") || store.starts_with("postgresql://") {
-        let key = given_key.ok_or(ConfigError::PostgresNeedsKey)?;
-        Ok((StoreLocation::Postgres(DatabaseUrl(store)), key))
-    } else {
-        Err(ConfigError::Store(store))
     }
 }
 

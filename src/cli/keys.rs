@@ -1,7 +1,6 @@
 //! `segment-connections keys generate|rotate`: the write-key encryption keys. `rotate` works on
 //! the store directly (not through a server), beside running replicas.
 
-use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::Context as _;
@@ -17,34 +16,7 @@ pub enum KeysCommand {
     /// Re-encrypt every stored write key under the current key (the first line of the key file),
     /// so older keys can then be dropped from it. Give the same --store and key as `serve`,
     /// with the new key first and the older ones after it.
-    Rotate(StoreArgs),
-}
-
-/// The store and its key, as `serve` takes them (same flags, same environment variables).
-#[derive(Debug, Clone, clap::Args)]
-pub struct StoreArgs {
-    /// sqlite://PATH or postgres://...
-    #[arg(
-        long,
-        env = "SEGMENT_CONNECTIONS_STORE",
-        default_value = config::DEFAULT_STORE,
-        hide_env_values = true
-    )]
-    pub store: String,
-    /// The key file: the current key first, previous keys on later lines.
-    #[arg(
-        long,
-        env = "SEGMENT_CONNECTIONS_ENCRYPTION_KEY_FILE",
-        conflicts_with = "encryption_key"
-    )]
-    pub encryption_key_file: Option<PathBuf>,
-    /// The keys themselves, one per line.
-    #[arg(
-        long,
-        env = "SEGMENT_CONNECTIONS_ENCRYPTION_KEY",
-        hide_env_values = true
-    )]
-    pub encryption_key: Option<String>,
+    Rotate(config::StoreArgs),
 }
 
 /// Exit 0 done, 1 failed (store unreachable, a write key that no given key opens), 2 usage.
@@ -61,19 +33,13 @@ pub fn run(command: KeysCommand) -> ExitCode {
             }
         },
         KeysCommand::Rotate(args) => {
-            let StoreArgs {
-                store,
-                encryption_key_file,
-                encryption_key,
-            } = args;
-            let (location, key) =
-                match config::store_and_key(store, encryption_key, encryption_key_file) {
-                    Ok(found) => found,
-                    Err(e) => {
-                        eprintln!("error: {e}");
-                        return ExitCode::from(2);
-                    }
-                };
+            let (location, key) = match args.resolve() {
+                Ok(found) => found,
+                Err(e) => {
+                    eprintln!("error: {e}");
+                    return ExitCode::from(2);
+                }
+            };
             // Never create a key here: rotating needs the keys in use.
             let key = match key {
                 KeySource::CreateIfMissing(path) => KeySource::File(path),
