@@ -29,7 +29,8 @@ pub struct StoreArgs {
     )]
     pub store: String,
     /// A file holding the write-key encryption key (64 hex digits; further lines are previous
-    /// keys, kept to decrypt older write keys). Default with SQLite: ./data/master.key (`serve` creates it).
+    /// keys, kept to decrypt older write keys). Default with SQLite: ./data/master.key
+    /// (`serve` creates it).
     #[arg(
         long,
         env = "SEGMENT_CONNECTIONS_ENCRYPTION_KEY_FILE",
