@@ -352,18 +352,22 @@ async fn exit_codes_one_for_server_errors_two_for_usage() {
     assert_eq!(out.status.code(), Some(1), "{}", text(&out.stderr));
 }
 
-/// `serve` in an empty directory: creates ./data/master.key (0600) and the store, answers, and
-/// stops cleanly on SIGTERM.
-#[tokio::test]
-async fn serve_creates_its_key_and_store_and_stops_on_sigterm() {
-    use std::os::unix::fs::PermissionsExt as _;
+/// A `serve` process of its own in `dir` (fresh store and key, JSON logs on stderr), started
+/// with `flags` and waited for until it logs "serving".
+struct Serve {
+    child: std::process::Child,
+    /// The log lines up to "serving".
+    log: Vec<String>,
+    /// The log lines after it, as they come.
+    lines: std::sync::mpsc::Receiver<String>,
+    addr: String,
+}
 
-    let dir = tempfile::tempdir().unwrap();
+fn serve(dir: &Path, flags: &[&str]) -> Serve {
     let mut child = Command::new(BIN)
         .args(["serve", "--listen", "127.0.0.1:0", "--log-format", "json"])
-        // Not the default port: tests run in parallel.
-        .args(["--metrics-listen", "127.0.0.1:0"])
-        .current_dir(dir.path())
+        .args(flags)
+        .current_dir(dir)
         .env_remove("SEGMENT_CONNECTIONS_ENCRYPTION_KEY")
         .env_remove("SEGMENT_CONNECTIONS_ENCRYPTION_KEY_FILE")
         .env_remove("SEGMENT_CONNECTIONS_STORE")
@@ -371,7 +375,7 @@ async fn serve_creates_its_key_and_store_and_stops_on_sigterm() {
         .spawn()
         .unwrap();
     let stderr = child.stderr.take().unwrap();
-    let (lines_tx, lines_rx) = std::sync::mpsc::channel::<String>();
+    let (lines_tx, lines) = std::sync::mpsc::channel::<String>();
     std::thread::spawn(move || {
         for line in std::io::BufReader::new(stderr).lines() {
             let Ok(line) = line else { break };
@@ -382,7 +386,7 @@ async fn serve_creates_its_key_and_store_and_stops_on_sigterm() {
     });
     let mut log = Vec::new();
     let addr = loop {
-        let line = lines_rx
+        let line = lines
             .recv_timeout(Duration::from_secs(30))
             .unwrap_or_else(|e| panic!("{e}: {log:?}"));
         let v: Value = serde_json::from_str(&line).unwrap_or(Value::Null);
@@ -391,6 +395,56 @@ async fn serve_creates_its_key_and_store_and_stops_on_sigterm() {
             break v["fields"]["addr"].as_str().unwrap().to_owned();
         }
     };
+    Serve {
+        child,
+        log,
+        lines,
+        addr,
+    }
+}
+
+fn sigterm(child: &std::process::Child) {
+    let kill = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(kill.success());
+}
+
+/// How `child` exits; it must within 30 s (else it is killed and the test fails).
+async fn exit_status(mut child: std::process::Child) -> std::process::ExitStatus {
+    tokio::task::spawn_blocking(move || {
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Some(s) = child.try_wait().unwrap() {
+                return Some(s);
+            }
+            if std::time::Instant::now() > deadline {
+                child.kill().ok();
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    })
+    .await
+    .unwrap()
+    .expect("serve stops within 30 s of SIGTERM")
+}
+
+/// `serve` in an empty directory: creates ./data/master.key (0600) and the store, answers, and
+/// stops cleanly on SIGTERM.
+#[tokio::test]
+async fn serve_creates_its_key_and_store_and_stops_on_sigterm() {
+    use std::os::unix::fs::PermissionsExt as _;
+
+    let dir = tempfile::tempdir().unwrap();
+    // Not the default metrics port: tests run in parallel.
+    let Serve {
+        child,
+        log,
+        lines,
+        addr,
+    } = serve(dir.path(), &["--metrics-listen", "127.0.0.1:0"]);
     assert!(
         log.iter()
             .any(|l| l.contains("WARN") && l.contains("master.key")),
@@ -416,29 +470,10 @@ async fn serve_creates_its_key_and_store_and_stops_on_sigterm() {
     .await;
     assert_eq!(stdout_json(&out), serde_json::json!([]));
 
-    let kill = Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(kill.success());
-    let status = tokio::task::spawn_blocking(move || {
-        let deadline = std::time::Instant::now() + Duration::from_secs(30);
-        loop {
-            if let Some(s) = child.try_wait().unwrap() {
-                return Some(s);
-            }
-            if std::time::Instant::now() > deadline {
-                child.kill().ok();
-                return None;
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-    })
-    .await
-    .unwrap()
-    .expect("serve stops within 30 s of SIGTERM");
+    sigterm(&child);
+    let status = exit_status(child).await;
     assert!(status.success(), "{status:?}");
-    let rest: Vec<String> = lines_rx.try_iter().collect();
+    let rest: Vec<String> = lines.try_iter().collect();
     assert!(rest.iter().any(|l| l.contains("stopped")), "{rest:?}");
 }
 
@@ -637,33 +672,16 @@ async fn sigterm_mid_submit_rows_answers_every_row() {
     use segment_connections::grpc::proto::{self, ConnectionsClient};
 
     let dir = tempfile::tempdir().unwrap();
-    let mut child = Command::new(BIN)
-        .args(["serve", "--listen", "127.0.0.1:0", "--log-format", "json"])
-        .args(["--metrics-listen", "off", "--shutdown-grace-seconds", "2"])
-        .current_dir(dir.path())
-        .env_remove("SEGMENT_CONNECTIONS_ENCRYPTION_KEY")
-        .env_remove("SEGMENT_CONNECTIONS_ENCRYPTION_KEY_FILE")
-        .env_remove("SEGMENT_CONNECTIONS_STORE")
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let stderr = child.stderr.take().unwrap();
-    let (lines_tx, lines_rx) = std::sync::mpsc::channel::<String>();
-    std::thread::spawn(move || {
-        for line in std::io::BufReader::new(stderr).lines() {
-            let Ok(line) = line else { break };
-            if lines_tx.send(line).is_err() {
-                break;
-            }
-        }
-    });
-    let addr = loop {
-        let line = lines_rx.recv_timeout(Duration::from_secs(30)).unwrap();
-        let v: Value = serde_json::from_str(&line).unwrap_or(Value::Null);
-        if v["fields"]["message"] == "serving" {
-            break v["fields"]["addr"].as_str().unwrap().to_owned();
-        }
-    };
+    // The log stays read (its receiver alive) until the end, as the server keeps writing.
+    let Serve {
+        child,
+        addr,
+        lines: _lines,
+        ..
+    } = serve(
+        dir.path(),
+        &["--metrics-listen", "off", "--shutdown-grace-seconds", "2"],
+    );
     let fake = FakeSegment::start("wk-sigterm-0123").await;
     // The Tracking API holds the batch far longer than the grace period.
     fake.script([Fault::Slow(Duration::from_secs(60))]);
@@ -711,11 +729,7 @@ async fn sigterm_mid_submit_rows_answers_every_row() {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 
-    let kill = Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(kill.success());
+    sigterm(&child);
 
     // Shutdown has begun once readiness says so (liveness, the "" service, stays SERVING); the
     // listener still answers meanwhile.
@@ -773,21 +787,6 @@ async fn sigterm_mid_submit_rows_answers_every_row() {
         let codes: Vec<i32> = r.issues.iter().map(|i| i.code).collect();
         assert_eq!(codes, [proto::IssueCode::ShuttingDown as i32], "{r:?}");
     }
-    let status = tokio::task::spawn_blocking(move || {
-        let deadline = std::time::Instant::now() + Duration::from_secs(30);
-        loop {
-            if let Some(s) = child.try_wait().unwrap() {
-                return Some(s);
-            }
-            if std::time::Instant::now() > deadline {
-                child.kill().ok();
-                return None;
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-    })
-    .await
-    .unwrap()
-    .expect("serve stops within 30 s of SIGTERM");
+    let status = exit_status(child).await;
     assert!(status.success(), "{status:?}");
 }
