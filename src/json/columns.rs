@@ -26,6 +26,34 @@ pub struct Columns {
     index: Option<Vec<(u64, u32)>>,
 }
 
+/// Whether two byte strings are equal, compared a word at a time in line (names are short: a
+/// call to `memcmp` would cost more than the comparison).
+#[inline]
+fn same(a: &[u8], b: &[u8]) -> bool {
+    let n = a.len();
+    if n != b.len() {
+        return false;
+    }
+    let word = |s: &[u8], at: usize| u64::from_ne_bytes(s[at..at + 8].try_into().unwrap_or([0; 8]));
+    let half = |s: &[u8], at: usize| u32::from_ne_bytes(s[at..at + 4].try_into().unwrap_or([0; 4]));
+    match n {
+        0 => true,
+        1..4 => a.iter().zip(b).all(|(x, y)| x == y),
+        4..8 => half(a, 0) == half(b, 0) && half(a, n - 4) == half(b, n - 4),
+        _ => {
+            // Whole words, then the last word (overlapping the one before it).
+            let mut at = 0;
+            while at + 8 < n {
+                if word(a, at) != word(b, at) {
+                    return false;
+                }
+                at += 8;
+            }
+            word(a, n - 8) == word(b, n - 8)
+        }
+    }
+}
+
 fn hash(name: &str) -> u64 {
     // One random seed per process (the index only has to agree with itself), so names that
     // collide cannot be prepared in advance to make lookups slow.
@@ -68,6 +96,18 @@ impl Columns {
     pub fn get_index(&self, i: usize) -> Option<(&str, &Value)> {
         let value = self.values.get(i)?;
         Some((self.name(i), value))
+    }
+
+    /// The value at position `i` if that column is `name`: what a remembered position costs.
+    #[inline]
+    pub fn get_at(&self, i: usize, name: &str) -> Option<&Value> {
+        let end = *self.ends.get(i)? as usize;
+        let start = match i {
+            0 => 0,
+            _ => self.ends[i - 1] as usize,
+        };
+        let found = self.names.as_bytes().get(start..end)?;
+        same(found, name.as_bytes()).then(|| &self.values[i])
     }
 
     /// The position and value of column `name`.
@@ -350,6 +390,30 @@ mod tests {
 
     fn parse(text: &str) -> Columns {
         parse_columns(text.as_bytes()).unwrap()
+    }
+
+    #[test]
+    fn compares_names_of_every_length() {
+        let names: Vec<String> = (0..40)
+            .map(|n| "abcdefghij".repeat(4)[..n].into())
+            .collect();
+        for a in &names {
+            for b in &names {
+                assert_eq!(same(a.as_bytes(), b.as_bytes()), a == b, "{a:?} {b:?}");
+                // One byte changed anywhere: different.
+                for i in 0..b.len() {
+                    let mut c = b.clone().into_bytes();
+                    c[i] = b'Z';
+                    assert_eq!(same(a.as_bytes(), &c), a.as_bytes() == c, "{a:?} {c:?}");
+                }
+            }
+        }
+        let c = parse(r#"{"user_id": 1, "a_much_longer_column_name": 2}"#);
+        assert_eq!(c.get_at(0, "user_id"), Some(&json!(1)));
+        assert_eq!(c.get_at(0, "user_iD"), None);
+        assert_eq!(c.get_at(1, "a_much_longer_column_name"), Some(&json!(2)));
+        assert_eq!(c.get_at(1, "a_much_longer_column_namE"), None);
+        assert_eq!(c.get_at(2, "user_id"), None);
     }
 
     #[test]

@@ -75,9 +75,8 @@ pub struct Mapping {
     pub enabled: bool,
     identity: Identity,
     fields: Box<[(Field, Expr)]>,
-    /// `Some(n)` when every field is a column, an envelope value or a literal, or a raw object
-    /// of those, producing at most `n` values (rendered without a tree of values).
-    flat: Option<usize>,
+    /// The compiled event of a flat mapping (its rows rendered without a tree of values).
+    flat: Option<render::Flat>,
 }
 
 impl Mapping {
@@ -179,7 +178,7 @@ impl Mapping {
         }
         match (action, trigger) {
             (Some(action), Some(trigger)) if violations.is_empty() => Ok(Mapping {
-                flat: render::is_flat(&fields),
+                flat: render::Flat::compile(action, &fields),
                 name: doc.name.clone().unwrap_or_default(),
                 model: doc.model.clone().unwrap_or_default(),
                 action,

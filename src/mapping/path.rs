@@ -21,7 +21,7 @@ pub struct Path {
 /// share their column order, so the next row usually has it at the same index: one key
 /// comparison instead of a hash lookup.
 #[derive(Debug, Default)]
-struct ColumnHint(AtomicU32);
+pub struct ColumnHint(AtomicU32);
 
 impl Clone for ColumnHint {
     fn clone(&self) -> Self {
@@ -38,11 +38,10 @@ impl PartialEq for ColumnHint {
 impl Eq for ColumnHint {}
 
 impl ColumnHint {
-    fn get<'c>(&self, columns: &'c Columns, key: &str) -> Option<&'c Value> {
+    #[inline]
+    pub fn get<'c>(&self, columns: &'c Columns, key: &str) -> Option<&'c Value> {
         let hint = self.0.load(Ordering::Relaxed) as usize;
-        if let Some((k, v)) = columns.get_index(hint)
-            && k == key
-        {
+        if let Some(v) = columns.get_at(hint, key) {
             return Some(v);
         }
         let (i, v) = columns.get_full(key)?;
@@ -78,6 +77,23 @@ impl Path {
             root,
             column: ColumnHint::default(),
         }
+    }
+
+    /// The column a `$.properties.<column>` path names.
+    pub fn column(&self) -> Option<&str> {
+        match (self.root, &self.keys[..]) {
+            (EnvRoot::Properties, [_, column]) => Some(column),
+            _ => None,
+        }
+    }
+
+    /// Whether what this path finds is always borrowed (no `length`, no string indexing), so
+    /// [`Path::resolve`] never computes a value for it.
+    pub fn borrows(&self) -> bool {
+        self.keys
+            .iter()
+            .skip(1)
+            .all(|k| &**k != "length" && array_index(k).is_none())
     }
 
     #[cfg(test)]

@@ -7,13 +7,14 @@ use serde_json::Value;
 use super::Mapping;
 use super::envelope::{Envelope, Scope};
 use super::eval::eval;
-use super::expr::Expr;
-use super::expr::Violation;
+use super::expr::{Expr, Violation};
+use super::path::{ColumnHint, Path};
 use super::row::Row;
 use crate::issue::{Issue, IssueCode, pointer};
 use crate::json::{VRef, Val};
 use crate::segment::event::{self, Built, Fields};
-use crate::segment::fields::Field;
+use crate::segment::fields::{Action, Field};
+use crate::segment::plan::{Plan, Shape};
 
 /// The outcome of rendering one row through one mapping.
 #[derive(Debug)]
@@ -52,11 +53,16 @@ impl Mapping {
     fn render_scope(
         &self,
         scope: Scope<'_>,
-        derived: impl FnOnce() -> String,
+        derived: impl Fn() -> String,
         out: &mut Vec<u8>,
     ) -> Render {
-        if let Some(n) = self.flat {
-            return self.render_flat(n, scope, derived, out);
+        if let (Some(flat), Scope::Env(env)) = (&self.flat, scope)
+            && let Some(built) = flat.plan.write(|i| flat.value(i, env), &derived, out)
+        {
+            return Render {
+                skipped: false,
+                built,
+            };
         }
         let mut values: [Option<Val<'_>>; Field::COUNT] = [const { None }; Field::COUNT];
         let mut issues = Vec::new();
@@ -85,65 +91,6 @@ impl Mapping {
         for (field, _) in &*self.fields {
             let i = field.index();
             fields[i] = values[i].as_ref().map(Val::as_ref);
-        }
-        let built = event::build(self.action, &fields, derived, out);
-        Render {
-            skipped: false,
-            built,
-        }
-    }
-
-    /// The same for a flat mapping (every field a column, an envelope value or a literal, or a
-    /// raw object of those; see [`is_flat`]): the values are what `eval` gives for those forms,
-    /// gathered in one vector instead of a tree of them, and nothing can fail.
-    fn render_flat<'a>(
-        &'a self,
-        n: usize,
-        scope: Scope<'a>,
-        derived: impl FnOnce() -> String,
-        out: &mut Vec<u8>,
-    ) -> Render {
-        #[derive(Clone, Copy)]
-        enum Slot {
-            Unset,
-            At(usize),
-            Object(usize, usize),
-        }
-        let leaf = |e: &'a Expr| match e {
-            Expr::Path(p) => p.resolve(&scope),
-            Expr::Const(v) => Some(Val::Ref(v)),
-            _ => None,
-        };
-        let mut slots = [Slot::Unset; Field::COUNT];
-        let mut values: Vec<(&'a str, Val<'a>)> = Vec::with_capacity(n);
-        for (field, expr) in &*self.fields {
-            let slot = &mut slots[field.index()];
-            match expr {
-                Expr::Object(entries) => {
-                    let start = values.len();
-                    for (k, e) in entries {
-                        if let Some(v) = leaf(e) {
-                            values.push((k, v));
-                        }
-                    }
-                    *slot = Slot::Object(start, values.len());
-                }
-                e => {
-                    if let Some(v) = leaf(e) {
-                        *slot = Slot::At(values.len());
-                        values.push(("", v));
-                    }
-                }
-            }
-        }
-        let mut fields: Fields<'_> = [None; Field::COUNT];
-        for (field, _) in &*self.fields {
-            let i = field.index();
-            fields[i] = match slots[i] {
-                Slot::Unset => None,
-                Slot::At(j) => Some(values[j].1.as_ref()),
-                Slot::Object(a, b) => Some(VRef::Obj(&values[a..b])),
-            };
         }
         let built = event::build(self.action, &fields, derived, out);
         Render {
@@ -250,30 +197,107 @@ mod tests {
     }
 }
 
-/// Whether every field of a mapping is a column, an envelope value or a literal, or a raw object
-/// of those: what `render_flat` takes. Returns how many values such a mapping can produce.
-pub(super) fn is_flat(fields: &[(Field, Expr)]) -> Option<usize> {
-    let leaf = |e: &Expr| matches!(e, Expr::Path(_) | Expr::Const(_));
-    fields.iter().try_fold(0, |n, (_, e)| match e {
-        Expr::Object(entries) if entries.iter().all(|(_, e)| leaf(e)) => Some(n + entries.len()),
-        e if leaf(e) => Some(n + 1),
-        _ => None,
-    })
+/// A flat mapping (every field a column, an envelope value or a literal, or a raw object of
+/// those) compiled into a [`Plan`], with the values the plan reads.
+#[derive(Debug)]
+pub(super) struct Flat {
+    plan: Plan,
+    values: Box<[Leaf]>,
 }
 
-/// The flat path against the general evaluator: random flat mappings of every action over random
-/// rows must render the same bytes, messageId, size and issues either way.
+/// A value a plan reads: never computed, always borrowed from the row, the envelope or the
+/// mapping.
+#[derive(Debug)]
+enum Leaf {
+    /// `$.properties.<column>`: found where it was in the last row.
+    Column(Box<str>, ColumnHint),
+    /// Any other path that borrows what it finds ([`Path::borrows`]).
+    Path(Path),
+    Const(Value),
+}
+
+impl Leaf {
+    fn of(e: &Expr) -> Option<Leaf> {
+        match e {
+            Expr::Path(p) => match p.column() {
+                Some(c) => Some(Leaf::Column(c.into(), ColumnHint::default())),
+                None => p.borrows().then(|| Leaf::Path(p.clone())),
+            },
+            Expr::Const(v) => Some(Leaf::Const(v.clone())),
+            _ => None,
+        }
+    }
+}
+
+impl Flat {
+    /// `None` unless the mapping is flat and its events can be planned (see [`Plan::compile`]).
+    pub(super) fn compile(action: Action, fields: &[(Field, Expr)]) -> Option<Flat> {
+        let mut values = Vec::new();
+        let mut leaf = |leaf: Leaf| {
+            values.push(leaf);
+            u16::try_from(values.len() - 1).ok()
+        };
+        let mut shapes = Vec::with_capacity(fields.len());
+        for (field, expr) in fields {
+            let shape = match expr {
+                Expr::Object(entries) => {
+                    let mut object = Vec::with_capacity(entries.len());
+                    for (k, e) in entries {
+                        object.push((k.clone(), leaf(Leaf::of(e)?)?));
+                    }
+                    Shape::Object(object)
+                }
+                // A raw object with no directive in it is a literal: planned entry by entry.
+                Expr::Const(Value::Object(entries)) => Shape::Object(
+                    entries
+                        .iter()
+                        .map(|(k, v)| Some((k.clone(), leaf(Leaf::Const(v.clone()))?)))
+                        .collect::<Option<_>>()?,
+                ),
+                e => Shape::Value(leaf(Leaf::of(e)?)?),
+            };
+            shapes.push((*field, shape));
+        }
+        Some(Flat {
+            plan: Plan::compile(action, &shapes)?,
+            values: values.into(),
+        })
+    }
+
+    /// Value `i` for the row of `env`: what `eval` gives for that path or literal.
+    #[inline]
+    fn value<'a>(&'a self, i: u16, env: &'a Envelope<'a>) -> Option<VRef<'a>> {
+        match &self.values[usize::from(i)] {
+            Leaf::Column(name, hint) => hint.get(&env.row().columns, name).map(VRef::Json),
+            Leaf::Path(p) => match p.resolve(&Scope::Env(env))? {
+                Val::Ref(v) => Some(VRef::Json(v)),
+                Val::Str(s) => Some(VRef::Str(s)),
+                Val::Row(c) => Some(VRef::Row(c)),
+                // Not for a path that borrows.
+                _ => None,
+            },
+            Leaf::Const(v) => Some(VRef::Json(v)),
+        }
+    }
+}
+
+/// The plan against the general builder: random flat mappings of every action over random rows
+/// must render the same bytes, messageId, size and issues either way.
 #[cfg(test)]
-mod flat_against_general {
+mod plan_against_general {
     use proptest::prelude::*;
     use serde_json::{Map, Value, json};
 
     use super::Render;
     use crate::json::Columns;
     use crate::mapping::{Identity, Mapping, MappingDoc, Op, Row};
-    use crate::segment::fields::{Action, Field, FieldType};
+    use crate::segment::fields::{Action, Field, FieldType, Scalar};
 
     const COLUMNS: &[&str] = &["a", "b", "user", "ts", "n", "obj", "e\"q"];
+    const LONG_ID: &str = concat!(
+        "m-0123456789012345678901234567890123456789012345678901234567890123456789",
+        "0123456789012345678901234567890123456789"
+    );
 
     fn scalar() -> BoxedStrategy<Value> {
         prop_oneof![
@@ -315,11 +339,48 @@ mod flat_against_general {
         prop_oneof![
             3 => prop::sample::select(COLUMNS)
                 .prop_map(|c| json!({ "@path": format!("$.properties.{c}") })),
-            1 => prop::sample::select(vec!["$.messageId", "$.event", "$.properties", "$.nope"])
+            1 => prop::sample::select(vec![
+                "$.messageId",
+                "$.event",
+                "$.properties",
+                "$.nope",
+                "$.properties.obj.b",
+                "$.properties.obj.length",
+                "$.properties.a.0",
+                "$.",
+            ])
                 .prop_map(|p| json!({ "@path": p })),
             1 => scalar(),
         ]
         .boxed()
+    }
+
+    /// A leaf for a value of type `ty`: mostly a column holding that type in a typical row.
+    fn typed_leaf(ty: Option<Scalar>, timestamp: bool) -> BoxedStrategy<Value> {
+        let path = |c: &str| json!({ "@path": format!("$.properties.{c}") });
+        let typical = match ty {
+            None => return leaf(),
+            Some(Scalar::Str) if timestamp => Just(path("ts")).boxed(),
+            Some(Scalar::Str) => prop::sample::select(vec!["a", "user", "e\"q", "b"])
+                .prop_map(path)
+                .boxed(),
+            Some(Scalar::Num) => prop::sample::select(vec!["n", "b"]).prop_map(path).boxed(),
+            Some(Scalar::Bool) => any::<bool>().prop_map(Value::from).boxed(),
+        };
+        prop_oneof![3 => typical, 1 => leaf()].boxed()
+    }
+
+    /// A raw object of some of `keys`, each with a leaf of its type.
+    fn object(keys: Vec<(&'static str, Option<Scalar>)>, max: usize) -> BoxedStrategy<Value> {
+        let max = max.min(keys.len());
+        prop::sample::subsequence(keys, 0..=max)
+            .prop_flat_map(|keys| {
+                keys.into_iter()
+                    .map(|(k, ty)| (Just(k.to_owned()), typed_leaf(ty, false)))
+                    .collect::<Vec<_>>()
+            })
+            .prop_map(|entries| Value::Object(entries.into_iter().collect()))
+            .boxed()
     }
 
     fn doc() -> BoxedStrategy<Value> {
@@ -332,37 +393,30 @@ mod flat_against_general {
                 let per_field = fields
                     .into_iter()
                     .map(|f| {
+                        // An object field is mostly a raw object of leaves, sometimes one leaf
+                        // (the whole row, a column holding an object, or a wrong type).
                         let value = match f.ty() {
-                            FieldType::Str => leaf(),
+                            FieldType::Str => typed_leaf(Some(Scalar::Str), f == Field::Timestamp),
                             FieldType::Object(subs) => {
-                                let mut keys: Vec<&'static str> =
-                                    subs.iter().map(|s| s.key).collect();
-                                keys.push("extra");
-                                prop::collection::btree_map(
-                                    prop::sample::select(keys),
-                                    leaf(),
-                                    0..4,
-                                )
-                                .prop_map(|m| {
-                                    Value::Object(
-                                        m.into_iter().map(|(k, v)| (k.to_owned(), v)).collect(),
-                                    )
-                                })
-                                .boxed()
+                                let mut keys: Vec<_> =
+                                    subs.iter().map(|s| (s.key, Some(s.ty))).collect();
+                                keys.push(("extra", None));
+                                prop_oneof![12 => object(keys, 4), 1 => leaf()].boxed()
                             }
-                            FieldType::FreeObject => prop::collection::btree_map(
-                                prop::sample::select(vec!["k", "address", "name", "q\"k"]),
-                                leaf(),
-                                0..3,
-                            )
-                            .prop_map(|m| {
-                                Value::Object(
-                                    m.into_iter().map(|(k, v)| (k.to_owned(), v)).collect(),
-                                )
-                            })
-                            .boxed(),
+                            FieldType::FreeObject => {
+                                let keys = ["k", "address", "name", "url", "q\"k"]
+                                    .map(|k| (k, None))
+                                    .to_vec();
+                                prop_oneof![4 => object(keys, 3), 1 => leaf()].boxed()
+                            }
                         };
-                        (Just(f.key()), prop::option::weighted(0.7, value))
+                        // Mostly identified; consent (never planned) seldom.
+                        let weight = match f {
+                            Field::UserId => 0.8,
+                            Field::Consent => 0.1,
+                            _ => 0.35,
+                        };
+                        (Just(f.key()), prop::option::weighted(weight, value))
                     })
                     .collect::<Vec<_>>();
                 (Just(action), per_field)
@@ -377,10 +431,46 @@ mod flat_against_general {
             .boxed()
     }
 
+    /// A row of any values, or (as often) one whose columns hold what their names suggest,
+    /// some of them empty: rows the plan mostly writes itself.
     fn row() -> BoxedStrategy<Row> {
+        let any = prop::collection::btree_map(prop::sample::select(COLUMNS), value(), 0..7)
+            .prop_map(|m| m.into_iter().collect::<Vec<_>>());
+        let typical = (
+            "[a-z ]{1,8}",
+            -1000i64..1000,
+            0u32..100,
+            prop::sample::select(vec!["48.85", "1920", "-3"]),
+            prop::collection::vec(prop::sample::select(vec![0u8, 0, 0, 0, 1, 2]), 7),
+        )
+            .prop_map(|(a, b, user, n, empty)| {
+                let values = [
+                    json!(a),
+                    json!(b),
+                    json!(format!("u-{user}")),
+                    json!("2024-05-01T12:00:00.000Z"),
+                    json!(n),
+                    json!({"b": a}),
+                    json!("x\"y"),
+                ];
+                COLUMNS
+                    .iter()
+                    .zip(values)
+                    .zip(empty)
+                    .map(|((c, v), empty)| {
+                        let v = match empty {
+                            1 => Value::Null,
+                            2 => json!(""),
+                            _ => v,
+                        };
+                        (*c, v)
+                    })
+                    .collect()
+            });
         (
-            prop::collection::btree_map(prop::sample::select(COLUMNS), value(), 0..7),
-            prop::option::of(prop::sample::select(vec!["m-1", "", "m-\"2"])),
+            prop_oneof![any, typical],
+            // The last is longer than the Tracking API keeps.
+            prop::option::of(prop::sample::select(vec!["m-1", "", "m-\"2", LONG_ID])),
         )
             .prop_map(|(columns, message_id)| {
                 let columns: Columns = columns.into_iter().collect();
@@ -405,20 +495,82 @@ mod flat_against_general {
         )
     }
 
-    proptest! {
-        #![proptest_config(ProptestConfig::with_cases(2000))]
-        #[test]
-        fn flat_mappings_render_as_the_general_path_does(doc in doc(), row in row()) {
-            let doc: MappingDoc = serde_json::from_value(doc).unwrap();
-            // Required fields may be missing: such mappings do not compile, and are not flat.
-            let Ok(flat) = Mapping::compile(&doc, Identity::offline("")) else { return Ok(()); };
-            prop_assert!(flat.flat.is_some());
-            let mut general = Mapping::compile(&doc, Identity::offline("")).unwrap();
-            general.flat = None;
-            let (mut a, mut b) = (Vec::new(), Vec::new());
-            let ra = flat.render(&row, &mut a);
-            let rb = general.render(&row, &mut b);
-            prop_assert_eq!(rendered(&ra, &a), rendered(&rb, &b));
+    /// Rendered with the plan and without it, the same; and the plan wrote a good share of the
+    /// events itself (else this would compare the general builder with itself).
+    #[test]
+    fn flat_mappings_render_as_the_general_path_does() {
+        use proptest::test_runner::{Config, TestRunner};
+        use std::cell::Cell;
+        const CASES: u32 = 2000;
+        let (planned, compiled) = (Cell::new(0), Cell::new(0));
+        let mut runner = TestRunner::new(Config::with_cases(CASES));
+        runner
+            .run(&(doc(), row()), |(doc, row)| {
+                let doc: MappingDoc = serde_json::from_value(doc).unwrap();
+                // Required fields may be missing: such mappings do not compile.
+                let Ok(flat) = Mapping::compile(&doc, Identity::offline("")) else {
+                    return Ok(());
+                };
+                compiled.set(compiled.get() + 1);
+                let mut general = Mapping::compile(&doc, Identity::offline("")).unwrap();
+                general.flat = None;
+                let (mut a, mut b) = (Vec::new(), Vec::new());
+                let ra = flat.render(&row, &mut a);
+                let rb = general.render(&row, &mut b);
+                prop_assert_eq!(rendered(&ra, &a), rendered(&rb, &b));
+                if let Some(f) = &flat.flat {
+                    let env = super::Envelope::new(&row, flat.identity());
+                    let derived = || env.derived_message_id().to_owned();
+                    let mut c = Vec::new();
+                    if f.plan
+                        .write(|i| f.value(i, &env), derived, &mut c)
+                        .is_some()
+                    {
+                        planned.set(planned.get() + 1);
+                    }
+                }
+                Ok(())
+            })
+            .unwrap();
+        // About one in seven is planned and accepted: the rest are rejected or not flat.
+        assert!(
+            planned.get() * 10 >= compiled.get(),
+            "the plan wrote {} of {} events",
+            planned.get(),
+            compiled.get()
+        );
+    }
+}
+
+#[cfg(test)]
+mod plan_used {
+    use serde_json::Value;
+
+    use crate::json::Columns;
+    use crate::mapping::{Identity, Mapping, MappingDoc, Op, Row};
+
+    /// The bench workload's mappings are planned, and its rows written by their plans.
+    #[test]
+    fn the_workload_is_written_by_plans() {
+        let w: Value =
+            serde_json::from_str(include_str!("../../tests/fixtures/workload.json")).unwrap();
+        let columns: Columns =
+            serde_json::from_value(w["row_template"]["columns"].clone()).unwrap();
+        let row = Row::new(Some("row-1".into()), Op::Added, columns, Some("m-1".into()));
+        for (action, doc) in w["mappings"].as_object().unwrap() {
+            let doc: MappingDoc = serde_json::from_value(doc.clone()).unwrap();
+            let m = Mapping::compile(&doc, Identity::offline("")).unwrap();
+            let flat = m.flat.as_ref().expect(action);
+            let env = super::Envelope::new(&row, m.identity());
+            let mut out = Vec::new();
+            let built = flat
+                .plan
+                .write(|i| flat.value(i, &env), || unreachable!(), &mut out);
+            assert!(
+                built.is_some(),
+                "{action}: {}",
+                String::from_utf8_lossy(&out)
+            );
         }
     }
 }

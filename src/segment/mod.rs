@@ -1,12 +1,13 @@
-//! Segment itself: the Spec events and the Tracking API's rules (`event`, `accept`, `fields`),
-//! and delivery to it: batching (`batch`), the retry policy (`retry`), the tower stack
-//! (`stack`) and the HTTP sender (`client`).
+//! Segment itself: the Spec events and the Tracking API's rules (`event`, `plan`, `accept`,
+//! `fields`), and delivery to it: batching (`batch`), the retry policy (`retry`), the tower
+//! stack (`stack`) and the HTTP sender (`client`).
 
 pub mod accept;
 pub mod batch;
 pub mod client;
 pub mod event;
 pub mod fields;
+pub mod plan;
 pub mod retry;
 mod stack;
 
