@@ -6,7 +6,7 @@
 use std::io;
 
 use crate::issue::{Issue, IssueCode, pointer};
-use crate::json::Columns;
+use crate::json::{Columns, VRef};
 
 /// The largest row (its columns JSON) by default: 512 KiB.
 pub const DEFAULT_MAX_ROW_BYTES: usize = 512 * 1024;
@@ -56,7 +56,11 @@ impl RowLimits {
         for (name, value) in columns {
             let mut size = ByteCount(0);
             // Writing into a counter cannot fail.
-            serde_json::to_writer(&mut size, value).ok();
+            match value {
+                VRef::Str(s) => serde_json::to_writer(&mut size, s),
+                other => serde_json::to_writer(&mut size, &other.to_value()),
+            }
+            .ok();
             if size.0 > self.max_value_bytes {
                 return Err(Issue::new(
                     IssueCode::RowTooLarge,

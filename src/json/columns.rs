@@ -1,14 +1,20 @@
-//! A row's columns: names and values in the caller's order, built for the row path. All the
-//! names share one buffer (one allocation per row, not one per column); a row of a few dozen
-//! columns is searched by scanning (names compared by length first), a wider one through a sorted
-//! index of name hashes built when it is parsed. Mappings mostly look columns up by position
-//! (`get_index`, with the position a path remembers), which costs nothing here.
+//! A row's columns: names and values in the caller's order, built for the row path. Every name
+//! and every string value sit in one buffer (one allocation for all of a row's text, and its
+//! strings side by side in memory); other values are JSON. A row of a few dozen columns is
+//! searched by scanning (names compared by length first), a wider one through a sorted index of
+//! name hashes built when it is parsed. Mappings mostly look columns up by position (`get_at`,
+//! with the position a path remembers), which costs one name comparison.
+//!
+//! Parsing reads the row's object itself, copying strings straight into the buffer, and leaves
+//! nested arrays and objects (and numbers that are not small integers) to serde_json.
 
 use std::fmt;
 use std::hash::BuildHasher as _;
 
 use serde::de::{DeserializeSeed, MapAccess, Visitor};
-use serde_json::Value;
+use serde_json::{Number, Value};
+
+use super::VRef;
 
 /// Rows wider than this get a hash index; narrower ones are scanned.
 const SCAN_MAX: usize = 24;
@@ -17,14 +23,34 @@ const SCAN_MAX: usize = 24;
 /// position and its last value, as a JavaScript object does).
 #[derive(Clone, Default)]
 pub struct Columns {
-    /// Every name, one after another.
-    names: String,
-    /// Each column: where its name ends in `names` (it starts where the previous one ends).
-    ends: Vec<u32>,
-    values: Vec<Value>,
+    /// Every name and every string value, one after another.
+    text: String,
+    cols: Vec<Col>,
     /// For wide rows: `(hash of name, position)`, sorted.
     index: Option<Vec<(u64, u32)>>,
 }
+
+#[derive(Clone)]
+struct Col {
+    name: Span,
+    value: Cell,
+}
+
+/// Where a name or a string is in `text`.
+#[derive(Clone, Copy)]
+struct Span {
+    start: u32,
+    end: u32,
+}
+
+#[derive(Clone)]
+enum Cell {
+    Str(Span),
+    Json(Value),
+}
+
+/// The most text a row's names and strings may hold (spans are 32-bit).
+const MAX_TEXT: usize = u32::MAX as usize;
 
 /// Whether two byte strings are equal, compared a word at a time in line (names are short: a
 /// call to `memcmp` would cost more than the comparison).
@@ -54,6 +80,21 @@ fn same(a: &[u8], b: &[u8]) -> bool {
     }
 }
 
+/// Ten bits of a name: from its length and its first and last eight bytes.
+#[inline]
+fn quick_hash(name: &[u8]) -> usize {
+    let n = name.len();
+    let (a, b) = match name.get(..8) {
+        Some(head) => (
+            u64::from_le_bytes(head.try_into().unwrap_or_default()),
+            u64::from_le_bytes(name[n - 8..].try_into().unwrap_or_default()),
+        ),
+        None => (name.iter().fold(0, |h, &c| h << 8 | u64::from(c)), 0),
+    };
+    let h = (a ^ b.rotate_left(23) ^ n as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    (h >> 54) as usize
+}
+
 fn hash(name: &str) -> u64 {
     // One random seed per process (the index only has to agree with itself), so names that
     // collide cannot be prepared in advance to make lookups slow.
@@ -67,56 +108,59 @@ fn hash(name: &str) -> u64 {
 }
 
 impl Columns {
-    /// Empty, with room for `n` columns.
-    pub fn with_capacity(n: usize) -> Columns {
-        Columns {
-            names: String::with_capacity(n * 12),
-            ends: Vec::with_capacity(n),
-            values: Vec::with_capacity(n),
-            index: None,
-        }
-    }
-
     pub fn len(&self) -> usize {
-        self.values.len()
+        self.cols.len()
     }
 
     pub fn is_empty(&self) -> bool {
-        self.values.is_empty()
+        self.cols.is_empty()
+    }
+
+    #[inline]
+    fn text(&self, span: Span) -> &str {
+        self.text
+            .get(span.start as usize..span.end as usize)
+            .unwrap_or_default()
     }
 
     #[inline]
     fn name(&self, i: usize) -> &str {
-        let start = if i == 0 { 0 } else { self.ends[i - 1] as usize };
-        &self.names[start..self.ends[i] as usize]
+        self.text(self.cols[i].name)
+    }
+
+    #[inline]
+    fn value<'c>(&'c self, col: &'c Col) -> VRef<'c> {
+        match &col.value {
+            Cell::Str(span) => VRef::Str(self.text(*span)),
+            Cell::Json(v) => VRef::Json(v),
+        }
     }
 
     /// The column at position `i`.
     #[inline]
-    pub fn get_index(&self, i: usize) -> Option<(&str, &Value)> {
-        let value = self.values.get(i)?;
-        Some((self.name(i), value))
+    pub fn get_index(&self, i: usize) -> Option<(&str, VRef<'_>)> {
+        let col = self.cols.get(i)?;
+        Some((self.text(col.name), self.value(col)))
     }
 
     /// The value at position `i` if that column is `name`: what a remembered position costs.
     #[inline]
-    pub fn get_at(&self, i: usize, name: &str) -> Option<&Value> {
-        let end = *self.ends.get(i)? as usize;
-        let start = match i {
-            0 => 0,
-            _ => self.ends[i - 1] as usize,
-        };
-        let found = self.names.as_bytes().get(start..end)?;
-        same(found, name.as_bytes()).then(|| &self.values[i])
+    pub fn get_at(&self, i: usize, name: &str) -> Option<VRef<'_>> {
+        let col = self.cols.get(i)?;
+        let found = self
+            .text
+            .as_bytes()
+            .get(col.name.start as usize..col.name.end as usize)?;
+        same(found, name.as_bytes()).then(|| self.value(col))
     }
 
     /// The position and value of column `name`.
-    pub fn get_full(&self, name: &str) -> Option<(usize, &Value)> {
+    pub fn get_full(&self, name: &str) -> Option<(usize, VRef<'_>)> {
         let i = self.position(name)?;
-        Some((i, &self.values[i]))
+        Some((i, self.value(&self.cols[i])))
     }
 
-    pub fn get(&self, name: &str) -> Option<&Value> {
+    pub fn get(&self, name: &str) -> Option<VRef<'_>> {
         self.get_full(name).map(|(_, v)| v)
     }
 
@@ -131,17 +175,10 @@ impl Columns {
                     .map(|&(_, i)| i as usize)
                     .find(|&i| self.name(i) == name)
             }
-            None => {
-                let mut start = 0;
-                for (i, &end) in self.ends.iter().enumerate() {
-                    let end = end as usize;
-                    if end - start == name.len() && &self.names[start..end] == name {
-                        return Some(i);
-                    }
-                    start = end;
-                }
-                None
-            }
+            None => self
+                .cols
+                .iter()
+                .position(|c| same(self.text(c.name).as_bytes(), name.as_bytes())),
         }
     }
 
@@ -149,53 +186,49 @@ impl Columns {
     pub fn iter(&self) -> Iter<'_> {
         Iter {
             columns: self,
-            next: 0,
-            start: 0,
+            cols: self.cols.iter(),
         }
     }
 
     pub fn keys(&self) -> impl Iterator<Item = &str> {
-        self.iter().map(|(k, _)| k)
+        self.cols.iter().map(|c| self.text(c.name))
     }
 
-    /// Adds a column, or replaces the value of the one already named so (keeping its position).
-    pub fn insert(&mut self, name: &str, value: Value) {
-        if let Some(i) = self.position(name) {
-            self.values[i] = value;
-            return;
+    /// Appends `s` to the text; `None` past [`MAX_TEXT`].
+    fn push_text(&mut self, s: &str) -> Option<Span> {
+        let start = self.text.len();
+        if start + s.len() > MAX_TEXT {
+            return None;
         }
-        self.push(name, value);
-        let i = self.len() - 1;
-        if let Some(index) = &mut self.index {
-            // Kept sorted: one entry placed, not the whole index rebuilt.
-            let entry = (hash(name), i as u32);
-            let at = index.partition_point(|e| *e < entry);
-            index.insert(at, entry);
-        } else if self.len() > SCAN_MAX {
-            self.index = Some(self.build_index());
-        }
+        self.text.push_str(s);
+        Some(Span {
+            start: start as u32,
+            end: self.text.len() as u32,
+        })
     }
 
-    /// Appends without looking for the name: `finish` settles repeated names afterwards.
-    fn push(&mut self, name: &str, value: Value) {
-        self.names.push_str(name);
-        self.ends
-            .push(u32::try_from(self.names.len()).unwrap_or(u32::MAX));
-        self.values.push(value);
+    /// A column from a name and a JSON value (strings go to the text).
+    fn push_value(&mut self, name: Span, value: Value) -> Option<()> {
+        let value = match value {
+            Value::String(s) => Cell::Str(self.push_text(&s)?),
+            v => Cell::Json(v),
+        };
+        self.cols.push(Col { name, value });
+        Some(())
     }
 
     fn build_index(&self) -> Vec<(u64, u32)> {
         let mut index: Vec<(u64, u32)> = self
-            .iter()
+            .keys()
             .enumerate()
-            .map(|(i, (name, _))| (hash(name), i as u32))
+            .map(|(i, name)| (hash(name), i as u32))
             .collect();
         index.sort_unstable();
         index
     }
 
-    /// After `push`es: indexes a wide row, then merges repeated names (first position, last
-    /// value), which is rare and so done the slow way.
+    /// After the columns are read: indexes a wide row, then merges repeated names (first
+    /// position, last value), which is rare and so done the slow way.
     fn finish(mut self) -> Columns {
         let repeated = if self.len() > SCAN_MAX {
             let index = self.build_index();
@@ -213,10 +246,11 @@ impl Columns {
             self.index = Some(index);
             repeated
         } else {
-            // A 256-bit filter of name hashes: only a name whose bit is taken is looked up.
-            let mut seen = [0u64; 4];
-            self.iter().enumerate().any(|(i, (name, _))| {
-                let h = hash(name) as usize & 255;
+            // A 1024-bit filter of cheap name hashes: only a name whose bit is taken is looked
+            // up (at most `SCAN_MAX` names, so even all colliding cost little).
+            let mut seen = [0u64; 16];
+            self.keys().enumerate().any(|(i, name)| {
+                let h = quick_hash(name.as_bytes());
                 let (word, bit) = (h >> 6, 1u64 << (h & 63));
                 let maybe = seen[word] & bit != 0;
                 seen[word] |= bit;
@@ -226,30 +260,39 @@ impl Columns {
         if !repeated {
             return self;
         }
-        // Rare: merged the slow way, through a DoS-resistant map of where each name went.
-        let values = std::mem::take(&mut self.values);
-        let mut merged = Columns::with_capacity(values.len());
-        let mut at = std::collections::HashMap::with_capacity(values.len());
-        for (i, value) in values.into_iter().enumerate() {
-            let name = self.name(i);
-            match at.get(name) {
-                Some(&j) => merged.values[j] = value,
+        // Rare: merged the slow way, through a DoS-resistant map of where each name went. The
+        // text stays as it is: spans still point into it.
+        let cols = std::mem::take(&mut self.cols);
+        let mut merged: Vec<Col> = Vec::with_capacity(cols.len());
+        let mut at: std::collections::HashMap<&str, usize> =
+            std::collections::HashMap::with_capacity(cols.len());
+        for col in cols {
+            match at.get(self.text(col.name)) {
+                Some(&j) => merged[j].value = col.value,
                 None => {
-                    at.insert(name, merged.len());
-                    merged.push(name, value);
+                    at.insert(self.text(col.name), merged.len());
+                    merged.push(col);
                 }
             }
         }
-        if merged.len() > SCAN_MAX {
-            merged.index = Some(merged.build_index());
-        }
-        merged
+        drop(at);
+        self.cols = merged;
+        self.index = (self.len() > SCAN_MAX).then(|| self.build_index());
+        self
     }
 }
 
 impl PartialEq for Columns {
     fn eq(&self, other: &Self) -> bool {
-        self.len() == other.len() && self.iter().eq(other.iter())
+        self.len() == other.len()
+            && self.cols.iter().zip(&other.cols).all(|(a, b)| {
+                self.text(a.name) == other.text(b.name)
+                    && match (&a.value, &b.value) {
+                        (Cell::Str(x), Cell::Str(y)) => self.text(*x) == other.text(*y),
+                        (Cell::Json(x), Cell::Json(y)) => x == y,
+                        _ => false,
+                    }
+            })
     }
 }
 
@@ -260,36 +303,30 @@ impl fmt::Debug for Columns {
 }
 
 /// The columns in order.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct Iter<'c> {
     columns: &'c Columns,
-    next: usize,
-    start: usize,
+    cols: std::slice::Iter<'c, Col>,
 }
 
 impl<'c> Iterator for Iter<'c> {
-    type Item = (&'c str, &'c Value);
+    type Item = (&'c str, VRef<'c>);
 
+    #[inline]
     fn next(&mut self) -> Option<Self::Item> {
-        let c = self.columns;
-        let value = c.values.get(self.next)?;
-        let end = c.ends[self.next] as usize;
-        let name = &c.names[self.start..end];
-        self.start = end;
-        self.next += 1;
-        Some((name, value))
+        let c = self.cols.next()?;
+        Some((self.columns.text(c.name), self.columns.value(c)))
     }
 
     fn size_hint(&self) -> (usize, Option<usize>) {
-        let n = self.columns.len() - self.next;
-        (n, Some(n))
+        self.cols.size_hint()
     }
 }
 
 impl ExactSizeIterator for Iter<'_> {}
 
 impl<'c> IntoIterator for &'c Columns {
-    type Item = (&'c str, &'c Value);
+    type Item = (&'c str, VRef<'c>);
     type IntoIter = Iter<'c>;
 
     fn into_iter(self) -> Iter<'c> {
@@ -297,11 +334,13 @@ impl<'c> IntoIterator for &'c Columns {
     }
 }
 
+#[cfg(test)]
 impl<'k> FromIterator<(&'k str, Value)> for Columns {
     fn from_iter<I: IntoIterator<Item = (&'k str, Value)>>(iter: I) -> Columns {
         let mut columns = Columns::default();
         for (k, v) in iter {
-            columns.push(k, v);
+            let name = columns.push_text(k).unwrap();
+            columns.push_value(name, v).unwrap();
         }
         columns.finish()
     }
@@ -309,7 +348,17 @@ impl<'k> FromIterator<(&'k str, Value)> for Columns {
 
 impl serde::Serialize for Columns {
     fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.collect_map(self.iter())
+        struct Ser<'a>(VRef<'a>);
+        impl serde::Serialize for Ser<'_> {
+            fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+                match self.0 {
+                    VRef::Json(v) => v.serialize(s),
+                    VRef::Str(t) => s.serialize_str(t),
+                    other => other.to_value().serialize(s),
+                }
+            }
+        }
+        s.collect_map(self.iter().map(|(k, v)| (k, Ser(v))))
     }
 }
 
@@ -319,24 +368,17 @@ impl<'de> serde::Deserialize<'de> for Columns {
     }
 }
 
-/// Parses a JSON object of columns (a row's `columns_json`).
-pub fn parse_columns(bytes: &[u8]) -> Result<Columns, serde_json::Error> {
-    // Validating UTF-8 once for the whole text is cheaper than string by string.
-    let text = std::str::from_utf8(bytes).map_err(|e| {
-        <serde_json::Error as serde::de::Error>::custom(format_args!("not UTF-8: {e}"))
-    })?;
-    let mut de = serde_json::Deserializer::from_str(text);
-    let columns = deserialize_columns(&mut de)?;
-    de.end()?;
-    Ok(columns)
-}
-
-/// Deserializes a JSON object into columns.
+/// Deserializes a JSON object into columns (a row file, a test's row; the service's rows come
+/// through [`parse_columns`]).
 pub fn deserialize_columns<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Columns, D::Error> {
     d.deserialize_map(ColumnsVisitor)
 }
 
 struct ColumnsVisitor;
+
+fn too_long<E: serde::de::Error>() -> E {
+    E::custom("the row's names and strings are longer than 4 GiB")
+}
 
 impl<'de> Visitor<'de> for ColumnsVisitor {
     type Value = Columns;
@@ -346,50 +388,304 @@ impl<'de> Visitor<'de> for ColumnsVisitor {
     }
 
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Columns, A::Error> {
-        let mut columns = Columns::with_capacity(map.size_hint().unwrap_or(32).min(1024));
-        // Each name is appended straight to the shared buffer (no String per name).
-        while map.next_key_seed(NameSeed(&mut columns.names))?.is_some() {
+        let mut columns = Columns::default();
+        while let Some(name) = map.next_key_seed(NameSeed(&mut columns))? {
+            let name = name.ok_or_else(too_long)?;
             let value: Value = map.next_value()?;
-            columns
-                .ends
-                .push(u32::try_from(columns.names.len()).unwrap_or(u32::MAX));
-            columns.values.push(value);
+            columns.push_value(name, value).ok_or_else(too_long)?;
         }
         Ok(columns.finish())
     }
 }
 
-/// Appends a map key to the names buffer.
-struct NameSeed<'b>(&'b mut String);
+/// Appends a map key to the text.
+struct NameSeed<'b>(&'b mut Columns);
 
 impl<'de> DeserializeSeed<'de> for NameSeed<'_> {
-    type Value = ();
+    type Value = Option<Span>;
 
-    fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
+    fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<Option<Span>, D::Error> {
         d.deserialize_str(self)
     }
 }
 
 impl<'de> Visitor<'de> for NameSeed<'_> {
-    type Value = ();
+    type Value = Option<Span>;
 
     fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("a column name")
     }
 
-    fn visit_str<E: serde::de::Error>(self, name: &str) -> Result<(), E> {
-        self.0.push_str(name);
+    fn visit_str<E: serde::de::Error>(self, name: &str) -> Result<Option<Span>, E> {
+        Ok(self.0.push_text(name))
+    }
+}
+
+/// Parses a JSON object of columns (a row's `columns_json`), as serde_json would, but copying
+/// every string straight into the row's text.
+pub fn parse_columns(bytes: &[u8]) -> Result<Columns, serde_json::Error> {
+    // UTF-8 is checked once for the whole text, not string by string.
+    let text = std::str::from_utf8(bytes).map_err(|e| custom(format_args!("not UTF-8: {e}")))?;
+    // The text kept is the row's and, after it, its escaped strings decoded (no longer).
+    if text.len() > MAX_TEXT / 2 {
+        return Err(too_long());
+    }
+    let mut p = Parser { s: text, i: 0 };
+    let mut columns = Columns {
+        text: text.to_owned(),
+        cols: Vec::with_capacity((text.len() / 24).clamp(4, 256)),
+        index: None,
+    };
+    p.ws();
+    if p.peek() != Some(b'{') {
+        return Err(p.error("expected a JSON object"));
+    }
+    p.i += 1;
+    p.ws();
+    if p.peek() == Some(b'}') {
+        p.i += 1;
+    } else {
+        loop {
+            if p.peek() != Some(b'"') {
+                return Err(p.error("expected a column name"));
+            }
+            let name = p.string(&mut columns.text)?;
+            p.ws();
+            if p.peek() != Some(b':') {
+                return Err(p.error("expected `:`"));
+            }
+            p.i += 1;
+            p.ws();
+            let value = match p.peek() {
+                Some(b'"') => Cell::Str(p.string(&mut columns.text)?),
+                _ => Cell::Json(p.value(columns.text(name))?),
+            };
+            columns.cols.push(Col { name, value });
+            p.ws();
+            match p.peek() {
+                Some(b',') => {
+                    p.i += 1;
+                    p.ws();
+                }
+                Some(b'}') => {
+                    p.i += 1;
+                    break;
+                }
+                _ => return Err(p.error("expected `,` or `}`")),
+            }
+        }
+    }
+    p.ws();
+    if p.i < text.len() {
+        return Err(p.error("trailing characters"));
+    }
+    Ok(columns.finish())
+}
+
+fn custom(msg: impl fmt::Display) -> serde_json::Error {
+    <serde_json::Error as serde::de::Error>::custom(msg)
+}
+
+/// Reads a row's JSON text.
+struct Parser<'s> {
+    s: &'s str,
+    i: usize,
+}
+
+impl Parser<'_> {
+    #[inline]
+    fn peek(&self) -> Option<u8> {
+        self.s.as_bytes().get(self.i).copied()
+    }
+
+    fn ws(&mut self) {
+        while let Some(b' ' | b'\n' | b'\t' | b'\r') = self.peek() {
+            self.i += 1;
+        }
+    }
+
+    /// An error at the current position, with its line and column as serde_json gives them.
+    fn error(&self, what: &str) -> serde_json::Error {
+        let before = &self.s.as_bytes()[..self.i.min(self.s.len())];
+        let line = 1 + before.iter().filter(|&&b| b == b'\n').count();
+        let column = 1 + before.iter().rev().take_while(|&&b| b != b'\n').count();
+        let what = if self.i >= self.s.len() {
+            "EOF while parsing the columns"
+        } else {
+            what
+        };
+        custom(format_args!("{what} at line {line} column {column}"))
+    }
+
+    /// A string (at its opening quote). `text` starts with the row's JSON text itself, so a
+    /// string without escapes is where it already is; one with escapes is decoded onto its end.
+    #[inline(always)]
+    fn string(&mut self, text: &mut String) -> Result<Span, serde_json::Error> {
+        let start = self.i + 1;
+        // Up to the closing quote, or a backslash or control character, eight bytes at a time.
+        match super::next_escape(self.s.as_bytes(), start) {
+            Some(j) if self.s.as_bytes()[j] == b'"' => {
+                self.i = j + 1;
+                Ok(Span {
+                    start: start as u32,
+                    end: j as u32,
+                })
+            }
+            _ => self.escaped_string(text),
+        }
+    }
+
+    /// The same for a string with escapes (or an error).
+    #[cold]
+    #[inline(never)]
+    fn escaped_string(&mut self, text: &mut String) -> Result<Span, serde_json::Error> {
+        let bytes = self.s.as_bytes();
+        let decoded = text.len();
+        self.i += 1;
+        loop {
+            let Some(j) = super::next_escape(bytes, self.i) else {
+                self.i = bytes.len();
+                return Err(self.error("EOF while parsing a string"));
+            };
+            text.push_str(&self.s[self.i..j]);
+            self.i = j;
+            match bytes[j] {
+                b'"' => {
+                    self.i += 1;
+                    break;
+                }
+                b'\\' => self.escape(text)?,
+                _ => {
+                    return Err(self.error(
+                        "control character (\\u0000-\\u001F) found while parsing a string",
+                    ));
+                }
+            }
+        }
+        Ok(Span {
+            start: decoded as u32,
+            end: text.len() as u32,
+        })
+    }
+
+    /// An escape (at its backslash), decoded onto `text`.
+    fn escape(&mut self, text: &mut String) -> Result<(), serde_json::Error> {
+        let c = match self.s.as_bytes().get(self.i + 1) {
+            Some(b'"') => '"',
+            Some(b'\\') => '\\',
+            Some(b'/') => '/',
+            Some(b'b') => '\u{8}',
+            Some(b'f') => '\u{c}',
+            Some(b'n') => '\n',
+            Some(b'r') => '\r',
+            Some(b't') => '\t',
+            Some(b'u') => {
+                self.i += 2;
+                let high = self.hex4()?;
+                let c = match high {
+                    0xD800..=0xDBFF => {
+                        if !self.s[self.i..].starts_with("\\u") {
+                            return Err(self.error("lone leading surrogate in hex escape"));
+                        }
+                        self.i += 2;
+                        let low = self.hex4()?;
+                        if !(0xDC00..=0xDFFF).contains(&low) {
+                            return Err(self.error("lone leading surrogate in hex escape"));
+                        }
+                        0x10000 + ((high - 0xD800) << 10) + (low - 0xDC00)
+                    }
+                    0xDC00..=0xDFFF => {
+                        return Err(self.error("lone trailing surrogate in hex escape"));
+                    }
+                    c => c,
+                };
+                let c =
+                    char::from_u32(c).ok_or_else(|| self.error("invalid unicode code point"))?;
+                text.push(c);
+                return Ok(());
+            }
+            _ => return Err(self.error("invalid escape")),
+        };
+        text.push(c);
+        self.i += 2;
         Ok(())
+    }
+
+    /// Four hex digits.
+    fn hex4(&mut self) -> Result<u32, serde_json::Error> {
+        let digits = self
+            .s
+            .get(self.i..self.i + 4)
+            .filter(|d| d.bytes().all(|b| b.is_ascii_hexdigit()))
+            .ok_or_else(|| self.error("invalid escape"))?;
+        self.i += 4;
+        u32::from_str_radix(digits, 16).map_err(|_| self.error("invalid escape"))
+    }
+
+    /// Any value but a string: literals and small integers here, the rest through serde_json.
+    fn value(&mut self, column: &str) -> Result<Value, serde_json::Error> {
+        let rest = &self.s[self.i..];
+        let bytes = rest.as_bytes();
+        let literal = match bytes.first() {
+            Some(b't') => Some(("true", Value::Bool(true))),
+            Some(b'f') => Some(("false", Value::Bool(false))),
+            Some(b'n') => Some(("null", Value::Null)),
+            _ => None,
+        };
+        if let Some((word, value)) = literal
+            && rest.starts_with(word)
+        {
+            self.i += word.len();
+            return Ok(value);
+        }
+        let digits = bytes.iter().take_while(|b| b.is_ascii_digit()).count();
+        let small = (1..=19).contains(&digits) && (digits == 1 || bytes[0] != b'0');
+        let ends = !matches!(bytes.get(digits), Some(b'.' | b'e' | b'E'));
+        if small && ends {
+            // A non-negative integer of at most 19 digits: a u64, as serde_json reads it.
+            let n = bytes[..digits]
+                .iter()
+                .fold(0u64, |n, b| n * 10 + u64::from(b - b'0'));
+            self.i += digits;
+            return Ok(Value::Number(Number::from(n)));
+        }
+        let mut values = serde_json::Deserializer::from_str(rest).into_iter::<Value>();
+        match values.next() {
+            Some(Ok(value)) => {
+                self.i += values.byte_offset();
+                Ok(value)
+            }
+            Some(Err(e)) => Err(custom(format_args!("column {column:?}: {e}"))),
+            None => Err(self.error("expected a value")),
+        }
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
     use serde_json::json;
 
     fn parse(text: &str) -> Columns {
         parse_columns(text.as_bytes()).unwrap()
+    }
+
+    fn value(v: Option<VRef<'_>>) -> Option<Value> {
+        v.map(VRef::to_value)
+    }
+
+    /// What serde_json makes of `text` as an object, as columns would hold it.
+    fn serde(text: &str) -> Result<Vec<(String, Value)>, serde_json::Error> {
+        let map: serde_json::Map<String, Value> = serde_json::from_str(text)?;
+        Ok(map.into_iter().collect())
+    }
+
+    fn ours(text: &str) -> Result<Vec<(String, Value)>, serde_json::Error> {
+        let c = parse_columns(text.as_bytes())?;
+        Ok(c.iter()
+            .map(|(k, v)| (k.to_owned(), v.to_value()))
+            .collect())
     }
 
     #[test]
@@ -408,25 +704,28 @@ mod tests {
                 }
             }
         }
-        let c = parse(r#"{"user_id": 1, "a_much_longer_column_name": 2}"#);
-        assert_eq!(c.get_at(0, "user_id"), Some(&json!(1)));
-        assert_eq!(c.get_at(0, "user_iD"), None);
-        assert_eq!(c.get_at(1, "a_much_longer_column_name"), Some(&json!(2)));
-        assert_eq!(c.get_at(1, "a_much_longer_column_namE"), None);
-        assert_eq!(c.get_at(2, "user_id"), None);
+        let c = parse(r#"{"user_id": 1, "a_much_longer_column_name": "two"}"#);
+        assert_eq!(value(c.get_at(0, "user_id")), Some(json!(1)));
+        assert!(c.get_at(0, "user_iD").is_none());
+        assert_eq!(
+            value(c.get_at(1, "a_much_longer_column_name")),
+            Some(json!("two"))
+        );
+        assert!(c.get_at(1, "a_much_longer_column_namE").is_none());
+        assert!(c.get_at(2, "user_id").is_none());
     }
 
     #[test]
     fn keeps_order_and_finds_by_name_and_position() {
         let c = parse(r#"{"b": 1, "a": "x", "": null, "ab": [true]}"#);
         assert_eq!(c.keys().collect::<Vec<_>>(), ["b", "a", "", "ab"]);
-        assert_eq!(c.get("a"), Some(&json!("x")));
-        assert_eq!(c.get(""), Some(&Value::Null));
-        assert_eq!(c.get("ab"), Some(&json!([true])));
-        assert_eq!(c.get("abc"), None);
+        assert!(matches!(c.get("a"), Some(VRef::Str("x"))));
+        assert_eq!(value(c.get("")), Some(Value::Null));
+        assert_eq!(value(c.get("ab")), Some(json!([true])));
+        assert!(c.get("abc").is_none());
         assert_eq!(c.get_full("ab").map(|(i, _)| i), Some(3));
-        assert_eq!(c.get_index(1), Some(("a", &json!("x"))));
-        assert_eq!(c.get_index(4), None);
+        assert!(matches!(c.get_index(1), Some(("a", VRef::Str("x")))));
+        assert!(c.get_index(4).is_none());
     }
 
     #[test]
@@ -434,16 +733,20 @@ mod tests {
         for n in [3, SCAN_MAX + 10] {
             let mut text = String::from(r#"{"dup": 1"#);
             for i in 0..n {
-                text.push_str(&format!(r#", "c{i}": {i}"#));
+                text.push_str(&format!(r#", "c{i}": "{i}""#));
             }
-            text.push_str(r#", "dup": 2}"#);
+            text.push_str(r#", "dup": "two"}"#);
             let c = parse(&text);
             assert_eq!(c.len(), n + 1, "{n}");
-            assert_eq!(c.get_index(0), Some(("dup", &json!(2))), "{n}");
-            assert_eq!(c.get("dup"), Some(&json!(2)), "{n}");
+            assert!(
+                matches!(c.get_index(0), Some(("dup", VRef::Str("two")))),
+                "{n}"
+            );
             for i in 0..n {
-                assert_eq!(c.get(&format!("c{i}")), Some(&json!(i)), "{n}");
+                assert_eq!(value(c.get(&format!("c{i}"))), Some(json!(i.to_string())));
             }
+            // As serde_json (a map keeping order) has it.
+            assert_eq!(ours(&text).unwrap(), serde(&text).unwrap());
         }
     }
 
@@ -454,9 +757,10 @@ mod tests {
         let c = parse(&Value::Object(wide).to_string());
         assert!(c.index.is_some());
         for i in 0..500 {
-            assert_eq!(c.get_full(&format!("col_{i}")), Some((i, &json!(i))));
+            let (at, v) = c.get_full(&format!("col_{i}")).unwrap();
+            assert_eq!((at, v.to_value()), (i, json!(i)));
         }
-        assert_eq!(c.get("col_500"), None);
+        assert!(c.get("col_500").is_none());
     }
 
     #[test]
@@ -471,39 +775,146 @@ mod tests {
             }
         }
         text.push('}');
-        let mut c = parse(&text);
+        let c = parse(&text);
         assert_eq!(c.len(), 5000);
-        assert_eq!(c.get_index(7), Some(("c7", &json!(10_007))));
-        assert_eq!(c.get_full("c4999"), Some((4999, &json!(14_999))));
-        c.insert("new", json!(true));
-        c.insert("c3", json!(null));
-        assert_eq!(c.get_full("new"), Some((5000, &json!(true))));
-        assert_eq!(c.get_full("c3"), Some((3, &Value::Null)));
-        assert_eq!(c.get_full("c4998"), Some((4998, &json!(14_998))));
+        assert!(c.index.is_some());
+        assert_eq!(value(c.get_index(7).map(|(_, v)| v)), Some(json!(10_007)));
+        let (at, v) = c.get_full("c4999").unwrap();
+        assert_eq!((at, v.to_value()), (4999, json!(14_999)));
     }
 
     #[test]
-    fn escaped_names_are_decoded_and_serialisation_round_trips() {
-        let c = parse(r#"{"a\"b": 1, "\u00e9": 2}"#);
-        assert_eq!(c.get("a\"b"), Some(&json!(1)));
-        assert_eq!(c.get("é"), Some(&json!(2)));
+    fn escaped_names_and_strings_are_decoded_and_serialisation_round_trips() {
+        let text = r#"{"a\"b": 1, "\u00e9": "\ud83d\ude00 \\ \/ \b\f\n\r\t", "s": "plain"}"#;
+        let c = parse(text);
+        assert_eq!(value(c.get("a\"b")), Some(json!(1)));
+        assert_eq!(value(c.get("é")), Some(json!("😀 \\ / \u{8}\u{c}\n\r\t")));
+        assert_eq!(ours(text).unwrap(), serde(text).unwrap());
         let back: Columns = serde_json::from_slice(&serde_json::to_vec(&c).unwrap()).unwrap();
         assert_eq!(back, c);
+        assert_eq!(format!("{c:?}").matches("Str(").count(), 2);
     }
 
+    /// Every text serde_json takes as an object, this takes with the same entries, and every
+    /// text it refuses, this refuses.
     #[test]
-    fn insert_replaces_in_place_or_appends() {
-        let mut c = Columns::default();
-        c.insert("a", json!(1));
-        c.insert("b", json!(2));
-        c.insert("a", json!(3));
-        assert_eq!(format!("{c:?}"), r#"{"a": Number(3), "b": Number(2)}"#);
+    fn agrees_with_serde_json_on_chosen_texts() {
+        for text in [
+            "{}",
+            " { } ",
+            "{\"a\":1}",
+            "{\"a\" : -0, \"b\": -12, \"c\": 1.5e3, \"d\": 18446744073709551615}",
+            "{\"a\": 18446744073709551616, \"b\": 99999999999999999999, \"c\": 0}",
+            "{\"a\": 1e400}",
+            "{\"a\": [1, {\"b\": [null]}], \"c\": {\"d\": \"e\"}, \"f\": true, \"g\": false}",
+            "{\"a\": \"\\ud800\"}",
+            "{\"a\": \"\\udc00\"}",
+            "{\"a\": \"\\ud800\\u0041\"}",
+            "{\"a\": \"\\x\"}",
+            "{\"a\": \"\\u12\"}",
+            "{\"a\": \"tab\there\"}",
+            "{\"a\": \"nl\nhere\"}",
+            "{\"a\": 01}",
+            "{\"a\": 1.}",
+            "{\"a\": .5}",
+            "{\"a\": -}",
+            "{\"a\": +1}",
+            "{\"a\": 1x}",
+            "{\"a\": tru}",
+            "{\"a\": truex}",
+            "{\"a\": nul}",
+            "{\"a\": }",
+            "{\"a\" 1}",
+            "{\"a\": 1,}",
+            "{\"a\": 1 \"b\": 2}",
+            "{a: 1}",
+            "{\"a\": 1} x",
+            "{\"a\": 1}}",
+            "{\"a\": [1, 2}",
+            "{\"a\": \"unterminated",
+            "{\"a\": 1",
+            "{",
+            "",
+            "[1]",
+            "null",
+            "\"s\"",
+        ] {
+            let (a, b) = (ours(text), serde(text));
+            match (&a, &b) {
+                (Ok(x), Ok(y)) => assert_eq!(x, y, "{text}"),
+                (Err(_), Err(_)) => {}
+                _ => panic!("{text}: ours {a:?}, serde_json {b:?}"),
+            }
+        }
+        let e = parse_columns(b"{\"a\": 1,\n \"b\" 2}")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("expected `:` at line 2 column 6"), "{e}");
     }
 
-    #[test]
-    fn not_an_object_is_an_error() {
-        assert!(parse_columns(b"[1]").is_err());
-        assert!(parse_columns(b"{\"a\": }").is_err());
-        assert!(parse_columns(b"{} x").is_err());
+    fn json_value() -> impl Strategy<Value = Value> {
+        let leaf = prop_oneof![
+            Just(Value::Null),
+            any::<bool>().prop_map(Value::from),
+            any::<i64>().prop_map(Value::from),
+            any::<u64>().prop_map(Value::from),
+            any::<f64>().prop_map(|f| json!(f)),
+            any::<String>().prop_map(Value::from),
+            "[a-z\"\\\\\n\t\u{1}é😀]{0,12}".prop_map(Value::from),
+        ];
+        leaf.prop_recursive(3, 16, 4, |inner| {
+            prop_oneof![
+                prop::collection::vec(inner.clone(), 0..4).prop_map(Value::Array),
+                prop::collection::vec((any::<String>(), inner), 0..4)
+                    .prop_map(|e| Value::Object(e.into_iter().collect())),
+            ]
+        })
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(500))]
+        /// Random rows, written compactly or pretty, read as serde_json reads them; and any
+        /// text (cut short, or bytes changed) accepted or refused as serde_json does.
+        #[test]
+        fn agrees_with_serde_json_on_random_rows(
+            columns in prop::collection::vec(("[a-z\"é]{0,6}", json_value()), 0..12),
+            pretty in any::<bool>(),
+            cut in any::<prop::sample::Index>(),
+            flip in any::<prop::sample::Index>(),
+            byte in any::<u8>(),
+        ) {
+            let mut text = String::from("{");
+            for (i, (k, v)) in columns.iter().enumerate() {
+                if i > 0 {
+                    text.push(',');
+                }
+                if pretty {
+                    text.push_str("\n  ");
+                }
+                text.push_str(&serde_json::to_string(k).unwrap());
+                text.push_str(if pretty { ": " } else { ":" });
+                let v = if pretty {
+                    serde_json::to_string_pretty(v).unwrap()
+                } else {
+                    v.to_string()
+                };
+                text.push_str(&v);
+            }
+            text.push('}');
+            prop_assert_eq!(ours(&text).unwrap(), serde(&text).unwrap());
+            let mut bytes = text.clone().into_bytes();
+            bytes.truncate(cut.index(bytes.len() + 1));
+            if !bytes.is_empty() {
+                let at = flip.index(bytes.len());
+                bytes[at] = byte;
+            }
+            if let Ok(text) = std::str::from_utf8(&bytes) {
+                let (a, b) = (ours(text), serde(text));
+                prop_assert_eq!(a.is_ok(), b.is_ok(), "{}: {:?} {:?}", text, a, b);
+                if let (Ok(a), Ok(b)) = (a, b) {
+                    prop_assert_eq!(a, b);
+                }
+            }
+        }
     }
 }

@@ -177,20 +177,22 @@ fn has_escape(bytes: &[u8]) -> bool {
 }
 
 /// The position of the first byte from `i` on that JSON escapes (a control character, `"` or
-/// `\\`): eight bytes at a time (most strings have none), then byte by byte.
+/// `\\`): eight bytes at a time, the byte found from the word's mask.
 #[inline]
-fn next_escape(bytes: &[u8], mut i: usize) -> Option<usize> {
+pub(super) fn next_escape(bytes: &[u8], mut i: usize) -> Option<usize> {
     while let Some(chunk) = bytes.get(i..i + 8) {
-        let word = u64::from_le_bytes(chunk.try_into().unwrap_or_default());
-        if needs_escape(word) {
-            break;
+        let mask = escape_mask(u64::from_le_bytes(chunk.try_into().unwrap_or_default()));
+        if mask != 0 {
+            return Some(i + (mask.trailing_zeros() / 8) as usize);
         }
         i += 8;
     }
-    let found = bytes[i..]
-        .iter()
-        .position(|&b| b < 0x20 || b == b'"' || b == b'\\')?;
-    Some(i + found)
+    // The last few bytes, padded with spaces (which need no escape).
+    let rest = bytes.get(i..)?;
+    let mut word = [b' '; 8];
+    word[..rest.len()].copy_from_slice(rest);
+    let mask = escape_mask(u64::from_le_bytes(word));
+    (mask != 0).then(|| i + (mask.trailing_zeros() / 8) as usize)
 }
 
 /// Appends `"key":` for a key known to need no escaping (the event's own keys).
@@ -204,13 +206,22 @@ pub fn write_plain_key(out: &mut Vec<u8>, key: &str) {
 }
 
 /// Whether any of the eight bytes of `w` is a control character, `"` or `\\`.
+#[inline]
 fn needs_escape(w: u64) -> bool {
+    escape_mask(w) != 0
+}
+
+/// The high bit of each byte of `w` (little-endian) that is a control character, `"` or `\\`.
+/// Bytes after the first such byte may be marked wrongly (a borrow carries), never the first: its
+/// position is the mask's trailing zeros over eight.
+#[inline]
+fn escape_mask(w: u64) -> u64 {
     const ONES: u64 = 0x0101_0101_0101_0101;
     const HIGH: u64 = 0x8080_8080_8080_8080;
     let has_zero = |x: u64| x.wrapping_sub(ONES) & !x & HIGH;
     // Bytes below 0x20 (ASCII only: UTF-8 continuation bytes have the high bit set).
     let below = w.wrapping_sub(ONES * 0x20) & !w & HIGH;
-    (below | has_zero(w ^ (ONES * u64::from(b'"'))) | has_zero(w ^ (ONES * u64::from(b'\\')))) != 0
+    below | has_zero(w ^ (ONES * u64::from(b'"'))) | has_zero(w ^ (ONES * u64::from(b'\\')))
 }
 
 /// Appends `v` as compact JSON in its own key order (`JSON.stringify(v)`).
@@ -258,7 +269,7 @@ pub fn stringify(v: &Value) -> String {
 pub fn write_canonical(out: &mut Vec<u8>, v: &Value) {
     match v {
         Value::Object(map) => {
-            write_canonical_entries(out, map.iter().map(|(k, v)| (k.as_str(), v)))
+            write_canonical_entries(out, map.iter().map(|(k, v)| (k.as_str(), VRef::Json(v))))
         }
         Value::Array(items) => {
             out.push(b'[');
@@ -277,9 +288,9 @@ pub fn write_canonical(out: &mut Vec<u8>, v: &Value) {
 /// Canonical JSON of an object given as entries (sorted by key, compact).
 pub fn write_canonical_entries<'a>(
     out: &mut Vec<u8>,
-    entries: impl Iterator<Item = (&'a str, &'a Value)>,
+    entries: impl Iterator<Item = (&'a str, VRef<'a>)>,
 ) {
-    let mut sorted: Vec<(&str, &Value)> = entries.collect();
+    let mut sorted: Vec<(&str, VRef<'_>)> = entries.collect();
     sorted.sort_unstable_by(|a, b| a.0.cmp(b.0));
     out.push(b'{');
     for (i, (k, item)) in sorted.into_iter().enumerate() {
@@ -288,7 +299,11 @@ pub fn write_canonical_entries<'a>(
         }
         write_str(out, k);
         out.push(b':');
-        write_canonical(out, item);
+        match item {
+            VRef::Json(v) => write_canonical(out, v),
+            VRef::Str(s) => write_str(out, s),
+            other => write_canonical(out, &other.to_value()),
+        }
     }
     out.push(b'}');
 }
@@ -377,6 +392,30 @@ pub fn js_len(s: &str) -> usize {
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn next_escape_finds_the_first_byte_to_escape_from_any_offset() {
+        let naive = |b: &[u8], i: usize| {
+            (i..b.len()).find(|&k| b[k] < 0x20 || b[k] == b'"' || b[k] == b'\\')
+        };
+        // Every escape byte at every position of strings up to 20 bytes, with bytes around it
+        // that sit next to the ranges tested (0x1f, 0x20, 0x21, 0x5b, 0x5d, 0x7f, 0xff).
+        for len in 0..20 {
+            for at in 0..=len {
+                for special in [b'"', b'\\', 0x00, 0x1f, b'\n'] {
+                    for filler in [0x20, 0x21, 0x5b, 0x5d, 0x7f, 0xff, b'a'] {
+                        let mut b = vec![filler; len];
+                        if at < len {
+                            b[at] = special;
+                        }
+                        for i in 0..=len {
+                            assert_eq!(next_escape(&b, i), naive(&b, i), "{b:?} from {i}");
+                        }
+                    }
+                }
+            }
+        }
+    }
 
     fn num(v: Value) -> String {
         match v {

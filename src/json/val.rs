@@ -170,9 +170,11 @@ impl<'x> VRef<'x> {
         match self {
             VRef::Json(v) => v.clone(),
             VRef::Str(s) => Value::String(s.to_owned()),
-            VRef::Row(c) => {
-                Value::Object(c.iter().map(|(k, v)| (k.to_owned(), v.clone())).collect())
-            }
+            VRef::Row(c) => Value::Object(
+                c.iter()
+                    .map(|(k, v)| (k.to_owned(), v.to_value()))
+                    .collect(),
+            ),
             VRef::Obj(p) => Value::Object(
                 p.iter()
                     .map(|(k, v)| ((*k).to_owned(), v.as_ref().to_value()))
@@ -198,8 +200,10 @@ impl<'x> VRef<'x> {
     /// Appends this value as compact JSON.
     pub fn write_json(self, out: &mut Vec<u8>) {
         match self {
-            VRef::Json(v) => super::write_value(out, v),
+            // A string needs no trip through `write_value` (most values are strings).
+            VRef::Json(Value::String(s)) => super::write_str(out, s),
             VRef::Str(s) => super::write_str(out, s),
+            VRef::Json(v) => super::write_value(out, v),
             VRef::Hole => out.extend_from_slice(b"null"),
             VRef::Arr(items) => {
                 out.push(b'[');
@@ -261,7 +265,7 @@ impl<'x> ObjRef<'x> {
     pub fn get(self, key: &str) -> Option<VRef<'x>> {
         match self {
             ObjRef::Map(m) => m.get(key).map(VRef::Json),
-            ObjRef::Row(c) => c.get(key).map(VRef::Json),
+            ObjRef::Row(c) => c.get(key),
             ObjRef::Pairs(p) => p
                 .iter()
                 .rev()
@@ -304,7 +308,7 @@ impl<'x> Iterator for ObjIter<'x> {
     fn next(&mut self) -> Option<Self::Item> {
         match self {
             ObjIter::Map(it) => it.next().map(|(k, v)| (k.as_str(), VRef::Json(v))),
-            ObjIter::Row(it) => it.next().map(|(k, v)| (k, VRef::Json(v))),
+            ObjIter::Row(it) => it.next(),
             ObjIter::Pairs(it) => it.next().map(|(k, v)| (*k, v.as_ref())),
         }
     }

@@ -38,12 +38,18 @@ impl PartialEq for ColumnHint {
 impl Eq for ColumnHint {}
 
 impl ColumnHint {
-    #[inline]
-    pub fn get<'c>(&self, columns: &'c Columns, key: &str) -> Option<&'c Value> {
+    #[inline(always)]
+    pub fn get<'c>(&self, columns: &'c Columns, key: &str) -> Option<VRef<'c>> {
         let hint = self.0.load(Ordering::Relaxed) as usize;
-        if let Some(v) = columns.get_at(hint, key) {
-            return Some(v);
+        match columns.get_at(hint, key) {
+            Some(v) => Some(v),
+            None => self.find(columns, key),
         }
+    }
+
+    /// Not where it was: looked up by name, and the position remembered.
+    #[cold]
+    fn find<'c>(&self, columns: &'c Columns, key: &str) -> Option<VRef<'c>> {
         let (i, v) = columns.get_full(key)?;
         self.0
             .store(u32::try_from(i).unwrap_or(0), Ordering::Relaxed);
@@ -109,12 +115,14 @@ impl Path {
                 // The common case, `$.properties.<column>`: straight to the column (a column
                 // found is its own value: nothing to walk).
                 (EnvRoot::Properties, [_, column]) => {
-                    return self.column.get(&env.row().columns, column).map(Val::Ref);
+                    return self
+                        .column
+                        .get(&env.row().columns, column)
+                        .map(VRef::to_val);
                 }
-                (EnvRoot::Properties, [_, column, rest @ ..]) => (
-                    VRef::Json(self.column.get(&env.row().columns, column)?),
-                    rest,
-                ),
+                (EnvRoot::Properties, [_, column, rest @ ..]) => {
+                    (self.column.get(&env.row().columns, column)?, rest)
+                }
                 (root, [_, rest @ ..]) => (env.root(root)?, rest),
                 (_, []) => return Some(Val::Ref(env.as_value())),
             },

@@ -268,7 +268,7 @@ impl Flat {
     #[inline]
     fn value<'a>(&'a self, i: u16, env: &'a Envelope<'a>) -> Option<VRef<'a>> {
         match &self.values[usize::from(i)] {
-            Leaf::Column(name, hint) => hint.get(&env.row().columns, name).map(VRef::Json),
+            Leaf::Column(name, hint) => hint.get(&env.row().columns, name),
             Leaf::Path(p) => match p.resolve(&Scope::Env(env))? {
                 Val::Ref(v) => Some(VRef::Json(v)),
                 Val::Str(s) => Some(VRef::Str(s)),
@@ -496,13 +496,14 @@ mod plan_against_general {
     }
 
     /// Rendered with the plan and without it, the same; and the plan wrote a good share of the
-    /// events itself (else this would compare the general builder with itself).
+    /// events itself (else this would compare the general builder with itself), nearly all the
+    /// accepted ones.
     #[test]
     fn flat_mappings_render_as_the_general_path_does() {
         use proptest::test_runner::{Config, TestRunner};
         use std::cell::Cell;
         const CASES: u32 = 2000;
-        let (planned, compiled) = (Cell::new(0), Cell::new(0));
+        let (planned, missed, compiled) = (Cell::new(0), Cell::new(0), Cell::new(0));
         let mut runner = TestRunner::new(Config::with_cases(CASES));
         runner
             .run(&(doc(), row()), |(doc, row)| {
@@ -527,17 +528,19 @@ mod plan_against_general {
                         .is_some()
                     {
                         planned.set(planned.get() + 1);
+                    } else if rb.accepted() {
+                        missed.set(missed.get() + 1);
                     }
                 }
                 Ok(())
             })
             .unwrap();
-        // About one in seven is planned and accepted: the rest are rejected or not flat.
+        // About one in nine is planned: the rest are rejected or not flat. Of the accepted
+        // events of flat mappings, the plan leaves only a few (rarer coercions) to the builder.
+        let (planned, missed, compiled) = (planned.get(), missed.get(), compiled.get());
         assert!(
-            planned.get() * 10 >= compiled.get(),
-            "the plan wrote {} of {} events",
-            planned.get(),
-            compiled.get()
+            planned * 16 >= compiled && missed * 5 <= planned,
+            "the plan wrote {planned} of {compiled} events and left {missed} accepted ones"
         );
     }
 }
