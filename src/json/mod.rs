@@ -164,7 +164,16 @@ fn has_escape(bytes: &[u8]) -> bool {
     };
     let n = bytes.len();
     if n < 8 {
-        return bytes.iter().any(|&b| b < 0x20 || b == b'"' || b == b'\\');
+        // One word: two overlapping halves, or the bytes over spaces (which need no escape).
+        let half = |i: usize| u64::from(u32::from_le_bytes(word4(bytes, i)));
+        let w = if n >= 4 {
+            half(0) | half(n - 4) << 32
+        } else {
+            bytes
+                .iter()
+                .fold(u64::from_le_bytes([b' '; 8]), |w, &b| w << 8 | u64::from(b))
+        };
+        return needs_escape(w);
     }
     let mut i = 0;
     while i + 8 <= n {
@@ -174,6 +183,12 @@ fn has_escape(bytes: &[u8]) -> bool {
         i += 8;
     }
     i < n && needs_escape(word(n - 8))
+}
+
+/// The four bytes of `bytes` from `i` (there are).
+#[inline]
+fn word4(bytes: &[u8], i: usize) -> [u8; 4] {
+    bytes[i..i + 4].try_into().unwrap_or_default()
 }
 
 /// The position of the first byte from `i` on that JSON escapes (a control character, `"` or
@@ -394,7 +409,7 @@ mod tests {
     use serde_json::json;
 
     #[test]
-    fn next_escape_finds_the_first_byte_to_escape_from_any_offset() {
+    fn escapes_are_found_at_any_offset() {
         let naive = |b: &[u8], i: usize| {
             (i..b.len()).find(|&k| b[k] < 0x20 || b[k] == b'"' || b[k] == b'\\')
         };
@@ -411,6 +426,7 @@ mod tests {
                         for i in 0..=len {
                             assert_eq!(next_escape(&b, i), naive(&b, i), "{b:?} from {i}");
                         }
+                        assert_eq!(has_escape(&b), naive(&b, 0).is_some(), "{b:?}");
                     }
                 }
             }

@@ -10,22 +10,18 @@ pub const MAX_MESSAGE_ID_CHARS: usize = 100;
 /// A date alone, a missing offset or an impossible date is not.
 pub fn is_rfc3339(s: &str) -> bool {
     let b = s.as_bytes();
-    let num = |r: std::ops::Range<usize>| -> Option<u32> {
-        let d = b.get(r)?;
-        d.iter()
-            .all(u8::is_ascii_digit)
-            .then(|| d.iter().fold(0, |a, c| a * 10 + u32::from(c - b'0')))
-    };
-    let (Some(year), Some(month), Some(day), Some(hour), Some(min), Some(sec)) = (
-        num(0..4),
-        num(5..7),
-        num(8..10),
-        num(11..13),
-        num(14..16),
-        num(17..19),
-    ) else {
+    let Some(head) = b.first_chunk::<19>() else {
         return false;
     };
+    // `YYYY-MM-DDTHH:MM:SS`: every digit checked at once, then read.
+    const DIGITS: [usize; 14] = [0, 1, 2, 3, 5, 6, 8, 9, 11, 12, 14, 15, 17, 18];
+    let d = |i: usize| u32::from(head[i].wrapping_sub(b'0'));
+    if DIGITS.iter().any(|&i| d(i) > 9) {
+        return false;
+    }
+    let two = |i: usize| d(i) * 10 + d(i + 1);
+    let (year, month, day) = (two(0) * 100 + two(2), two(5), two(8));
+    let (hour, min, sec) = (two(11), two(14), two(17));
     if b[4] != b'-'
         || b[7] != b'-'
         || !matches!(b[10], b'T' | b't' | b' ')
@@ -56,10 +52,16 @@ pub fn is_rfc3339(s: &str) -> bool {
     match b.get(i) {
         Some(b'Z' | b'z') => i + 1 == b.len(),
         Some(b'+' | b'-') => {
-            let (Some(oh), Some(om)) = (num(i + 1..i + 3), num(i + 4..i + 6)) else {
+            // `HH:MM`, and nothing after it.
+            let Some(off) = b.get(i + 1..).and_then(<[u8]>::first_chunk::<5>) else {
                 return false;
             };
-            b[i + 3] == b':' && oh <= 23 && om <= 59 && i + 6 == b.len()
+            let d = |k: usize| u32::from(off[k].wrapping_sub(b'0'));
+            [0, 1, 3, 4].iter().all(|&k| d(k) <= 9)
+                && off[2] == b':'
+                && d(0) * 10 + d(1) <= 23
+                && d(3) * 10 + d(4) <= 59
+                && i + 6 == b.len()
         }
         _ => false,
     }
@@ -90,6 +92,13 @@ mod tests {
             "2024-05-01T12:00:00.Z",
             "2024-05-01T12:00:00+2:00",
             "2024-05-01T12:00:00+02:00 ",
+            "2024-05-01T12:00:00+24:00",
+            "2024-05-01T12:00:00+02:60",
+            "2024-05-01T12:00:00+02-00",
+            "2024-05-01T12:00:00+02:00Z",
+            "2024-05-01T12:0a:00Z",
+            "2024-05-01T12:00:0/Z",
+            "2024-05-0:T12:00:00Z",
             "1714564800",
             "not a date",
             "",

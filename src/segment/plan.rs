@@ -28,14 +28,14 @@ pub struct Plan {
 #[derive(Debug)]
 enum Step {
     /// Bytes always written: the key of an entry that is always there, `"consent":{}`, ...
-    Lit(Box<[u8]>),
+    Lit(Bytes),
     /// An object whose entries follow, each led by a comma: the first comma becomes its `{`.
     Open,
     Close,
     /// A string field of the event or its context (`,"key":` then the value), when it has a
     /// value (`""` and `null` are removed).
     Str {
-        key: Box<[u8]>,
+        key: Bytes,
         value: u16,
         role: Role,
     },
@@ -43,13 +43,13 @@ enum Step {
     MessageId(Option<u16>),
     /// A declared sub-field: removed when empty, coerced to its type.
     Sub {
-        key: Box<[u8]>,
+        key: Bytes,
         value: u16,
         ty: Scalar,
     },
     /// An entry of a free-form object, written as it is unless `undefined`.
     Entry {
-        key: Box<[u8]>,
+        key: Bytes,
         value: u16,
     },
     /// A free-form object mapped as one value: each of its entries.
@@ -57,7 +57,7 @@ enum Step {
     /// Page and screen copy a string field into their properties, unless the properties have
     /// the same key. `root`: removed when `""` too (a root field), else only when `null`.
     Copy {
-        key: Box<[u8]>,
+        key: Bytes,
         value: u16,
         root: bool,
         unless: Unless,
@@ -89,12 +89,48 @@ enum Role {
     Required,
 }
 
+/// Bytes a plan writes as they are (a key with its comma and colon, a literal). Short ones are
+/// held in line and written as one fixed-size move cut to length: cheaper than a call to
+/// `memcpy` for a few bytes.
+#[derive(Debug)]
+enum Bytes {
+    Short([u8; SHORT], u8),
+    Long(Box<[u8]>),
+}
+
+const SHORT: usize = 24;
+
+impl Bytes {
+    fn new(bytes: &[u8]) -> Bytes {
+        match u8::try_from(bytes.len()) {
+            Ok(n) if bytes.len() <= SHORT => {
+                let mut short = [0; SHORT];
+                short[..bytes.len()].copy_from_slice(bytes);
+                Bytes::Short(short, n)
+            }
+            _ => Bytes::Long(bytes.into()),
+        }
+    }
+
+    #[inline(always)]
+    fn write(&self, out: &mut Vec<u8>) {
+        match self {
+            Bytes::Short(bytes, n) => {
+                let len = out.len();
+                out.extend_from_slice(bytes);
+                out.truncate(len + usize::from(*n));
+            }
+            Bytes::Long(bytes) => out.extend_from_slice(bytes),
+        }
+    }
+}
+
 /// `",\"key\":"` for a key of the event, or a data key (escaped).
-fn entry_key(key: &str) -> Box<[u8]> {
+fn entry_key(key: &str) -> Bytes {
     let mut out = vec![b','];
     json::write_str(&mut out, key);
     out.push(b':');
-    out.into()
+    Bytes::new(&out)
 }
 
 /// The deepest objects nest: the event, its context (or traits), a declared object in it.
@@ -114,7 +150,7 @@ impl<'f> Compiler<'f> {
     }
 
     fn lit(&mut self, bytes: &[u8]) {
-        self.steps.push(Step::Lit(bytes.into()));
+        self.steps.push(Step::Lit(Bytes::new(bytes)));
     }
 
     /// A string field; `None` when it is mapped to an object (a type mismatch to report).
@@ -139,7 +175,7 @@ impl<'f> Compiler<'f> {
 
     /// A free-form object (`{}` when unmapped).
     fn free(&mut self, f: Field, key: &str) {
-        self.lit(&entry_key(key));
+        self.steps.push(Step::Lit(entry_key(key)));
         self.steps.push(Step::Open);
         self.entries(f);
         self.steps.push(Step::Close);
@@ -210,7 +246,7 @@ impl<'f> Compiler<'f> {
                 })
             })
             .collect();
-        self.lit(&entry_key("properties"));
+        self.steps.push(Step::Lit(entry_key("properties")));
         self.steps.push(Step::Open);
         self.steps.extend(steps);
         self.entries(Field::Properties);
@@ -235,7 +271,7 @@ impl<'f> Compiler<'f> {
             }
             _ => {}
         }
-        self.lit(&entry_key("traits"));
+        self.steps.push(Step::Lit(entry_key("traits")));
         self.steps.push(Step::Open);
         self.entries(Field::Traits);
         if address.is_some() {
@@ -414,7 +450,7 @@ impl Plan {
         let (mut address_at, mut address_set) = (0, false);
         for step in &self.steps {
             match step {
-                Step::Lit(bytes) => out.extend_from_slice(bytes),
+                Step::Lit(bytes) => bytes.write(out),
                 Step::Open => {
                     *opens.get_mut(depth)? = out.len();
                     depth += 1;
@@ -444,7 +480,7 @@ impl Plan {
                         return None;
                     }
                     identified |= *role == Role::Identity;
-                    out.extend_from_slice(key);
+                    key.write(out);
                     write_scalar(out, v, Scalar::Str)?;
                 }
                 Step::MessageId(mapped) => {
@@ -466,13 +502,13 @@ impl Plan {
                     if removed(v, *ty) {
                         continue;
                     }
-                    out.extend_from_slice(key);
+                    key.write(out);
                     write_scalar(out, v, *ty)?;
                     address_set |= !matches!(v.kind(), Kind::Str(""));
                 }
                 Step::Entry { key, value: i } => {
                     if let Some(v) = value(*i) {
-                        out.extend_from_slice(key);
+                        key.write(out);
                         v.write_json(out);
                     }
                 }
@@ -507,7 +543,7 @@ impl Plan {
                     if (*root && empty_at_root(v)) || v.is_null() {
                         continue;
                     }
-                    out.extend_from_slice(key);
+                    key.write(out);
                     write_scalar(out, v, Scalar::Str)?;
                 }
                 Step::Address => (address_at, address_set) = (out.len(), false),
