@@ -80,6 +80,24 @@ fn same(a: &[u8], b: &[u8]) -> bool {
     }
 }
 
+/// The names of a row as it is read, in a 1024-bit filter of cheap hashes: a name whose bit is
+/// already taken may repeat an earlier one.
+#[derive(Default)]
+struct Seen {
+    bits: [u64; 16],
+    maybe_repeated: bool,
+}
+
+impl Seen {
+    #[inline]
+    fn add(&mut self, name: &[u8]) {
+        let h = quick_hash(name);
+        let (word, bit) = (h >> 6, 1u64 << (h & 63));
+        self.maybe_repeated |= self.bits[word] & bit != 0;
+        self.bits[word] |= bit;
+    }
+}
+
 /// Ten bits of a name: from its length and its first and last eight bytes.
 #[inline]
 fn quick_hash(name: &[u8]) -> usize {
@@ -228,8 +246,9 @@ impl Columns {
     }
 
     /// After the columns are read: indexes a wide row, then merges repeated names (first
-    /// position, last value), which is rare and so done the slow way.
-    fn finish(mut self) -> Columns {
+    /// position, last value), which is rare and so done the slow way. A narrow row is looked at
+    /// only when `maybe_repeated` (its names' filter saw a bit taken twice).
+    fn finish(mut self, maybe_repeated: bool) -> Columns {
         let repeated = if self.len() > SCAN_MAX {
             let index = self.build_index();
             // Names with equal hashes sit together: compare within each such run.
@@ -246,16 +265,11 @@ impl Columns {
             self.index = Some(index);
             repeated
         } else {
-            // A 1024-bit filter of cheap name hashes: only a name whose bit is taken is looked
-            // up (at most `SCAN_MAX` names, so even all colliding cost little).
-            let mut seen = [0u64; 16];
-            self.keys().enumerate().any(|(i, name)| {
-                let h = quick_hash(name.as_bytes());
-                let (word, bit) = (h >> 6, 1u64 << (h & 63));
-                let maybe = seen[word] & bit != 0;
-                seen[word] |= bit;
-                maybe && self.position(name) != Some(i)
-            })
+            maybe_repeated
+                && self
+                    .keys()
+                    .enumerate()
+                    .any(|(i, name)| self.position(name) != Some(i))
         };
         if !repeated {
             return self;
@@ -342,7 +356,7 @@ impl<'k> FromIterator<(&'k str, Value)> for Columns {
             let name = columns.push_text(k).unwrap();
             columns.push_value(name, v).unwrap();
         }
-        columns.finish()
+        columns.finish(true)
     }
 }
 
@@ -394,7 +408,7 @@ impl<'de> Visitor<'de> for ColumnsVisitor {
             let value: Value = map.next_value()?;
             columns.push_value(name, value).ok_or_else(too_long)?;
         }
-        Ok(columns.finish())
+        Ok(columns.finish(true))
     }
 }
 
@@ -433,9 +447,11 @@ pub fn parse_columns(bytes: &[u8]) -> Result<Columns, serde_json::Error> {
     let mut p = Parser { s: text, i: 0 };
     let mut columns = Columns {
         text: text.to_owned(),
-        cols: Vec::with_capacity((text.len() / 24).clamp(4, 256)),
+        // About one column per 16 bytes: rarely more.
+        cols: Vec::with_capacity((text.len() / 16).clamp(4, 256)),
         index: None,
     };
+    let mut seen = Seen::default();
     p.ws();
     if p.peek() != Some(b'{') {
         return Err(p.error("expected a JSON object"));
@@ -450,6 +466,13 @@ pub fn parse_columns(bytes: &[u8]) -> Result<Columns, serde_json::Error> {
                 return Err(p.error("expected a column name"));
             }
             let name = p.string(&mut columns.text)?;
+            if let Some(bytes) = columns
+                .text
+                .as_bytes()
+                .get(name.start as usize..name.end as usize)
+            {
+                seen.add(bytes);
+            }
             p.ws();
             if p.peek() != Some(b':') {
                 return Err(p.error("expected `:`"));
@@ -479,11 +502,69 @@ pub fn parse_columns(bytes: &[u8]) -> Result<Columns, serde_json::Error> {
     if p.i < text.len() {
         return Err(p.error("trailing characters"));
     }
-    Ok(columns.finish())
+    Ok(columns.finish(seen.maybe_repeated))
 }
 
 fn custom(msg: impl fmt::Display) -> serde_json::Error {
     <serde_json::Error as serde::de::Error>::custom(msg)
+}
+
+/// Exact powers of ten as `f64` (every one up to 1e22 is).
+const POW10: [f64; 23] = [
+    1e0, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8, 1e9, 1e10, 1e11, 1e12, 1e13, 1e14, 1e15, 1e16,
+    1e17, 1e18, 1e19, 1e20, 1e21, 1e22,
+];
+
+/// The number `bytes` starts with and its length, for the common forms read exactly without
+/// serde_json: an integer of up to 18 digits, or a decimal without exponent of up to 15
+/// significant digits (a mantissa and a power of ten both exact as `f64`, so their quotient is
+/// correctly rounded: the value serde_json reads). `None` for anything else, `-0` included.
+fn simple_number(bytes: &[u8]) -> Option<(Number, usize)> {
+    let negative = bytes.first() == Some(&b'-');
+    let digits = |from: usize| {
+        bytes[from.min(bytes.len())..]
+            .iter()
+            .take_while(|b| b.is_ascii_digit())
+            .count()
+    };
+    let int_start = usize::from(negative);
+    let int = digits(int_start);
+    let leading_zero = int > 1 && bytes[int_start] == b'0';
+    if int == 0 || int > 18 || leading_zero {
+        return None;
+    }
+    let value = |from: usize, to: usize| {
+        bytes[from..to]
+            .iter()
+            .filter(|b| b.is_ascii_digit())
+            .fold(0u64, |n, b| n * 10 + u64::from(b - b'0'))
+    };
+    let mut end = int_start + int;
+    match bytes.get(end) {
+        Some(b'e' | b'E') => None,
+        Some(b'.') => {
+            let frac = digits(end + 1);
+            end += 1 + frac;
+            if frac == 0 || int + frac > 15 || matches!(bytes.get(end), Some(b'e' | b'E')) {
+                return None;
+            }
+            let f = value(int_start, end) as f64 / POW10[frac];
+            let f = if negative { -f } else { f };
+            (f != 0.0).then_some(())?;
+            Some((Number::from_f64(f)?, end))
+        }
+        _ => {
+            let n = value(int_start, end);
+            let n = if negative {
+                // `-0` is left to serde_json.
+                (n != 0).then_some(())?;
+                Number::from(-(n as i64))
+            } else {
+                Number::from(n)
+            };
+            Some((n, end))
+        }
+    }
 }
 
 /// Reads a row's JSON text.
@@ -638,16 +719,9 @@ impl Parser<'_> {
             self.i += word.len();
             return Ok(value);
         }
-        let digits = bytes.iter().take_while(|b| b.is_ascii_digit()).count();
-        let small = (1..=19).contains(&digits) && (digits == 1 || bytes[0] != b'0');
-        let ends = !matches!(bytes.get(digits), Some(b'.' | b'e' | b'E'));
-        if small && ends {
-            // A non-negative integer of at most 19 digits: a u64, as serde_json reads it.
-            let n = bytes[..digits]
-                .iter()
-                .fold(0u64, |n, b| n * 10 + u64::from(b - b'0'));
-            self.i += digits;
-            return Ok(Value::Number(Number::from(n)));
+        if let Some((n, len)) = simple_number(bytes) {
+            self.i += len;
+            return Ok(Value::Number(n));
         }
         let mut values = serde_json::Deserializer::from_str(rest).into_iter::<Value>();
         match values.next() {
@@ -806,6 +880,10 @@ mod tests {
             "{\"a\" : -0, \"b\": -12, \"c\": 1.5e3, \"d\": 18446744073709551615}",
             "{\"a\": 18446744073709551616, \"b\": 99999999999999999999, \"c\": 0}",
             "{\"a\": 1e400}",
+            "{\"a\": 0.1, \"b\": -2.5, \"c\": 1234.5, \"d\": 0.000001, \"e\": 9.007199254740993}",
+            "{\"a\": 123456789012345.6, \"b\": 999999999999999999, \"c\": -999999999999999999}",
+            "{\"a\": -0.0, \"b\": 0.0, \"c\": -0, \"d\": 1.0, \"e\": 00.5, \"f\": -01}",
+            "{\"a\": 1.5E3, \"b\": 2e-3, \"c\": 1.e3, \"d\": -.5, \"e\": 1.5.5}",
             "{\"a\": [1, {\"b\": [null]}], \"c\": {\"d\": \"e\"}, \"f\": true, \"g\": false}",
             "{\"a\": \"\\ud800\"}",
             "{\"a\": \"\\udc00\"}",
@@ -873,6 +951,20 @@ mod tests {
 
     proptest! {
         #![proptest_config(ProptestConfig::with_cases(500))]
+        /// Integers and decimals read exactly as serde_json reads them, on either side of the
+        /// limits of the quick path (18 digits, 15 significant digits).
+        #[test]
+        fn numbers_read_as_serde_json_reads_them(
+            number in "-?(0|[1-9][0-9]{0,19})(\\.[0-9]{1,17})?",
+        ) {
+            let text = format!("{{\"n\": {number}}}");
+            prop_assert_eq!(ours(&text).unwrap(), serde(&text).unwrap());
+            let quick = simple_number(number.as_bytes()).map(|(n, _)| n);
+            if let Some(n) = quick {
+                prop_assert_eq!(Some(n), number.parse::<Number>().ok());
+            }
+        }
+
         /// Random rows, written compactly or pretty, read as serde_json reads them; and any
         /// text (cut short, or bytes changed) accepted or refused as serde_json does.
         #[test]
