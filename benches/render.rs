@@ -36,7 +36,9 @@ fn mapping(w: &Value, action: &str) -> Mapping {
 fn rows() -> Vec<Row> {
     (0..ROWS)
         .map(|i| {
-            let columns: Columns = serde_json::from_value(row_json(i)).unwrap();
+            // Parsed as the service parses a row's `columns_json`.
+            let json = serde_json::to_vec(&row_json(i)).unwrap();
+            let columns: Columns = segment_connections::json::parse_columns(&json).unwrap();
             Row::new(
                 Some(format!("row-{i}")),
                 Op::Added,

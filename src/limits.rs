@@ -57,7 +57,7 @@ impl RowLimits {
             let mut size = ByteCount(0);
             // Writing into a counter cannot fail.
             match value {
-                VRef::Str(s) => serde_json::to_writer(&mut size, s),
+                VRef::Str(s) | VRef::Plain(s) => serde_json::to_writer(&mut size, s),
                 other => serde_json::to_writer(&mut size, &other.to_value()),
             }
             .ok();

@@ -45,6 +45,8 @@ struct Span {
 
 #[derive(Clone)]
 enum Cell {
+    /// A string that had no escape in the row's JSON text (so needs none written).
+    Plain(Span),
     Str(Span),
     Json(Value),
 }
@@ -149,6 +151,7 @@ impl Columns {
     #[inline]
     fn value<'c>(&'c self, col: &'c Col) -> VRef<'c> {
         match &col.value {
+            Cell::Plain(span) => VRef::Plain(self.text(*span)),
             Cell::Str(span) => VRef::Str(self.text(*span)),
             Cell::Json(v) => VRef::Json(v),
         }
@@ -228,6 +231,7 @@ impl Columns {
     /// A column from a name and a JSON value (strings go to the text).
     fn push_value(&mut self, name: Span, value: Value) -> Option<()> {
         let value = match value {
+            Value::String(s) if super::is_plain(&s) => Cell::Plain(self.push_text(&s)?),
             Value::String(s) => Cell::Str(self.push_text(&s)?),
             v => Cell::Json(v),
         };
@@ -302,7 +306,9 @@ impl PartialEq for Columns {
             && self.cols.iter().zip(&other.cols).all(|(a, b)| {
                 self.text(a.name) == other.text(b.name)
                     && match (&a.value, &b.value) {
-                        (Cell::Str(x), Cell::Str(y)) => self.text(*x) == other.text(*y),
+                        (Cell::Plain(x) | Cell::Str(x), Cell::Plain(y) | Cell::Str(y)) => {
+                            self.text(*x) == other.text(*y)
+                        }
                         (Cell::Json(x), Cell::Json(y)) => x == y,
                         _ => false,
                     }
@@ -367,7 +373,7 @@ impl serde::Serialize for Columns {
             fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
                 match self.0 {
                     VRef::Json(v) => v.serialize(s),
-                    VRef::Str(t) => s.serialize_str(t),
+                    VRef::Str(t) | VRef::Plain(t) => s.serialize_str(t),
                     other => other.to_value().serialize(s),
                 }
             }
@@ -480,7 +486,15 @@ pub fn parse_columns(bytes: &[u8]) -> Result<Columns, serde_json::Error> {
             p.i += 1;
             p.ws();
             let value = match p.peek() {
-                Some(b'"') => Cell::Str(p.string(&mut columns.text)?),
+                Some(b'"') => {
+                    let span = p.string(&mut columns.text)?;
+                    // Still in the row's own text: it had no escape.
+                    if span.end as usize <= text.len() {
+                        Cell::Plain(span)
+                    } else {
+                        Cell::Str(span)
+                    }
+                }
                 _ => Cell::Json(p.value(columns.text(name))?),
             };
             columns.cols.push(Col { name, value });
@@ -793,12 +807,13 @@ mod tests {
     fn keeps_order_and_finds_by_name_and_position() {
         let c = parse(r#"{"b": 1, "a": "x", "": null, "ab": [true]}"#);
         assert_eq!(c.keys().collect::<Vec<_>>(), ["b", "a", "", "ab"]);
-        assert!(matches!(c.get("a"), Some(VRef::Str("x"))));
+        // A string without escapes is known to need none.
+        assert!(matches!(c.get("a"), Some(VRef::Plain("x"))));
         assert_eq!(value(c.get("")), Some(Value::Null));
         assert_eq!(value(c.get("ab")), Some(json!([true])));
         assert!(c.get("abc").is_none());
         assert_eq!(c.get_full("ab").map(|(i, _)| i), Some(3));
-        assert!(matches!(c.get_index(1), Some(("a", VRef::Str("x")))));
+        assert!(matches!(c.get_index(1), Some(("a", VRef::Plain("x")))));
         assert!(c.get_index(4).is_none());
     }
 
@@ -813,7 +828,7 @@ mod tests {
             let c = parse(&text);
             assert_eq!(c.len(), n + 1, "{n}");
             assert!(
-                matches!(c.get_index(0), Some(("dup", VRef::Str("two")))),
+                matches!(c.get_index(0), Some(("dup", VRef::Plain("two")))),
                 "{n}"
             );
             for i in 0..n {
@@ -866,7 +881,9 @@ mod tests {
         assert_eq!(ours(text).unwrap(), serde(text).unwrap());
         let back: Columns = serde_json::from_slice(&serde_json::to_vec(&c).unwrap()).unwrap();
         assert_eq!(back, c);
-        assert_eq!(format!("{c:?}").matches("Str(").count(), 2);
+        // Decoded strings may need escaping again; plain ones not.
+        assert!(matches!(c.get("é"), Some(VRef::Str(_))));
+        assert!(matches!(c.get("s"), Some(VRef::Plain("plain"))));
     }
 
     /// Every text serde_json takes as an object, this takes with the same entries, and every
@@ -994,6 +1011,12 @@ mod tests {
             }
             text.push('}');
             prop_assert_eq!(ours(&text).unwrap(), serde(&text).unwrap());
+            // What is marked plain is written without a scan: it must need no escape.
+            for (_, v) in parse(&text).iter() {
+                if let VRef::Plain(s) = v {
+                    prop_assert!(super::super::is_plain(s), "{:?}", s);
+                }
+            }
             let mut bytes = text.clone().into_bytes();
             bytes.truncate(cut.index(bytes.len() + 1));
             if !bytes.is_empty() {

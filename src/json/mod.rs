@@ -185,6 +185,21 @@ fn has_escape(bytes: &[u8]) -> bool {
     i < n && needs_escape(word(n - 8))
 }
 
+/// Whether `s` has nothing JSON escapes.
+pub(crate) fn is_plain(s: &str) -> bool {
+    !has_escape(s.as_bytes())
+}
+
+/// Appends `s`, known to need no escaping (see [`VRef::Plain`]), as a JSON string literal.
+#[inline]
+pub fn write_plain_str(out: &mut Vec<u8>, s: &str) {
+    debug_assert!(!has_escape(s.as_bytes()));
+    out.reserve(s.len() + 2);
+    out.push(b'"');
+    out.extend_from_slice(s.as_bytes());
+    out.push(b'"');
+}
+
 /// The four bytes of `bytes` from `i` (there are).
 #[inline]
 fn word4(bytes: &[u8], i: usize) -> [u8; 4] {
@@ -316,7 +331,7 @@ pub fn write_canonical_entries<'a>(
         out.push(b':');
         match item {
             VRef::Json(v) => write_canonical(out, v),
-            VRef::Str(s) => write_str(out, s),
+            VRef::Str(s) | VRef::Plain(s) => write_str(out, s),
             other => write_canonical(out, &other.to_value()),
         }
     }

@@ -32,6 +32,9 @@ pub enum Val<'a> {
 pub enum VRef<'x> {
     Json(&'x Value),
     Str(&'x str),
+    /// A string with nothing JSON escapes in it (a row's string that had no escape in its JSON
+    /// text): written without looking.
+    Plain(&'x str),
     Row(&'x Columns),
     Obj(&'x [(&'x str, Val<'x>)]),
     Arr(&'x [Val<'x>]),
@@ -112,7 +115,7 @@ impl<'x> VRef<'x> {
                 Value::Array(a) => Kind::Array(ArrRef::Json(a)),
                 Value::Object(m) => Kind::Object(ObjRef::Map(m)),
             },
-            VRef::Str(s) => Kind::Str(s),
+            VRef::Str(s) | VRef::Plain(s) => Kind::Str(s),
             VRef::Row(c) => Kind::Object(ObjRef::Row(c)),
             VRef::Obj(p) => Kind::Object(ObjRef::Pairs(p)),
             VRef::Arr(a) => Kind::Array(ArrRef::Vals(a)),
@@ -169,7 +172,7 @@ impl<'x> VRef<'x> {
     pub fn to_value(self) -> Value {
         match self {
             VRef::Json(v) => v.clone(),
-            VRef::Str(s) => Value::String(s.to_owned()),
+            VRef::Str(s) | VRef::Plain(s) => Value::String(s.to_owned()),
             VRef::Row(c) => Value::Object(
                 c.iter()
                     .map(|(k, v)| (k.to_owned(), v.to_value()))
@@ -189,7 +192,7 @@ impl<'x> VRef<'x> {
     pub fn to_val(self) -> Val<'x> {
         match self {
             VRef::Json(v) => Val::Ref(v),
-            VRef::Str(s) => Val::Str(s),
+            VRef::Str(s) | VRef::Plain(s) => Val::Str(s),
             VRef::Row(c) => Val::Row(c),
             VRef::Obj(p) => Val::Obj(p.to_vec()),
             VRef::Arr(a) => Val::Arr(a.to_vec()),
@@ -203,6 +206,7 @@ impl<'x> VRef<'x> {
             // A string needs no trip through `write_value` (most values are strings).
             VRef::Json(Value::String(s)) => super::write_str(out, s),
             VRef::Str(s) => super::write_str(out, s),
+            VRef::Plain(s) => super::write_plain_str(out, s),
             VRef::Json(v) => super::write_value(out, v),
             VRef::Hole => out.extend_from_slice(b"null"),
             VRef::Arr(items) => {

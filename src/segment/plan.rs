@@ -380,6 +380,10 @@ fn removed(v: VRef<'_>, ty: Scalar) -> bool {
 /// general builder coerces it, or reports it).
 #[inline]
 fn write_scalar(out: &mut Vec<u8>, v: VRef<'_>, ty: Scalar) -> Option<()> {
+    if let (Scalar::Str, VRef::Plain(s)) = (ty, v) {
+        json::write_plain_str(out, s);
+        return Some(());
+    }
     match (ty, v.kind()) {
         (Scalar::Str, Kind::Str(s)) => json::write_str(out, s),
         (Scalar::Str, Kind::Number(n)) => {
