@@ -36,13 +36,19 @@ pub fn write_f64(out: &mut Vec<u8>, f: f64) {
         let digits = n.unsigned_abs();
         let scale = 10u64.pow(k);
         out.extend_from_slice(itoa::Buffer::new().format(digits / scale).as_bytes());
+        // The fraction's last `k` (at most 3) digits, leading zeros kept.
+        let frac = digits % scale;
+        let fraction = [digit(frac / 100), digit(frac / 10 % 10), digit(frac % 10)];
         out.push(b'.');
-        // The fraction's digits with their leading zeros: `scale + rest` without its first "1".
-        let mut frac = itoa::Buffer::new();
-        out.extend_from_slice(&frac.format(digits % scale + scale).as_bytes()[1..]);
+        out.extend_from_slice(&fraction[3 - k as usize..]);
     } else {
         out.extend_from_slice(ryu_js::Buffer::new().format(f).as_bytes());
     }
+}
+
+#[inline]
+fn digit(d: u64) -> u8 {
+    b'0' + d as u8
 }
 
 /// `f` as `n / 10^k` with `k` in 1..=3 as small as possible, when that decimal reads back as

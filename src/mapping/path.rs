@@ -93,6 +93,11 @@ impl Path {
         }
     }
 
+    /// Whether this path is `$.messageId`.
+    pub fn is_message_id(&self) -> bool {
+        self.root == EnvRoot::MessageId && self.keys.len() == 1
+    }
+
     /// Whether what this path finds is always borrowed (no `length`, no string indexing), so
     /// [`Path::resolve`] never computes a value for it.
     pub fn borrows(&self) -> bool {

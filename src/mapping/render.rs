@@ -211,6 +211,8 @@ pub(super) struct Flat {
 enum Leaf {
     /// `$.properties.<column>`: found where it was in the last row.
     Column(Box<str>, ColumnHint),
+    /// `$.messageId`.
+    MessageId,
     /// Any other path that borrows what it finds ([`Path::borrows`]).
     Path(Path),
     Const(Value),
@@ -221,6 +223,7 @@ impl Leaf {
         match e {
             Expr::Path(p) => match p.column() {
                 Some(c) => Some(Leaf::Column(c.into(), ColumnHint::default())),
+                None if p.is_message_id() => Some(Leaf::MessageId),
                 None => p.borrows().then(|| Leaf::Path(p.clone())),
             },
             Expr::Const(v) => Some(Leaf::Const(v.clone())),
@@ -269,6 +272,7 @@ impl Flat {
     fn value<'a>(&'a self, i: u16, env: &'a Envelope<'a>) -> Option<VRef<'a>> {
         match &self.values[usize::from(i)] {
             Leaf::Column(name, hint) => hint.get(&env.row().columns, name),
+            Leaf::MessageId => Some(VRef::Str(env.message_id())),
             Leaf::Path(p) => match p.resolve(&Scope::Env(env))? {
                 Val::Ref(v) => Some(VRef::Json(v)),
                 Val::Str(s) => Some(VRef::Str(s)),

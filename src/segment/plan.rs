@@ -494,7 +494,8 @@ impl Plan {
                         Some(Kind::Number(n)) => json::number_to_string(n),
                         _ => return None,
                     };
-                    if json::js_len(&id) > MAX_MESSAGE_ID_CHARS {
+                    // UTF-16 units are never more than bytes.
+                    if id.len() > MAX_MESSAGE_ID_CHARS && json::js_len(&id) > MAX_MESSAGE_ID_CHARS {
                         return None;
                     }
                     out.extend_from_slice(b",\"messageId\":");
