@@ -153,6 +153,12 @@ impl<'f> Compiler<'f> {
         self.steps.push(Step::Lit(Bytes::new(bytes)));
     }
 
+    /// `,"key":` and an object whose entries follow (closed by the caller).
+    fn open(&mut self, key: &str) {
+        self.steps.push(Step::Lit(entry_key(key)));
+        self.steps.push(Step::Open);
+    }
+
     /// A string field; `None` when it is mapped to an object (a type mismatch to report).
     fn str(&mut self, f: Field, key: &str) -> Option<()> {
         let role = match f {
@@ -175,8 +181,7 @@ impl<'f> Compiler<'f> {
 
     /// A free-form object (`{}` when unmapped).
     fn free(&mut self, f: Field, key: &str) {
-        self.steps.push(Step::Lit(entry_key(key)));
-        self.steps.push(Step::Open);
+        self.open(key);
         self.entries(f);
         self.steps.push(Step::Close);
     }
@@ -199,7 +204,7 @@ impl<'f> Compiler<'f> {
     /// an object mapped as one value, or one mapping both spellings of a device key (D7).
     fn declared(&mut self, f: Field, key: &str) -> Option<()> {
         let FieldType::Object(subs) = f.ty() else {
-            unreachable!("{f:?} is a declared object")
+            return None;
         };
         let entries = match self.get(f) {
             None => return Some(()),
@@ -207,20 +212,23 @@ impl<'f> Compiler<'f> {
             Some(Shape::Object(entries)) => entries,
         };
         let has = |k: &str| entries.iter().any(|(e, _)| e == k);
-        let mut steps = vec![Step::Lit(entry_key(key)), Step::Open];
-        for (k, value) in entries {
-            let Some(s) = sub(subs, k) else { continue };
-            if s.is_alias() && has(s.out) {
-                return None;
-            }
-            steps.push(Step::Sub {
-                key: entry_key(s.out),
-                value: *value,
-                ty: s.ty,
-            });
+        if entries
+            .iter()
+            .any(|(k, _)| sub(subs, k).is_some_and(|s| s.is_alias() && has(s.out)))
+        {
+            return None;
         }
-        steps.push(Step::Close);
-        self.steps.extend(steps);
+        self.open(key);
+        for (k, value) in entries {
+            if let Some(s) = sub(subs, k) {
+                self.steps.push(Step::Sub {
+                    key: entry_key(s.out),
+                    value: *value,
+                    ty: s.ty,
+                });
+            }
+        }
+        self.steps.push(Step::Close);
         Some(())
     }
 
@@ -246,8 +254,7 @@ impl<'f> Compiler<'f> {
                 })
             })
             .collect();
-        self.steps.push(Step::Lit(entry_key("properties")));
-        self.steps.push(Step::Open);
+        self.open("properties");
         self.steps.extend(steps);
         self.entries(Field::Properties);
         self.steps.push(Step::Close);
@@ -271,8 +278,7 @@ impl<'f> Compiler<'f> {
             }
             _ => {}
         }
-        self.steps.push(Step::Lit(entry_key("traits")));
-        self.steps.push(Step::Open);
+        self.open("traits");
         self.entries(Field::Traits);
         if address.is_some() {
             self.steps.push(Step::Address);
@@ -306,8 +312,7 @@ impl<'f> Compiler<'f> {
         }
         let message_id = self.value_of(Field::MessageId);
         self.steps.push(Step::MessageId(message_id));
-        self.lit(b",\"context\":");
-        self.steps.push(Step::Open);
+        self.open("context");
         if action == Action::Track {
             self.free(Field::Traits, "traits");
         }
@@ -395,16 +400,10 @@ fn write_scalar(out: &mut Vec<u8>, v: VRef<'_>, ty: Scalar) -> Option<()> {
         (Scalar::Num, Kind::Str(s)) if json::is_canonical_number_text(s) => {
             out.extend_from_slice(s.as_bytes());
         }
-        (Scalar::Bool, Kind::Bool(b)) | (Scalar::Str, Kind::Bool(b)) => {
-            let text: &[u8] = if b { b"true" } else { b"false" };
-            if ty == Scalar::Str {
-                out.push(b'"');
-                out.extend_from_slice(text);
-                out.push(b'"');
-            } else {
-                out.extend_from_slice(text);
-            }
+        (Scalar::Str, Kind::Bool(b)) => {
+            json::write_plain_str(out, if b { "true" } else { "false" })
         }
+        (Scalar::Bool, Kind::Bool(b)) => out.extend_from_slice(if b { b"true" } else { b"false" }),
         _ => return None,
     }
     Some(())
