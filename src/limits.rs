@@ -6,7 +6,7 @@
 use std::io;
 
 use crate::issue::{Issue, IssueCode, pointer};
-use crate::json::{Columns, VRef};
+use crate::json::Columns;
 
 /// The largest row (its columns JSON) by default: 512 KiB.
 pub const DEFAULT_MAX_ROW_BYTES: usize = 512 * 1024;
@@ -56,11 +56,7 @@ impl RowLimits {
         for (name, value) in columns {
             let mut size = ByteCount(0);
             // Writing into a counter cannot fail.
-            match value {
-                VRef::Str(s) | VRef::Plain(s) => serde_json::to_writer(&mut size, s),
-                other => serde_json::to_writer(&mut size, &other.to_value()),
-            }
-            .ok();
+            serde_json::to_writer(&mut size, &value).ok();
             if size.0 > self.max_value_bytes {
                 return Err(Issue::new(
                     IssueCode::RowTooLarge,

@@ -1,12 +1,13 @@
-//! A row's columns: names and values in the caller's order, built for the row path. Every name
-//! and every string value sit in one buffer (one allocation for all of a row's text, and its
-//! strings side by side in memory); other values are JSON. A row of a few dozen columns is
+//! A row's columns: names and values in the caller's order, built for the row path. A row keeps
+//! its JSON text, and every name and string value is a span of it (one allocation for all of a
+//! row's text, and its strings side by side in memory; a string with escapes is decoded after
+//! the text); other values are JSON. A row of a few dozen columns is
 //! searched by scanning (names compared by length first), a wider one through a sorted index of
 //! name hashes built when it is parsed. Mappings mostly look columns up by position (`get_at`,
 //! with the position a path remembers), which costs one name comparison.
 //!
-//! Parsing reads the row's object itself, copying strings straight into the buffer, and leaves
-//! nested arrays and objects (and numbers that are not small integers) to serde_json.
+//! Parsing reads the row's object itself (literals, integers and short decimals included), and
+//! leaves nested arrays and objects, and other numbers, to serde_json.
 
 use std::fmt;
 use std::hash::BuildHasher as _;
@@ -23,7 +24,8 @@ const SCAN_MAX: usize = 24;
 /// position and its last value, as a JavaScript object does).
 #[derive(Clone, Default)]
 pub struct Columns {
-    /// Every name and every string value, one after another.
+    /// The row's JSON text, then its strings that had escapes, decoded (rows parsed with
+    /// [`parse_columns`]); every name and string value, one after another (rows deserialized).
     text: String,
     cols: Vec<Col>,
     /// For wide rows: `(hash of name, position)`, sorted.
@@ -143,6 +145,15 @@ impl Columns {
             .unwrap_or_default()
     }
 
+    /// The bytes of a span (no character-boundary checks: names are compared as bytes).
+    #[inline]
+    fn bytes(&self, span: Span) -> &[u8] {
+        self.text
+            .as_bytes()
+            .get(span.start as usize..span.end as usize)
+            .unwrap_or_default()
+    }
+
     #[inline]
     fn name(&self, i: usize) -> &str {
         self.text(self.cols[i].name)
@@ -168,11 +179,7 @@ impl Columns {
     #[inline]
     pub fn get_at(&self, i: usize, name: &str) -> Option<VRef<'_>> {
         let col = self.cols.get(i)?;
-        let found = self
-            .text
-            .as_bytes()
-            .get(col.name.start as usize..col.name.end as usize)?;
-        same(found, name.as_bytes()).then(|| self.value(col))
+        same(self.bytes(col.name), name.as_bytes()).then(|| self.value(col))
     }
 
     /// The position and value of column `name`.
@@ -199,7 +206,7 @@ impl Columns {
             None => self
                 .cols
                 .iter()
-                .position(|c| same(self.text(c.name).as_bytes(), name.as_bytes())),
+                .position(|c| same(self.bytes(c.name), name.as_bytes())),
         }
     }
 
@@ -368,17 +375,7 @@ impl<'k> FromIterator<(&'k str, Value)> for Columns {
 
 impl serde::Serialize for Columns {
     fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        struct Ser<'a>(VRef<'a>);
-        impl serde::Serialize for Ser<'_> {
-            fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-                match self.0 {
-                    VRef::Json(v) => v.serialize(s),
-                    VRef::Str(t) | VRef::Plain(t) => s.serialize_str(t),
-                    other => other.to_value().serialize(s),
-                }
-            }
-        }
-        s.collect_map(self.iter().map(|(k, v)| (k, Ser(v))))
+        s.collect_map(self.iter())
     }
 }
 
@@ -441,8 +438,8 @@ impl<'de> Visitor<'de> for NameSeed<'_> {
     }
 }
 
-/// Parses a JSON object of columns (a row's `columns_json`), as serde_json would, but copying
-/// every string straight into the row's text.
+/// Parses a JSON object of columns (a row's `columns_json`), as serde_json would, but keeping
+/// the text and its strings as spans of it.
 pub fn parse_columns(bytes: &[u8]) -> Result<Columns, serde_json::Error> {
     // UTF-8 is checked once for the whole text, not string by string.
     let text = std::str::from_utf8(bytes).map_err(|e| custom(format_args!("not UTF-8: {e}")))?;
@@ -472,13 +469,7 @@ pub fn parse_columns(bytes: &[u8]) -> Result<Columns, serde_json::Error> {
                 return Err(p.error("expected a column name"));
             }
             let name = p.string(&mut columns.text)?;
-            if let Some(bytes) = columns
-                .text
-                .as_bytes()
-                .get(name.start as usize..name.end as usize)
-            {
-                seen.add(bytes);
-            }
+            seen.add(columns.bytes(name));
             p.ws();
             if p.peek() != Some(b':') {
                 return Err(p.error("expected `:`"));

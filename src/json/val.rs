@@ -103,6 +103,17 @@ impl<'a> Val<'a> {
 
 // === impl VRef ===
 
+/// As the JSON it views (a row's value sized, a row written out).
+impl serde::Serialize for VRef<'_> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        match *self {
+            VRef::Json(v) => v.serialize(s),
+            VRef::Str(t) | VRef::Plain(t) => s.serialize_str(t),
+            other => other.to_value().serialize(s),
+        }
+    }
+}
+
 impl<'x> VRef<'x> {
     #[inline]
     pub fn kind(self) -> Kind<'x> {
