@@ -21,7 +21,7 @@ pub struct Path {
 /// share their column order, so the next row usually has it at the same index: one key
 /// comparison instead of a hash lookup.
 #[derive(Debug, Default)]
-pub struct ColumnHint(AtomicU32);
+struct ColumnHint(AtomicU32);
 
 impl Clone for ColumnHint {
     fn clone(&self) -> Self {
@@ -39,7 +39,7 @@ impl Eq for ColumnHint {}
 
 impl ColumnHint {
     #[inline(always)]
-    pub fn get<'c>(&self, columns: &'c Columns, key: &str) -> Option<VRef<'c>> {
+    fn get<'c>(&self, columns: &'c Columns, key: &str) -> Option<VRef<'c>> {
         let hint = self.0.load(Ordering::Relaxed) as usize;
         match columns.get_at(hint, key) {
             Some(v) => Some(v),
@@ -93,6 +93,13 @@ impl Path {
         }
     }
 
+    /// For a `$.properties.<column>` path, that column of `columns` (where it was in the last
+    /// row, else looked up); `None` for another path.
+    #[inline]
+    pub fn column_in<'c>(&self, columns: &'c Columns) -> Option<VRef<'c>> {
+        self.column.get(columns, self.column()?)
+    }
+
     /// Whether this path is `$.messageId`.
     pub fn is_message_id(&self) -> bool {
         self.root == EnvRoot::MessageId && self.keys.len() == 1
@@ -119,11 +126,8 @@ impl Path {
                 (EnvRoot::Whole, _) => return Some(Val::Ref(env.as_value())),
                 // The common case, `$.properties.<column>`: straight to the column (a column
                 // found is its own value: nothing to walk).
-                (EnvRoot::Properties, [_, column]) => {
-                    return self
-                        .column
-                        .get(&env.row().columns, column)
-                        .map(VRef::to_val);
+                (EnvRoot::Properties, [_, _]) => {
+                    return self.column_in(&env.row().columns).map(VRef::to_val);
                 }
                 (EnvRoot::Properties, [_, column, rest @ ..]) => {
                     (self.column.get(&env.row().columns, column)?, rest)

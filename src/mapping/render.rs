@@ -8,7 +8,7 @@ use super::Mapping;
 use super::envelope::{Envelope, Scope};
 use super::eval::eval;
 use super::expr::{Expr, Violation};
-use super::path::{ColumnHint, Path};
+use super::path::Path;
 use super::row::Row;
 use crate::issue::{Issue, IssueCode, pointer};
 use crate::json::{VRef, Val};
@@ -209,8 +209,8 @@ pub(super) struct Flat {
 /// mapping.
 #[derive(Debug)]
 enum Leaf {
-    /// `$.properties.<column>`: found where it was in the last row.
-    Column(Box<str>, ColumnHint),
+    /// `$.properties.<column>` ([`Path::column_in`]).
+    Column(Path),
     /// `$.messageId`.
     MessageId,
     /// Any other path that borrows what it finds ([`Path::borrows`]).
@@ -221,11 +221,9 @@ enum Leaf {
 impl Leaf {
     fn of(e: &Expr) -> Option<Leaf> {
         match e {
-            Expr::Path(p) => match p.column() {
-                Some(c) => Some(Leaf::Column(c.into(), ColumnHint::default())),
-                None if p.is_message_id() => Some(Leaf::MessageId),
-                None => p.borrows().then(|| Leaf::Path(p.clone())),
-            },
+            Expr::Path(p) if p.column().is_some() => Some(Leaf::Column(p.clone())),
+            Expr::Path(p) if p.is_message_id() => Some(Leaf::MessageId),
+            Expr::Path(p) => p.borrows().then(|| Leaf::Path(p.clone())),
             Expr::Const(v) => Some(Leaf::Const(v.clone())),
             _ => None,
         }
@@ -271,7 +269,7 @@ impl Flat {
     #[inline]
     fn value<'a>(&'a self, i: u16, env: &'a Envelope<'a>) -> Option<VRef<'a>> {
         match &self.values[usize::from(i)] {
-            Leaf::Column(name, hint) => hint.get(&env.row().columns, name),
+            Leaf::Column(p) => p.column_in(&env.row().columns),
             Leaf::MessageId => Some(VRef::Str(env.message_id())),
             Leaf::Path(p) => match p.resolve(&Scope::Env(env))? {
                 Val::Ref(v) => Some(VRef::Json(v)),
