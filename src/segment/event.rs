@@ -105,7 +105,7 @@ fn coerce<'v>(v: VRef<'v>, ty: Scalar) -> Result<Coerced<'v>, &'static str> {
 }
 
 /// `removeEmptyValues` at the root: `""` and `null` are removed whatever the field's type.
-fn present(v: Option<VRef<'_>>) -> Option<VRef<'_>> {
+pub(super) fn present(v: Option<VRef<'_>>) -> Option<VRef<'_>> {
     let r = v?;
     match r.kind() {
         Kind::Null => None,
@@ -115,7 +115,7 @@ fn present(v: Option<VRef<'_>>) -> Option<VRef<'_>> {
 }
 
 /// Whether a declared sub-field value is removed by `removeEmptyValues` (null; `""` unless string).
-fn removed(v: VRef<'_>, ty: Scalar) -> bool {
+pub(super) fn removed(v: VRef<'_>, ty: Scalar) -> bool {
     match v.kind() {
         Kind::Null => true,
         Kind::Str("") => ty != Scalar::Str,

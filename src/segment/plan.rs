@@ -7,7 +7,7 @@
 //! (`mapping::render::plan_against_general`).
 
 use super::accept::{self, MAX_EVENT_BYTES, MAX_MESSAGE_ID_CHARS};
-use super::event::Built;
+use super::event::{Built, present, removed};
 use super::fields::{Action, Field, FieldType, Scalar, sub};
 use crate::json::{self, Kind, VRef};
 
@@ -367,20 +367,6 @@ impl<'f> Compiler<'f> {
     }
 }
 
-/// `removeEmptyValues` at the root: `""` and `null`.
-fn empty_at_root(v: VRef<'_>) -> bool {
-    matches!(v.kind(), Kind::Null | Kind::Str(""))
-}
-
-/// `removeEmptyValues` in a declared object: `null`, and `""` unless a string is expected.
-fn removed(v: VRef<'_>, ty: Scalar) -> bool {
-    match v.kind() {
-        Kind::Null => true,
-        Kind::Str("") => ty != Scalar::Str,
-        _ => false,
-    }
-}
-
 /// Writes `v` as `ty` where coercion is a copy or close to one; `None` for anything else (the
 /// general builder coerces it, or reports it).
 #[inline]
@@ -473,7 +459,7 @@ impl Plan {
                     value: i,
                     role,
                 } => {
-                    let Some(v) = value(*i).filter(|v| !empty_at_root(*v)) else {
+                    let Some(v) = present(value(*i)) else {
                         if *role == Role::Required {
                             return None;
                         }
@@ -517,7 +503,7 @@ impl Plan {
                     }
                 }
                 Step::Entries(i) => {
-                    let Some(v) = value(*i).filter(|v| !empty_at_root(*v)) else {
+                    let Some(v) = present(value(*i)) else {
                         continue;
                     };
                     for (k, v) in v.as_object()?.iter() {
@@ -536,17 +522,19 @@ impl Plan {
                     let overridden = match *unless {
                         Unless::Never => false,
                         Unless::Mapped(u) => value(u).is_some(),
-                        Unless::InObject(u, k) => value(u).is_some_and(|p| {
-                            !empty_at_root(p) && p.as_object().is_some_and(|o| o.get(k).is_some())
-                        }),
+                        Unless::InObject(u, k) => present(value(u))
+                            .and_then(VRef::as_object)
+                            .is_some_and(|o| o.get(k).is_some()),
                     };
                     if overridden {
                         continue;
                     }
-                    let Some(v) = value(*i) else { continue };
-                    if (*root && empty_at_root(v)) || v.is_null() {
-                        continue;
-                    }
+                    // A root field's value, or a declared string sub-field's.
+                    let v = match root {
+                        true => present(value(*i)),
+                        false => value(*i).filter(|v| !removed(*v, Scalar::Str)),
+                    };
+                    let Some(v) = v else { continue };
                     key.write(out);
                     write_scalar(out, v, Scalar::Str)?;
                 }
