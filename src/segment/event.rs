@@ -23,7 +23,7 @@ pub struct Built {
 }
 
 /// A scalar after coercion.
-enum Coerced<'v> {
+pub(super) enum Coerced<'v> {
     Str(Cow<'v, str>),
     Num(f64),
     Number(&'v serde_json::Number),
@@ -33,7 +33,7 @@ enum Coerced<'v> {
 }
 
 impl Coerced<'_> {
-    fn write(&self, out: &mut Vec<u8>) {
+    pub(super) fn write(&self, out: &mut Vec<u8>) {
         match self {
             Coerced::Str(s) => json::write_str(out, s),
             Coerced::Num(f) => json::write_f64(out, *f),
@@ -66,12 +66,11 @@ fn mismatch(ptr: String, label: &str, expected: &str, found: &str) -> Issue {
 
 /// AJV's `coerceTypes: "array"`: a one-element array stands for its element, then scalars
 /// convert as JavaScript does. `Err` carries the type name found.
-fn coerce<'v>(v: VRef<'v>, ty: Scalar) -> Result<Coerced<'v>, &'static str> {
+pub(super) fn coerce<'v>(v: VRef<'v>, ty: Scalar) -> Result<Coerced<'v>, &'static str> {
     let v = match v.kind() {
         Kind::Array(a) if a.len() == 1 => a.get(0).unwrap_or(v),
         _ => v,
     };
-    let found = v.type_name();
     match (ty, v.kind()) {
         (Scalar::Str, Kind::Str(s)) => Ok(Coerced::Str(Cow::Borrowed(s))),
         (Scalar::Str, Kind::Number(n)) => Ok(Coerced::Str(Cow::Owned(json::number_to_string(n)))),
@@ -89,7 +88,7 @@ fn coerce<'v>(v: VRef<'v>, ty: Scalar) -> Result<Coerced<'v>, &'static str> {
         (Scalar::Num, Kind::Str(s)) if !s.is_empty() => match json::string_to_number(s) {
             // Infinity would become `null` on the wire: refuse it rather than lose it.
             Some(f) if f.is_finite() => Ok(Coerced::Num(f)),
-            _ => Err(found),
+            _ => Err(v.type_name()),
         },
         (Scalar::Bool, Kind::Bool(b)) => Ok(Coerced::Bool(b)),
         (Scalar::Bool, Kind::Str("true")) => Ok(Coerced::Bool(true)),
@@ -98,9 +97,9 @@ fn coerce<'v>(v: VRef<'v>, ty: Scalar) -> Result<Coerced<'v>, &'static str> {
         (Scalar::Bool, Kind::Number(n)) => match n.as_f64() {
             Some(0.0) => Ok(Coerced::Bool(false)),
             Some(1.0) => Ok(Coerced::Bool(true)),
-            _ => Err(found),
+            _ => Err(v.type_name()),
         },
-        _ => Err(found),
+        _ => Err(v.type_name()),
     }
 }
 

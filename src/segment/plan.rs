@@ -7,7 +7,7 @@
 //! (`mapping::render::plan_against_general`).
 
 use super::accept::{self, MAX_EVENT_BYTES, MAX_MESSAGE_ID_CHARS};
-use super::event::{Built, present, removed};
+use super::event::{Built, coerce, present, removed};
 use super::fields::{Action, Field, FieldType, Scalar, sub};
 use crate::json::{self, Kind, VRef};
 
@@ -367,30 +367,13 @@ impl<'f> Compiler<'f> {
     }
 }
 
-/// Writes `v` as `ty` where coercion is a copy or close to one; `None` for anything else (the
-/// general builder coerces it, or reports it).
+/// Writes `v` coerced to `ty`, as the general builder coerces it; `None` where coercion fails
+/// (the general builder reports it). A plain string needs no look.
 #[inline]
 fn write_scalar(out: &mut Vec<u8>, v: VRef<'_>, ty: Scalar) -> Option<()> {
-    if let (Scalar::Str, VRef::Plain(s)) = (ty, v) {
-        json::write_plain_str(out, s);
-        return Some(());
-    }
-    match (ty, v.kind()) {
-        (Scalar::Str, Kind::Str(s)) => json::write_str(out, s),
-        (Scalar::Str, Kind::Number(n)) => {
-            out.push(b'"');
-            json::write_number(out, n);
-            out.push(b'"');
-        }
-        (Scalar::Num, Kind::Number(n)) => json::write_number(out, n),
-        (Scalar::Num, Kind::Str(s)) if json::is_canonical_number_text(s) => {
-            out.extend_from_slice(s.as_bytes());
-        }
-        (Scalar::Str, Kind::Bool(b)) => {
-            json::write_plain_str(out, if b { "true" } else { "false" })
-        }
-        (Scalar::Bool, Kind::Bool(b)) => out.extend_from_slice(if b { b"true" } else { b"false" }),
-        _ => return None,
+    match (ty, v) {
+        (Scalar::Str, VRef::Plain(s)) => json::write_plain_str(out, s),
+        _ => coerce(v, ty).ok()?.write(out),
     }
     Some(())
 }
