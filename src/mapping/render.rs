@@ -541,19 +541,26 @@ mod plan_against_general {
         }))
     }
 
-    /// A case the random search once shrank to: device strings from a column holding `[]`.
+    /// Cases the random search once shrank to: device strings from a column holding `[]`; a
+    /// user id from a column holding `[null]` (coerced to `""`: no identity).
     #[test]
     fn recorded_cases_render_as_the_general_path_does() {
-        let doc = json!({"action": "track", "fields": {
+        let device = json!({"action": "track", "fields": {
             "event_name": {"@path": "$.properties.a"},
             "device": {
                 "advertising_id": {"@path": "$.properties.a"},
                 "id": {"@path": "$.properties.a"},
             },
         }});
-        let columns: Columns = [("a", json!([]))].into_iter().collect();
-        let row = Row::new(Some("row-1".into()), Op::Added, columns, None);
-        assert!(matches!(both_ways(doc, &row), Ok(Some(Outcome::Other))));
+        let user = json!({"action": "track", "fields": {
+            "user_id": {"@path": "$.properties.a"},
+            "event_name": {"@path": "$.properties.a"},
+        }});
+        for (doc, a) in [(device, json!([])), (user, json!([null]))] {
+            let columns: Columns = [("a", a)].into_iter().collect();
+            let row = Row::new(Some("row-1".into()), Op::Added, columns, None);
+            assert!(matches!(both_ways(doc, &row), Ok(Some(Outcome::Other))));
+        }
     }
 
     /// Rendered with the plan and without it, the same; and the plan wrote a good share of the

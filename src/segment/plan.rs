@@ -451,9 +451,11 @@ impl Plan {
                     if *role == Role::Timestamp && !v.as_str().is_some_and(accept::is_rfc3339) {
                         return None;
                     }
-                    identified |= *role == Role::Identity;
                     key.write(out);
+                    let at = out.len();
                     write_scalar(out, v, Scalar::Str)?;
+                    // An id counts when its string is not empty (`[null]` coerces to `""`).
+                    identified |= *role == Role::Identity && out.len() - at > 2;
                 }
                 Step::MessageId(mapped) => {
                     let id = match mapped.and_then(&value).map(VRef::kind) {
