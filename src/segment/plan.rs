@@ -7,7 +7,7 @@
 //! (`mapping::render::plan_against_general`).
 
 use super::accept::{self, MAX_EVENT_BYTES, MAX_MESSAGE_ID_CHARS};
-use super::event::{Built, coerce, present, removed};
+use super::event::{Built, Coerced, coerce, present, removed};
 use super::fields::{Action, Field, FieldType, Scalar, sub};
 use crate::json::{self, Kind, VRef};
 
@@ -458,11 +458,17 @@ impl Plan {
                     identified |= *role == Role::Identity && out.len() - at > 2;
                 }
                 Step::MessageId(mapped) => {
-                    let id = match mapped.and_then(&value).map(VRef::kind) {
-                        None | Some(Kind::Null | Kind::Str("")) => derived(),
-                        Some(Kind::Str(s)) => s.to_owned(),
-                        Some(Kind::Number(n)) => json::number_to_string(n),
-                        _ => return None,
+                    // The mapped one as the builder coerces it, unless empty.
+                    let mapped = match present(mapped.and_then(&value)) {
+                        Some(v) => match coerce(v, Scalar::Str).ok()? {
+                            Coerced::Str(s) => Some(s),
+                            _ => None,
+                        },
+                        None => None,
+                    };
+                    let id = match mapped {
+                        Some(s) if !s.is_empty() => s.into_owned(),
+                        _ => derived(),
                     };
                     // UTF-16 units are never more than bytes.
                     if id.len() > MAX_MESSAGE_ID_CHARS && json::js_len(&id) > MAX_MESSAGE_ID_CHARS {
