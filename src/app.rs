@@ -181,7 +181,7 @@ impl App {
 
         let incoming = TcpIncoming::from(listener).with_nodelay(Some(true));
         let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-        let gate = Gate::new(settings.max_concurrent_calls);
+        let gate = Gate::new(settings.max_concurrent_calls, settings.max_row_streams);
         let router = builder
             .layer(metrics::RpcLayer::new(gate.clone()))
             .max_concurrent_streams(Some(settings.max_concurrent_streams))

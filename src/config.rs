@@ -109,6 +109,22 @@ pub struct ServeArgs {
         default_value_t = 10_000
     )]
     pub stream_rows_in_flight: usize,
+    /// StreamRows: a stream with no message and nothing in flight for this long is closed
+    /// (DEADLINE_EXCEEDED); the header must come within it too.
+    #[arg(
+        long,
+        env = "SEGMENT_CONNECTIONS_STREAM_IDLE_SECONDS",
+        default_value_t = 60
+    )]
+    pub stream_idle_seconds: u64,
+    /// StreamRows: how many of a stream's latest messageIds each new event is checked against
+    /// for DUPLICATE_MESSAGE_ID (16 bytes each, about 50 bytes with the index).
+    #[arg(
+        long,
+        env = "SEGMENT_CONNECTIONS_STREAM_DEDUP_WINDOW",
+        default_value_t = 100_000
+    )]
+    pub stream_dedup_window: usize,
     /// Log format (the level comes from RUST_LOG, default info).
     #[arg(long, env = "SEGMENT_CONNECTIONS_LOG_FORMAT", value_enum, default_value_t = LogFormat::Plain)]
     pub log_format: LogFormat,
@@ -175,6 +191,14 @@ pub struct ServeArgs {
         default_value_t = 1000
     )]
     pub max_concurrent_calls: usize,
+    /// Row streams (StreamRows) open at once; must be below --max-concurrent-calls, so streams
+    /// never take the slots unary calls need. Beyond it a stream gets RESOURCE_EXHAUSTED.
+    #[arg(
+        long,
+        env = "SEGMENT_CONNECTIONS_MAX_ROW_STREAMS",
+        default_value_t = 100
+    )]
+    pub max_row_streams: usize,
     /// Export trace spans over OTLP/gRPC to this collector (e.g. http://otel-collector:4317).
     #[arg(long, env = "SEGMENT_CONNECTIONS_OTLP_ENDPOINT")]
     pub otlp_endpoint: Option<String>,
@@ -210,6 +234,7 @@ pub struct Settings {
     pub row_limits: RowLimits,
     pub max_concurrent_streams: u32,
     pub max_concurrent_calls: usize,
+    pub max_row_streams: usize,
     /// Where trace spans are exported (OTLP/gRPC), if anywhere.
     pub otlp_endpoint: Option<String>,
 }
@@ -287,6 +312,11 @@ pub enum ConfigError {
     EmptyToken,
     #[error("--otlp-endpoint {0:?}: expected an http:// or https:// URL")]
     OtlpEndpoint(String),
+    #[error(
+        "--max-row-streams {streams}: must be below --max-concurrent-calls ({calls}), so that \
+         streams leave room for unary calls"
+    )]
+    RowStreams { streams: usize, calls: usize },
 }
 
 impl TryFrom<ServeArgs> for Settings {
@@ -305,6 +335,8 @@ impl TryFrom<ServeArgs> for Settings {
             attempt_timeout_seconds,
             max_in_flight_batches,
             stream_rows_in_flight,
+            stream_idle_seconds,
+            stream_dedup_window,
             log_format,
             metrics_listen,
             health_listen,
@@ -316,6 +348,7 @@ impl TryFrom<ServeArgs> for Settings {
             max_value_bytes,
             max_concurrent_streams,
             max_concurrent_calls,
+            max_row_streams,
             otlp_endpoint,
         } = args;
         let listen = listen
@@ -333,6 +366,9 @@ impl TryFrom<ServeArgs> for Settings {
             ("attempt-timeout-seconds", attempt_timeout_seconds),
             ("max-in-flight-batches", max_in_flight_batches as u64),
             ("stream-rows-in-flight", stream_rows_in_flight as u64),
+            ("stream-idle-seconds", stream_idle_seconds),
+            ("stream-dedup-window", stream_dedup_window as u64),
+            ("max-row-streams", max_row_streams as u64),
         ] {
             if value == 0 {
                 return Err(ConfigError::Zero(flag));
@@ -378,6 +414,12 @@ impl TryFrom<ServeArgs> for Settings {
                 return Err(ConfigError::Zero(flag));
             }
         }
+        if max_row_streams >= max_concurrent_calls {
+            return Err(ConfigError::RowStreams {
+                streams: max_row_streams,
+                calls: max_concurrent_calls,
+            });
+        }
         if let Some(e) = &otlp_endpoint
             && !(e.starts_with("http://") || e.starts_with("https://"))
         {
@@ -394,6 +436,8 @@ impl TryFrom<ServeArgs> for Settings {
             default_deadline: Duration::from_secs(deadline_seconds),
             max_rows: max_submit_rows,
             stream_rows_in_flight,
+            stream_idle: Duration::from_secs(stream_idle_seconds),
+            stream_dedup_window,
             ..defaults
         };
         Ok(Settings {
@@ -408,6 +452,7 @@ impl TryFrom<ServeArgs> for Settings {
             },
             max_concurrent_streams,
             max_concurrent_calls,
+            max_row_streams,
             listen,
             store,
             encryption_key,

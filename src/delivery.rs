@@ -22,8 +22,8 @@ use crate::segment::Action;
 use crate::segment::batch::{self, Span};
 use crate::segment::retry::Attempt;
 use crate::segment::{RetrySettings, SegmentClient, SegmentHttp, SendError, Sent};
-use crate::store::Store;
 use crate::store::cache::{self, Cache};
+use crate::store::{Store, StoreError};
 
 /// What happened to one (row, mapping).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize)]
@@ -123,6 +123,10 @@ pub struct DeliverySettings {
     pub max_rows: usize,
     /// StreamRows: the most rows in flight per stream; reading pauses while full.
     pub stream_rows_in_flight: usize,
+    /// StreamRows: a stream with no message and nothing in flight for this long is closed.
+    pub stream_idle: Duration,
+    /// StreamRows: how many of a stream's latest messageIds a new event is checked against.
+    pub stream_dedup_window: usize,
     /// How long the cache trusts an entry.
     pub cache_max_age: Duration,
     /// Rendered event bytes held at once per call: past it, what is rendered is sent before
@@ -142,6 +146,8 @@ impl Default for DeliverySettings {
             deadline_margin: Duration::from_millis(500),
             max_rows: 10_000,
             stream_rows_in_flight: 10_000,
+            stream_idle: Duration::from_secs(60),
+            stream_dedup_window: 100_000,
             cache_max_age: cache::DEFAULT_MAX_AGE,
             max_render_bytes: 16 * 1024 * 1024,
             endpoint_override: None,
@@ -201,14 +207,22 @@ impl<S: Store> Delivery<S> {
         &self.cache
     }
 
-    /// The destination's enabled mappings of `model` and its client; `NotFound` for an unknown
-    /// destination, `DestinationDisabled` for a disabled one.
+    /// What a call delivers to: the destination's enabled mappings of `model` and its client,
+    /// looked up once per call. `NotFound` for an unknown destination, `DestinationDisabled`
+    /// for a disabled one; a store that does not answer by `stop` is `Unavailable`.
     pub async fn target(
         &self,
         destination_id: &str,
         model: &str,
-    ) -> Result<(Vec<Arc<Mapping>>, SegmentClient), Error> {
-        let entry = self.cache.destination(destination_id).await?;
+        stop: Instant,
+    ) -> Result<Target, Error> {
+        let entry = tokio::time::timeout_at(stop, self.cache.destination(destination_id))
+            .await
+            .map_err(|_| {
+                StoreError::Unavailable(
+                    "no answer from the store before the call's deadline".into(),
+                )
+            })??;
         if !entry.destination.enabled {
             return Err(Error::DestinationDisabled(destination_id.to_owned()));
         }
@@ -236,41 +250,111 @@ impl<S: Store> Delivery<S> {
                 c
             }
         };
-        Ok((mappings, client))
+        Ok(Target { mappings, client })
     }
 
-    /// SubmitRows: every row through every matching mapping, delivered by `stop`.
+    /// Every row through every matching mapping of `target`, delivered by `stop`; `seen` holds
+    /// the messageIds already sent in this call (or stream).
     pub async fn submit(
         &self,
-        destination_id: &str,
-        model: &str,
+        target: &Target,
         rows: Vec<Input>,
-        first_index: u32,
+        seen: &SeenIds,
         stop: Instant,
-    ) -> Result<Vec<RowResult>, Error> {
-        let (mappings, client) = self.target(destination_id, model).await?;
+    ) -> Vec<RowResult> {
         let shutdown = Shutdown(self.shutdown.subscribe());
-        Ok(deliver(
-            &mappings,
+        deliver(
+            &target.mappings,
             rows,
-            first_index,
-            &client,
+            0,
+            &target.client,
+            seen,
             stop,
             shutdown,
             &self.settings,
         )
-        .await)
+        .await
+    }
+}
+
+/// A destination's mappings of one model and its sender, resolved once per call.
+#[derive(Debug, Clone)]
+pub struct Target {
+    mappings: Vec<Arc<Mapping>>,
+    client: SegmentClient,
+}
+
+/// The messageIds a call has already sent (or is about to), so a later event with the same id
+/// is rejected instead of dropped silently by Segment. Each id is kept as a 128-bit keyed hash
+/// (16 bytes, two independent random seeds: a false match needs a collision of both), at most
+/// `window` of them: past that the oldest are forgotten, so a stream's memory stays bounded
+/// while a call within the window is checked exactly.
+#[derive(Debug)]
+pub struct SeenIds {
+    window: usize,
+    keys: (foldhash::fast::RandomState, foldhash::fast::RandomState),
+    inner: Mutex<SeenInner>,
+}
+
+#[derive(Debug, Default)]
+struct SeenInner {
+    set: std::collections::HashSet<u128, foldhash::fast::RandomState>,
+    order: std::collections::VecDeque<u128>,
+}
+
+impl SeenIds {
+    /// Remembers the latest `window` messageIds (at least one).
+    pub fn window(window: usize) -> SeenIds {
+        SeenIds {
+            window: window.max(1),
+            keys: Default::default(),
+            inner: Mutex::default(),
+        }
+    }
+
+    /// Remembers every messageId (one request: bounded by its size).
+    pub fn all() -> SeenIds {
+        SeenIds::window(usize::MAX)
+    }
+
+    fn key(&self, id: &str) -> u128 {
+        use std::hash::BuildHasher as _;
+        (u128::from(self.keys.0.hash_one(id)) << 64) | u128::from(self.keys.1.hash_one(id))
+    }
+
+    /// For each id in order: whether it is new (and now remembered).
+    fn first_sightings<'a>(&self, ids: impl Iterator<Item = &'a str>) -> Vec<bool> {
+        let mut inner = self.inner.lock().unwrap_or_else(|p| p.into_inner());
+        let SeenInner { set, order } = &mut *inner;
+        ids.map(|id| {
+            let k = self.key(id);
+            if !set.insert(k) {
+                return false;
+            }
+            if self.window != usize::MAX {
+                order.push_back(k);
+                if order.len() > self.window
+                    && let Some(old) = order.pop_front()
+                {
+                    set.remove(&old);
+                }
+            }
+            true
+        })
+        .collect()
     }
 }
 
 /// Renders every row through every mapping, sends what was accepted in packed batches, and
 /// reports one result per (row, matching mapping) — or one per row no mapping matched — in
 /// order. Sending stops at `stop`.
+#[allow(clippy::too_many_arguments)]
 pub async fn deliver<S: Sender>(
     mappings: &[Arc<Mapping>],
     rows: Vec<Input>,
     first_index: u32,
     sender: &S,
+    seen: &SeenIds,
     stop: Instant,
     shutdown: Shutdown,
     settings: &DeliverySettings,
@@ -280,7 +364,6 @@ pub async fn deliver<S: Sender>(
     tokio::pin!(shutdown);
     let mut shut_down = false;
     let mut results = Vec::with_capacity(total);
-    let mut seen = Seen::with_capacity_and_hasher(total, Default::default());
     let mut rows = rows.into_iter().enumerate().peekable();
     // Rows are rendered in slices of at most `max_render_bytes` of events, each sent before the
     // next is rendered, so a request's memory stays bounded however many rows and mappings.
@@ -292,7 +375,7 @@ pub async fn deliver<S: Sender>(
             };
             plan.render_row(mappings, first_index + i as u32, input);
         }
-        plan.reject_duplicates(&mut seen);
+        plan.reject_duplicates(seen);
         let groups = batch::pack(&plan.spans, settings.batch);
         let mut outcomes: Vec<(Range<usize>, Outcome)> = Vec::new();
         if !shut_down {
@@ -363,9 +446,6 @@ impl Shutdown {
         }
     }
 }
-
-/// The messageIds already sent (or about to be) in one request.
-type Seen = std::collections::HashSet<String, foldhash::fast::RandomState>;
 
 /// Rendered events in one arena, and the results they belong to.
 struct Plan {
@@ -475,18 +555,18 @@ impl Plan {
 
     /// A messageId already sent in this request: Segment would drop the later event silently,
     /// so it is rejected here and never sent.
-    fn reject_duplicates(&mut self, seen: &mut Seen) {
-        let dups: Vec<usize> = {
-            self.span_result
-                .iter()
-                .enumerate()
-                .filter(|&(_, &ri)| {
-                    let id = self.results[ri as usize].message_id.as_deref();
-                    !seen.insert(id.unwrap_or("").to_owned())
-                })
-                .map(|(k, _)| k)
-                .collect()
-        };
+    fn reject_duplicates(&mut self, seen: &SeenIds) {
+        let ids = self.span_result.iter().map(|&ri| {
+            let id = self.results[ri as usize].message_id.as_deref();
+            id.unwrap_or("")
+        });
+        let dups: Vec<usize> = seen
+            .first_sightings(ids)
+            .into_iter()
+            .enumerate()
+            .filter(|&(_, first)| !first)
+            .map(|(k, _)| k)
+            .collect();
         if dups.is_empty() {
             return;
         }
@@ -496,7 +576,7 @@ impl Plan {
             r.issues.push(Issue::new(
                 IssueCode::DuplicateMessageId,
                 "/messageId",
-                "another event of this request has this messageId; Segment would drop it",
+                "an earlier event of this request (or stream) has this messageId; Segment would drop it",
             ));
         }
         let mut dropped = vec![false; self.spans.len()];
@@ -523,9 +603,11 @@ enum Outcome {
         attempts: u32,
     },
     Failed(SendError),
-    /// A 400 whose culprits bisection did not isolate within its budget.
+    /// A 400 or 413 to a batch whose culprits bisection did not isolate within its budget: the
+    /// event may well be innocent.
     Unresolved {
         attempts: u32,
+        status: u16,
     },
     /// The server's shutdown grace period ended first.
     ShuttingDown,
@@ -538,16 +620,20 @@ impl Outcome {
                 r.status = Status::Delivered;
                 r.attempts = attempts;
             }
-            Outcome::Unresolved { attempts } => {
+            Outcome::Unresolved { attempts, status } => {
                 r.status = Status::Failed;
                 r.attempts = attempts;
-                r.upstream_status = Some(400);
-                r.retryable = false;
+                r.upstream_status = Some(status);
+                // Not isolated: the event may be innocent, and a resubmission may deliver it.
+                r.retryable = true;
                 r.issues.push(Issue::new(
                     IssueCode::UpstreamRejected,
                     "",
-                    "upstream answered 400 to a batch holding this event; bisection stopped \
-                     before isolating the culprit",
+                    format!(
+                        "upstream answered {status} to a batch holding this event, and bisection \
+                         ran out of requests before isolating the bad events: this one may be \
+                         innocent; submitting it again is safe (the same messageId)"
+                    ),
                 ));
             }
             Outcome::ShuttingDown => {
@@ -580,14 +666,26 @@ impl Outcome {
                             format!("{attempts} attempts failed; the last: {}", describe(last)),
                         )
                     }
-                    SendError::Deadline { last, attempts } => (
+                    SendError::Deadline {
+                        last,
+                        attempts,
+                        in_flight,
+                    } => (
                         IssueCode::Deadline,
-                        match last {
-                            Some(l) => format!(
+                        match (in_flight, last) {
+                            (true, _) => format!(
+                                "the deadline came while attempt {attempts} was in flight: the \
+                                 Tracking API may have the event; submitting it again is safe \
+                                 (the same messageId)"
+                            ),
+                            (false, Some(l)) => format!(
                                 "the deadline came first, after {attempts} attempts; the last: {}",
                                 describe(l)
                             ),
-                            None => "the deadline came before the event could be sent".into(),
+                            (false, None) => {
+                                "the deadline came before the event was sent (nothing was sent)"
+                                    .into()
+                            }
                         },
                     ),
                 };
@@ -606,48 +704,72 @@ fn describe(a: Attempt) -> String {
     }
 }
 
-/// Sends one packed group; a 400 is bisected (at most `budget` extra requests) so one bad event
-/// fails alone. Returns the outcome of every span range of the group.
+/// The extra requests bisection may make for a group of `events`: `floor` (the
+/// `max_bisect_requests` setting), or one per two events of the group if that is more — enough to
+/// isolate one bad event in a hundred, bounded for an upstream that refuses everything.
+fn bisect_budget(floor: u32, events: usize) -> u32 {
+    floor.max(u32::try_from(events / 2).unwrap_or(u32::MAX))
+}
+
+/// Whether an answer to a batch of several events is worth splitting: 400 (some event in it is
+/// bad) and 413 (the body is over the upstream's limit, which may be below ours).
+fn splits(e: &SendError) -> Option<u32> {
+    match *e {
+        SendError::Rejected {
+            status: 400 | 413,
+            attempts,
+        } => Some(attempts),
+        _ => None,
+    }
+}
+
+/// Sends one packed group; a 400 or 413 is bisected, both halves at once, so one bad event fails
+/// alone and the rest are delivered in the same call. Returns the outcome of every span range of
+/// the group.
 async fn send_group<S: Sender>(
     plan: &Plan,
     group: Range<usize>,
     sender: &S,
     stop: Instant,
-    mut budget: u32,
+    floor: u32,
 ) -> Vec<(Range<usize>, Outcome)> {
+    let mut budget = bisect_budget(floor, group.len());
     let mut done = Vec::new();
-    let mut todo = vec![group];
-    while let Some(range) = todo.pop() {
+    let send = |range: Range<usize>| async move {
         if Instant::now() >= stop {
-            done.push((
-                range,
-                Outcome::Failed(SendError::Deadline {
-                    last: None,
-                    attempts: 0,
-                }),
-            ));
-            continue;
+            let e = SendError::Deadline {
+                last: None,
+                attempts: 0,
+                in_flight: false,
+            };
+            return (range, Err(e));
         }
         let body = batch::body(&plan.arena, &plan.spans[range.clone()]);
         metrics::record_batch(range.len(), body.len());
-        match sender.send(body, stop).await {
-            Ok(Sent { attempts }) => done.push((range, Outcome::Delivered { attempts })),
-            Err(SendError::Rejected {
-                status: 400,
-                attempts,
-            }) if range.len() > 1 => {
-                if budget >= 2 {
+        let result = sender.send(body, stop).await;
+        (range, result)
+    };
+    let mut sends = FuturesUnordered::new();
+    sends.push(send(group));
+    while let Some((range, result)) = sends.next().await {
+        let outcome = match result {
+            Ok(Sent { attempts }) => Outcome::Delivered { attempts },
+            Err(e) => match splits(&e) {
+                Some(_) if range.len() > 1 && budget >= 2 => {
                     budget -= 2;
                     let mid = range.start + range.len() / 2;
-                    // Left half first (the stack is LIFO).
-                    todo.push(mid..range.end);
-                    todo.push(range.start..mid);
-                } else {
-                    done.push((range, Outcome::Unresolved { attempts }));
+                    sends.push(send(range.start..mid));
+                    sends.push(send(mid..range.end));
+                    continue;
                 }
-            }
-            Err(e) => done.push((range, Outcome::Failed(e))),
-        }
+                Some(attempts) if range.len() > 1 => Outcome::Unresolved {
+                    attempts,
+                    status: e.last_status().unwrap_or(400),
+                },
+                _ => Outcome::Failed(e),
+            },
+        };
+        done.push((range, outcome));
     }
     done
 }

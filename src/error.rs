@@ -39,6 +39,11 @@ pub enum Error {
         "too many concurrent calls: this server takes at most {limit} at once (--max-concurrent-calls); retry with backoff"
     )]
     TooManyCalls { limit: usize },
+    /// As many row streams as `--max-row-streams` allows are already open.
+    #[error(
+        "too many row streams: this server keeps at most {limit} open at once (--max-row-streams); retry with backoff, or send the rows with SubmitRows"
+    )]
+    TooManyStreams { limit: usize },
     /// The server has begun shutting down and takes no new calls.
     #[error("the server is shutting down: retry the call, another replica will take it")]
     ShuttingDown,

@@ -23,7 +23,7 @@ use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use tokio::net::TcpListener;
 
-use crate::grpc::gate::{Gate, Ticket};
+use crate::grpc::gate::{CallKind, Gate, Ticket};
 use crate::segment::fields::Action;
 
 // === Names ===
@@ -512,7 +512,11 @@ where
         let ticket = if service == HEALTH {
             None
         } else {
-            match self.gate.admit() {
+            let kind = match method {
+                "StreamRows" => CallKind::RowStream,
+                _ => CallKind::Unary,
+            };
+            match self.gate.admit(kind) {
                 Ok(ticket) => Some(ticket),
                 Err(refused) => {
                     let refusal = tonic::Status::from(refused);

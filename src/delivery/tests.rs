@@ -57,6 +57,8 @@ struct Fake {
     script: Mutex<Vec<Result<Sent, SendError>>>,
     bodies: Mutex<Vec<Vec<String>>>,
     poison: HashSet<String>,
+    /// Bodies of more events than this get 413 (an upstream whose body limit is below ours).
+    max_events: Option<usize>,
 }
 
 impl Sender for Fake {
@@ -69,7 +71,14 @@ impl Sender for Fake {
             .map(|e| e["messageId"].as_str().unwrap().to_owned())
             .collect();
         let poisoned = ids.iter().any(|i| self.poison.contains(i));
+        let too_large = self.max_events.is_some_and(|max| ids.len() > max);
         self.bodies.lock().unwrap().push(ids);
+        if too_large {
+            return Err(SendError::Rejected {
+                status: 413,
+                attempts: 1,
+            });
+        }
         if poisoned {
             return Err(SendError::Rejected {
                 status: 400,
@@ -94,6 +103,7 @@ async fn run(mappings: &[Arc<Mapping>], input: Vec<Input>, fake: &Fake) -> Vec<R
         input,
         0,
         fake,
+        &SeenIds::all(),
         later(),
         Shutdown::never(),
         &DeliverySettings::default(),
@@ -220,33 +230,127 @@ async fn a_poisoned_event_is_isolated_by_bisection() {
     assert!(fake.bodies.lock().unwrap().len() <= 9);
 }
 
+fn message_ids(input: &[Input]) -> Vec<String> {
+    input
+        .iter()
+        .map(|inp| {
+            let mut out = Vec::new();
+            let r = track("m1").render(inp.row.as_ref().unwrap(), &mut out);
+            r.built.message_id.unwrap()
+        })
+        .collect()
+}
+
 #[tokio::test]
-async fn bisection_is_bounded() {
+async fn bisection_is_bounded_and_what_it_did_not_isolate_is_retryable() {
     let input = rows(200);
-    let mut ids = HashSet::new();
-    for inp in &input {
-        let mut out = Vec::new();
-        ids.insert(
-            track("m1")
-                .render(inp.row.as_ref().unwrap(), &mut out)
-                .built
-                .message_id
-                .unwrap(),
-        );
-    }
-    // Every event poisoned: bisection would need 398 extra requests.
+    // Every event poisoned: isolating them all would take 398 extra requests.
     let fake = Fake {
-        poison: ids,
+        poison: message_ids(&input).into_iter().collect(),
         ..Fake::default()
     };
     let results = run(&[track("m1")], input, &fake).await;
-    assert!(fake.bodies.lock().unwrap().len() <= 1 + 64);
+    // The budget: one extra request per two events of the batch (at least 64).
+    assert!(fake.bodies.lock().unwrap().len() <= 1 + 100);
     assert!(results.iter().all(|r| r.status == Status::Failed));
     assert!(
         results
             .iter()
-            .all(|r| r.issues[0].code == IssueCode::UpstreamRejected && !r.retryable)
+            .all(|r| r.issues[0].code == IssueCode::UpstreamRejected)
     );
+    // The budget ran out before every event was tried alone: those are not failed for good.
+    let unresolved: Vec<_> = results.iter().filter(|r| r.retryable).collect();
+    assert!(!unresolved.is_empty());
+    for r in &unresolved {
+        assert!(r.issues[0].message.contains("may be innocent"), "{r:?}");
+    }
+}
+
+#[tokio::test]
+async fn one_bad_event_in_a_hundred_leaves_the_innocent_delivered() {
+    let input = rows(2_500);
+    let ids = message_ids(&input);
+    let poison: HashSet<String> = ids.iter().step_by(100).cloned().collect();
+    let fake = Fake {
+        poison: poison.clone(),
+        ..Fake::default()
+    };
+    let results = run(&[track("m1")], input, &fake).await;
+    let mut delivered = 0;
+    for r in &results {
+        let bad = poison.contains(r.message_id.as_deref().unwrap());
+        match bad {
+            true => assert!(r.status == Status::Failed && !r.retryable, "{r:?}"),
+            // An innocent event is never failed for good.
+            false if r.status == Status::Delivered => delivered += 1,
+            false => assert!(r.status == Status::Failed && r.retryable, "{r:?}"),
+        }
+    }
+    let innocent = results.len() - poison.len();
+    assert!(
+        delivered * 100 >= innocent * 99,
+        "{delivered} of {innocent} innocent events delivered"
+    );
+}
+
+#[tokio::test]
+async fn a_413_is_split_like_a_400() {
+    let fake = Fake {
+        max_events: Some(3),
+        ..Fake::default()
+    };
+    let results = run(&[track("m1")], rows(20), &fake).await;
+    assert!(results.iter().all(|r| r.status == Status::Delivered));
+    let bodies = fake.bodies.lock().unwrap();
+    let sent: usize = bodies.iter().filter(|b| b.len() <= 3).map(Vec::len).sum();
+    assert_eq!(
+        sent, 20,
+        "every event reached the upstream in a body it takes"
+    );
+}
+
+#[tokio::test]
+async fn a_duplicate_message_id_is_caught_across_calls_sharing_a_window() {
+    let fake = Fake::default();
+    let seen = SeenIds::window(2);
+    let mappings = [track("m1")];
+    let settings = DeliverySettings::default();
+    let call = |rows: Vec<serde_json::Value>| {
+        let input = rows
+            .into_iter()
+            .enumerate()
+            .map(|(i, c)| row(i, c))
+            .collect();
+        deliver(
+            &mappings,
+            input,
+            0,
+            &fake,
+            &seen,
+            later(),
+            Shutdown::never(),
+            &settings,
+        )
+    };
+    let statuses = |results: Vec<RowResult>| results.iter().map(|r| r.status).collect::<Vec<_>>();
+    let first = call(vec![
+        serde_json::json!({"user_id": "a", "mid": "m-1"}),
+        serde_json::json!({"user_id": "a", "mid": "m-2"}),
+    ])
+    .await;
+    assert_eq!(statuses(first), [Status::Delivered, Status::Delivered]);
+    // A later chunk of the same stream repeats m-2: rejected, never sent.
+    let second = call(vec![
+        serde_json::json!({"user_id": "a", "mid": "m-2"}),
+        serde_json::json!({"user_id": "a", "mid": "m-3"}),
+    ])
+    .await;
+    assert_eq!(statuses(second), [Status::Rejected, Status::Delivered]);
+    // The window holds the latest two (m-2, m-3): m-1 has been forgotten.
+    let third = call(vec![serde_json::json!({"user_id": "a", "mid": "m-1"})]).await;
+    assert_eq!(statuses(third), [Status::Delivered]);
+    let sent: Vec<Vec<String>> = fake.bodies.lock().unwrap().clone();
+    assert_eq!(sent, [vec!["m-1", "m-2"], vec!["m-3"], vec!["m-1"]]);
 }
 
 #[tokio::test]
@@ -277,6 +381,7 @@ async fn past_the_stop_nothing_is_sent_and_rows_fail_with_deadline() {
         rows(3),
         0,
         &fake,
+        &SeenIds::all(),
         stop,
         Shutdown::never(),
         &DeliverySettings::default(),
@@ -305,6 +410,7 @@ async fn batches_respect_the_event_limit() {
         rows(10),
         0,
         &fake,
+        &SeenIds::all(),
         later(),
         Shutdown::never(),
         &settings,
@@ -343,6 +449,7 @@ async fn large_requests_are_rendered_and_sent_in_slices() {
         input,
         100,
         &fake,
+        &SeenIds::all(),
         later(),
         Shutdown::never(),
         &settings,

@@ -1,6 +1,8 @@
 //! The gate every call but health passes: it counts the calls in flight, refuses a call beyond
-//! `--max-concurrent-calls` (RESOURCE_EXHAUSTED, naming the limit) and, once shutdown has begun
-//! draining, refuses new calls (UNAVAILABLE) while shutdown waits for the admitted ones to end.
+//! `--max-concurrent-calls` (RESOURCE_EXHAUSTED, naming the limit), refuses a row stream beyond
+//! `--max-row-streams` (so long-lived streams never take the slots unary calls need) and, once
+//! shutdown has begun draining, refuses new calls (UNAVAILABLE) while shutdown waits for the
+//! admitted ones to end.
 //!
 //! Refusing, rather than closing the listener at once, gives callers still routed to this
 //! replica a status they can act on (retry elsewhere) instead of a dropped connection.
@@ -20,22 +22,39 @@ pub struct Gate(Arc<State>);
 #[derive(Debug)]
 struct State {
     limit: usize,
+    stream_limit: usize,
     draining: AtomicBool,
     in_flight: AtomicUsize,
+    streams: AtomicUsize,
     idle: Notify,
 }
 
-/// An admitted call; it counts as in flight until dropped.
+/// An admitted call; it counts as in flight (and, for a row stream, as a stream) until dropped.
 #[derive(Debug)]
-pub struct Ticket(Gate);
+pub struct Ticket {
+    gate: Gate,
+    stream: bool,
+}
+
+/// What kind of call asks to be admitted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CallKind {
+    /// A call that ends when its request is answered.
+    Unary,
+    /// A row stream, which may last as long as its caller sends.
+    RowStream,
+}
 
 impl Gate {
-    /// A gate admitting at most `limit` calls at once.
-    pub fn new(limit: usize) -> Gate {
+    /// A gate admitting at most `limit` calls at once, of which at most `stream_limit` row
+    /// streams.
+    pub fn new(limit: usize, stream_limit: usize) -> Gate {
         Gate(Arc::new(State {
             limit,
+            stream_limit,
             draining: AtomicBool::new(false),
             in_flight: AtomicUsize::new(0),
+            streams: AtomicUsize::new(0),
             idle: Notify::new(),
         }))
     }
@@ -46,17 +65,30 @@ impl Gate {
     }
 
     /// A ticket for a new call, or why it is refused.
-    pub fn admit(&self) -> Result<Ticket, Error> {
+    pub fn admit(&self, kind: CallKind) -> Result<Ticket, Error> {
         // Counted first, checked second: a call either sees the drain begun (and backs out) or
         // is seen by `idle` (both orders are sequentially consistent).
+        let stream = kind == CallKind::RowStream;
         let n = self.0.in_flight.fetch_add(1, SeqCst) + 1;
-        let ticket = Ticket(self.clone());
+        let streams = match stream {
+            true => self.0.streams.fetch_add(1, SeqCst) + 1,
+            false => 0,
+        };
+        let ticket = Ticket {
+            gate: self.clone(),
+            stream,
+        };
         if self.0.draining.load(SeqCst) {
             return Err(Error::ShuttingDown);
         }
         if n > self.0.limit {
             return Err(Error::TooManyCalls {
                 limit: self.0.limit,
+            });
+        }
+        if streams > self.0.stream_limit {
+            return Err(Error::TooManyStreams {
+                limit: self.0.stream_limit,
             });
         }
         Ok(ticket)
@@ -83,8 +115,12 @@ impl Gate {
 
 impl Drop for Ticket {
     fn drop(&mut self) {
-        if self.0.0.in_flight.fetch_sub(1, SeqCst) == 1 {
-            self.0.0.idle.notify_waiters();
+        let state = &self.gate.0;
+        if self.stream {
+            state.streams.fetch_sub(1, SeqCst);
+        }
+        if state.in_flight.fetch_sub(1, SeqCst) == 1 {
+            state.idle.notify_waiters();
         }
     }
 }
@@ -96,11 +132,18 @@ mod tests {
 
     #[tokio::test]
     async fn admits_until_the_drain_begins_then_waits_for_the_admitted() {
-        let gate = Gate::new(10);
-        let a = gate.admit().expect("admitted before the drain");
-        let b = gate.admit().expect("admitted before the drain");
+        let gate = Gate::new(10, 5);
+        let a = gate
+            .admit(CallKind::Unary)
+            .expect("admitted before the drain");
+        let b = gate
+            .admit(CallKind::Unary)
+            .expect("admitted before the drain");
         gate.begin_drain();
-        assert!(matches!(gate.admit(), Err(Error::ShuttingDown)));
+        assert!(matches!(
+            gate.admit(CallKind::Unary),
+            Err(Error::ShuttingDown)
+        ));
         assert_eq!(gate.in_flight(), 2, "a refusal leaves no count behind");
 
         let waiter = tokio::spawn({
@@ -119,7 +162,7 @@ mod tests {
 
     #[tokio::test]
     async fn idle_at_once_when_nothing_is_in_flight() {
-        let gate = Gate::new(1);
+        let gate = Gate::new(1, 1);
         gate.begin_drain();
         tokio::time::timeout(Duration::from_secs(5), gate.idle())
             .await
@@ -128,15 +171,34 @@ mod tests {
 
     #[test]
     fn refuses_beyond_the_limit_and_admits_again_when_a_call_ends() {
-        let gate = Gate::new(2);
-        let a = gate.admit().unwrap();
-        let _b = gate.admit().unwrap();
+        let gate = Gate::new(2, 1);
+        let a = gate.admit(CallKind::Unary).unwrap();
+        let _b = gate.admit(CallKind::Unary).unwrap();
         assert!(matches!(
-            gate.admit(),
+            gate.admit(CallKind::Unary),
             Err(Error::TooManyCalls { limit: 2 })
         ));
         assert_eq!(gate.in_flight(), 2);
         drop(a);
-        assert!(gate.admit().is_ok());
+        assert!(gate.admit(CallKind::Unary).is_ok());
+    }
+
+    #[test]
+    fn streams_leave_room_for_unary_calls() {
+        let gate = Gate::new(3, 2);
+        let s1 = gate.admit(CallKind::RowStream).unwrap();
+        let _s2 = gate.admit(CallKind::RowStream).unwrap();
+        assert!(matches!(
+            gate.admit(CallKind::RowStream),
+            Err(Error::TooManyStreams { limit: 2 })
+        ));
+        // The refused stream left no count behind: the third slot is still a unary call's.
+        let _u = gate.admit(CallKind::Unary).unwrap();
+        assert!(matches!(
+            gate.admit(CallKind::Unary),
+            Err(Error::TooManyCalls { limit: 3 })
+        ));
+        drop(s1);
+        assert!(gate.admit(CallKind::RowStream).is_ok());
     }
 }

@@ -11,7 +11,7 @@ use tonic::{Request, Response, Status, Streaming};
 use super::convert::{self, DestinationUpdate, MappingUpdate, NewMapping};
 use super::deadline::grpc_timeout;
 use super::proto;
-use crate::delivery::{Delivery, DeliverySettings};
+use crate::delivery::{Delivery, DeliverySettings, SeenIds, Target};
 use crate::error::Error;
 use crate::limits::RowLimits;
 use crate::mapping::{Identity, Mapping, MappingDoc, TestResult, Violation};
@@ -68,18 +68,19 @@ impl<S: Store> ConnectionsService<S> {
         self.delivery.cache().invalidate();
     }
 
-    /// A destination and model from a request; the destination must exist and be enabled.
-    async fn check_target(
+    /// The target of a row call: the destination must exist and be enabled; looked up once,
+    /// waiting on the store no longer than `stop`.
+    async fn target(
         &self,
         destination_id: String,
         model: String,
-    ) -> Result<(String, String), Error> {
+        stop: Instant,
+    ) -> Result<Target, Error> {
         let destination_id = convert::id("destination_id", destination_id)?;
         if model.is_empty() {
             return Err(Error::invalid("model", "is required"));
         }
-        self.delivery.target(&destination_id, &model).await?;
-        Ok((destination_id, model))
+        self.delivery.target(&destination_id, &model, stop).await
     }
 
     fn check_row_count(&self, field: &str, n: usize) -> Result<(), Error> {
@@ -379,7 +380,7 @@ impl<S: Store> proto::Connections for ConnectionsService<S> {
             rows,
         } = request.into_inner();
         self.check_row_count("rows", rows.len())?;
-        let (destination_id, model) = self.check_target(destination_id, model).await?;
+        let target = self.target(destination_id, model, stop).await?;
         rpc.add_rows(rows.len() as u64);
         let inputs = rows
             .into_iter()
@@ -387,8 +388,8 @@ impl<S: Store> proto::Connections for ConnectionsService<S> {
             .collect();
         let results = self
             .delivery
-            .submit(&destination_id, &model, inputs, 0, stop)
-            .await?;
+            .submit(&target, inputs, &SeenIds::all(), stop)
+            .await;
         let (results, counts) = convert::to_proto_results(results);
         count_results(&rpc, &counts);
         Ok(Response::new(proto::SubmitRowsResponse {
@@ -406,12 +407,16 @@ impl<S: Store> proto::Connections for ConnectionsService<S> {
         use proto::stream_rows_request::Message;
         let settings = self.delivery.settings().clone();
         let row_limits = self.limits.rows;
+        let idle = settings.stream_idle;
         // The caller's deadline bounds the whole stream; without one, each chunk gets the default.
         let stream_stop =
             grpc_timeout(request.metadata()).map(|t| settings.stop_at(Instant::now(), Some(t)));
         let rpc = RpcCounts::of(&request);
         let mut inbound = request.into_inner();
-        let header = match inbound.message().await? {
+        let first = tokio::time::timeout(idle, inbound.message())
+            .await
+            .map_err(|_| idle_status(idle))??;
+        let header = match first {
             Some(proto::StreamRowsRequest {
                 message: Some(Message::Header(h)),
             }) => h,
@@ -425,8 +430,11 @@ impl<S: Store> proto::Connections for ConnectionsService<S> {
             destination_id,
             model,
         } = header;
-        let (destination_id, model) = self.check_target(destination_id, model).await?;
+        let open_stop = stream_stop.unwrap_or_else(|| settings.stop_at(Instant::now(), None));
+        self.target(destination_id.clone(), model.clone(), open_stop)
+            .await?;
         let target: Arc<(String, String)> = Arc::new((destination_id, model));
+        let seen = Arc::new(SeenIds::window(settings.stream_dedup_window));
 
         // Flow control: a chunk is read only when its rows fit in the in-flight budget, so a
         // fast caller waits on HTTP/2 flow control instead of filling memory.
@@ -436,75 +444,94 @@ impl<S: Store> proto::Connections for ConnectionsService<S> {
         let delivery = self.delivery.clone();
         tokio::spawn(async move {
             let mut chunks = tokio::task::JoinSet::new();
-            loop {
-                let chunk = match inbound.message().await {
-                    Ok(None) => break,
+            // Why the stream ends, if not by the caller half-closing it.
+            let ended: Option<Status> = loop {
+                // Idle: no message and nothing in flight for `idle`.
+                let next = tokio::select! {
+                    m = inbound.message() => m,
+                    Some(_) = chunks.join_next(), if !chunks.is_empty() => continue,
+                    () = tokio::time::sleep(idle), if chunks.is_empty() => {
+                        break Some(idle_status(idle));
+                    }
+                };
+                let chunk = match next {
+                    Ok(None) => break None,
                     Ok(Some(proto::StreamRowsRequest {
                         message: Some(Message::Chunk(c)),
                     })) => c,
                     Ok(Some(_)) => {
-                        let e = Error::invalid(
-                            "chunk",
-                            "every message after the header must be a chunk",
+                        break Some(
+                            Error::invalid(
+                                "chunk",
+                                "every message after the header must be a chunk",
+                            )
+                            .into(),
                         );
-                        tx.send(Err(e.into())).await.ok();
-                        break;
                     }
-                    Err(status) => {
-                        tx.send(Err(status)).await.ok();
-                        break;
-                    }
+                    Err(status) => break Some(status),
                 };
                 let proto::RowChunk { chunk_id, rows } = chunk;
                 if rows.len() > settings.max_rows {
                     let e = Error::invalid(
                         "chunk.rows",
                         format!(
-                            "{} rows; at most {} per chunk",
+                            "chunk {chunk_id}: {} rows; at most {} per chunk (--max-submit-rows)",
                             rows.len(),
                             settings.max_rows
                         ),
                     );
-                    tx.send(Err(e.into())).await.ok();
-                    break;
+                    break Some(e.into());
                 }
                 let weight = rows.len().clamp(1, in_flight) as u32;
                 let Ok(permit) = budget.clone().acquire_many_owned(weight).await else {
-                    break;
+                    break None;
                 };
                 let stop = stream_stop.unwrap_or_else(|| settings.stop_at(Instant::now(), None));
                 rpc.add_rows(rows.len() as u64);
-                let (delivery, target, tx) = (delivery.clone(), target.clone(), tx.clone());
+                let (delivery, target, seen, tx) =
+                    (delivery.clone(), target.clone(), seen.clone(), tx.clone());
                 let rpc = rpc.clone();
                 chunks.spawn(async move {
-                    let inputs = rows
-                        .into_iter()
-                        .map(|r| convert::input(r, &row_limits))
-                        .collect();
-                    let answer = delivery
-                        .submit(&target.0, &target.1, inputs, 0, stop)
-                        .await
-                        .map(|results| {
+                    let answer = match delivery.target(&target.0, &target.1, stop).await {
+                        Ok(t) => {
+                            let inputs = rows
+                                .into_iter()
+                                .map(|r| convert::input(r, &row_limits))
+                                .collect();
+                            let results = delivery.submit(&t, inputs, &seen, stop).await;
                             let (results, counts) = convert::to_proto_results(results);
                             count_results(&rpc, &counts);
-                            proto::StreamRowsResponse {
+                            Ok(proto::StreamRowsResponse {
                                 chunk_id,
                                 results,
                                 counts: Some(counts),
-                            }
-                        })
-                        .map_err(Status::from);
+                            })
+                        }
+                        Err(e) => Err(Status::from(e)),
+                    };
                     tx.send(answer).await.ok();
                     drop(permit);
                 });
-                while chunks.try_join_next().is_some() {}
-            }
+            };
+            // Every chunk already accepted is answered before the stream ends with its error.
             while chunks.join_next().await.is_some() {}
+            if let Some(status) = ended {
+                tx.send(Err(status)).await.ok();
+            }
         });
         Ok(Response::new(Box::pin(
             tokio_stream::wrappers::ReceiverStream::new(rx),
         )))
     }
+}
+
+/// The status of a stream closed for idling.
+fn idle_status(idle: std::time::Duration) -> Status {
+    Status::deadline_exceeded(format!(
+        "the stream was idle for {} s with nothing in flight (--stream-idle-seconds): it is \
+         closed; open a new one to send more",
+        idle.as_secs()
+    ))
 }
 
 /// Adds a call's results to its per-RPC counts (the log line and `rows_received_total`).

@@ -32,7 +32,9 @@ impl From<Error> for Status {
             Error::Store(StoreError::StaleVersion { .. }) => Status::aborted(message),
             Error::DestinationDisabled(_) => Status::failed_precondition(message),
             Error::ShuttingDown => Status::unavailable(message),
-            Error::TooManyCalls { .. } => Status::resource_exhausted(message),
+            Error::TooManyCalls { .. } | Error::TooManyStreams { .. } => {
+                Status::resource_exhausted(message)
+            }
             // Retryable; the cause (host, port) stays in the logs.
             Error::Store(StoreError::Unavailable(_)) => {
                 tracing::warn!(error = %message, "store unavailable");
@@ -111,6 +113,7 @@ mod tests {
             ),
             (Error::ShuttingDown, Code::Unavailable),
             (Error::TooManyCalls { limit: 2 }, Code::ResourceExhausted),
+            (Error::TooManyStreams { limit: 2 }, Code::ResourceExhausted),
             (
                 Error::DestinationDisabled("dst_1".into()),
                 Code::FailedPrecondition,

@@ -4,8 +4,8 @@
 
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 use std::time::{Duration, SystemTime};
 
@@ -41,13 +41,24 @@ impl SegmentRequest {
     }
 }
 
-/// What the retry policy saw so far, for the report: attempts and the last outcome.
+/// What the retry policy saw so far, for the report: attempts and the last outcome; and what was
+/// dispatched, so a caller that gives up knows whether an attempt was on the wire.
 #[derive(Debug, Default)]
 pub struct Progress {
     attempts: AtomicU32,
     /// 0: none yet; 1..=999: an HTTP status; TIMEOUT / TRANSPORT / BUILD otherwise.
     last: AtomicU32,
     deadline_stop: AtomicBool,
+    dispatch: Mutex<Dispatch>,
+}
+
+/// Attempts dispatched and whether one is on the wire; once `cancelled`, none is dispatched.
+/// One lock, so a caller that cancels sees exactly what was sent.
+#[derive(Debug, Default, Clone, Copy)]
+struct Dispatch {
+    cancelled: bool,
+    started: u32,
+    in_flight: bool,
 }
 
 const LAST_TIMEOUT: u32 = 1001;
@@ -83,6 +94,84 @@ impl Progress {
             s => Some(Attempt::Status(s as u16)),
         }
     }
+
+    fn dispatch(&self) -> std::sync::MutexGuard<'_, Dispatch> {
+        // The lock guards plain data: a poisoned one is still consistent.
+        self.dispatch.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// An attempt is about to go on the wire: `false` once the caller has given up.
+    fn begin_attempt(&self) -> bool {
+        let mut d = self.dispatch();
+        if d.cancelled {
+            return false;
+        }
+        d.started += 1;
+        d.in_flight = true;
+        true
+    }
+
+    fn end_attempt(&self) {
+        self.dispatch().in_flight = false;
+    }
+
+    /// The caller gives up: no further attempt is dispatched. Returns the attempts dispatched
+    /// and whether one is still on the wire.
+    pub(super) fn cancel(&self) -> (u32, bool) {
+        let mut d = self.dispatch();
+        d.cancelled = true;
+        (d.started, d.in_flight)
+    }
+
+    pub(super) fn is_cancelled(&self) -> bool {
+        self.dispatch().cancelled
+    }
+}
+
+/// The innermost layer: records each attempt as dispatched (and as over when its future ends,
+/// answered or dropped by the timeout) and dispatches none once the caller has given up.
+#[derive(Clone)]
+pub(super) struct Dispatched<S>(pub(super) S);
+
+/// The error of an attempt that was not dispatched because the caller had given up.
+#[derive(Debug, thiserror::Error)]
+#[error("not sent: the caller gave up first")]
+pub(super) struct Cancelled;
+
+struct AttemptOver(Arc<Progress>);
+
+impl Drop for AttemptOver {
+    fn drop(&mut self) {
+        self.0.end_attempt();
+    }
+}
+
+impl<S> tower::Service<SegmentRequest> for Dispatched<S>
+where
+    S: tower::Service<SegmentRequest, Response = SegmentResponse>,
+    S::Error: Into<BoxError>,
+    S::Future: Send + 'static,
+{
+    type Response = SegmentResponse;
+    type Error = BoxError;
+    type Future = Pin<Box<dyn Future<Output = Result<SegmentResponse, BoxError>> + Send>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), BoxError>> {
+        self.0.poll_ready(cx).map_err(Into::into)
+    }
+
+    fn call(&mut self, req: SegmentRequest) -> Self::Future {
+        let progress = req.progress.clone();
+        if !progress.begin_attempt() {
+            return Box::pin(async { Err(Box::new(Cancelled) as BoxError) });
+        }
+        let over = AttemptOver(progress);
+        let attempt = self.0.call(req);
+        Box::pin(async move {
+            let _over = over;
+            attempt.await.map_err(Into::into)
+        })
+    }
 }
 
 /// What the API answered to one attempt (any status: the policy classifies).
@@ -107,11 +196,13 @@ pub enum SendError {
     /// Every attempt allowed failed retryably.
     #[error("retries exhausted after {attempts} attempts")]
     RetriesExhausted { last: Attempt, attempts: u32 },
-    /// The caller's deadline came first.
+    /// The caller's deadline came first. `in_flight`: an attempt was on the wire then, so the
+    /// API may have the events.
     #[error("deadline reached after {attempts} attempts")]
     Deadline {
         last: Option<Attempt>,
         attempts: u32,
+        in_flight: bool,
     },
 }
 
@@ -282,40 +373,75 @@ impl SegmentClient {
     }
 
     /// Sends one body, retrying per the policy, giving up at `deadline`.
+    ///
+    /// The batch runs in a task of its own that holds its place in the concurrency limit. When
+    /// the caller gives up (the deadline, or its future is dropped) no further attempt starts;
+    /// an attempt already on the wire runs to its end (its own timeout bounds it) still holding
+    /// that place, so the limit is a hard cap on requests the API sees, and the report says the
+    /// API may have the events rather than that they were never sent.
     pub async fn send(&self, body: Bytes, deadline: Instant) -> Result<Sent, SendError> {
         let req = SegmentRequest::new(body, Some(deadline));
         let progress = req.progress.clone();
-        let outcome = tokio::time::timeout_at(deadline, self.svc.clone().oneshot(req)).await;
-        let attempts = progress.attempts();
-        match outcome {
-            Err(_elapsed) => Err(SendError::Deadline {
+        let mut task = Batch {
+            task: tokio::spawn(self.svc.clone().oneshot(req)),
+            progress: progress.clone(),
+        };
+        let outcome = tokio::time::timeout_at(deadline, &mut task.task).await;
+        let Ok(joined) = outcome else {
+            let (attempts, in_flight) = task.give_up();
+            return Err(SendError::Deadline {
                 last: progress.last(),
                 attempts,
+                in_flight,
+            });
+        };
+        let attempts = progress.attempts().max(1);
+        let attempt = match joined {
+            Ok(Ok(r)) => Attempt::Status(r.status),
+            Ok(Err(e)) => attempt_of_error(e.as_ref()),
+            // The batch's task panicked: nothing is known of its attempt.
+            Err(_) => Attempt::Transport,
+        };
+        match super::retry::classify(attempt) {
+            super::retry::Class::Success => Ok(Sent { attempts }),
+            _ if progress.deadline_stop.load(Ordering::Relaxed) => Err(SendError::Deadline {
+                last: Some(attempt),
+                attempts,
+                in_flight: false,
             }),
-            Ok(result) => {
-                let attempt = match result {
-                    Ok(r) => Attempt::Status(r.status),
-                    Err(e) => attempt_of_error(e.as_ref()),
-                };
-                let attempts = attempts.max(1);
-                match super::retry::classify(attempt) {
-                    super::retry::Class::Success => Ok(Sent { attempts }),
-                    _ if progress.deadline_stop.load(Ordering::Relaxed) => {
-                        Err(SendError::Deadline {
-                            last: Some(attempt),
-                            attempts,
-                        })
-                    }
-                    super::retry::Class::Permanent => match attempt {
-                        Attempt::Status(status) => Err(SendError::Rejected { status, attempts }),
-                        last => Err(SendError::RetriesExhausted { last, attempts }),
-                    },
-                    super::retry::Class::Retry => Err(SendError::RetriesExhausted {
-                        last: attempt,
-                        attempts,
-                    }),
-                }
-            }
+            super::retry::Class::Permanent => match attempt {
+                Attempt::Status(status) => Err(SendError::Rejected { status, attempts }),
+                last => Err(SendError::RetriesExhausted { last, attempts }),
+            },
+            super::retry::Class::Retry => Err(SendError::RetriesExhausted {
+                last: attempt,
+                attempts,
+            }),
+        }
+    }
+}
+
+/// One batch's task. Dropped or given up: it dispatches no further attempt; unless an attempt is
+/// on the wire it stops at once (waiting for a place or sleeping before a retry).
+struct Batch<T> {
+    task: tokio::task::JoinHandle<T>,
+    progress: Arc<Progress>,
+}
+
+impl<T> Batch<T> {
+    fn give_up(&self) -> (u32, bool) {
+        let (started, in_flight) = self.progress.cancel();
+        if !in_flight {
+            self.task.abort();
+        }
+        (started, in_flight)
+    }
+}
+
+impl<T> Drop for Batch<T> {
+    fn drop(&mut self) {
+        if !self.task.is_finished() {
+            self.give_up();
         }
     }
 }
@@ -502,7 +628,8 @@ mod tests {
             e,
             SendError::Deadline {
                 last: Some(Attempt::Status(429)),
-                attempts: 1
+                attempts: 1,
+                in_flight: false,
             }
         );
         assert!(Instant::now() - start < Duration::from_secs(5));
@@ -519,8 +646,87 @@ mod tests {
         .send(Bytes::new(), start + Duration::from_secs(2))
         .await
         .unwrap_err();
-        assert!(matches!(e, SendError::Deadline { .. }), "{e:?}");
+        // The attempt was on the wire: the API may have the events.
+        assert_eq!(
+            e,
+            SendError::Deadline {
+                last: None,
+                attempts: 1,
+                in_flight: true,
+            }
+        );
         assert_eq!(Instant::now() - start, Duration::from_secs(2));
+    }
+
+    fn one_at_a_time() -> RetrySettings {
+        RetrySettings {
+            max_in_flight: 1,
+            attempt_timeout: Duration::from_secs(10),
+            ..settings()
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_batch_not_started_by_its_deadline_is_never_sent() {
+        let s = Script::new([Answer::Hang]);
+        let client = SegmentClient::new(s.clone(), &one_at_a_time());
+        let start = Instant::now();
+        let first = tokio::spawn({
+            let c = client.clone();
+            async move { c.send(Bytes::new(), start + Duration::from_secs(60)).await }
+        });
+        tokio::task::yield_now().await;
+        // Queued behind the first until its deadline: reported unsent, and never dispatched.
+        let e = client
+            .send(Bytes::new(), start + Duration::from_secs(2))
+            .await
+            .unwrap_err();
+        assert_eq!(
+            e,
+            SendError::Deadline {
+                last: None,
+                attempts: 0,
+                in_flight: false,
+            }
+        );
+        first.await.unwrap().unwrap();
+        tokio::time::sleep(Duration::from_secs(120)).await;
+        // The hanging attempt, its retry: the queued batch never went out.
+        assert_eq!(s.calls.lock().unwrap().len(), 2);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_attempt_on_the_wire_at_the_deadline_keeps_its_place_in_the_limit() {
+        let s = Script::new([Answer::Hang]);
+        let client = SegmentClient::new(s.clone(), &one_at_a_time());
+        let start = Instant::now();
+        let e = client
+            .send(Bytes::new(), start + Duration::from_secs(2))
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(
+                e,
+                SendError::Deadline {
+                    in_flight: true,
+                    ..
+                }
+            ),
+            "{e:?}"
+        );
+        // The next batch waits until that attempt has ended (its 10 s timeout): the upstream
+        // never has more than one request of this destination at once.
+        client
+            .send(Bytes::new(), start + Duration::from_secs(60))
+            .await
+            .unwrap();
+        let calls = s.calls.lock().unwrap().clone();
+        assert_eq!(calls.len(), 2, "the given-up batch was not retried");
+        assert!(
+            calls[1] - start >= Duration::from_secs(10),
+            "{:?}",
+            calls[1] - start
+        );
     }
 
     #[tokio::test(start_paused = true)]

@@ -158,7 +158,10 @@ impl tower::retry::Policy<SegmentRequest, SegmentResponse, BoxError> for RetryPo
             let class = crate::metrics::StatusClass::Timeout;
             crate::metrics::record_upstream_request(class, self.settings.attempt_timeout);
         }
-        if classify(attempt) != Class::Retry || self.attempts >= self.settings.max_attempts {
+        if classify(attempt) != Class::Retry
+            || self.attempts >= self.settings.max_attempts
+            || req.progress.is_cancelled()
+        {
             return None;
         }
         let retry_after = result.as_ref().ok().and_then(|r| r.retry_after);

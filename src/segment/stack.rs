@@ -6,7 +6,7 @@ use std::sync::Arc;
 use tower::ServiceBuilder;
 use tower::util::BoxCloneSyncService;
 
-use super::client::{SegmentRequest, SegmentResponse};
+use super::client::{Dispatched, SegmentRequest, SegmentResponse};
 use super::retry::RetryPolicy;
 use super::{BoxError, RetrySettings};
 
@@ -28,8 +28,10 @@ where
         .retry(RetryPolicy::new(Arc::new(settings.clone())))
         // Each attempt gets its own deadline, so one slow answer costs one attempt.
         .timeout(settings.attempt_timeout)
+        // Counts each attempt as on the wire until it ends, and dispatches none once the caller
+        // has given up (so a batch not started by its deadline is never sent).
+        .layer_fn(Dispatched)
         // reqwest (its own retries off): POST /v1/batch with Basic auth, any status is Ok.
-        .map_err(Into::<BoxError>::into)
         .service(inner);
     BoxCloneSyncService::new(stack)
 }

@@ -193,6 +193,7 @@ pub fn settings(dir: PathBuf) -> Settings {
         row_limits: RowLimits::default(),
         max_concurrent_streams: 100,
         max_concurrent_calls: 1000,
+        max_row_streams: 100,
         otlp_endpoint: None,
         delivery: test_delivery(),
     }

@@ -5,7 +5,7 @@ use tonic::Code;
 
 use crate::fake_segment::Fault;
 use crate::helpers::track_mapping;
-use crate::submit_rows::{rows, setup, setup_with};
+use crate::submit_rows::{rows, rows_from, setup, setup_with};
 use segment_connections::grpc::proto;
 use segment_connections::grpc::proto::stream_rows_request::Message;
 
@@ -30,7 +30,7 @@ async fn every_chunk_is_answered() {
     app.create_mapping(&d, &track_mapping("orders")).await;
     let mut msgs = vec![header(&d)];
     for c in 0..5 {
-        msgs.push(chunk(c, rows(20)));
+        msgs.push(chunk(c, rows_from(c as usize * 20, 20)));
     }
     let mut answers = app
         .client
@@ -48,8 +48,45 @@ async fn every_chunk_is_answered() {
     }
     ids.sort();
     assert_eq!(ids, [0, 1, 2, 3, 4]);
-    // The same rows in each chunk: Segment dedups them under the same messageIds.
     assert_eq!(fake.accepted().len(), 100);
+}
+
+/// A row repeated in a later chunk of the same stream has the same messageId: Segment would
+/// drop it silently, so it is rejected and never sent.
+#[tokio::test]
+async fn a_message_id_repeated_in_a_later_chunk_is_rejected() {
+    let (app, fake, d) = setup().await;
+    app.create_mapping(&d, &track_mapping("orders")).await;
+    let (tx, rx) = tokio::sync::mpsc::channel(4);
+    tx.send(header(&d)).await.unwrap();
+    let mut answers = app
+        .client
+        .clone()
+        .stream_rows(tokio_stream::wrappers::ReceiverStream::new(rx))
+        .await
+        .unwrap()
+        .into_inner();
+    tx.send(chunk(0, rows(3))).await.unwrap();
+    let first = answers.next().await.unwrap().unwrap();
+    assert_eq!(first.counts.unwrap().delivered, 3);
+    // o-2 again, and a new o-3.
+    tx.send(chunk(1, rows_from(2, 2))).await.unwrap();
+    drop(tx);
+    let second = answers.next().await.unwrap().unwrap();
+    let statuses: Vec<i32> = second.results.iter().map(|r| r.status).collect();
+    assert_eq!(
+        statuses,
+        [
+            proto::ResultStatus::Rejected as i32,
+            proto::ResultStatus::Delivered as i32
+        ]
+    );
+    assert_eq!(
+        second.results[0].issues[0].code,
+        proto::IssueCode::DuplicateMessageId as i32
+    );
+    assert!(answers.next().await.is_none());
+    assert_eq!(fake.accepted().len(), 4, "o-2 was sent once");
 }
 
 #[tokio::test]
@@ -91,7 +128,7 @@ async fn rows_in_flight_are_bounded() {
     fake.script((0..6).map(|_| Fault::Slow(std::time::Duration::from_millis(50))));
     let mut msgs = vec![header(&d)];
     for c in 0..6 {
-        msgs.push(chunk(c, rows(10)));
+        msgs.push(chunk(c, rows_from(c as usize * 10, 10)));
     }
     let mut answers = app
         .client

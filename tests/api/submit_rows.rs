@@ -52,7 +52,12 @@ pub fn track_with_message_id(name: &str) -> String {
 }
 
 pub fn rows(n: usize) -> Vec<proto::Row> {
-    (0..n)
+    rows_from(0, n)
+}
+
+/// Rows `o-{first}`, `o-{first + 1}`, ...: distinct rows for each chunk of a stream.
+pub fn rows_from(first: usize, n: usize) -> Vec<proto::Row> {
+    (first..first + n)
         .map(|i| order_row(&format!("o-{i}"), &format!("u-{i}")))
         .collect()
 }
