@@ -67,6 +67,8 @@ struct Inner {
 
 struct Shared {
     auth: String,
+    /// Bodies larger than this get 413 (an upstream whose limit is below ours); 0: none.
+    max_body_bytes: AtomicUsize,
     inner: Mutex<Inner>,
     in_progress: AtomicUsize,
     max_in_progress: AtomicUsize,
@@ -127,6 +129,7 @@ impl FakeSegment {
         let auth = format!("Basic {}", base64(format!("{write_key}:").as_bytes()));
         let shared = Arc::new(Shared {
             auth,
+            max_body_bytes: AtomicUsize::new(0),
             inner: Mutex::default(),
             in_progress: AtomicUsize::new(0),
             max_in_progress: AtomicUsize::new(0),
@@ -158,6 +161,11 @@ impl FakeSegment {
         i.random = Some(r);
     }
 
+    /// Bodies over `bytes` are answered 413, as an upstream with a smaller limit than ours.
+    pub fn max_body_bytes(&self, bytes: usize) {
+        self.shared.max_body_bytes.store(bytes, Ordering::SeqCst);
+    }
+
     /// A batch holding this messageId is answered 400.
     pub fn poison(&self, message_id: &str) {
         self.shared
@@ -183,9 +191,21 @@ impl FakeSegment {
     }
 }
 
+/// Each request is handled in a task of its own, as a real server goes on with a request whose
+/// client has hung up: a slow request the client gave up on is still counted in progress, and
+/// its events still stored.
 async fn batch(State(shared): State<Arc<Shared>>, headers: HeaderMap, body: Bytes) -> Response {
+    match tokio::spawn(handle(shared, headers, body)).await {
+        Ok(response) => response,
+        // A dropped connection: the panic drops it here too.
+        Err(e) => std::panic::resume_unwind(e.into_panic()),
+    }
+}
+
+async fn handle(shared: Arc<Shared>, headers: HeaderMap, body: Bytes) -> Response {
     let at = Instant::now();
     let _counted = InProgress::new(&shared);
+    let shared = &shared;
     let user_agent = headers
         .get(header::USER_AGENT)
         .and_then(|v| v.to_str().ok())
@@ -224,6 +244,11 @@ async fn batch(State(shared): State<Arc<Shared>>, headers: HeaderMap, body: Byte
             "content type must be application/json",
         )
             .into_response();
+    }
+    let limit = shared.max_body_bytes.load(Ordering::SeqCst);
+    if limit > 0 && body.len() > limit {
+        record(413, 0);
+        return (StatusCode::PAYLOAD_TOO_LARGE, "body too large").into_response();
     }
     if body.len() > MAX_BODY_BYTES {
         record(400, 0);

@@ -3,6 +3,7 @@
 mod cli;
 mod destinations;
 mod fake_segment;
+mod faults;
 mod health_reflection;
 mod helpers;
 mod limits;

@@ -161,6 +161,15 @@ async fn calls_fail_unavailable_while_postgres_is_down_and_recover_after() {
         .into_inner();
     assert_eq!(delivered(during), Some(1));
     assert_eq!(fake.accepted().len(), 2);
+    // A destination the row path has never read: the wait on the store ends before the call's
+    // deadline, with UNAVAILABLE, not the caller's DEADLINE_EXCEEDED.
+    let mut uncached = tonic::Request::new(proto::SubmitRowsRequest {
+        destination_id: "dst_never_read".into(),
+        ..submit("o-uncached")
+    });
+    uncached.set_timeout(Duration::from_secs(1));
+    let refused = c.submit_rows(uncached).await.unwrap_err();
+    assert_eq!(refused.code(), Code::Unavailable, "{refused:?}");
 
     // Back: the same server recovers by itself.
     cluster.resume();
