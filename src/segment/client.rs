@@ -383,7 +383,10 @@ impl SegmentClient {
         let req = SegmentRequest::new(body, Some(deadline));
         let progress = req.progress.clone();
         let mut task = Batch {
-            task: tokio::spawn(self.svc.clone().oneshot(req)),
+            // In the caller's span, so its trace goes on into the upstream request.
+            task: tokio::spawn(tracing::Instrument::in_current_span(
+                self.svc.clone().oneshot(req),
+            )),
             progress: progress.clone(),
         };
         let outcome = tokio::time::timeout_at(deadline, &mut task.task).await;

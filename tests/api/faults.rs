@@ -69,11 +69,16 @@ async fn one_poisoned_event_in_a_hundred() {
         match (bad, status(r)) {
             (true, ResultStatus::Failed) => assert!(!r.retryable, "{r:?}"),
             (false, ResultStatus::Delivered) => delivered += 1,
-            (false, ResultStatus::Failed) => assert!(r.retryable, "innocent failed for good: {r:?}"),
+            (false, ResultStatus::Failed) => {
+                assert!(r.retryable, "innocent failed for good: {r:?}")
+            }
             (_, s) => panic!("{s:?}: {r:?}"),
         }
     }
-    assert!(delivered >= 4_950 * 99 / 100, "{delivered} of 4,950 delivered");
+    assert!(
+        delivered >= 4_950 * 99 / 100,
+        "{delivered} of 4,950 delivered"
+    );
     assert_eq!(fake.accepted().len(), delivered);
 }
 
@@ -158,9 +163,8 @@ async fn garbage_bytes_mid_stream_lose_no_answer() {
         // A field 1 of wire type 7: no protobuf decoder takes it.
         vec![0x0f, 0xff, 0xff],
     ];
-    let path = http::uri::PathAndQuery::from_static(
-        "/segment_connections.v1.Connections/StreamRows",
-    );
+    let path =
+        http::uri::PathAndQuery::from_static("/segment_connections.v1.Connections/StreamRows");
     let mut answers = grpc
         .streaming(
             tonic::Request::new(tokio_stream::iter(msgs)),
@@ -195,7 +199,10 @@ async fn idle_streams_are_closed() {
         .into_inner();
     let error = answers.next().await.unwrap().unwrap_err();
     assert_eq!(error.code(), Code::DeadlineExceeded);
-    assert!(error.message().contains("--stream-idle-seconds"), "{error:?}");
+    assert!(
+        error.message().contains("--stream-idle-seconds"),
+        "{error:?}"
+    );
     drop(tx);
 
     // No header at all: refused once idle.
@@ -298,7 +305,11 @@ async fn deadlines_never_burst_upstream_nor_hide_what_was_sent() {
     assert!(!stored.is_empty());
     for r in &results {
         let id = r.message_id.as_deref().unwrap();
-        let message = &r.issues.first().map(|i| i.message.clone()).unwrap_or_default();
+        let message = &r
+            .issues
+            .first()
+            .map(|i| i.message.clone())
+            .unwrap_or_default();
         match status(r) {
             ResultStatus::Delivered => assert!(stored.contains(id)),
             ResultStatus::Failed if stored.contains(id) => {
