@@ -274,3 +274,81 @@ async fn delivery_metrics_count_what_happened() {
     assert_eq!(at("segment_connections_batch_events_count"), 1.0);
     assert_eq!(at("segment_connections_batch_events_sum"), 3.0);
 }
+
+/// A stream that ends with an error still counts what it delivered: the rows of its accepted
+/// chunks are received rows, their events delivered events, and the call is counted once, with
+/// the error's code.
+#[tokio::test]
+async fn a_stream_that_ends_badly_counts_what_was_sent() {
+    use proto::stream_rows_request::Message;
+    let _turn = REGISTRY.lock().await;
+    let app = TestApp::spawn_with(Arc::new(tempfile::tempdir().unwrap()), |s| {
+        s.metrics_listen = Some("127.0.0.1:0".parse().unwrap());
+        s.delivery.max_rows = 5;
+    })
+    .await;
+    let metrics = app.metrics_addr.expect("metrics are served");
+    let fake = fake_segment::FakeSegment::start("wk-metrics-0123").await;
+    let d = app
+        .create_destination_at("s", &fake.url(), "wk-metrics-0123")
+        .await;
+    app.create_mapping(&d.id, &track_mapping("orders")).await;
+    fake.script([fake_segment::Fault::Slow(std::time::Duration::from_millis(
+        200,
+    ))]);
+    let (_, before) = get(metrics, "/metrics").await;
+    let chunk = |id: u64, n: usize| proto::StreamRowsRequest {
+        message: Some(Message::Chunk(proto::RowChunk {
+            chunk_id: id,
+            rows: (0..n)
+                .map(|i| order_row(&format!("o-{id}-{i}"), "u-1"))
+                .collect(),
+        })),
+    };
+    let msgs = vec![
+        proto::StreamRowsRequest {
+            message: Some(Message::Header(proto::StreamHeader {
+                destination_id: d.id.clone(),
+                model: "orders".into(),
+            })),
+        },
+        chunk(0, 4),
+        // Over --max-submit-rows: the stream ends with INVALID_ARGUMENT after chunk 0's answer.
+        chunk(1, 6),
+    ];
+    let mut answers = app
+        .client
+        .clone()
+        .stream_rows(tokio_stream::iter(msgs))
+        .await
+        .unwrap()
+        .into_inner();
+    let first = answers.message().await.unwrap().unwrap();
+    assert_eq!(first.counts.unwrap().delivered, 4);
+    let error = answers.message().await.unwrap_err();
+    assert_eq!(error.code(), Code::InvalidArgument);
+    // The call is recorded once its status is out: wait for it.
+    let series = r#"segment_connections_rpc_requests_total{service="segment_connections.v1.Connections",method="StreamRows",code="INVALID_ARGUMENT"}"#;
+    let mut after = String::new();
+    for _ in 0..100 {
+        after = get(metrics, "/metrics").await.1;
+        if sample(&after, series).is_some() {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    let at = |series: &str| {
+        sample(&after, series).unwrap_or_else(|| panic!("{series}:\n{after}"))
+            - sample(&before, series).unwrap_or(0.0)
+    };
+    assert_eq!(at(series), 1.0);
+    assert_eq!(
+        at(r#"segment_connections_rows_received_total{method="StreamRows"}"#),
+        4.0
+    );
+    assert_eq!(
+        at(r#"segment_connections_events_total{action="track",result="delivered"}"#),
+        4.0
+    );
+    assert_eq!(fake.accepted().len(), 4);
+}
