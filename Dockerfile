@@ -5,20 +5,19 @@
 #   gRPC 50051, metrics 9464 (/metrics), data (SQLite file, created key) in /data.
 
 FROM rust:1.95-bookworm AS build
+# Where the build stage leaves the binary and the empty data folder for the runtime stage.
+ARG OUT=/out
 WORKDIR /src
-# Dependencies first, so a code change does not rebuild them.
-COPY Cargo.toml Cargo.lock build.rs ./
-COPY proto proto
-COPY migrations migrations
-RUN mkdir -p src benches && echo 'fn main() {}' > src/main.rs && touch src/lib.rs \
-    && echo 'fn main() {}' > benches/render.rs \
-    && cargo build --release --locked \
-    && rm -rf src benches
-COPY src src
-COPY benches benches
-RUN touch src/main.rs src/lib.rs && cargo build --release --locked \
-    && install -D target/release/segment-connections /out/segment-connections \
-    && mkdir -p /out/data
+# The whole context (.dockerignore leaves out target/, .git and local state), so the build can
+# never drift from Cargo.toml: every file a target needs is there. The caches (registry,
+# target/) persist across builds with BuildKit, so a code change does not rebuild the
+# dependencies. `.ci/image.sh` replays this stage on a clean clone in CI.
+COPY . .
+RUN --mount=type=cache,target=/usr/local/cargo/registry \
+    --mount=type=cache,target=/src/target \
+    cargo build --release --locked --bin segment-connections \
+    && install -D target/release/segment-connections "$OUT/segment-connections" \
+    && mkdir -p "$OUT/data"
 
 FROM gcr.io/distroless/cc-debian12:nonroot
 COPY --from=build /out/segment-connections /usr/local/bin/segment-connections
