@@ -9,6 +9,7 @@ pub mod cache;
 pub mod crypto;
 mod model;
 mod postgres;
+mod redact;
 mod rows;
 mod secret;
 mod sqlite;
@@ -24,6 +25,7 @@ pub use model::{
     Name, NewDestination, Region,
 };
 pub use postgres::{PostgresOptions, PostgresStore};
+pub use redact::redact_store_url;
 pub use secret::WriteKey;
 pub use sqlite::SqliteStore;
 pub use watch::watch_changes;

@@ -76,6 +76,10 @@ impl PostgresStore {
         keys: KeyRing,
         options: PostgresOptions,
     ) -> Result<PostgresStore> {
+        let (url, dropped) = super::redact::without_unread_secrets(url);
+        for name in dropped {
+            tracing::warn!(parameter = %name, "--store: ignoring a connect parameter PostgreSQL connections here do not use (its value is not shown)");
+        }
         let connect: PgConnectOptions = url.parse().map_err(|e| {
             StoreError::Backend(format!("--store: not a PostgreSQL URL: {e}").into())
         })?;

@@ -13,7 +13,7 @@ use crate::helpers::{TestApp, track_mapping};
 const BIN: &str = env!("CARGO_BIN_EXE_segment-connections");
 
 /// Runs the binary with `args` (off the runtime: the server shares it).
-async fn cli(args: &[&str], envs: &[(&str, &str)]) -> Output {
+pub(crate) async fn cli(args: &[&str], envs: &[(&str, &str)]) -> Output {
     let args: Vec<String> = args.iter().map(|s| s.to_string()).collect();
     let envs: Vec<(String, String)> = envs
         .iter()
@@ -47,7 +47,7 @@ fn stdout_json(out: &Output) -> Value {
         .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&out.stdout)))
 }
 
-fn text(bytes: &[u8]) -> String {
+pub(crate) fn text(bytes: &[u8]) -> String {
     String::from_utf8_lossy(bytes).into_owned()
 }
 
