@@ -308,7 +308,10 @@ async fn poll(pool: PgPool, feed: Arc<Feed>, every: Duration) {
 // === errors ===
 
 fn backend(e: sqlx::Error) -> StoreError {
-    if is_unavailable(&e) {
+    // 53100: disk_full.
+    if matches!(&e, sqlx::Error::Database(db) if db.code().as_deref() == Some("53100")) {
+        StoreError::Full(Box::new(e))
+    } else if is_unavailable(&e) {
         StoreError::Unavailable(Box::new(e))
     } else {
         StoreError::Backend(Box::new(e))

@@ -14,6 +14,12 @@ const BIN: &str = env!("CARGO_BIN_EXE_segment-connections");
 
 /// Runs the binary with `args` (off the runtime: the server shares it).
 pub(crate) async fn cli(args: &[&str], envs: &[(&str, &str)]) -> Output {
+    cli_in(None, args, envs).await
+}
+
+/// [`cli`] in the working directory `dir`.
+pub(crate) async fn cli_in(dir: Option<&Path>, args: &[&str], envs: &[(&str, &str)]) -> Output {
+    let dir = dir.map(Path::to_path_buf);
     let args: Vec<String> = args.iter().map(|s| s.to_string()).collect();
     let envs: Vec<(String, String)> = envs
         .iter()
@@ -22,6 +28,9 @@ pub(crate) async fn cli(args: &[&str], envs: &[(&str, &str)]) -> Output {
     tokio::task::spawn_blocking(move || {
         let mut cmd = Command::new(BIN);
         cmd.args(&args);
+        if let Some(dir) = dir {
+            cmd.current_dir(dir);
+        }
         for (k, v) in envs {
             cmd.env(k, v);
         }
