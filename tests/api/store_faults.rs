@@ -1,5 +1,6 @@
 //! The store under faults, through the real binary and over real sockets: secrets in store URLs
-//! stay out of start-up errors; a full volume fails writes (never acknowledging one it lost).
+//! stay out of start-up errors; a full volume fails writes (never acknowledging one it lost) and
+//! leaves no broken key file; a bad key file is named with its fix.
 
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
@@ -11,7 +12,7 @@ use segment_connections::grpc::proto;
 use segment_connections::store::KeyRing;
 use tonic::{Code, Status};
 
-use crate::cli::{cli, text};
+use crate::cli::{cli, cli_in, text};
 use crate::helpers::{TestApp, track_mapping};
 
 /// A loopback port nobody listens on.
@@ -270,5 +271,77 @@ async fn check(app: &TestApp, destinations: &[String], mappings: &[String]) {
             .get_mapping(proto::GetMappingRequest { id: id.clone() })
             .await;
         assert!(got.is_ok(), "acknowledged mapping {id}: {got:?}");
+    }
+}
+
+/// A first start on a full volume fails naming the key file, and leaves none behind (no empty
+/// key file that would fail every later start).
+#[tokio::test]
+async fn a_first_start_on_a_full_volume_leaves_no_key_file() {
+    let Some(volume) = SmallVolume::mount(1 << 20) else {
+        return;
+    };
+    volume.fill();
+    let out = cli_in(
+        Some(volume.path()),
+        &[
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--metrics-listen",
+            "off",
+        ],
+        &[],
+    )
+    .await;
+    let err = text(&out.stderr);
+    assert!(!out.status.success(), "{err}");
+    assert!(err.contains("data/master.key"), "{err}");
+    assert!(err.contains("No space left"), "{err}");
+    let data = volume.path().join("data");
+    let left: Vec<_> = std::fs::read_dir(&data)
+        .map(|entries| entries.map(|e| e.unwrap().file_name()).collect())
+        .unwrap_or_default();
+    assert!(left.is_empty(), "left in {}: {left:?}", data.display());
+}
+
+/// A key file that is empty or holds no key: start-up fails naming the file and the fix, and
+/// leaves the file as it was.
+#[tokio::test]
+async fn a_bad_key_file_is_named_with_its_fix() {
+    for (content, says) in [
+        ("", "is empty"),
+        ("\n\n", "is empty"),
+        ("not-a-key\n", "line 1: expected 64 hex digits"),
+    ] {
+        for explicit in [false, true] {
+            let dir = tempfile::tempdir().unwrap();
+            std::fs::create_dir(dir.path().join("data")).unwrap();
+            let key = dir.path().join("data/master.key");
+            std::fs::write(&key, content).unwrap();
+            let mut args = vec![
+                "serve",
+                "--listen",
+                "127.0.0.1:0",
+                "--metrics-listen",
+                "off",
+            ];
+            if explicit {
+                args.extend(["--encryption-key-file", "data/master.key"]);
+            }
+            let out = cli_in(Some(dir.path()), &args, &[]).await;
+            let err = text(&out.stderr);
+            assert!(!out.status.success(), "{err}");
+            for needle in [
+                "data/master.key",
+                says,
+                "restore it from your backup",
+                "delete",
+            ] {
+                assert!(err.contains(needle), "{content:?}, {needle:?}: {err}");
+            }
+            assert_eq!(std::fs::read_to_string(&key).unwrap(), content);
+            assert!(!dir.path().join("data/connections.db").exists());
+        }
     }
 }
