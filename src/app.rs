@@ -338,25 +338,65 @@ pub fn load_keys(source: &KeySource) -> anyhow::Result<KeyRing> {
     }
 }
 
+/// How to mend a key file that holds no usable key.
+const KEY_FILE_FIX: &str = "it must hold the key (64 hex digits) on its first line, previous \
+    keys on later lines: restore it from your backup; if no write key was ever stored with it \
+    (say a first start failed while writing it), delete it and `serve` creates a new one (or \
+    write one with `segment-connections keys generate`)";
+
 fn read_key_file(path: &Path) -> anyhow::Result<KeyRing> {
     let text = std::fs::read_to_string(path)
         .with_context(|| format!("reading the encryption key file {}", path.display()))?;
-    KeyRing::from_hex_lines(&text).with_context(|| format!("{}", path.display()))
+    if text.trim().is_empty() {
+        anyhow::bail!(
+            "the encryption key file {} is empty: {KEY_FILE_FIX}",
+            path.display()
+        );
+    }
+    KeyRing::from_hex_lines(&text).map_err(|e| {
+        anyhow::anyhow!(
+            "the encryption key file {}: {e}; {KEY_FILE_FIX}",
+            path.display()
+        )
+    })
 }
 
+/// Creates the key file atomically, so that a failed first start (a full disk) leaves either no
+/// key file or a complete one: the key is written and synced to a temporary file in the same
+/// directory (mode 0600), linked to `path` (which never replaces a key file that appeared
+/// meanwhile), and the directory is synced. The temporary file is removed whatever happens.
 fn create_key_file(path: &Path) -> anyhow::Result<()> {
-    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
-    }
+    let dir = path
+        .parent()
+        .filter(|d| !d.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    let name = path.file_name().unwrap_or_default().to_string_lossy();
+    let temporary = dir.join(format!(".{name}.{}.tmp", std::process::id()));
     let key = KeyRing::generate_hex()?;
+    let created = write_synced(&temporary, &key).and_then(|()| {
+        match std::fs::hard_link(&temporary, path) {
+            // Another start created it first: that one is used.
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
+            // A filesystem without hard links.
+            Err(_) => std::fs::rename(&temporary, path),
+            Ok(()) => Ok(()),
+        }
+    });
+    let _ = std::fs::remove_file(&temporary);
+    created
+        .and_then(|()| std::fs::File::open(dir)?.sync_all())
+        .with_context(|| format!("creating the encryption key file {}", path.display()))
+}
+
+/// Writes `key` and a newline to a new file at `path` (mode 0600) and syncs it.
+fn write_synced(path: &Path, key: &str) -> std::io::Result<()> {
+    let _ = std::fs::remove_file(path);
     let mut options = std::fs::OpenOptions::new();
     options.write(true).create_new(true);
     #[cfg(unix)]
     std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
-    let mut file = options
-        .open(path)
-        .with_context(|| format!("creating the encryption key file {}", path.display()))?;
+    let mut file = options.open(path)?;
     writeln!(file, "{key}")?;
-    file.sync_all()?;
-    Ok(())
+    file.sync_all()
 }

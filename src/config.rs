@@ -9,6 +9,7 @@ use std::time::Duration;
 use crate::delivery::DeliverySettings;
 use crate::limits::{DEFAULT_MAX_ROW_BYTES, DEFAULT_MAX_VALUE_BYTES, RowLimits};
 use crate::segment::RetrySettings;
+use crate::store::redact_store_url;
 
 /// The default store: an SQLite file, created on first run.
 pub const DEFAULT_STORE: &str = "sqlite://./data/connections.db";
@@ -254,20 +255,19 @@ pub enum StoreLocation {
     Postgres(DatabaseUrl),
 }
 
-/// A PostgreSQL URL; `Debug` hides its password.
+/// A PostgreSQL URL; `Debug` and `Display` show it redacted ([`redact_store_url`]).
 #[derive(Clone, PartialEq, Eq)]
 pub struct DatabaseUrl(pub String);
 
 impl fmt::Debug for DatabaseUrl {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        // postgres://user:password@host/db → postgres://user:[redacted]@host/db
-        let url = &self.0;
-        let redacted = url.split_once("://").and_then(|(scheme, rest)| {
-            let (userinfo, host) = rest.split_once('@')?;
-            let (user, _password) = userinfo.split_once(':')?;
-            Some(format!("{scheme}://{user}:[redacted]@{host}"))
-        });
-        write!(f, "{:?}", redacted.as_deref().unwrap_or(url))
+        write!(f, "{:?}", redact_store_url(&self.0))
+    }
+}
+
+impl fmt::Display for DatabaseUrl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&redact_store_url(&self.0))
     }
 }
 
@@ -297,7 +297,8 @@ impl fmt::Debug for KeyText {
 pub enum ConfigError {
     #[error("--listen {0:?}: not a socket address (e.g. 127.0.0.1:50051)")]
     Listen(String),
-    #[error("--store {0:?}: expected sqlite://PATH or postgres://...")]
+    /// The value is shown redacted ([`redact_store_url`]).
+    #[error("--store {:?}: expected sqlite://PATH or postgres://...", redact_store_url(.0))]
     Store(String),
     #[error(
         "--store postgres://...: an encryption key is required with PostgreSQL \
@@ -600,6 +601,21 @@ mod tests {
         assert!(
             format!("{:?}", settings(&["--encryption-key", "abcdef"]).unwrap())
                 .contains("[redacted]")
+        );
+    }
+
+    #[test]
+    fn store_urls_are_shown_redacted() {
+        let url = DatabaseUrl("postgres://app:p@ss@db/app".into());
+        assert_eq!(format!("{url}"), "postgres://app:[redacted]@db/app");
+        assert_eq!(format!("{url:?}"), "\"postgres://app:[redacted]@db/app\"");
+        // Refused store URLs are shown redacted too.
+        let err = settings(&["--store", "mysql://app:hunter2@db/app"])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            !err.contains("hunter2") && err.contains("mysql://app:[redacted]@db/app"),
+            "{err}"
         );
     }
 

@@ -7,6 +7,10 @@ use tonic_types::{ErrorDetails, StatusExt};
 use crate::error::Error;
 use crate::store::StoreError;
 
+/// What a caller hears when the store has no space left for a write.
+pub const STORE_FULL: &str =
+    "store full: no space left to store the write, nothing was stored; retry once space is freed";
+
 impl From<Error> for Status {
     fn from(e: Error) -> Status {
         let message = e.to_string();
@@ -38,7 +42,13 @@ impl From<Error> for Status {
             // Retryable; the cause (host, port) stays in the logs.
             Error::Store(StoreError::Unavailable(_)) => {
                 tracing::warn!(error = %message, "store unavailable");
+
                 Status::unavailable("store unavailable, retry later")
+            }
+            // Retryable once space is freed; the cause (the file, the volume) stays in the logs.
+            Error::Store(StoreError::Full(_)) => {
+                tracing::error!(error = %message, "store full: writes fail until space is freed");
+                Status::resource_exhausted(STORE_FULL)
             }
             Error::Store(StoreError::Crypto(_))
             | Error::Store(StoreError::UndecryptableWriteKeys { .. })
@@ -131,6 +141,10 @@ mod tests {
                 Error::Store(StoreError::Unavailable("connection refused".into())),
                 Code::Unavailable,
             ),
+            (
+                Error::Store(StoreError::Full("database or disk is full".into())),
+                Code::ResourceExhausted,
+            ),
         ];
         for (error, code) in table {
             let shown = error.to_string();
@@ -142,6 +156,8 @@ mod tests {
             } else if shown.contains("connection refused") {
                 // The store's cause (host, port) stays in the logs too.
                 assert_eq!(status.message(), "store unavailable, retry later");
+            } else if shown.contains("disk is full") {
+                assert_eq!(status.message(), STORE_FULL);
             } else {
                 assert_eq!(status.message(), shown);
             }

@@ -9,6 +9,7 @@ pub mod cache;
 pub mod crypto;
 mod model;
 mod postgres;
+mod redact;
 mod rows;
 mod secret;
 mod sqlite;
@@ -24,6 +25,7 @@ pub use model::{
     Name, NewDestination, Region,
 };
 pub use postgres::{PostgresOptions, PostgresStore};
+pub use redact::redact_store_url;
 pub use secret::WriteKey;
 pub use sqlite::SqliteStore;
 pub use watch::watch_changes;
@@ -128,10 +130,14 @@ pub enum StoreError {
         destination_id: String,
         cause: CryptoError,
     },
-    /// The database cannot be reached (down, restarting, connections exhausted): the call may
-    /// succeed when retried.
+    /// The database cannot be reached (down, restarting, connections exhausted, a disk I/O
+    /// error, locked for too long): the call may succeed when retried.
     #[error("store unavailable: {0}")]
     Unavailable(#[source] Box<dyn std::error::Error + Send + Sync>),
+    /// No space is left for the write (SQLite: its volume is full; PostgreSQL: `disk_full`);
+    /// nothing was stored. Writes succeed again once space is freed; reads still work.
+    #[error("store full: {0}")]
+    Full(#[source] Box<dyn std::error::Error + Send + Sync>),
     #[error("store backend: {0}")]
     Backend(#[source] Box<dyn std::error::Error + Send + Sync>),
 }

@@ -76,6 +76,10 @@ impl PostgresStore {
         keys: KeyRing,
         options: PostgresOptions,
     ) -> Result<PostgresStore> {
+        let (url, dropped) = super::redact::without_unread_secrets(url);
+        for name in dropped {
+            tracing::warn!(parameter = %name, "--store: ignoring a connect parameter PostgreSQL connections here do not use (its value is not shown)");
+        }
         let connect: PgConnectOptions = url.parse().map_err(|e| {
             StoreError::Backend(format!("--store: not a PostgreSQL URL: {e}").into())
         })?;
@@ -304,7 +308,10 @@ async fn poll(pool: PgPool, feed: Arc<Feed>, every: Duration) {
 // === errors ===
 
 fn backend(e: sqlx::Error) -> StoreError {
-    if is_unavailable(&e) {
+    // 53100: disk_full.
+    if matches!(&e, sqlx::Error::Database(db) if db.code().as_deref() == Some("53100")) {
+        StoreError::Full(Box::new(e))
+    } else if is_unavailable(&e) {
         StoreError::Unavailable(Box::new(e))
     } else {
         StoreError::Backend(Box::new(e))

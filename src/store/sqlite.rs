@@ -1,10 +1,17 @@
-//! The embedded SQLite backend (sqlx): one file, WAL journal, migrations at open.
+//! The embedded SQLite backend (sqlx): one file, WAL journal synced at every commit, migrations
+//! at open.
+//!
+//! Every write runs in a transaction of its own ([`Write`]) and is acknowledged only once its
+//! `COMMIT` succeeded. Left to autocommit, SQLite commits a statement when it is reset, and sqlx
+//! ignores the result of that reset once a `RETURNING` statement has given its row: a commit
+//! that failed (a full disk) would be answered with the row it did not store.
 
 use std::path::Path;
 use std::str::FromStr as _;
 
-use sqlx::SqlitePool;
+use sqlx::pool::PoolConnection;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
+use sqlx::{Sqlite, SqliteConnection, SqlitePool};
 use tokio::sync::broadcast;
 
 use super::crypto::{KeyRing, Sealed};
@@ -34,21 +41,32 @@ impl SqliteStore {
     /// migrations.
     pub async fn open(path: &Path, keys: KeyRing) -> Result<SqliteStore> {
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-            std::fs::create_dir_all(dir).map_err(backend)?;
+            std::fs::create_dir_all(dir).map_err(io)?;
         }
         let options = SqliteConnectOptions::from_str("sqlite:")
             .map_err(backend)?
             .filename(path)
-            .create_if_missing(true)
+            .create_if_missing(true);
+        SqliteStore::open_with(options, keys).await
+    }
+
+    /// Opens the database `options` name with the settings every connection needs: the WAL
+    /// journal, synced at each commit (`synchronous = FULL`: a write acknowledged survives a
+    /// power loss, not only a crash of this process), and foreign keys on.
+    async fn open_with(options: SqliteConnectOptions, keys: KeyRing) -> Result<SqliteStore> {
+        let options = options
             .journal_mode(SqliteJournalMode::Wal)
-            .synchronous(SqliteSynchronous::Normal)
+            .synchronous(SqliteSynchronous::Full)
             .foreign_keys(true);
         let pool = SqlitePoolOptions::new()
             .max_connections(4)
             .connect_with(options)
             .await
             .map_err(backend)?;
-        MIGRATOR.run(&pool).await.map_err(backend)?;
+        MIGRATOR.run(&pool).await.map_err(|e| match e {
+            sqlx::migrate::MigrateError::Execute(e) => backend(e),
+            e => other(e),
+        })?;
         let (version,): (i64,) = sqlx::query_as("SELECT version FROM catalog WHERE id = 1")
             .fetch_one(&pool)
             .await
@@ -90,6 +108,30 @@ impl SqliteStore {
             .collect())
     }
 
+    /// Begins a write.
+    async fn begin(&self) -> Result<Write> {
+        let mut conn = self.pool.acquire().await.map_err(backend)?;
+        sqlx::raw_sql("BEGIN IMMEDIATE")
+            .execute(&mut *conn)
+            .await
+            .map_err(backend)?;
+        Ok(Write { conn, done: false })
+    }
+
+    /// Commits a write, failing as the commit does (a full disk: [`StoreError::Full`]), and
+    /// announces it.
+    async fn commit(&self, mut tx: Write) -> Result<()> {
+        sqlx::raw_sql("COMMIT")
+            .execute(tx.conn())
+            .await
+            .map_err(backend)?;
+        tx.done = true;
+        // Its connection back first: announcing takes one.
+        drop(tx);
+        self.announce().await;
+        Ok(())
+    }
+
     /// Announces the version a write of ours committed.
     async fn announce(&self) {
         if let Ok(version) = self.catalog_version().await {
@@ -105,31 +147,106 @@ impl SqliteStore {
     /// Deletes the row `id` of `kind` (`NotFound` when there is none).
     async fn delete(&self, kind: Kind, id: &str) -> Result<()> {
         let sql = format!("DELETE FROM {} WHERE id = ?", kind.table());
+        let mut tx = self.begin().await?;
         let done = sqlx::query(sqlx::AssertSqlSafe(sql))
             .bind(id)
-            .execute(&self.pool)
+            .execute(tx.conn())
             .await
             .map_err(backend)?;
         if done.rows_affected() == 0 {
+            tx.rollback().await;
             return Err(StoreError::not_found(kind, id));
         }
-        self.announce().await;
-        Ok(())
-    }
-
-    /// The version of the row `id` of `kind`, `None` when there is none.
-    async fn version(&self, kind: Kind, id: &str) -> Result<Option<u64>> {
-        let sql = format!("SELECT version FROM {} WHERE id = ?", kind.table());
-        let v: Option<(i64,)> = sqlx::query_as(sqlx::AssertSqlSafe(sql))
-            .bind(id)
-            .fetch_optional(&self.pool)
-            .await
-            .map_err(backend)?;
-        Ok(v.map(|(v,)| v as u64))
+        self.commit(tx).await
     }
 }
 
-fn backend(e: impl std::error::Error + Send + Sync + 'static) -> StoreError {
+/// A write in progress: a transaction of its own on a pooled connection, begun with `BEGIN
+/// IMMEDIATE` (the write lock taken at once, waiting up to the busy timeout). Only
+/// [`SqliteStore::commit`] acknowledges it, and [`Write::rollback`] ends one that changed
+/// nothing. Dropped otherwise (a statement failed, a failed `COMMIT`), it closes its connection,
+/// which rolls back whatever is left: after a failed `COMMIT` SQLite may or may not have rolled
+/// back already, and a connection whose transaction state is unknown never serves another call
+/// (it could hold the write lock, or wrap the next write in a transaction that never commits).
+struct Write {
+    conn: PoolConnection<Sqlite>,
+    /// Committed or rolled back: the connection may go back to the pool.
+    done: bool,
+}
+
+impl Write {
+    fn conn(&mut self) -> &mut SqliteConnection {
+        &mut self.conn
+    }
+
+    /// Ends a write that changed nothing (its conditional statement matched no row).
+    async fn rollback(mut self) {
+        self.done = sqlx::raw_sql("ROLLBACK").execute(self.conn()).await.is_ok();
+    }
+}
+
+impl Drop for Write {
+    fn drop(&mut self) {
+        if !self.done {
+            self.conn.close_on_drop();
+        }
+    }
+}
+
+/// The version of the row `id` of `kind` as `db` sees it (in a write's transaction: the state
+/// that made its conditional statement miss), `None` when there is none.
+async fn row_version<'e>(
+    db: impl sqlx::SqliteExecutor<'e>,
+    kind: Kind,
+    id: &str,
+) -> Result<Option<u64>> {
+    let sql = format!("SELECT version FROM {} WHERE id = ?", kind.table());
+    let v: Option<(i64,)> = sqlx::query_as(sqlx::AssertSqlSafe(sql))
+        .bind(id)
+        .fetch_optional(db)
+        .await
+        .map_err(backend)?;
+    Ok(v.map(|(v,)| v as u64))
+}
+
+/// SQLite's primary result codes that say the store cannot take the call now.
+const SQLITE_BUSY: i32 = 5;
+const SQLITE_LOCKED: i32 = 6;
+const SQLITE_IOERR: i32 = 10;
+const SQLITE_FULL: i32 = 13;
+
+/// What a failed call means: the disk (or the database) is full; the file cannot be read or
+/// written now (an I/O error, locked past the busy timeout); else a backend error.
+fn backend(e: sqlx::Error) -> StoreError {
+    let primary = match &e {
+        sqlx::Error::Database(db) => db
+            .code()
+            .and_then(|code| code.parse::<i32>().ok())
+            .map(|code| code & 0xff),
+        _ => None,
+    };
+    match (primary, &e) {
+        (Some(SQLITE_FULL), _) => StoreError::Full(Box::new(e)),
+        (_, sqlx::Error::Io(io)) if io.kind() == std::io::ErrorKind::StorageFull => {
+            StoreError::Full(Box::new(e))
+        }
+        (Some(SQLITE_BUSY | SQLITE_LOCKED | SQLITE_IOERR), _)
+        | (_, sqlx::Error::Io(_) | sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed) => {
+            StoreError::Unavailable(Box::new(e))
+        }
+        _ => StoreError::Backend(Box::new(e)),
+    }
+}
+
+/// A failed file operation of ours (the store's directory).
+fn io(e: std::io::Error) -> StoreError {
+    match e.kind() {
+        std::io::ErrorKind::StorageFull => StoreError::Full(Box::new(e)),
+        _ => StoreError::Backend(Box::new(e)),
+    }
+}
+
+fn other(e: impl std::error::Error + Send + Sync + 'static) -> StoreError {
     StoreError::Backend(Box::new(e))
 }
 
@@ -156,6 +273,7 @@ impl Store for SqliteStore {
              write_key_ciphertext, write_key_fingerprint, enabled, version) \
              VALUES (?, ?, ?, ?, ?, ?, ?, ?, 1) RETURNING {DESTINATION_COLUMNS}"
         );
+        let mut tx = self.begin().await?;
         let row: DestinationRow = sqlx::query_as(sqlx::AssertSqlSafe(sql))
             .bind(&id)
             .bind(name.as_str())
@@ -165,7 +283,7 @@ impl Store for SqliteStore {
             .bind(&sealed.ciphertext)
             .bind(write_key.fingerprint())
             .bind(enabled)
-            .fetch_one(&self.pool)
+            .fetch_one(tx.conn())
             .await
             .map_err(|e| {
                 if is_unique_violation(&e) {
@@ -178,7 +296,7 @@ impl Store for SqliteStore {
                     backend(e)
                 }
             })?;
-        self.announce().await;
+        self.commit(tx).await?;
         row.into_destination()
     }
 
@@ -234,6 +352,7 @@ impl Store for SqliteStore {
                updated_at = strftime('%Y-%m-%dT%H:%M:%fZ', 'now') \
              WHERE id = ? AND version = ? RETURNING {DESTINATION_COLUMNS}"
         );
+        let mut tx = self.begin().await?;
         let row: Option<DestinationRow> = sqlx::query_as(sqlx::AssertSqlSafe(sql))
             .bind(name.as_ref().map(|n| n.as_str()))
             .bind(region.as_ref().map(|r| r.as_str()))
@@ -244,7 +363,7 @@ impl Store for SqliteStore {
             .bind(enabled)
             .bind(id)
             .bind(version as i64)
-            .fetch_optional(&self.pool)
+            .fetch_optional(tx.conn())
             .await
             .map_err(|e| {
                 if is_unique_violation(&e) {
@@ -262,15 +381,19 @@ impl Store for SqliteStore {
             })?;
         match row {
             Some(row) => {
-                self.announce().await;
+                self.commit(tx).await?;
                 row.into_destination()
             }
-            None => Err(StoreError::stale_or_missing(
-                Kind::Destination,
-                id,
-                version,
-                self.version(Kind::Destination, id).await?,
-            )),
+            None => {
+                let actual = row_version(tx.conn(), Kind::Destination, id).await?;
+                tx.rollback().await;
+                Err(StoreError::stale_or_missing(
+                    Kind::Destination,
+                    id,
+                    version,
+                    actual,
+                ))
+            }
         }
     }
 
@@ -297,7 +420,7 @@ impl Store for SqliteStore {
             },
             id.as_bytes(),
         )?;
-        let text = String::from_utf8(plain).map_err(backend)?;
+        let text = String::from_utf8(plain).map_err(other)?;
         WriteKey::parse(text).map_err(|e| {
             StoreError::Backend(format!("destination {id}: stored write key {e}").into())
         })
@@ -323,6 +446,7 @@ impl Store for SqliteStore {
                AND (SELECT COUNT(*) FROM mappings WHERE destination_id = ?2) < ?7 \
              RETURNING {MAPPING_COLUMNS}"
         );
+        let mut tx = self.begin().await?;
         let row: Option<MappingRow> = sqlx::query_as(sqlx::AssertSqlSafe(sql))
             .bind(&id)
             .bind(destination_id)
@@ -331,7 +455,7 @@ impl Store for SqliteStore {
             .bind(enabled)
             .bind(&document)
             .bind(MAX_MAPPINGS_PER_DESTINATION as i64)
-            .fetch_optional(&self.pool)
+            .fetch_optional(tx.conn())
             .await
             .map_err(|e| {
                 if is_unique_violation(&e) {
@@ -346,18 +470,20 @@ impl Store for SqliteStore {
             })?;
         match row {
             Some(row) => {
-                self.announce().await;
+                self.commit(tx).await?;
                 Ok(row.into())
             }
-            None => Err(
-                match self.version(Kind::Destination, destination_id).await? {
+            None => {
+                let destination = row_version(tx.conn(), Kind::Destination, destination_id).await?;
+                tx.rollback().await;
+                Err(match destination {
                     None => StoreError::not_found(Kind::Destination, destination_id),
                     Some(_) => StoreError::TooManyMappings {
                         destination_id: destination_id.to_owned(),
                         limit: MAX_MAPPINGS_PER_DESTINATION,
                     },
-                },
-            ),
+                })
+            }
         }
     }
 
@@ -373,8 +499,7 @@ impl Store for SqliteStore {
     }
 
     async fn list_mappings(&self, destination_id: &str) -> Result<Vec<MappingRecord>> {
-        if self
-            .version(Kind::Destination, destination_id)
+        if row_version(&self.pool, Kind::Destination, destination_id)
             .await?
             .is_none()
         {
@@ -408,6 +533,7 @@ impl Store for SqliteStore {
                version = version + 1, updated_at = strftime('%Y-%m-%dT%H:%M:%fZ', 'now') \
              WHERE id = ? AND version = ? RETURNING {MAPPING_COLUMNS}"
         );
+        let mut tx = self.begin().await?;
         let row: Option<MappingRow> = sqlx::query_as(sqlx::AssertSqlSafe(sql))
             .bind(name.as_str())
             .bind(&model)
@@ -415,7 +541,7 @@ impl Store for SqliteStore {
             .bind(&document)
             .bind(id)
             .bind(version as i64)
-            .fetch_optional(&self.pool)
+            .fetch_optional(tx.conn())
             .await
             .map_err(|e| {
                 if is_unique_violation(&e) {
@@ -430,15 +556,19 @@ impl Store for SqliteStore {
             })?;
         match row {
             Some(row) => {
-                self.announce().await;
+                self.commit(tx).await?;
                 Ok(row.into())
             }
-            None => Err(StoreError::stale_or_missing(
-                Kind::Mapping,
-                id,
-                version,
-                self.version(Kind::Mapping, id).await?,
-            )),
+            None => {
+                let actual = row_version(tx.conn(), Kind::Mapping, id).await?;
+                tx.rollback().await;
+                Err(StoreError::stale_or_missing(
+                    Kind::Mapping,
+                    id,
+                    version,
+                    actual,
+                ))
+            }
         }
     }
 
@@ -459,11 +589,13 @@ impl Store for SqliteStore {
     }
 
     async fn reencrypt_write_keys(&self) -> Result<u64> {
+        let stale = self.stored_keys(true).await?;
         let mut done = 0;
+        let mut tx = self.begin().await?;
         for StoredKey {
             destination_id,
             sealed,
-        } in self.stored_keys(true).await?
+        } in stale
         {
             let plain = self.keys.open(&sealed, destination_id.as_bytes())?;
             let fresh = self.keys.seal(&plain, destination_id.as_bytes())?;
@@ -478,14 +610,77 @@ impl Store for SqliteStore {
             .bind(&fresh.ciphertext)
             .bind(&destination_id)
             .bind(&sealed.nonce)
-            .execute(&self.pool)
+            .execute(tx.conn())
             .await
             .map_err(backend)?;
             done += updated.rows_affected();
         }
         if done > 0 {
-            self.announce().await;
+            self.commit(tx).await?;
+        } else {
+            tx.rollback().await;
         }
         Ok(done)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::{Name, Region};
+
+    fn mapping(name: &str, document: String) -> MappingContent {
+        MappingContent {
+            name: Name::parse(name.into()).unwrap(),
+            model: "orders".into(),
+            enabled: true,
+            document,
+        }
+    }
+
+    /// A database that may grow no further (`max_page_count`, as a full disk would stop it)
+    /// fails the write as `Full`, stores nothing, and still answers reads and small writes.
+    #[tokio::test]
+    async fn a_write_the_database_has_no_room_for_fails_as_full() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("c.db");
+        let key = KeyRing::generate_hex().unwrap();
+        let keys = || KeyRing::from_hex_lines(&key).unwrap();
+        let store = SqliteStore::open(&path, keys()).await.unwrap();
+        let (pages,): (i64,) = sqlx::query_as("PRAGMA page_count")
+            .fetch_one(&store.pool)
+            .await
+            .unwrap();
+        store.close().await;
+
+        let options = SqliteConnectOptions::from_str("sqlite:")
+            .unwrap()
+            .filename(&path)
+            .pragma("max_page_count", pages.to_string());
+        let store = SqliteStore::open_with(options, keys()).await.unwrap();
+        let d = store
+            .create_destination(NewDestination {
+                name: Name::parse("prod".into()).unwrap(),
+                region: Region::parse("us").unwrap(),
+                write_key: WriteKey::parse("wk-0123456789".into()).unwrap(),
+                enabled: true,
+            })
+            .await
+            .unwrap();
+        // Overflow pages the file may not add.
+        let big = format!("{{\"pad\": \"{}\"}}", "x".repeat(64 * 1024));
+        let err = store
+            .create_mapping(&d.id, mapping("big", big))
+            .await
+            .unwrap_err();
+        assert!(matches!(err, StoreError::Full(_)), "{err:?}");
+        assert!(err.to_string().contains("full"), "{err}");
+        assert!(store.list_mappings(&d.id).await.unwrap().is_empty());
+        let small = store
+            .create_mapping(&d.id, mapping("small", "{}".into()))
+            .await
+            .unwrap();
+        assert_eq!(store.get_mapping(&small.id).await.unwrap().id, small.id);
+        store.close().await;
     }
 }

@@ -13,7 +13,13 @@ use crate::helpers::{TestApp, track_mapping};
 const BIN: &str = env!("CARGO_BIN_EXE_segment-connections");
 
 /// Runs the binary with `args` (off the runtime: the server shares it).
-async fn cli(args: &[&str], envs: &[(&str, &str)]) -> Output {
+pub(crate) async fn cli(args: &[&str], envs: &[(&str, &str)]) -> Output {
+    cli_in(None, args, envs).await
+}
+
+/// [`cli`] in the working directory `dir`.
+pub(crate) async fn cli_in(dir: Option<&Path>, args: &[&str], envs: &[(&str, &str)]) -> Output {
+    let dir = dir.map(Path::to_path_buf);
     let args: Vec<String> = args.iter().map(|s| s.to_string()).collect();
     let envs: Vec<(String, String)> = envs
         .iter()
@@ -22,6 +28,9 @@ async fn cli(args: &[&str], envs: &[(&str, &str)]) -> Output {
     tokio::task::spawn_blocking(move || {
         let mut cmd = Command::new(BIN);
         cmd.args(&args);
+        if let Some(dir) = dir {
+            cmd.current_dir(dir);
+        }
         for (k, v) in envs {
             cmd.env(k, v);
         }
@@ -47,7 +56,7 @@ fn stdout_json(out: &Output) -> Value {
         .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&out.stdout)))
 }
 
-fn text(bytes: &[u8]) -> String {
+pub(crate) fn text(bytes: &[u8]) -> String {
     String::from_utf8_lossy(bytes).into_owned()
 }
 

@@ -9,6 +9,7 @@ mod helpers;
 mod limits;
 mod mappings;
 mod security;
+mod store_faults;
 mod stream_rows;
 mod submit_rows;
 mod test_mapping;
