@@ -1,7 +1,7 @@
 //! Wiring: the key ring, the store, the gRPC server with health and reflection, and graceful
 //! shutdown (SIGTERM/SIGINT → health NOT_SERVING and new calls UNAVAILABLE → calls in flight
 //! finish, bounded by the grace period → connections close).
-//! Operations (#6): `/metrics` on `--metrics-listen`, the per-RPC metrics-and-log layer, bearer
+//! Operations: `/metrics` on `--metrics-listen`, the per-RPC metrics-and-log layer, bearer
 //! authentication on everything but health, TLS/mTLS, and a plaintext health-only port for
 //! kubelet probes when TLS is on.
 

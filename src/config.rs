@@ -129,7 +129,7 @@ pub struct ServeArgs {
     /// Log format (the level comes from RUST_LOG, default info).
     #[arg(long, env = "SEGMENT_CONNECTIONS_LOG_FORMAT", value_enum, default_value_t = LogFormat::Plain)]
     pub log_format: LogFormat,
-    // === Operations (#6): metrics, health port, authentication, TLS, limits ===
+    // === Operations: metrics, health port, authentication, TLS, limits ===
     /// Where Prometheus metrics are served (GET /metrics); `off` disables them.
     #[arg(
         long,
@@ -223,7 +223,7 @@ pub struct Settings {
     pub log_format: LogFormat,
     /// Sending rows to the Tracking API.
     pub delivery: DeliverySettings,
-    // === Operations (#6) ===
+    // === Operations ===
     /// Where /metrics is served; `None`: not served.
     pub metrics_listen: Option<SocketAddr>,
     /// A plaintext health-only port, if any.

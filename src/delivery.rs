@@ -1,4 +1,4 @@
-//! SubmitRows orchestration: render → batch → send → per-row report (DESIGN.md hops 4–8).
+//! SubmitRows orchestration: render → batch → send → per-row report (docs/DESIGN.md hops 4–8).
 //!
 //! [`deliver`] is generic over a [`Sender`] so it can be tested without HTTP; [`Delivery`] adds
 //! the cache lookup and one [`SegmentClient`] per destination.

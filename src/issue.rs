@@ -1,4 +1,4 @@
-//! Per-row issues: the closed list of codes (DESIGN.md) and where each one points.
+//! Per-row issues: the closed list of codes (docs/DESIGN.md) and where each one points.
 
 use serde::Serialize;
 

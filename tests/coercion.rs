@@ -1,5 +1,5 @@
-//! Cleaning and coercion per target type (SEGMENT_SPEC §3.1 steps 4–5, expectations from
-//! Segment's code), the messageId (DESIGN.md, D5), the Tracking API acceptance checks (D6) and
+//! Cleaning and coercion per target type (docs/SEGMENT_SPEC.md §3.1 steps 4–5, expectations from
+//! Segment's code), the messageId (docs/DESIGN.md, D5), the Tracking API acceptance checks (D6) and
 //! triggers against every op.
 
 mod support;
@@ -94,7 +94,7 @@ fn string_fields() {
         // A one-element array holding null is coerced after empty-value removal: "".
         (json!([null]), Is(json!(""))),
         (json!(" "), Is(json!(" "))),
-        // Exact digits: columns travel as JSON text so ids above 2^53 survive (DESIGN.md);
+        // Exact digits: columns travel as JSON text so ids above 2^53 survive (docs/DESIGN.md);
         // Segment's JavaScript would print 12345678901234567000.
         (
             json!(12345678901234567890u64),
@@ -422,7 +422,7 @@ fn track_mapping(message_id: Option<Value>) -> Value {
     json!({"action": "track", "fields": fields})
 }
 
-/// DESIGN.md's recipe, computed here independently: `sc1-` + 32 hex digits of SHA-256 over the
+/// docs/DESIGN.md's recipe, computed here independently: `sc1-` + 32 hex digits of SHA-256 over the
 /// length-prefixed parts.
 fn recipe(
     destination: &str,

@@ -1,5 +1,5 @@
 //! Every recorded case from Segment's real implementation, run through the function TestMapping
-//! uses, compared as JSON values, with each deliberate deviation (SEGMENT_SPEC D1–D7) named where
+//! uses, compared as JSON values, with each deviation (docs/SEGMENT_SPEC.md D1–D7) named where
 //! it applies. Cases 17, 22 and 30 cannot be expressed as a row: see their own tests.
 
 use serde_json::{Value, json};

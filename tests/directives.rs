@@ -1,5 +1,5 @@
 //! Each mapping-kit directive through the public API, with the expected events taken from
-//! Segment's own code (the oracle) except where a deviation (SEGMENT_SPEC D1–D7) says otherwise;
+//! Segment's code (the oracle) unless a deviation (docs/SEGMENT_SPEC.md D1–D7) says otherwise;
 //! then mapping validation: every violation listed with its pointer into the mapping document.
 
 mod support;

@@ -373,7 +373,7 @@ fn junk_value() -> BoxedStrategy<Value> {
         .boxed()
 }
 
-/// The field keys an action has (SEGMENT_SPEC §2).
+/// The field keys an action has (docs/SEGMENT_SPEC.md §2).
 fn keys_of(action: &str) -> Vec<&'static str> {
     let own: &[&str] = match action {
         "track" => &["event_name", "properties", "traits"],
@@ -463,7 +463,7 @@ fn valid_doc() -> BoxedStrategy<Value> {
         .boxed()
 }
 
-/// Any mapping document of DESIGN.md's shape: junk actions, triggers, field keys and values.
+/// Any mapping document of docs/DESIGN.md's shape: junk actions, triggers, field keys and values.
 fn junk_doc() -> BoxedStrategy<Value> {
     let action = prop::option::of(select(vec![
         "track", "page", "screen", "identify", "group", "alias",

@@ -429,7 +429,7 @@ pub fn test_result_from_proto(r: proto::TestRowResult) -> TestResult {
     }
 }
 
-/// Rows as the API carries them, from DESIGN.md's row JSON (for the CLI).
+/// Rows as the API carries them, from docs/DESIGN.md's row JSON (for the CLI).
 pub fn to_proto_row(row: &Row) -> proto::Row {
     proto::Row {
         id: row.id.clone().unwrap_or_default(),

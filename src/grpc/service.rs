@@ -365,7 +365,7 @@ impl<S: Store> proto::Connections for ConnectionsService<S> {
         Ok(Response::new(proto::TestMappingResponse { results }))
     }
 
-    // === Rows (the delivery issue) ===
+    // === Rows ===
 
     async fn submit_rows(
         &self,

@@ -69,7 +69,7 @@ impl<'a> Envelope<'a> {
         self.row
     }
 
-    /// The derived messageId of this row under this mapping (DESIGN.md, "messageId").
+    /// The derived messageId of this row under this mapping (docs/DESIGN.md, "messageId").
     pub fn derived_message_id(&self) -> &str {
         self.derived
             .get_or_init(|| message_id::derive(self.identity, self.row))

@@ -1,5 +1,5 @@
 //! Evaluating compiled mapping values against a scope, with mapping-kit's runtime semantics
-//! (SEGMENT_SPEC §7). `undefined` is `None`; values stay borrowed unless a directive computes one.
+//! (docs/SEGMENT_SPEC.md §7). `undefined` is `None`; only values a directive computes are owned.
 
 use serde_json::{Map, Value};
 

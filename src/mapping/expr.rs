@@ -1,4 +1,4 @@
-//! Mapping-kit values compiled once: every directive checked (SEGMENT_SPEC §7, plus the
+//! Mapping-kit values compiled once: every directive checked (docs/SEGMENT_SPEC.md §7, plus the
 //! arguments Segment's runtime would reject on every row) and turned into an `Expr` tree.
 
 use serde_json::{Map, Value};

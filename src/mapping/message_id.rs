@@ -1,4 +1,4 @@
-//! The derived messageId (DESIGN.md): the same row under the same mapping version always gets the
+//! The derived messageId (docs/DESIGN.md): the same row under one mapping version always gets the
 //! same id, so a retry deduplicates at Segment; a changed row or mapping gets a new one.
 
 use sha2::{Digest, Sha256};

@@ -1,4 +1,4 @@
-//! Mappings: the document (DESIGN.md's JSON), its validation and compilation, and rendering a
+//! Mappings: the document (docs/DESIGN.md's JSON), its validation and compilation, and rendering a
 //! row into a Segment event. Pure: no IO, no async, no proto types.
 
 mod envelope;
@@ -33,7 +33,7 @@ const IGNORED_KEYS: [&str; 2] = [
     "__segment_internal_matching_key",
 ];
 
-/// A mapping document as written (DESIGN.md): only its JSON shape is checked here.
+/// A mapping document as written (docs/DESIGN.md): only its JSON shape is checked here.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct MappingDoc {

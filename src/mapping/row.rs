@@ -63,7 +63,7 @@ impl Row {
         }
     }
 
-    /// Parses DESIGN.md's row JSON: `{"id": str|number, "op", "columns": {...}, "message_id"}`.
+    /// Parses docs/DESIGN.md's row JSON: `{"id": str|number, "op", "columns": {…}, "message_id"}`.
     pub fn from_json(bytes: &[u8]) -> Result<Row, serde_json::Error> {
         let doc: RowDoc = serde_json::from_slice(bytes)?;
         let id = doc.id.map(|id| match id {

@@ -1,5 +1,5 @@
 //! Building the Spec event from resolved field values, as Segment's pipeline does
-//! (SEGMENT_SPEC §3.1 steps 4–6): empty-value removal, AJV-style coercion and checks, then each
+//! (docs/SEGMENT_SPEC.md §3.1 steps 4–6): empty-value removal, AJV's coercion and checks, then each
 //! action's `perform`, written straight into a reused buffer, key order as Segment's code.
 
 use std::borrow::Cow;

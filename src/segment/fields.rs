@@ -1,5 +1,5 @@
 //! The five actions and their input fields: keys, labels, types, and where each may be used
-//! (SEGMENT_SPEC §2). Labels are Segment's, so messages read as Segment's do.
+//! (docs/SEGMENT_SPEC.md §2). Labels are Segment's, so messages read as Segment's do.
 
 use serde::{Deserialize, Serialize};
 
@@ -281,7 +281,7 @@ impl Field {
         }
     }
 
-    /// Whether `action` has this field (SEGMENT_SPEC §2).
+    /// Whether `action` has this field (docs/SEGMENT_SPEC.md §2).
     pub fn allowed(self, action: Action) -> bool {
         match self {
             Field::EventName => action == Action::Track,

@@ -31,7 +31,7 @@ pub enum Class {
     Permanent,
 }
 
-/// The retry table (DESIGN.md): 2xx succeed; 408, 410, 429, 460 and 5xx except 501/505 are
+/// The retry table (docs/DESIGN.md): 2xx succeed; 408, 410, 429, 460 and 5xx except 501/505 are
 /// retried, as are timeouts and transport errors; every other status is permanent.
 pub fn classify(attempt: Attempt) -> Class {
     match attempt {

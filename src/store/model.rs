@@ -5,7 +5,7 @@ use std::fmt;
 
 use super::secret::WriteKey;
 
-/// The most mappings one destination may have (DESIGN.md).
+/// The most mappings one destination may have (docs/DESIGN.md).
 pub const MAX_MAPPINGS_PER_DESTINATION: usize = 50;
 
 /// The longest destination or mapping name accepted.

@@ -12,7 +12,7 @@ pub fn doc(mapping: Value) -> MappingDoc {
     serde_json::from_value(mapping).expect("a mapping document")
 }
 
-/// A row from DESIGN.md's row JSON.
+/// A row from docs/DESIGN.md's row JSON.
 pub fn row(row: Value) -> Row {
     Row::from_json(&serde_json::to_vec(&row).unwrap()).expect("a row")
 }
