@@ -138,6 +138,8 @@ async fn main() {
             .arg(&listen)
             .arg("--metrics-listen")
             .arg("off")
+            .arg("--allowed-upstreams")
+            .arg("127.0.0.1")
             .arg("--store")
             .arg(format!(
                 "sqlite://{}",

@@ -9,6 +9,7 @@ use std::time::Duration;
 use crate::delivery::DeliverySettings;
 use crate::limits::{DEFAULT_MAX_ROW_BYTES, DEFAULT_MAX_VALUE_BYTES, RowLimits};
 use crate::segment::RetrySettings;
+use crate::store::AllowedUpstreams;
 
 /// The default store: an SQLite file, created on first run.
 pub const DEFAULT_STORE: &str = "sqlite://./data/connections.db";
@@ -109,6 +110,14 @@ pub struct ServeArgs {
         default_value_t = 10_000
     )]
     pub stream_rows_in_flight: usize,
+    /// Hosts a destination's custom base URL may name (comma-separated host names or IP
+    /// addresses, any port); none by default: write keys go only to `us` and `eu`.
+    #[arg(
+        long,
+        env = "SEGMENT_CONNECTIONS_ALLOWED_UPSTREAMS",
+        value_delimiter = ','
+    )]
+    pub allowed_upstreams: Vec<String>,
     /// Log format (the level comes from RUST_LOG, default info).
     #[arg(long, env = "SEGMENT_CONNECTIONS_LOG_FORMAT", value_enum, default_value_t = LogFormat::Plain)]
     pub log_format: LogFormat,
@@ -287,6 +296,8 @@ pub enum ConfigError {
     EmptyToken,
     #[error("--otlp-endpoint {0:?}: expected an http:// or https:// URL")]
     OtlpEndpoint(String),
+    #[error("--allowed-upstreams: {0}")]
+    AllowedUpstreams(String),
 }
 
 impl TryFrom<ServeArgs> for Settings {
@@ -305,6 +316,7 @@ impl TryFrom<ServeArgs> for Settings {
             attempt_timeout_seconds,
             max_in_flight_batches,
             stream_rows_in_flight,
+            allowed_upstreams,
             log_format,
             metrics_listen,
             health_listen,
@@ -383,6 +395,8 @@ impl TryFrom<ServeArgs> for Settings {
         {
             return Err(ConfigError::OtlpEndpoint(e.clone()));
         }
+        let allowed_upstreams =
+            AllowedUpstreams::parse(&allowed_upstreams).map_err(ConfigError::AllowedUpstreams)?;
         let defaults = DeliverySettings::default();
         let delivery = DeliverySettings {
             retry: RetrySettings {
@@ -394,6 +408,7 @@ impl TryFrom<ServeArgs> for Settings {
             default_deadline: Duration::from_secs(deadline_seconds),
             max_rows: max_submit_rows,
             stream_rows_in_flight,
+            allowed_upstreams,
             ..defaults
         };
         Ok(Settings {
@@ -572,5 +587,24 @@ mod tests {
             settings(&["--max-test-rows", "0"]),
             Err(ConfigError::Zero(_))
         ));
+        let e = settings(&["--allowed-upstreams", "127.0.0.1,http://x"]).unwrap_err();
+        assert!(
+            e.to_string()
+                .starts_with("--allowed-upstreams: \"http://x\""),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn allowed_upstreams_are_none_by_default() {
+        let allows = |s: &Settings, r: &str| {
+            s.delivery
+                .allowed_upstreams
+                .allows(&crate::store::Region::parse(r).unwrap())
+        };
+        let s = settings(&[]).unwrap();
+        assert!(allows(&s, "us") && !allows(&s, "http://127.0.0.1:8089"));
+        let s = settings(&["--allowed-upstreams", "127.0.0.1,proxy.internal"]).unwrap();
+        assert!(allows(&s, "http://127.0.0.1:8089") && allows(&s, "https://proxy.internal"));
     }
 }

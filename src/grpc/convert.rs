@@ -334,6 +334,7 @@ pub fn to_proto_issue_code(code: IssueCode) -> proto::IssueCode {
         IssueCode::RetriesExhausted => proto::IssueCode::RetriesExhausted,
         IssueCode::Deadline => proto::IssueCode::Deadline,
         IssueCode::ShuttingDown => proto::IssueCode::ShuttingDown,
+        IssueCode::UpstreamNotAllowed => proto::IssueCode::UpstreamNotAllowed,
     }
 }
 
@@ -357,6 +358,7 @@ pub fn issue_code_from_proto(code: i32) -> Option<IssueCode> {
         proto::IssueCode::RetriesExhausted => IssueCode::RetriesExhausted,
         proto::IssueCode::Deadline => IssueCode::Deadline,
         proto::IssueCode::ShuttingDown => IssueCode::ShuttingDown,
+        proto::IssueCode::UpstreamNotAllowed => IssueCode::UpstreamNotAllowed,
     })
 }
 

@@ -16,7 +16,7 @@ use crate::error::Error;
 use crate::limits::RowLimits;
 use crate::mapping::{Identity, Mapping, MappingDoc, TestResult, Violation};
 use crate::metrics::{Outcome, RpcCounts};
-use crate::store::{NewDestination, Store};
+use crate::store::{AllowedUpstreams, NewDestination, Region, Store};
 
 /// Request limits enforced by the handlers (tonic enforces the message size).
 #[derive(Debug, Clone, Copy)]
@@ -80,6 +80,14 @@ impl<S: Store> ConnectionsService<S> {
         }
         self.delivery.target(&destination_id, &model).await?;
         Ok((destination_id, model))
+    }
+
+    /// A region a destination may be given: a custom base URL's host must be allowed.
+    fn check_region(&self, region: &Region) -> Result<(), Error> {
+        match self.delivery.settings().allowed_upstreams.allows(region) {
+            true => Ok(()),
+            false => Err(Error::invalid("region", AllowedUpstreams::refusal(region))),
+        }
     }
 
     fn check_row_count(&self, field: &str, n: usize) -> Result<(), Error> {
@@ -163,6 +171,7 @@ impl<S: Store> proto::Connections for ConnectionsService<S> {
         request: Request<proto::CreateDestinationRequest>,
     ) -> Result<Response<proto::CreateDestinationResponse>, Status> {
         let new = NewDestination::try_from(request.into_inner())?;
+        self.check_region(&new.region)?;
         let d = self
             .store
             .create_destination(new)
@@ -203,6 +212,16 @@ impl<S: Store> proto::Connections for ConnectionsService<S> {
         request: Request<proto::UpdateDestinationRequest>,
     ) -> Result<Response<proto::UpdateDestinationResponse>, Status> {
         let DestinationUpdate { id, version, patch } = request.into_inner().try_into()?;
+        if let Some(region) = &patch.region {
+            self.check_region(region)?;
+            let current = self.store.get_destination(&id).await.map_err(Error::from)?;
+            // From another version the update is ABORTED below, whatever the region.
+            if current.version == version
+                && let Some(why) = patch.key_move_violation(&current.region)
+            {
+                return Err(Error::invalid("write_key", why).into());
+            }
+        }
         let d = self
             .store
             .update_destination(&id, version, patch)

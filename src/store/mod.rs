@@ -20,8 +20,8 @@ use std::future::Future;
 pub use any::AnyStore;
 pub use crypto::{CryptoError, KeyRing};
 pub use model::{
-    Destination, DestinationPatch, MAX_MAPPINGS_PER_DESTINATION, MappingContent, MappingRecord,
-    Name, NewDestination, Region,
+    AllowedUpstreams, Destination, DestinationPatch, MAX_MAPPINGS_PER_DESTINATION, MappingContent,
+    MappingRecord, Name, NewDestination, Region,
 };
 pub use postgres::{PostgresOptions, PostgresStore};
 pub use secret::WriteKey;
