@@ -222,7 +222,8 @@ impl<S: Store> Delivery<S> {
     }
 
     /// The destination's enabled mappings of `model` and its client; `NotFound` for an unknown
-    /// destination, `DestinationDisabled` for a disabled one.
+    /// destination, `DestinationDisabled` for a disabled one, `UnknownModel` when none of its
+    /// mappings (enabled or not) reads `model`.
     pub async fn target(
         &self,
         destination_id: &str,
@@ -231,6 +232,13 @@ impl<S: Store> Delivery<S> {
         let entry = self.cache.destination(destination_id).await?;
         if !entry.destination.enabled {
             return Err(Error::DestinationDisabled(destination_id.to_owned()));
+        }
+        if !entry.models.iter().any(|m| m == model) {
+            return Err(Error::UnknownModel {
+                destination_id: destination_id.to_owned(),
+                model: model.to_owned(),
+                models: entry.models.clone(),
+            });
         }
         let mappings = entry.mappings_for(model).cloned().collect();
         let version = entry.destination.version;

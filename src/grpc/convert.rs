@@ -12,7 +12,7 @@ use crate::limits::RowLimits;
 use crate::mapping::{Identity, Mapping, MappingDoc, Op, Row, TestResult, Violation};
 use crate::store::{
     Destination, DestinationPatch, MappingContent, MappingRecord, Name, NewDestination, Region,
-    WriteKey,
+    WriteKey, check_model,
 };
 
 /// Collects violations so a request reports all of its bad fields at once.
@@ -176,15 +176,22 @@ pub(super) fn mapping_content(json: String) -> Result<MappingContent, Error> {
             })
         })
         .ok();
-    let model = match doc.model.as_deref() {
-        None | Some("") => {
+    let model = match doc.model.as_deref().map(|m| (m, check_model(m))) {
+        None | Some(("", _)) => {
             violations.push(Violation {
                 pointer: "/model".into(),
                 message: "is required to register a mapping".into(),
             });
             None
         }
-        Some(m) => Some(m.to_owned()),
+        Some((_, Err(e))) => {
+            violations.push(Violation {
+                pointer: "/model".into(),
+                message: e.into(),
+            });
+            None
+        }
+        Some((m, Ok(()))) => Some(m.to_owned()),
     };
     match (name, model) {
         (Some(name), Some(model)) if violations.is_empty() => Ok(MappingContent {

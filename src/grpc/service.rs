@@ -16,7 +16,7 @@ use crate::error::Error;
 use crate::limits::RowLimits;
 use crate::mapping::{Identity, Mapping, MappingDoc, TestResult, Violation};
 use crate::metrics::{Outcome, RpcCounts};
-use crate::store::{AllowedUpstreams, NewDestination, Region, Store};
+use crate::store::{AllowedUpstreams, NewDestination, Region, Store, check_model};
 
 /// Request limits enforced by the handlers (tonic enforces the message size).
 #[derive(Debug, Clone, Copy)]
@@ -75,9 +75,7 @@ impl<S: Store> ConnectionsService<S> {
         model: String,
     ) -> Result<(String, String), Error> {
         let destination_id = convert::id("destination_id", destination_id)?;
-        if model.is_empty() {
-            return Err(Error::invalid("model", "is required"));
-        }
+        check_model(&model).map_err(|e| Error::invalid("model", e))?;
         self.delivery.target(&destination_id, &model).await?;
         Ok((destination_id, model))
     }

@@ -21,7 +21,7 @@ pub use any::AnyStore;
 pub use crypto::{CryptoError, KeyRing};
 pub use model::{
     AllowedUpstreams, Destination, DestinationPatch, MAX_MAPPINGS_PER_DESTINATION, MappingContent,
-    MappingRecord, Name, NewDestination, Region,
+    MappingRecord, Name, NewDestination, Region, check_model,
 };
 pub use postgres::{PostgresOptions, PostgresStore};
 pub use secret::WriteKey;

@@ -42,6 +42,16 @@ impl Name {
     }
 }
 
+/// A model name (what a mapping reads, what rows are submitted for): non-empty, at most
+/// [`MAX_NAME_LEN`] bytes.
+pub fn check_model(model: &str) -> Result<(), &'static str> {
+    match model.len() {
+        0 => Err("is required"),
+        n if n > MAX_NAME_LEN => Err("is longer than 200 bytes"),
+        _ => Ok(()),
+    }
+}
+
 /// Where a destination's Tracking API lives.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Region {

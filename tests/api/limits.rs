@@ -81,6 +81,7 @@ async fn calls_beyond_the_concurrency_limit_are_resource_exhausted() {
     })
     .await;
     let d = app.create_destination("prod").await;
+    app.create_mapping(&d.id, &track_mapping("orders")).await;
     let list = || {
         let mut client = app.client.clone();
         async move {

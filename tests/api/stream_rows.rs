@@ -55,6 +55,7 @@ async fn every_chunk_is_answered() {
 #[tokio::test]
 async fn the_header_comes_first() {
     let (app, _fake, d) = setup().await;
+    app.create_mapping(&d, &track_mapping("orders")).await;
     let err = app
         .client
         .clone()
