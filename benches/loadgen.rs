@@ -199,6 +199,7 @@ async fn main() {
             rows: (0..rows_per_request)
                 .map(|i| row(r * rows_per_request + i))
                 .collect(),
+            ..Default::default()
         })
         .collect();
 

@@ -237,6 +237,7 @@ async fn delivery_metrics_count_what_happened() {
             destination_id: d.id.clone(),
             model: "orders".into(),
             rows,
+            ..Default::default()
         })
         .await
         .unwrap()

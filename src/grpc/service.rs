@@ -394,8 +394,10 @@ impl<S: Store> proto::Connections for ConnectionsService<S> {
             destination_id,
             model,
             rows,
+            results: filter,
         } = request.into_inner();
         self.check_row_count("rows", rows.len())?;
+        let filter = convert::result_filter("results", filter)?;
         let (destination_id, model) = self.check_target(destination_id, model).await?;
         rpc.add_rows(rows.len() as u64);
         let inputs = rows
@@ -406,12 +408,9 @@ impl<S: Store> proto::Connections for ConnectionsService<S> {
             .delivery
             .submit(&destination_id, &model, inputs, 0, stop)
             .await?;
-        let (results, counts) = convert::to_proto_results(results);
-        count_results(&rpc, &counts);
-        Ok(Response::new(proto::SubmitRowsResponse {
-            results,
-            counts: Some(counts),
-        }))
+        let answer = convert::to_proto_results(results, filter);
+        count_results(&rpc, &answer.counts);
+        Ok(Response::new(answer.into_submit_response()))
     }
 
     type StreamRowsStream = ResponseStream;
@@ -441,7 +440,9 @@ impl<S: Store> proto::Connections for ConnectionsService<S> {
         let proto::StreamHeader {
             destination_id,
             model,
+            results: filter,
         } = header;
+        let filter = convert::result_filter("header.results", filter)?;
         let (destination_id, model) = self.check_target(destination_id, model).await?;
         let target: Arc<(String, String)> = Arc::new((destination_id, model));
 
@@ -502,13 +503,9 @@ impl<S: Store> proto::Connections for ConnectionsService<S> {
                         .submit(&target.0, &target.1, inputs, 0, stop)
                         .await
                         .map(|results| {
-                            let (results, counts) = convert::to_proto_results(results);
-                            count_results(&rpc, &counts);
-                            proto::StreamRowsResponse {
-                                chunk_id,
-                                results,
-                                counts: Some(counts),
-                            }
+                            let answer = convert::to_proto_results(results, filter);
+                            count_results(&rpc, &answer.counts);
+                            answer.into_stream_response(chunk_id)
                         })
                         .map_err(Status::from);
                     tx.send(answer).await.ok();

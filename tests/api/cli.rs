@@ -724,6 +724,7 @@ async fn sigterm_mid_submit_rows_answers_every_row() {
                 destination_id: d.id.clone(),
                 model: "orders".into(),
                 rows,
+                ..Default::default()
             })
             .await
     });

@@ -14,6 +14,7 @@ fn header(d: &str) -> proto::StreamRowsRequest {
         message: Some(Message::Header(proto::StreamHeader {
             destination_id: d.into(),
             model: "orders".into(),
+            ..Default::default()
         })),
     }
 }

@@ -62,6 +62,7 @@ pub fn request(destination_id: &str, rows: Vec<proto::Row>) -> proto::SubmitRows
         destination_id: destination_id.into(),
         model: "orders".into(),
         rows,
+        ..Default::default()
     }
 }
 
@@ -225,6 +226,7 @@ async fn a_model_no_mapping_reads_is_not_found_naming_the_models() {
             proto::StreamHeader {
                 destination_id: d.clone(),
                 model: "order".into(),
+                ..Default::default()
             },
         )),
     };
