@@ -138,6 +138,8 @@ async fn main() {
             .arg(&listen)
             .arg("--metrics-listen")
             .arg("off")
+            .arg("--allowed-upstreams")
+            .arg("127.0.0.1")
             .arg("--store")
             .arg(format!(
                 "sqlite://{}",
@@ -197,6 +199,7 @@ async fn main() {
             rows: (0..rows_per_request)
                 .map(|i| row(r * rows_per_request + i))
                 .collect(),
+            ..Default::default()
         })
         .collect();
 

@@ -9,6 +9,7 @@ use std::time::Duration;
 use crate::delivery::DeliverySettings;
 use crate::limits::{DEFAULT_MAX_ROW_BYTES, DEFAULT_MAX_VALUE_BYTES, RowLimits};
 use crate::segment::RetrySettings;
+use crate::store::AllowedUpstreams;
 use crate::store::redact_store_url;
 
 /// The default store: an SQLite file, created on first run.
@@ -126,6 +127,14 @@ pub struct ServeArgs {
         default_value_t = 100_000
     )]
     pub stream_dedup_window: usize,
+    /// Hosts a destination's custom base URL may name (comma-separated host names or IP
+    /// addresses, any port); none by default: write keys go only to `us` and `eu`.
+    #[arg(
+        long,
+        env = "SEGMENT_CONNECTIONS_ALLOWED_UPSTREAMS",
+        value_delimiter = ','
+    )]
+    pub allowed_upstreams: Vec<String>,
     /// Log format (the level comes from RUST_LOG, default info).
     #[arg(long, env = "SEGMENT_CONNECTIONS_LOG_FORMAT", value_enum, default_value_t = LogFormat::Plain)]
     pub log_format: LogFormat,
@@ -318,6 +327,8 @@ pub enum ConfigError {
          streams leave room for unary calls"
     )]
     RowStreams { streams: usize, calls: usize },
+    #[error("--allowed-upstreams: {0}")]
+    AllowedUpstreams(String),
 }
 
 impl TryFrom<ServeArgs> for Settings {
@@ -338,6 +349,7 @@ impl TryFrom<ServeArgs> for Settings {
             stream_rows_in_flight,
             stream_idle_seconds,
             stream_dedup_window,
+            allowed_upstreams,
             log_format,
             metrics_listen,
             health_listen,
@@ -426,6 +438,8 @@ impl TryFrom<ServeArgs> for Settings {
         {
             return Err(ConfigError::OtlpEndpoint(e.clone()));
         }
+        let allowed_upstreams =
+            AllowedUpstreams::parse(&allowed_upstreams).map_err(ConfigError::AllowedUpstreams)?;
         let defaults = DeliverySettings::default();
         let delivery = DeliverySettings {
             retry: RetrySettings {
@@ -439,6 +453,7 @@ impl TryFrom<ServeArgs> for Settings {
             stream_rows_in_flight,
             stream_idle: Duration::from_secs(stream_idle_seconds),
             stream_dedup_window,
+            allowed_upstreams,
             ..defaults
         };
         Ok(Settings {
@@ -633,5 +648,24 @@ mod tests {
             settings(&["--max-test-rows", "0"]),
             Err(ConfigError::Zero(_))
         ));
+        let e = settings(&["--allowed-upstreams", "127.0.0.1,http://x"]).unwrap_err();
+        assert!(
+            e.to_string()
+                .starts_with("--allowed-upstreams: \"http://x\""),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn allowed_upstreams_are_none_by_default() {
+        let allows = |s: &Settings, r: &str| {
+            s.delivery
+                .allowed_upstreams
+                .allows(&crate::store::Region::parse(r).unwrap())
+        };
+        let s = settings(&[]).unwrap();
+        assert!(allows(&s, "us") && !allows(&s, "http://127.0.0.1:8089"));
+        let s = settings(&["--allowed-upstreams", "127.0.0.1,proxy.internal"]).unwrap();
+        assert!(allows(&s, "http://127.0.0.1:8089") && allows(&s, "https://proxy.internal"));
     }
 }

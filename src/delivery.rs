@@ -23,7 +23,7 @@ use crate::segment::batch::{self, Span};
 use crate::segment::retry::Attempt;
 use crate::segment::{RetrySettings, SegmentClient, SegmentHttp, SendError, Sent};
 use crate::store::cache::{self, Cache};
-use crate::store::{Store, StoreError};
+use crate::store::{AllowedUpstreams, Store, StoreError};
 
 /// What happened to one (row, mapping).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize)]
@@ -108,6 +108,23 @@ impl Sender for SegmentClient {
     }
 }
 
+/// Where a destination's batches go: its client, or nowhere when its custom host is not in
+/// `--allowed-upstreams` (no client then holds its write key; every event is refused unsent).
+#[derive(Clone)]
+pub enum Upstream {
+    Client(SegmentClient),
+    Refused,
+}
+
+impl Sender for Upstream {
+    async fn send(&self, body: Bytes, deadline: Instant) -> Result<Sent, SendError> {
+        match self {
+            Upstream::Client(c) => c.send(body, deadline).await,
+            Upstream::Refused => Err(SendError::NotAllowed),
+        }
+    }
+}
+
 /// Delivery settings (`serve` flags).
 #[derive(Debug, Clone)]
 pub struct DeliverySettings {
@@ -134,6 +151,8 @@ pub struct DeliverySettings {
     pub max_render_bytes: usize,
     /// Tests and local runs: send every destination here instead of its region.
     pub endpoint_override: Option<String>,
+    /// The hosts a custom base URL may name (`--allowed-upstreams`).
+    pub allowed_upstreams: AllowedUpstreams,
 }
 
 impl Default for DeliverySettings {
@@ -151,6 +170,7 @@ impl Default for DeliverySettings {
             cache_max_age: cache::DEFAULT_MAX_AGE,
             max_render_bytes: 16 * 1024 * 1024,
             endpoint_override: None,
+            allowed_upstreams: AllowedUpstreams::default(),
         }
     }
 }
@@ -168,7 +188,7 @@ impl DeliverySettings {
 /// The row path for a store: cache lookup, one client per destination, [`deliver`].
 pub struct Delivery<S> {
     cache: Arc<Cache<S>>,
-    clients: Mutex<HashMap<String, (u64, SegmentClient)>>,
+    clients: Mutex<HashMap<String, (u64, Upstream)>>,
     http: reqwest::Client,
     settings: DeliverySettings,
     shutdown: tokio::sync::watch::Sender<Option<Instant>>,
@@ -209,7 +229,8 @@ impl<S: Store> Delivery<S> {
 
     /// What a call delivers to: the destination's enabled mappings of `model` and its client,
     /// looked up once per call. `NotFound` for an unknown destination, `DestinationDisabled`
-    /// for a disabled one; a store that does not answer by `stop` is `Unavailable`.
+    /// for a disabled one, `UnknownModel` when none of its mappings (enabled or not) reads
+    /// `model`; a store that does not answer by `stop` is `Unavailable`.
     pub async fn target(
         &self,
         destination_id: &str,
@@ -226,6 +247,13 @@ impl<S: Store> Delivery<S> {
         if !entry.destination.enabled {
             return Err(Error::DestinationDisabled(destination_id.to_owned()));
         }
+        if !entry.models.iter().any(|m| m == model) {
+            return Err(Error::UnknownModel {
+                destination_id: destination_id.to_owned(),
+                model: model.to_owned(),
+                models: entry.models.clone(),
+            });
+        }
         let mappings = entry.mappings_for(model).cloned().collect();
         let version = entry.destination.version;
         let mut clients = self
@@ -235,17 +263,31 @@ impl<S: Store> Delivery<S> {
         let client = match clients.get(destination_id) {
             Some((v, c)) if *v == version => c.clone(),
             _ => {
-                let base = self
-                    .settings
-                    .endpoint_override
-                    .as_deref()
-                    .unwrap_or(entry.destination.region.base_url());
-                let c = SegmentClient::http(
-                    self.http.clone(),
-                    base,
-                    entry.write_key.clone(),
-                    &self.settings.retry,
-                );
+                let region = &entry.destination.region;
+                let base = match &self.settings.endpoint_override {
+                    Some(base) => Some(base.as_str()),
+                    // Checked again here: the list may have shrunk since the region was stored.
+                    None if self.settings.allowed_upstreams.allows(region) => {
+                        Some(region.base_url())
+                    }
+                    None => None,
+                };
+                let c = match base {
+                    Some(base) => Upstream::Client(SegmentClient::http(
+                        self.http.clone(),
+                        base,
+                        entry.write_key.clone(),
+                        &self.settings.retry,
+                    )),
+                    None => {
+                        tracing::warn!(
+                            destination_id,
+                            region = %region,
+                            "not sending: the destination's host is not in --allowed-upstreams"
+                        );
+                        Upstream::Refused
+                    }
+                };
                 clients.insert(destination_id.to_owned(), (version, c.clone()));
                 c
             }
@@ -278,10 +320,10 @@ impl<S: Store> Delivery<S> {
 }
 
 /// A destination's mappings of one model and its sender, resolved once per call.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct Target {
     mappings: Vec<Arc<Mapping>>,
-    client: SegmentClient,
+    client: Upstream,
 }
 
 /// The messageIds a call has already sent (or is about to), so a later event with the same id
@@ -647,7 +689,11 @@ impl Outcome {
                 ));
             }
             Outcome::Failed(e) => {
-                r.status = Status::Failed;
+                // Refused before sending: never sent, so rejected.
+                r.status = match e {
+                    SendError::NotAllowed => Status::Rejected,
+                    _ => Status::Failed,
+                };
                 r.attempts = e.attempts();
                 r.upstream_status = e.last_status();
                 r.retryable = e.is_retryable();
@@ -687,6 +733,12 @@ impl Outcome {
                                     .into()
                             }
                         },
+                    ),
+                    SendError::NotAllowed => (
+                        IssueCode::UpstreamNotAllowed,
+                        "not sent: the destination's host is not in --allowed-upstreams; list \
+                         it there or move the destination"
+                            .into(),
                     ),
                 };
                 r.issues.push(Issue::new(code, "", message));

@@ -31,6 +31,19 @@ pub enum Error {
     InvalidMapping(Vec<Violation>),
     #[error(transparent)]
     Store(#[from] StoreError),
+    /// Rows were submitted for a model that no mapping of the destination reads.
+    #[error(
+        "destination {destination_id} has no mapping for model {model:?}; {}",
+        match .models.is_empty() {
+            true => "it has no mappings".to_owned(),
+            false => format!("its mappings read: {}", .models.join(", ")),
+        }
+    )]
+    UnknownModel {
+        destination_id: String,
+        model: String,
+        models: Vec<String>,
+    },
     /// Rows were submitted to a destination that is disabled.
     #[error("destination {0} is disabled")]
     DestinationDisabled(String),

@@ -21,6 +21,7 @@ pub enum IssueCode {
     RetriesExhausted,
     Deadline,
     ShuttingDown,
+    UpstreamNotAllowed,
 }
 
 impl IssueCode {
@@ -41,6 +42,7 @@ impl IssueCode {
             IssueCode::RetriesExhausted => "RETRIES_EXHAUSTED",
             IssueCode::Deadline => "DEADLINE",
             IssueCode::ShuttingDown => "SHUTTING_DOWN",
+            IssueCode::UpstreamNotAllowed => "UPSTREAM_NOT_ALLOWED",
         }
     }
 }

@@ -237,6 +237,7 @@ async fn delivery_metrics_count_what_happened() {
             destination_id: d.id.clone(),
             model: "orders".into(),
             rows,
+            ..Default::default()
         })
         .await
         .unwrap()
@@ -310,6 +311,7 @@ async fn a_stream_that_ends_badly_counts_what_was_sent() {
             message: Some(Message::Header(proto::StreamHeader {
                 destination_id: d.id.clone(),
                 model: "orders".into(),
+                ..Default::default()
             })),
         },
         chunk(0, 4),

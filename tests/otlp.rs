@@ -101,6 +101,7 @@ async fn a_call_is_exported_in_the_callers_trace() {
         destination_id: d.id.clone(),
         model: "orders".into(),
         rows: vec![order_row("o-2", "u-1")],
+        ..Default::default()
     });
     submit.metadata_mut().insert(
         "traceparent",

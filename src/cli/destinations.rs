@@ -15,7 +15,8 @@ pub enum DestinationsCommand {
         /// A unique name.
         #[arg(long, env = "SEGMENT_CONNECTIONS_NAME")]
         name: String,
-        /// `us`, `eu`, or an http(s) base URL of the Tracking API.
+        /// `us`, `eu`, or an http(s) base URL of the Tracking API (its host must be in the
+        /// server's --allowed-upstreams).
         #[arg(long, env = "SEGMENT_CONNECTIONS_REGION")]
         region: String,
         /// A file holding the source's write key (surrounding whitespace is ignored).

@@ -15,7 +15,7 @@ use crate::mapping::Row;
 #[derive(Debug, Clone, clap::Subcommand)]
 pub enum RowsCommand {
     /// Deliver rows through the destination's enabled mappings of the model. Prints the counts
-    /// and every result that is not DELIVERED. Exit 0 when nothing was rejected or failed, 1
+    /// and every result that is not DELIVERED (as many as the server's responses hold). Exit 0 when nothing was rejected or failed, 1
     /// otherwise, 2 on a usage or file error.
     Submit {
         /// The destination's id.
@@ -50,6 +50,8 @@ async fn execute(args: ClientArgs, command: RowsCommand) -> Result<ExitCode, Fai
     let mut c = client::connect(&args).await?;
     let mut counts = Counts::default();
     let mut shown: Vec<RowResult> = Vec::new();
+    // Results the server's response size limit left out.
+    let mut unlisted = 0u32;
     let mut offset = 0u32;
     for chunk in rows.chunks(batch_size as usize) {
         let resp = c
@@ -57,9 +59,17 @@ async fn execute(args: ClientArgs, command: RowsCommand) -> Result<ExitCode, Fai
                 destination_id: destination.clone(),
                 model: model.clone(),
                 rows: chunk.to_vec(),
+                // Only what is printed: the counts cover the rest.
+                results: proto::ResultFilter::NotDelivered.into(),
             })
             .await?
             .into_inner();
+        let n = resp.counts.unwrap_or_default();
+        counts.delivered += n.delivered;
+        counts.rejected += n.rejected;
+        counts.failed += n.failed;
+        counts.skipped += n.skipped;
+        unlisted += resp.omitted_results.saturating_sub(n.delivered);
         for r in resp.results {
             let Some(mut r) = convert::row_result_from_proto(r) else {
                 return Err(Failure::Usage(
@@ -67,7 +77,6 @@ async fn execute(args: ClientArgs, command: RowsCommand) -> Result<ExitCode, Fai
                 ));
             };
             r.row_index += offset;
-            counts.add(r.status);
             if r.status != Status::Delivered {
                 shown.push(r);
             }
@@ -87,6 +96,7 @@ async fn execute(args: ClientArgs, command: RowsCommand) -> Result<ExitCode, Fai
             "failed": failed,
             "skipped": skipped,
             "results": shown,
+            "unlisted": unlisted,
         }));
     } else {
         println!(
@@ -95,6 +105,12 @@ async fn execute(args: ClientArgs, command: RowsCommand) -> Result<ExitCode, Fai
         );
         for r in &shown {
             println!("{}", describe(r));
+        }
+        if unlisted > 0 {
+            println!(
+                "{unlisted} more results not delivered are not listed (the server's response size \
+                 limit); the counts include them"
+            );
         }
     }
     Ok(if counts.rejected == 0 && counts.failed == 0 {

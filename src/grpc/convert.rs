@@ -12,7 +12,7 @@ use crate::limits::RowLimits;
 use crate::mapping::{Identity, Mapping, MappingDoc, Op, Row, TestResult, Violation};
 use crate::store::{
     Destination, DestinationPatch, MappingContent, MappingRecord, Name, NewDestination, Region,
-    WriteKey,
+    WriteKey, check_model,
 };
 
 /// Collects violations so a request reports all of its bad fields at once.
@@ -176,15 +176,22 @@ pub(super) fn mapping_content(json: String) -> Result<MappingContent, Error> {
             })
         })
         .ok();
-    let model = match doc.model.as_deref() {
-        None | Some("") => {
+    let model = match doc.model.as_deref().map(|m| (m, check_model(m))) {
+        None | Some(("", _)) => {
             violations.push(Violation {
                 pointer: "/model".into(),
                 message: "is required to register a mapping".into(),
             });
             None
         }
-        Some(m) => Some(m.to_owned()),
+        Some((_, Err(e))) => {
+            violations.push(Violation {
+                pointer: "/model".into(),
+                message: e.into(),
+            });
+            None
+        }
+        Some((m, Ok(()))) => Some(m.to_owned()),
     };
     match (name, model) {
         (Some(name), Some(model)) if violations.is_empty() => Ok(MappingContent {
@@ -334,6 +341,7 @@ pub fn to_proto_issue_code(code: IssueCode) -> proto::IssueCode {
         IssueCode::RetriesExhausted => proto::IssueCode::RetriesExhausted,
         IssueCode::Deadline => proto::IssueCode::Deadline,
         IssueCode::ShuttingDown => proto::IssueCode::ShuttingDown,
+        IssueCode::UpstreamNotAllowed => proto::IssueCode::UpstreamNotAllowed,
     }
 }
 
@@ -357,6 +365,7 @@ pub fn issue_code_from_proto(code: i32) -> Option<IssueCode> {
         proto::IssueCode::RetriesExhausted => IssueCode::RetriesExhausted,
         proto::IssueCode::Deadline => IssueCode::Deadline,
         proto::IssueCode::ShuttingDown => IssueCode::ShuttingDown,
+        proto::IssueCode::UpstreamNotAllowed => IssueCode::UpstreamNotAllowed,
     })
 }
 
@@ -504,15 +513,128 @@ pub fn to_proto_counts(c: Counts) -> proto::ResultCounts {
     }
 }
 
-/// Results and their counts, as SubmitRows and StreamRows answer.
-pub(super) fn to_proto_results(
-    results: Vec<RowResult>,
-) -> (Vec<proto::RowResult>, proto::ResultCounts) {
-    let counts = Counts::of(&results);
-    (
-        results.into_iter().map(to_proto_row_result).collect(),
-        to_proto_counts(counts),
-    )
+/// The largest row-call response, encoded: 64 KiB under the 4 MiB gRPC clients take by default.
+pub const MAX_RESPONSE_BYTES: usize = 4 * 1024 * 1024 - 64 * 1024;
+
+/// What a response holds besides its results (counts, omissions, a chunk id), at most.
+const RESPONSE_OVERHEAD: usize = 64;
+
+/// Which results a row call lists.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum ResultFilter {
+    All,
+    NotDelivered,
+}
+
+/// The request's `results` field.
+pub(super) fn result_filter(field: &str, value: i32) -> Result<ResultFilter, Error> {
+    match proto::ResultFilter::try_from(value) {
+        Ok(proto::ResultFilter::Unspecified | proto::ResultFilter::All) => Ok(ResultFilter::All),
+        Ok(proto::ResultFilter::NotDelivered) => Ok(ResultFilter::NotDelivered),
+        Err(_) => Err(Error::invalid(
+            field,
+            format!("unknown value {value}; expected ALL or NOT_DELIVERED"),
+        )),
+    }
+}
+
+/// A row call's answer: the results it lists, exact counts, and what it left out.
+pub(super) struct Answer {
+    pub results: Vec<proto::RowResult>,
+    pub counts: proto::ResultCounts,
+    pub omitted_results: u32,
+    pub truncated: bool,
+}
+
+impl Answer {
+    pub fn into_submit_response(self) -> proto::SubmitRowsResponse {
+        let Answer {
+            results,
+            counts,
+            omitted_results,
+            truncated,
+        } = self;
+        proto::SubmitRowsResponse {
+            results,
+            counts: Some(counts),
+            omitted_results,
+            truncated,
+        }
+    }
+
+    pub fn into_stream_response(self, chunk_id: u64) -> proto::StreamRowsResponse {
+        let Answer {
+            results,
+            counts,
+            omitted_results,
+            truncated,
+        } = self;
+        proto::StreamRowsResponse {
+            chunk_id,
+            results,
+            counts: Some(counts),
+            omitted_results,
+            truncated,
+        }
+    }
+}
+
+/// Results as SubmitRows and StreamRows answer them: filtered, then within
+/// [`MAX_RESPONSE_BYTES`].
+pub(super) fn to_proto_results(results: Vec<RowResult>, filter: ResultFilter) -> Answer {
+    answer(results, filter, MAX_RESPONSE_BYTES - RESPONSE_OVERHEAD)
+}
+
+/// Lists what `filter` keeps within `budget` encoded bytes of results. Past it, results are left
+/// out in this order: DELIVERED, SKIPPED, then the rest, each from the last row back; the counts
+/// stay exact.
+fn answer(results: Vec<RowResult>, filter: ResultFilter, budget: usize) -> Answer {
+    use prost::Message as _;
+    let counts = to_proto_counts(Counts::of(&results));
+    let total = results.len();
+    let listed: Vec<proto::RowResult> = results
+        .into_iter()
+        .filter(|r| filter == ResultFilter::All || r.status != Status::Delivered)
+        .map(to_proto_row_result)
+        .collect();
+    // Each result is a length-delimited field of one tag byte.
+    let sizes: Vec<usize> = listed
+        .iter()
+        .map(|r| {
+            let n = r.encoded_len();
+            1 + prost::length_delimiter_len(n) + n
+        })
+        .collect();
+    let mut size: usize = sizes.iter().sum();
+    let truncated = size > budget;
+    let mut keep = vec![true; listed.len()];
+    if truncated {
+        let rank = |status: i32| match proto::ResultStatus::try_from(status) {
+            Ok(proto::ResultStatus::Delivered) => 0,
+            Ok(proto::ResultStatus::Skipped) => 1,
+            _ => 2,
+        };
+        let mut order: Vec<usize> = (0..listed.len()).collect();
+        order.sort_unstable_by_key(|&i| (rank(listed[i].status), std::cmp::Reverse(i)));
+        for i in order {
+            if size <= budget {
+                break;
+            }
+            keep[i] = false;
+            size -= sizes[i];
+        }
+    }
+    let results: Vec<proto::RowResult> = listed
+        .into_iter()
+        .zip(keep)
+        .filter_map(|(r, k)| k.then_some(r))
+        .collect();
+    Answer {
+        omitted_results: (total - results.len()) as u32,
+        truncated,
+        results,
+        counts,
+    }
 }
 
 /// Back to the domain result (for the CLI). `None` for an unknown status.
@@ -546,4 +668,80 @@ pub fn row_result_from_proto(r: proto::RowResult) -> Option<RowResult> {
         attempts,
         retryable,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn result(row_index: u32, status: Status) -> RowResult {
+        RowResult {
+            row_index,
+            row_id: format!("r-{row_index}"),
+            mapping_id: "map_1".into(),
+            status,
+            message_id: Some(format!("m-{row_index}")),
+            issues: Vec::new(),
+            upstream_status: None,
+            attempts: 1,
+            retryable: false,
+        }
+    }
+
+    fn listed(a: &Answer) -> Vec<(u32, i32)> {
+        a.results.iter().map(|r| (r.row_index, r.status)).collect()
+    }
+
+    #[test]
+    fn over_the_budget_delivered_then_skipped_then_the_last_rows_go_first() {
+        use Status::*;
+        let statuses = [Failed, Delivered, Skipped, Rejected, Delivered, Skipped];
+        let results = || -> Vec<RowResult> {
+            statuses
+                .iter()
+                .enumerate()
+                .map(|(i, s)| result(i as u32, *s))
+                .collect()
+        };
+        let one = {
+            use prost::Message as _;
+            let r = to_proto_row_result(result(1, Failed));
+            2 + r.encoded_len()
+        };
+        let code = |s: Status| to_proto_status(s) as i32;
+
+        let full = answer(results(), ResultFilter::All, usize::MAX);
+        assert_eq!(full.results.len(), 6);
+        assert_eq!((full.omitted_results, full.truncated), (0, false));
+
+        // Room for four: both DELIVERED go.
+        let a = answer(results(), ResultFilter::All, 4 * one);
+        assert_eq!(
+            listed(&a),
+            [
+                (0, code(Failed)),
+                (2, code(Skipped)),
+                (3, code(Rejected)),
+                (5, code(Skipped))
+            ]
+        );
+        assert_eq!((a.omitted_results, a.truncated), (2, true));
+        assert_eq!(a.counts.delivered, 2, "the counts stay exact");
+        // Room for three: then the last SKIPPED.
+        let a = answer(results(), ResultFilter::All, 3 * one);
+        assert_eq!(
+            listed(&a),
+            [(0, code(Failed)), (2, code(Skipped)), (3, code(Rejected))]
+        );
+        // Room for one: the first row's failure.
+        let a = answer(results(), ResultFilter::All, one);
+        assert_eq!(listed(&a), [(0, code(Failed))]);
+        assert_eq!(a.omitted_results, 5);
+
+        // The filter alone does not truncate.
+        let a = answer(results(), ResultFilter::NotDelivered, usize::MAX);
+        assert_eq!(a.results.len(), 4);
+        assert_eq!((a.omitted_results, a.truncated), (2, false));
+        assert_eq!(a.counts.skipped, 2);
+    }
 }

@@ -16,7 +16,7 @@ use crate::error::Error;
 use crate::limits::RowLimits;
 use crate::mapping::{Identity, Mapping, MappingDoc, TestResult, Violation};
 use crate::metrics::{Outcome, RpcCounts};
-use crate::store::{NewDestination, Store};
+use crate::store::{AllowedUpstreams, NewDestination, Region, Store, check_model};
 
 /// Request limits enforced by the handlers (tonic enforces the message size).
 #[derive(Debug, Clone, Copy)]
@@ -77,10 +77,16 @@ impl<S: Store> ConnectionsService<S> {
         stop: Instant,
     ) -> Result<Target, Error> {
         let destination_id = convert::id("destination_id", destination_id)?;
-        if model.is_empty() {
-            return Err(Error::invalid("model", "is required"));
-        }
+        check_model(&model).map_err(|e| Error::invalid("model", e))?;
         self.delivery.target(&destination_id, &model, stop).await
+    }
+
+    /// A region a destination may be given: a custom base URL's host must be allowed.
+    fn check_region(&self, region: &Region) -> Result<(), Error> {
+        match self.delivery.settings().allowed_upstreams.allows(region) {
+            true => Ok(()),
+            false => Err(Error::invalid("region", AllowedUpstreams::refusal(region))),
+        }
     }
 
     fn check_row_count(&self, field: &str, n: usize) -> Result<(), Error> {
@@ -164,6 +170,7 @@ impl<S: Store> proto::Connections for ConnectionsService<S> {
         request: Request<proto::CreateDestinationRequest>,
     ) -> Result<Response<proto::CreateDestinationResponse>, Status> {
         let new = NewDestination::try_from(request.into_inner())?;
+        self.check_region(&new.region)?;
         let d = self
             .store
             .create_destination(new)
@@ -204,6 +211,16 @@ impl<S: Store> proto::Connections for ConnectionsService<S> {
         request: Request<proto::UpdateDestinationRequest>,
     ) -> Result<Response<proto::UpdateDestinationResponse>, Status> {
         let DestinationUpdate { id, version, patch } = request.into_inner().try_into()?;
+        if let Some(region) = &patch.region {
+            self.check_region(region)?;
+            let current = self.store.get_destination(&id).await.map_err(Error::from)?;
+            // From another version the update is ABORTED below, whatever the region.
+            if current.version == version
+                && let Some(why) = patch.key_move_violation(&current.region)
+            {
+                return Err(Error::invalid("write_key", why).into());
+            }
+        }
         let d = self
             .store
             .update_destination(&id, version, patch)
@@ -378,8 +395,10 @@ impl<S: Store> proto::Connections for ConnectionsService<S> {
             destination_id,
             model,
             rows,
+            results: filter,
         } = request.into_inner();
         self.check_row_count("rows", rows.len())?;
+        let filter = convert::result_filter("results", filter)?;
         let target = self.target(destination_id, model, stop).await?;
         rpc.add_rows(rows.len() as u64);
         let inputs = rows
@@ -390,12 +409,9 @@ impl<S: Store> proto::Connections for ConnectionsService<S> {
             .delivery
             .submit(&target, inputs, &SeenIds::all(), stop)
             .await;
-        let (results, counts) = convert::to_proto_results(results);
-        count_results(&rpc, &counts);
-        Ok(Response::new(proto::SubmitRowsResponse {
-            results,
-            counts: Some(counts),
-        }))
+        let answer = convert::to_proto_results(results, filter);
+        count_results(&rpc, &answer.counts);
+        Ok(Response::new(answer.into_submit_response()))
     }
 
     type StreamRowsStream = ResponseStream;
@@ -429,7 +445,9 @@ impl<S: Store> proto::Connections for ConnectionsService<S> {
         let proto::StreamHeader {
             destination_id,
             model,
+            results: filter,
         } = header;
+        let filter = convert::result_filter("header.results", filter)?;
         let open_stop = stream_stop.unwrap_or_else(|| settings.stop_at(Instant::now(), None));
         self.target(destination_id.clone(), model.clone(), open_stop)
             .await?;
@@ -499,13 +517,9 @@ impl<S: Store> proto::Connections for ConnectionsService<S> {
                                 .map(|r| convert::input(r, &row_limits))
                                 .collect();
                             let results = delivery.submit(&t, inputs, &seen, stop).await;
-                            let (results, counts) = convert::to_proto_results(results);
-                            count_results(&rpc, &counts);
-                            Ok(proto::StreamRowsResponse {
-                                chunk_id,
-                                results,
-                                counts: Some(counts),
-                            })
+                            let answer = convert::to_proto_results(results, filter);
+                            count_results(&rpc, &answer.counts);
+                            Ok(answer.into_stream_response(chunk_id))
                         }
                         Err(e) => Err(Status::from(e)),
                     };

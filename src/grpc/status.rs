@@ -28,7 +28,9 @@ impl From<Error> for Status {
                     .into_iter()
                     .map(|v| tonic_types::FieldViolation::new(v.pointer, v.message)),
             ),
-            Error::Store(StoreError::NotFound { .. }) => Status::not_found(message),
+            Error::Store(StoreError::NotFound { .. }) | Error::UnknownModel { .. } => {
+                Status::not_found(message)
+            }
             Error::Store(StoreError::NameTaken { .. }) => Status::already_exists(message),
             Error::Store(StoreError::TooManyMappings { .. }) => {
                 Status::failed_precondition(message)
@@ -122,6 +124,14 @@ mod tests {
                 Code::Aborted,
             ),
             (Error::ShuttingDown, Code::Unavailable),
+            (
+                Error::UnknownModel {
+                    destination_id: "dst_1".into(),
+                    model: "order".into(),
+                    models: vec!["orders".into(), "users".into()],
+                },
+                Code::NotFound,
+            ),
             (Error::TooManyCalls { limit: 2 }, Code::ResourceExhausted),
             (Error::TooManyStreams { limit: 2 }, Code::ResourceExhausted),
             (

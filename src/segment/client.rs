@@ -204,12 +204,15 @@ pub enum SendError {
         attempts: u32,
         in_flight: bool,
     },
+    /// Never sent: the destination's custom host is not in `--allowed-upstreams`.
+    #[error("the destination's host is not in --allowed-upstreams")]
+    NotAllowed,
 }
 
 impl SendError {
     /// Whether sending the same events again later may succeed.
     pub fn is_retryable(&self) -> bool {
-        !matches!(self, SendError::Rejected { .. })
+        !matches!(self, SendError::Rejected { .. } | SendError::NotAllowed)
     }
 
     pub fn attempts(&self) -> u32 {
@@ -217,6 +220,7 @@ impl SendError {
             SendError::Rejected { attempts, .. }
             | SendError::RetriesExhausted { attempts, .. }
             | SendError::Deadline { attempts, .. } => *attempts,
+            SendError::NotAllowed => 0,
         }
     }
 
@@ -231,7 +235,7 @@ impl SendError {
                 Attempt::Status(s) => Some(*s),
                 _ => None,
             },
-            SendError::Deadline { last: None, .. } => None,
+            SendError::Deadline { last: None, .. } | SendError::NotAllowed => None,
         }
     }
 }

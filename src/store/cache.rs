@@ -25,6 +25,8 @@ pub struct Entry {
     pub write_key: WriteKey,
     /// Enabled mappings that compiled, by name.
     pub mappings: Vec<Arc<Mapping>>,
+    /// The models its mappings read, enabled or not, sorted.
+    pub models: Vec<String>,
     checked: Instant,
     generation: u64,
 }
@@ -114,6 +116,9 @@ impl<S: Store> Cache<S> {
             Some(o) if o.destination.version == destination.version => o.write_key.clone(),
             _ => self.store.destination_write_key(id).await?,
         };
+        let mut models: Vec<String> = records.iter().map(|r| r.model.clone()).collect();
+        models.sort_unstable();
+        models.dedup();
         let mut mappings = Vec::with_capacity(records.len());
         for r in records.into_iter().filter(|r| r.enabled) {
             let reuse = old.and_then(|o| {
@@ -146,6 +151,7 @@ impl<S: Store> Cache<S> {
             destination,
             write_key,
             mappings,
+            models,
             checked,
             generation,
         })
@@ -208,6 +214,7 @@ mod tests {
         let cache = Cache::new(store.clone(), Duration::from_secs(3600));
         let e1 = cache.destination(&d.id).await.unwrap();
         assert_eq!(e1.mappings.len(), 1, "disabled mappings are left out");
+        assert_eq!(e1.models, ["orders"], "but their models are known");
         assert_eq!(e1.mappings_for("orders").count(), 1);
         assert_eq!(e1.mappings_for("users").count(), 0);
         assert_eq!(e1.write_key.expose(), "wk-0123456789");

@@ -21,8 +21,8 @@ use std::future::Future;
 pub use any::AnyStore;
 pub use crypto::{CryptoError, KeyRing};
 pub use model::{
-    Destination, DestinationPatch, MAX_MAPPINGS_PER_DESTINATION, MappingContent, MappingRecord,
-    Name, NewDestination, Region,
+    AllowedUpstreams, Destination, DestinationPatch, MAX_MAPPINGS_PER_DESTINATION, MappingContent,
+    MappingRecord, Name, NewDestination, Region, check_model,
 };
 pub use postgres::{PostgresOptions, PostgresStore};
 pub use redact::redact_store_url;

@@ -42,6 +42,16 @@ impl Name {
     }
 }
 
+/// A model name (what a mapping reads, what rows are submitted for): non-empty, at most
+/// [`MAX_NAME_LEN`] bytes.
+pub fn check_model(model: &str) -> Result<(), &'static str> {
+    match model.len() {
+        0 => Err("is required"),
+        n if n > MAX_NAME_LEN => Err("is longer than 200 bytes"),
+        _ => Ok(()),
+    }
+}
+
 /// Where a destination's Tracking API lives.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Region {
@@ -76,11 +86,35 @@ impl Region {
         if host.is_empty() {
             return Err("has no host");
         }
+        // Read as the HTTP client will read it, so the host checked is the host connected to.
+        let url = url::Url::parse(s).map_err(|_| "is not a valid URL")?;
+        if url.host().is_none() {
+            return Err("has no host");
+        }
+        if !url.username().is_empty() || url.password().is_some() {
+            return Err("must not contain a user name or password");
+        }
         let mut base = s.trim_end_matches('/');
         if let Some(b) = base.strip_suffix("/v1") {
             base = b.trim_end_matches('/');
         }
         Ok(Region::Custom(base.to_owned()))
+    }
+
+    /// Where the write key goes: the scheme, host and port of [`Region::base_url`].
+    pub fn origin(&self) -> url::Origin {
+        match url::Url::parse(self.base_url()) {
+            Ok(u) => u.origin(),
+            Err(_) => url::Origin::new_opaque(),
+        }
+    }
+
+    /// The host of a custom base URL; `None` for `us` and `eu`.
+    pub fn custom_host(&self) -> Option<url::Host<String>> {
+        match self {
+            Region::Us | Region::Eu => None,
+            Region::Custom(base) => url::Url::parse(base).ok()?.host().map(|h| h.to_owned()),
+        }
     }
 
     /// The value given back to callers: `us`, `eu` or the base URL.
@@ -105,6 +139,56 @@ impl Region {
 impl fmt::Display for Region {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.as_str())
+    }
+}
+
+/// The hosts a custom base URL may name (`--allowed-upstreams`): none by default, so a write
+/// key only ever goes to Segment (`us`, `eu`) unless the operator says otherwise.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct AllowedUpstreams(Vec<url::Host<String>>);
+
+impl AllowedUpstreams {
+    /// Host names or IP addresses (`proxy.internal`, `127.0.0.1`, `::1` or `[::1]`), no scheme,
+    /// port or path; any port of a listed host is allowed.
+    pub fn parse<S: AsRef<str>>(hosts: &[S]) -> Result<AllowedUpstreams, String> {
+        let mut allowed = Vec::with_capacity(hosts.len());
+        for given in hosts {
+            let h = given.as_ref().trim();
+            let bracketed = match h.contains(':') && !h.starts_with('[') {
+                true => format!("[{h}]"),
+                false => h.to_owned(),
+            };
+            let host = match h.is_empty() || h.contains(['/', '@', '?', '#']) {
+                true => None,
+                false => url::Host::parse(&bracketed).ok(),
+            };
+            match host {
+                Some(host) => allowed.push(host),
+                None => return Err(format!("{h:?} is not a host name or IP address")),
+            }
+        }
+        Ok(AllowedUpstreams(allowed))
+    }
+
+    /// Whether a write key may be sent to `region`: `us` and `eu` always; a custom base URL when
+    /// its host is listed.
+    pub fn allows(&self, region: &Region) -> bool {
+        match region.custom_host() {
+            None => matches!(region, Region::Us | Region::Eu),
+            Some(host) => self.0.contains(&host),
+        }
+    }
+
+    /// Why `region` is refused, naming its host and the flag.
+    pub fn refusal(region: &Region) -> String {
+        let host = region
+            .custom_host()
+            .map(|h| h.to_string())
+            .unwrap_or_default();
+        format!(
+            "host {host} is not allowed: a custom base URL's host must be listed in \
+             --allowed-upstreams (SEGMENT_CONNECTIONS_ALLOWED_UPSTREAMS)"
+        )
     }
 }
 
@@ -135,6 +219,24 @@ pub struct DestinationPatch {
     pub region: Option<Region>,
     pub write_key: Option<WriteKey>,
     pub enabled: Option<bool>,
+}
+
+impl DestinationPatch {
+    /// Why this patch may not be applied to a destination now at `current`: a new region at
+    /// another origin (scheme, host, port; `us` and `eu` are two) needs the write key in the
+    /// same patch, so a stored key is never sent anywhere its owner did not send it.
+    pub fn key_move_violation(&self, current: &Region) -> Option<String> {
+        let new = self.region.as_ref()?;
+        if self.write_key.is_some() || new.origin() == current.origin() {
+            return None;
+        }
+        Some(format!(
+            "is required to move the destination to another host ({} to {}): the stored key \
+             is not sent to a new host",
+            current.origin().ascii_serialization(),
+            new.origin().ascii_serialization()
+        ))
+    }
 }
 
 /// A registered mapping: its document and what the document says of itself.
@@ -196,6 +298,42 @@ mod tests {
             "https://x?y=1",
         ] {
             assert!(Region::parse(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn user_info_is_refused_and_hosts_are_read_as_the_http_client_reads_them() {
+        assert!(Region::parse("https://user:pw@proxy.example.com").is_err());
+        assert!(Region::parse("https://evil.example@127.0.0.1").is_err());
+        // A backslash ends the host, as it does for the HTTP client.
+        let r = Region::parse("http://127.0.0.1\\@evil.example/").unwrap();
+        assert_eq!(r.custom_host().unwrap().to_string(), "127.0.0.1");
+        assert_eq!(Region::Us.custom_host(), None);
+    }
+
+    #[test]
+    fn origins_tell_hosts_apart() {
+        let o = |s: &str| Region::parse(s).unwrap().origin();
+        assert_ne!(o("us"), o("eu"));
+        assert_eq!(o("us"), o("https://api.segment.io/v1"));
+        assert_eq!(o("http://127.0.0.1:8/a"), o("http://127.0.0.1:8/b"));
+        assert_ne!(o("http://127.0.0.1:8"), o("http://127.0.0.1:9"));
+        assert_ne!(o("http://127.0.0.1:8"), o("https://127.0.0.1:8"));
+    }
+
+    #[test]
+    fn allowed_upstreams() {
+        let allowed = AllowedUpstreams::parse(&["127.0.0.1", " Proxy.Example.com", "::1"]).unwrap();
+        let ok = |s: &str| allowed.allows(&Region::parse(s).unwrap());
+        assert!(ok("us") && ok("eu"));
+        assert!(ok("http://127.0.0.1:8089"));
+        assert!(ok("https://proxy.example.com/v1"));
+        assert!(ok("http://[::1]:9/x"));
+        assert!(!ok("http://127.0.0.2"));
+        assert!(!ok("https://proxy.example.com.evil.example"));
+        assert!(!AllowedUpstreams::default().allows(&Region::parse("http://127.0.0.1").unwrap()));
+        for bad in ["", "http://x", "x/y", "a@b", "x:80"] {
+            assert!(AllowedUpstreams::parse(&[bad]).is_err(), "{bad}");
         }
     }
 

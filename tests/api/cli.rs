@@ -689,7 +689,14 @@ async fn sigterm_mid_submit_rows_answers_every_row() {
         ..
     } = serve(
         dir.path(),
-        &["--metrics-listen", "off", "--shutdown-grace-seconds", "2"],
+        &[
+            "--metrics-listen",
+            "off",
+            "--shutdown-grace-seconds",
+            "2",
+            "--allowed-upstreams",
+            "127.0.0.1",
+        ],
     );
     let fake = FakeSegment::start("wk-sigterm-0123").await;
     // The Tracking API holds the batch far longer than the grace period.
@@ -726,6 +733,7 @@ async fn sigterm_mid_submit_rows_answers_every_row() {
                 destination_id: d.id.clone(),
                 model: "orders".into(),
                 rows,
+                ..Default::default()
             })
             .await
     });

@@ -20,7 +20,7 @@ async fn create_get_list_update_delete() {
     let created = c
         .create_destination(proto::CreateDestinationRequest {
             name: "prod".into(),
-            region: "https://proxy.example.com/v1/".into(),
+            region: "http://127.0.0.1:9/v1/".into(),
             write_key: "wk_secret_ABC123".into(),
             enabled: None,
         })
@@ -31,7 +31,7 @@ async fn create_get_list_update_delete() {
         .unwrap();
     assert!(created.id.starts_with("dst_"), "{created:?}");
     assert_eq!(created.name, "prod");
-    assert_eq!(created.region, "https://proxy.example.com");
+    assert_eq!(created.region, "http://127.0.0.1:9");
     assert!(created.enabled);
     assert_eq!(created.version, 1);
     assert_eq!(

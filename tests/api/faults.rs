@@ -20,6 +20,7 @@ fn header(d: &str) -> proto::StreamRowsRequest {
         message: Some(Message::Header(proto::StreamHeader {
             destination_id: d.into(),
             model: "orders".into(),
+            ..Default::default()
         })),
     }
 }
@@ -188,6 +189,7 @@ async fn garbage_bytes_mid_stream_lose_no_answer() {
 #[tokio::test]
 async fn idle_streams_are_closed() {
     let (app, _fake, d) = setup_with(|s| s.delivery.stream_idle = Duration::from_millis(300)).await;
+    app.create_mapping(&d, &track_mapping("orders")).await;
     let (tx, rx) = tokio::sync::mpsc::channel(1);
     tx.send(header(&d)).await.unwrap();
     let mut answers = app
@@ -225,6 +227,7 @@ async fn streams_cannot_take_the_slots_unary_calls_need() {
         s.max_row_streams = 2;
     })
     .await;
+    app.create_mapping(&d, &track_mapping("orders")).await;
     let mut open = Vec::new();
     for _ in 0..2 {
         let (tx, rx) = tokio::sync::mpsc::channel(1);

@@ -16,6 +16,7 @@ use segment_connections::delivery::DeliverySettings;
 use segment_connections::grpc::proto::{self, ConnectionsClient};
 use segment_connections::limits::RowLimits;
 use segment_connections::segment::RetrySettings;
+use segment_connections::store::AllowedUpstreams;
 
 /// The most rows a TestMapping request may carry in tests.
 pub const MAX_TEST_ROWS: usize = 5;
@@ -211,6 +212,8 @@ pub fn test_delivery() -> DeliverySettings {
             connect_timeout: Duration::from_secs(2),
             max_in_flight: 16,
         },
+        // The fake Tracking APIs listen here.
+        allowed_upstreams: AllowedUpstreams::parse(&["127.0.0.1"]).unwrap(),
         ..DeliverySettings::default()
     }
 }

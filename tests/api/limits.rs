@@ -81,6 +81,7 @@ async fn calls_beyond_the_concurrency_limit_are_resource_exhausted() {
     })
     .await;
     let d = app.create_destination("prod").await;
+    app.create_mapping(&d.id, &track_mapping("orders")).await;
     let list = || {
         let mut client = app.client.clone();
         async move {
@@ -98,6 +99,7 @@ async fn calls_beyond_the_concurrency_limit_are_resource_exhausted() {
             message: Some(Message::Header(proto::StreamHeader {
                 destination_id: d.id.clone(),
                 model: "orders".into(),
+                ..Default::default()
             })),
         })
         .await
@@ -153,4 +155,146 @@ async fn calls_beyond_the_concurrency_limit_are_resource_exhausted() {
             }
         }
     }
+}
+
+/// 10,000 rows through 5 mappings: the full list of results would pass the 4 MiB a default gRPC
+/// client takes. The answer stays within `MAX_RESPONSE_BYTES`, says what it left out (delivered
+/// results first), and keeps its counts exact; NOT_DELIVERED lists only what needs attention.
+#[tokio::test]
+async fn a_large_answer_fits_a_default_client_and_says_what_it_left_out() {
+    use prost::Message as _;
+    use proto::ResultStatus;
+    use segment_connections::grpc::convert::MAX_RESPONSE_BYTES;
+
+    let (app, fake, d) = crate::submit_rows::setup().await;
+    for m in 0..5 {
+        app.create_mapping(&d, &track_mapping(&format!("orders-{m}")))
+            .await;
+    }
+    let rows: Vec<proto::Row> = (0..10_000)
+        .map(|i| {
+            let mut r = order_row(&format!("order-{i:06}"), &format!("u-{i}"));
+            if i % 1_000 == 999 {
+                // No identity: REJECTED by each mapping.
+                r.columns_json = br#"{"order_id": "x"}"#.to_vec();
+            }
+            r
+        })
+        .collect();
+    let request = |results: proto::ResultFilter| proto::SubmitRowsRequest {
+        results: results.into(),
+        ..crate::submit_rows::request(&d, rows.clone())
+    };
+    // The default client: at most 4 MiB per message.
+    let mut c = app.client.clone();
+    let all = c
+        .submit_rows(request(proto::ResultFilter::All))
+        .await
+        .expect("the answer fits a default client")
+        .into_inner();
+    assert!(
+        all.encoded_len() <= MAX_RESPONSE_BYTES,
+        "{}",
+        all.encoded_len()
+    );
+    let counts = all.counts.unwrap();
+    assert_eq!((counts.delivered, counts.rejected), (49_950, 50));
+    assert_eq!(fake.accepted().len(), 49_950);
+    assert!(all.truncated);
+    assert_eq!(all.omitted_results as usize, 50_000 - all.results.len());
+    assert!(all.results.len() > 30_000, "{}", all.results.len());
+    // Every rejected result is listed; only delivered ones were left out, the last rows' first.
+    let listed = |s: ResultStatus| all.results.iter().filter(|r| r.status == s as i32).count();
+    assert_eq!(listed(ResultStatus::Rejected), 50);
+    let indexes: Vec<u32> = all.results.iter().map(|r| r.row_index).collect();
+    assert!(indexes.is_sorted(), "results stay in row order");
+    assert_eq!(indexes[0], 0);
+    assert!(
+        *indexes.last().unwrap() == 9_999,
+        "the last row's rejections are listed"
+    );
+    let last_delivered = all
+        .results
+        .iter()
+        .rfind(|r| r.status == ResultStatus::Delivered as i32)
+        .unwrap();
+    // The delivered results listed are all those of the first rows, none after.
+    let cut = last_delivered.row_index;
+    assert!(cut < 9_999, "{last_delivered:?}");
+    let rejected_rows_before = (0..cut).filter(|i| i % 1_000 == 999).count() as u32;
+    let listed_before = all
+        .results
+        .iter()
+        .filter(|r| r.status == ResultStatus::Delivered as i32 && r.row_index < cut)
+        .count() as u32;
+    assert_eq!(listed_before, 5 * (cut - rejected_rows_before));
+
+    let attention = c
+        .submit_rows(request(proto::ResultFilter::NotDelivered))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(attention.counts, Some(counts), "the counts are the same");
+    assert_eq!(attention.results.len(), 50);
+    assert!(
+        attention
+            .results
+            .iter()
+            .all(|r| r.status == ResultStatus::Rejected as i32)
+    );
+    assert_eq!(attention.omitted_results, 49_950);
+    assert!(!attention.truncated);
+
+    let err = c
+        .submit_rows(proto::SubmitRowsRequest {
+            results: 7,
+            ..crate::submit_rows::request(&d, rows[..1].to_vec())
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), tonic::Code::InvalidArgument);
+    assert!(
+        err.message().contains("unknown value 7"),
+        "{}",
+        err.message()
+    );
+}
+
+/// StreamRows takes the filter in its header: every answer lists only what it asked for.
+#[tokio::test]
+async fn stream_answers_list_what_the_header_asked_for() {
+    use proto::stream_rows_request::Message;
+    use tokio_stream::StreamExt as _;
+
+    let (app, _fake, d) = crate::submit_rows::setup().await;
+    app.create_mapping(&d, &track_mapping("orders")).await;
+    let mut rows = crate::submit_rows::rows(10);
+    rows[3].columns_json = b"{}".to_vec();
+    let msgs = vec![
+        proto::StreamRowsRequest {
+            message: Some(Message::Header(proto::StreamHeader {
+                destination_id: d.clone(),
+                model: "orders".into(),
+                results: proto::ResultFilter::NotDelivered.into(),
+            })),
+        },
+        proto::StreamRowsRequest {
+            message: Some(Message::Chunk(proto::RowChunk { chunk_id: 7, rows })),
+        },
+    ];
+    let mut answers = app
+        .client
+        .clone()
+        .stream_rows(tokio_stream::iter(msgs))
+        .await
+        .unwrap()
+        .into_inner();
+    let a = answers.next().await.unwrap().unwrap();
+    assert_eq!(a.chunk_id, 7);
+    assert_eq!(a.results.len(), 1, "{a:?}");
+    assert_eq!(a.results[0].row_index, 3);
+    assert_eq!(a.omitted_results, 9);
+    assert!(!a.truncated);
+    assert_eq!(a.counts.unwrap().delivered, 9);
+    assert!(answers.next().await.is_none());
 }

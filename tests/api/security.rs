@@ -289,3 +289,169 @@ async fn a_missing_certificate_stops_start_up_with_its_path() {
     let shown = format!("{err:#}");
     assert!(shown.contains("nope.pem"), "{shown}");
 }
+
+// === Write keys and upstreams ===
+
+fn update_region(id: &str, version: u64, region: &str) -> proto::UpdateDestinationRequest {
+    proto::UpdateDestinationRequest {
+        id: id.into(),
+        version,
+        region: Some(region.into()),
+        ..Default::default()
+    }
+}
+
+/// One order row through a track mapping: the result's status and issues.
+async fn submit_one(app: &TestApp, destination_id: &str) -> proto::RowResult {
+    let mut r = crate::submit_rows::submit(
+        app,
+        crate::submit_rows::request(
+            destination_id,
+            vec![crate::helpers::order_row("o-1", "u-1")],
+        ),
+    )
+    .await;
+    assert_eq!(r.results.len(), 1, "{r:?}");
+    r.results.remove(0)
+}
+
+#[tokio::test]
+async fn moving_a_destination_to_another_host_needs_its_write_key() {
+    use crate::fake_segment::FakeSegment;
+    let key = "wk-first-0123456789";
+    let (home, elsewhere) = (FakeSegment::start(key).await, FakeSegment::start(key).await);
+    let app = TestApp::spawn().await;
+    let mut c = app.client.clone();
+    let d = app.create_destination_at("prod", &home.url(), key).await;
+    app.create_mapping(&d.id, &crate::helpers::track_mapping("orders"))
+        .await;
+
+    // Another port of an allowed host, us, eu: each is another host for the key.
+    for region in [elsewhere.url(), "us".into(), "eu".into()] {
+        let err = c
+            .update_destination(update_region(&d.id, 1, &region))
+            .await
+            .unwrap_err();
+        assert_eq!(err.code(), Code::InvalidArgument, "{region}: {err:?}");
+        let v = crate::helpers::violations(&err);
+        assert_eq!(v.len(), 1, "{v:?}");
+        assert_eq!(v[0].0, "write_key");
+        assert!(v[0].1.contains("another host"), "{v:?}");
+        assert!(!err.message().contains(key));
+    }
+    // The same host, another path: no key needed.
+    let moved = c
+        .update_destination(update_region(&d.id, 1, &format!("{}/v1", home.url())))
+        .await
+        .unwrap()
+        .into_inner()
+        .destination
+        .unwrap();
+    assert_eq!(moved.version, 2);
+    let r = submit_one(&app, &d.id).await;
+    assert_eq!(r.status, proto::ResultStatus::Delivered as i32, "{r:?}");
+    assert_eq!(home.accepted().len(), 1);
+    assert!(
+        elsewhere.requests().is_empty(),
+        "the key went to the other host"
+    );
+
+    // With the key in the same request it moves, and the new key goes there.
+    c.update_destination(proto::UpdateDestinationRequest {
+        write_key: Some(key.into()),
+        ..update_region(&d.id, 2, &elsewhere.url())
+    })
+    .await
+    .unwrap();
+    let r = submit_one(&app, &d.id).await;
+    assert_eq!(r.status, proto::ResultStatus::Delivered as i32, "{r:?}");
+    assert_eq!((home.accepted().len(), elsewhere.accepted().len()), (1, 1));
+
+    // A stale version is ABORTED, not a key error.
+    let err = c
+        .update_destination(update_region(&d.id, 1, "us"))
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::Aborted, "{err:?}");
+}
+
+#[tokio::test]
+async fn custom_base_urls_need_their_host_allowed() {
+    let app = TestApp::spawn().await;
+    let mut c = app.client.clone();
+    let refused = |err: tonic::Status| {
+        assert_eq!(err.code(), Code::InvalidArgument, "{err:?}");
+        let v = crate::helpers::violations(&err);
+        assert_eq!(v.len(), 1, "{v:?}");
+        assert_eq!(v[0].0, "region");
+        assert!(v[0].1.contains("--allowed-upstreams"), "{v:?}");
+        assert!(v[0].1.contains("anywhere.example"), "{v:?}");
+    };
+    let err = c
+        .create_destination(proto::CreateDestinationRequest {
+            name: "x".into(),
+            region: "http://anywhere.example:8080".into(),
+            write_key: "wk-x-0123456789".into(),
+            enabled: None,
+        })
+        .await
+        .unwrap_err();
+    refused(err);
+    assert!(
+        c.list_destinations(proto::ListDestinationsRequest {})
+            .await
+            .unwrap()
+            .into_inner()
+            .destinations
+            .is_empty()
+    );
+    let d = app.create_destination("prod").await;
+    // Even with the write key.
+    let err = c
+        .update_destination(proto::UpdateDestinationRequest {
+            write_key: Some("wk-x-0123456789".into()),
+            ..update_region(&d.id, 1, "http://anywhere.example")
+        })
+        .await
+        .unwrap_err();
+    refused(err);
+    // User info in a base URL would hide the host.
+    let err = c
+        .update_destination(proto::UpdateDestinationRequest {
+            write_key: Some("wk-x-0123456789".into()),
+            ..update_region(&d.id, 1, "http://anywhere.example@127.0.0.1")
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::InvalidArgument, "{err:?}");
+}
+
+#[tokio::test]
+async fn a_stored_host_no_longer_allowed_gets_no_write_key() {
+    use crate::fake_segment::FakeSegment;
+    let key = "wk-stored-0123456789";
+    let fake = FakeSegment::start(key).await;
+    let app = TestApp::spawn().await;
+    let d = app.create_destination_at("prod", &fake.url(), key).await;
+    app.create_mapping(&d.id, &crate::helpers::track_mapping("orders"))
+        .await;
+    let dir = app.stop().await;
+
+    // Restarted with the host no longer listed.
+    let app = TestApp::spawn_with(dir, |s| {
+        s.delivery.allowed_upstreams = Default::default();
+    })
+    .await;
+    for _ in 0..2 {
+        let r = submit_one(&app, &d.id).await;
+        assert_eq!(r.status, proto::ResultStatus::Rejected as i32, "{r:?}");
+        assert_eq!(r.issues.len(), 1, "{r:?}");
+        assert_eq!(
+            r.issues[0].code,
+            proto::IssueCode::UpstreamNotAllowed as i32
+        );
+        assert!(r.issues[0].message.contains("--allowed-upstreams"));
+        assert!(!r.retryable);
+    }
+    assert!(fake.requests().is_empty(), "{:?}", fake.requests());
+}

@@ -14,6 +14,7 @@ fn header(d: &str) -> proto::StreamRowsRequest {
         message: Some(Message::Header(proto::StreamHeader {
             destination_id: d.into(),
             model: "orders".into(),
+            ..Default::default()
         })),
     }
 }
@@ -92,6 +93,7 @@ async fn a_message_id_repeated_in_a_later_chunk_is_rejected() {
 #[tokio::test]
 async fn the_header_comes_first() {
     let (app, _fake, d) = setup().await;
+    app.create_mapping(&d, &track_mapping("orders")).await;
     let err = app
         .client
         .clone()

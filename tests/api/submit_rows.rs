@@ -67,6 +67,7 @@ pub fn request(destination_id: &str, rows: Vec<proto::Row>) -> proto::SubmitRows
         destination_id: destination_id.into(),
         model: "orders".into(),
         rows,
+        ..Default::default()
     }
 }
 
@@ -191,6 +192,62 @@ async fn request_level_errors() {
         code(c.submit_rows(request(&d, rows(1))).await),
         Code::FailedPrecondition
     );
+}
+
+#[tokio::test]
+async fn a_model_no_mapping_reads_is_not_found_naming_the_models() {
+    let (app, fake, d) = setup().await;
+    let mut c = app.client.clone();
+    let model = |m: &str| proto::SubmitRowsRequest {
+        model: m.into(),
+        ..request(&d, rows(2))
+    };
+    // No mappings at all.
+    let err = c.submit_rows(model("orders")).await.unwrap_err();
+    assert_eq!(err.code(), Code::NotFound, "{err:?}");
+    assert!(
+        err.message().contains("has no mappings"),
+        "{}",
+        err.message()
+    );
+
+    app.create_mapping(&d, &track_mapping("orders")).await;
+    let users = serde_json::json!({
+        "name": "users", "model": "users", "action": "identify", "enabled": false,
+        "fields": {"user_id": {"@path": "$.properties.user_id"}}
+    });
+    app.create_mapping(&d, &users.to_string()).await;
+    let err = c.submit_rows(model("order")).await.unwrap_err();
+    assert_eq!(err.code(), Code::NotFound, "{err:?}");
+    assert!(
+        err.message()
+            .contains(r#"no mapping for model "order"; its mappings read: orders, users"#),
+        "{}",
+        err.message()
+    );
+    // StreamRows answers the same when it opens.
+    let header = proto::StreamRowsRequest {
+        message: Some(proto::stream_rows_request::Message::Header(
+            proto::StreamHeader {
+                destination_id: d.clone(),
+                model: "order".into(),
+                ..Default::default()
+            },
+        )),
+    };
+    let err = c
+        .stream_rows(tokio_stream::iter([header]))
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::NotFound, "{err:?}");
+
+    // A model whose mappings are all disabled: every row SKIPPED, as before.
+    let r = submit(&app, model("users")).await;
+    assert_eq!(r.counts.unwrap().skipped, 2, "{r:?}");
+    assert!(fake.requests().is_empty());
+    // A model name longer than any mapping may read.
+    let err = c.submit_rows(model(&"m".repeat(201))).await.unwrap_err();
+    assert_eq!(err.code(), Code::InvalidArgument, "{err:?}");
 }
 
 #[tokio::test]
@@ -454,8 +511,9 @@ async fn test_mapping_still_sends_nothing() {
 #[tokio::test]
 async fn a_mapping_change_is_seen_by_the_next_call() {
     let (app, fake, d) = setup().await;
-    let resp = submit(&app, request(&d, rows(1))).await;
-    assert_eq!(status(&resp.results[0]), ResultStatus::Skipped);
+    let mut c = app.client.clone();
+    let err = c.submit_rows(request(&d, rows(1))).await.unwrap_err();
+    assert_eq!(err.code(), Code::NotFound);
     app.create_mapping(&d, &track_mapping("orders")).await;
     let resp = submit(&app, request(&d, rows(1))).await;
     assert_eq!(status(&resp.results[0]), ResultStatus::Delivered);

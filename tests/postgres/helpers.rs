@@ -52,6 +52,9 @@ impl Server {
             "json",
             "--shutdown-grace-seconds",
             "2",
+            // The fake Tracking APIs listen here.
+            "--allowed-upstreams",
+            "127.0.0.1",
         ]);
         clean_env(&mut cmd);
         cmd.env("SEGMENT_CONNECTIONS_ENCRYPTION_KEY", keys)

@@ -40,6 +40,7 @@ async fn calls_fail_unavailable_while_postgres_is_down_and_recover_after() {
         destination_id: d.id.clone(),
         model: "orders".into(),
         rows: vec![crate::helpers::order_row(id)],
+        ..Default::default()
     };
     let delivered = |r: proto::SubmitRowsResponse| r.counts.map(|c| c.delivered);
     // The row path has read the destination and its mapping once.

@@ -49,6 +49,7 @@ async fn submit_until(
                 destination_id: destination_id.into(),
                 model: "orders".into(),
                 rows: vec![order_row("o-1")],
+                ..Default::default()
             })
             .await
             .unwrap()
