@@ -1,6 +1,7 @@
 //! Mappings: the document (DESIGN.md's JSON), its validation and compilation, and rendering a
 //! row into a Segment event. Pure: no IO, no async, no proto types.
 
+pub mod budget;
 mod envelope;
 mod eval;
 mod expr;
