@@ -372,6 +372,32 @@ mod bombs {
         );
     }
 
+    /// Evaluations count even when they compute nothing: `@if`s nested 30 deep (61 values
+    /// evaluated), and so does a shape run for each of 5,000 items.
+    #[test]
+    fn evaluations_count() {
+        let mut v = json!({"@path": "$.x"});
+        for _ in 0..30 {
+            v = json!({"@if": {"exists": {"@path": "$.x"}, "then": 1, "else": v}});
+        }
+        let columns = json!({"u": "u-1", "arr": vec![0; 5000]});
+        stops_at(
+            base(("event_name", v.clone())),
+            columns.clone(),
+            900,
+            "/event_name",
+            "evaluating directives",
+        );
+        let array_path = json!({"@arrayPath": ["$.properties.arr", {"k": v}]});
+        stops_at(
+            base(("properties", json!({"a": array_path}))),
+            columns,
+            1_000_000,
+            "/properties",
+            "",
+        );
+    }
+
     /// A flat mapping (no directive computes) copying one large column into many keys: the
     /// event itself is counted before it is written.
     #[test]

@@ -71,8 +71,13 @@ fn case(s: &str, upper: bool, b: &Budget) -> Result<String, OverBudget> {
     })
 }
 
+/// What evaluating one value costs however little it computes, so the number of evaluations
+/// (an `@arrayPath` shape runs once per item) is bounded by the budget too.
+const EVAL_COST: usize = 16;
+
 /// Resolves `e` in `scope`, counting what it computes against `b`.
 pub fn eval<'a>(e: &'a Expr, scope: Scope<'a>, b: &Budget) -> Out<'a> {
+    b.charge("evaluating directives", EVAL_COST)?;
     Ok(match e {
         Expr::Const(v) => Some(Val::Ref(v)),
         Expr::Object(entries) => {
@@ -251,10 +256,16 @@ pub fn eval<'a>(e: &'a Expr, scope: Scope<'a>, b: &Budget) -> Out<'a> {
         }
         Expr::ExcludeWhenNull(inner) => match eval(inner, scope, b)? {
             Some(v) if v.as_ref().is_null() => None,
-            Some(v) if has_null_member(v.as_ref()) => {
-                let mut owned = owned(v, "@excludeWhenNull", b)?;
-                clean_nulls(&mut owned);
-                Some(Val::Own(owned))
+            Some(v) if v.as_ref().as_object().is_some() => {
+                // Looked through (counted as a copy), and copied when a member is null.
+                b.charge_copy("@excludeWhenNull", v.as_ref())?;
+                if has_null_member(v.as_ref()) {
+                    let mut owned = owned(v, "@excludeWhenNull", b)?;
+                    clean_nulls(&mut owned);
+                    Some(Val::Own(owned))
+                } else {
+                    Some(v)
+                }
             }
             other => other,
         },
