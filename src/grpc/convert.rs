@@ -154,12 +154,7 @@ pub fn to_proto_destination(d: Destination) -> proto::Destination {
 /// Validates a mapping document for registration: it must compile, and name and model are
 /// required. Every violation is reported, each with its pointer into the document.
 pub(super) fn mapping_content(json: String) -> Result<MappingContent, Error> {
-    let doc = MappingDoc::from_json(json.as_bytes()).map_err(|e| {
-        Error::InvalidMapping(vec![Violation {
-            pointer: String::new(),
-            message: format!("not a mapping document: {e}"),
-        }])
-    })?;
+    let doc = MappingDoc::parse(json.as_bytes()).map_err(|v| Error::InvalidMapping(vec![v]))?;
     let mut violations = match Mapping::compile(&doc, Identity::offline("")) {
         Ok(_) => Vec::new(),
         Err(v) => v,

@@ -137,14 +137,11 @@ impl<S: Store> ConnectionsService<S> {
                     let d = convert::id("destination_id", d)?;
                     self.store.get_destination(&d).await?;
                 }
-                Ok(match MappingDoc::from_json(json.as_bytes()) {
+                Ok(match MappingDoc::parse(json.as_bytes()) {
                     Ok(doc) => {
                         Mapping::compile(&doc, Identity::offline(doc.name.as_deref().unwrap_or("")))
                     }
-                    Err(e) => Err(vec![Violation {
-                        pointer: String::new(),
-                        message: format!("not a mapping document: {e}"),
-                    }]),
+                    Err(v) => Err(vec![v]),
                 })
             }
         }
