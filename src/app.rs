@@ -16,12 +16,11 @@ use anyhow::Context as _;
 use tokio::net::TcpListener;
 use tonic::service::interceptor::InterceptedService;
 use tonic::transport::Server;
-use tonic::transport::server::TcpIncoming;
 use tonic::transport::{Certificate, Identity, ServerTlsConfig};
 
 use crate::config::{KeySource, Settings, StoreLocation};
 use crate::grpc::proto::{self, ConnectionsServer};
-use crate::grpc::{BearerAuth, ConnectionsService, Gate, Limits};
+use crate::grpc::{self, BearerAuth, ConnectionsService, Gate, Limits};
 use crate::metrics;
 use crate::store::{AnyStore, KeyRing, PostgresStore, SqliteStore};
 
@@ -168,7 +167,7 @@ impl App {
         }
         if let Some(listener) = health_listener {
             tracing::info!(addr = %listener.local_addr()?, "serving plaintext health");
-            let incoming = TcpIncoming::from(listener).with_nodelay(Some(true));
+            let incoming = grpc::incoming(listener);
             let health_only = Server::builder()
                 .add_service(health.clone())
                 .serve_with_incoming_shutdown(incoming, aux_stopped());
@@ -179,7 +178,7 @@ impl App {
             }));
         }
 
-        let incoming = TcpIncoming::from(listener).with_nodelay(Some(true));
+        let incoming = grpc::incoming(listener);
         let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
         let gate = Gate::new(settings.max_concurrent_calls, settings.max_row_streams);
         let router = builder

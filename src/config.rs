@@ -212,6 +212,14 @@ pub struct ServeArgs {
     /// Export trace spans over OTLP/gRPC to this collector (e.g. http://otel-collector:4317).
     #[arg(long, env = "SEGMENT_CONNECTIONS_OTLP_ENDPOINT")]
     pub otlp_endpoint: Option<String>,
+    /// What rendering one row through one mapping may compute, in bytes (every value a
+    /// directive builds or copies, and the event); past it the row gets RENDER_LIMIT.
+    #[arg(
+        long,
+        env = "SEGMENT_CONNECTIONS_MAX_RENDER_BYTES_PER_ROW",
+        default_value_t = crate::mapping::budget::DEFAULT_RENDER_BYTES
+    )]
+    pub max_render_bytes_per_row: usize,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -363,6 +371,7 @@ impl TryFrom<ServeArgs> for Settings {
             max_concurrent_calls,
             max_row_streams,
             otlp_endpoint,
+            max_render_bytes_per_row,
         } = args;
         let listen = listen
             .parse::<SocketAddr>()
@@ -422,6 +431,7 @@ impl TryFrom<ServeArgs> for Settings {
             ("max-value-bytes", max_value_bytes),
             ("max-concurrent-streams", max_concurrent_streams as usize),
             ("max-concurrent-calls", max_concurrent_calls),
+            ("max-render-bytes-per-row", max_render_bytes_per_row),
         ] {
             if n == 0 {
                 return Err(ConfigError::Zero(flag));
@@ -454,6 +464,7 @@ impl TryFrom<ServeArgs> for Settings {
             stream_idle: Duration::from_secs(stream_idle_seconds),
             stream_dedup_window,
             allowed_upstreams,
+            max_render_bytes_per_row,
             ..defaults
         };
         Ok(Settings {
@@ -549,6 +560,13 @@ mod tests {
         assert!(s.auth_tokens.is_empty());
         assert_eq!(s.tls, None);
         assert_eq!(s.row_limits, RowLimits::default());
+        assert_eq!(s.delivery.max_render_bytes_per_row, 4 * 1024 * 1024);
+        let s = settings(&["--max-render-bytes-per-row", "65536"]).unwrap();
+        assert_eq!(s.delivery.max_render_bytes_per_row, 65536);
+        assert_eq!(
+            settings(&["--max-render-bytes-per-row", "0"]).unwrap_err(),
+            ConfigError::Zero("max-render-bytes-per-row")
+        );
     }
 
     #[test]

@@ -18,6 +18,7 @@ use crate::error::Error;
 use crate::issue::{Issue, IssueCode};
 use crate::mapping::{Mapping, Row};
 use crate::metrics::{self, EventResult};
+use crate::render_pool;
 use crate::segment::Action;
 use crate::segment::batch::{self, Span};
 use crate::segment::retry::Attempt;
@@ -149,6 +150,8 @@ pub struct DeliverySettings {
     /// Rendered event bytes held at once per call: past it, what is rendered is sent before
     /// the rest of the rows are rendered.
     pub max_render_bytes: usize,
+    /// What rendering one row through one mapping may compute ([`crate::mapping::budget`]).
+    pub max_render_bytes_per_row: usize,
     /// Tests and local runs: send every destination here instead of its region.
     pub endpoint_override: Option<String>,
     /// The hosts a custom base URL may name (`--allowed-upstreams`).
@@ -169,6 +172,7 @@ impl Default for DeliverySettings {
             stream_dedup_window: 100_000,
             cache_max_age: cache::DEFAULT_MAX_AGE,
             max_render_bytes: 16 * 1024 * 1024,
+            max_render_bytes_per_row: crate::mapping::budget::DEFAULT_RENDER_BYTES,
             endpoint_override: None,
             allowed_upstreams: AllowedUpstreams::default(),
         }
@@ -407,16 +411,30 @@ pub async fn deliver<S: Sender>(
     let mut shut_down = false;
     let mut results = Vec::with_capacity(total);
     let mut rows = rows.into_iter().enumerate().peekable();
+    // Rendered off the async workers (see `render_pool`), unless small and flat.
+    let inline = render_pool::cheap(total * mappings.len(), mappings.iter().all(|m| m.is_flat()));
+    let mappings: Arc<[Arc<Mapping>]> = mappings.into();
     // Rows are rendered in slices of at most `max_render_bytes` of events, each sent before the
     // next is rendered, so a request's memory stays bounded however many rows and mappings.
     while rows.peek().is_some() {
-        let mut plan = Plan::with_capacity(total.min(settings.max_render_bytes / 256 + 1));
-        while plan.arena.len() < settings.max_render_bytes {
+        let plan = Plan::with_capacity(total.min(settings.max_render_bytes / 256 + 1));
+        let (max, budget, m) = (
+            settings.max_render_bytes,
+            settings.max_render_bytes_per_row,
+            mappings.clone(),
+        );
+        let (mut plan, rest) = render_pool::run((plan, rows), inline, move |(plan, rows)| {
+            if plan.arena.len() >= max {
+                return false;
+            }
             let Some((i, input)) = rows.next() else {
-                break;
+                return false;
             };
-            plan.render_row(mappings, first_index + i as u32, input);
-        }
+            plan.render_row(&m, first_index + i as u32, input, budget);
+            true
+        })
+        .await;
+        rows = rest;
         plan.reject_duplicates(seen);
         let groups = batch::pack(&plan.spans, settings.batch);
         let mut outcomes: Vec<(Range<usize>, Outcome)> = Vec::new();
@@ -532,7 +550,13 @@ impl Plan {
     /// Renders one row through every mapping: one result per matching mapping (accepted
     /// events are settled when their batch is), or one for a row none matched or that could
     /// not be read.
-    fn render_row(&mut self, mappings: &[Arc<Mapping>], row_index: u32, input: Input) {
+    fn render_row(
+        &mut self,
+        mappings: &[Arc<Mapping>],
+        row_index: u32,
+        input: Input,
+        budget: usize,
+    ) {
         let plan = self;
         let Input { id, row } = input;
         let result = |mapping_id: String, status, message_id, issues| RowResult {
@@ -558,7 +582,7 @@ impl Plan {
         let mut matched = false;
         for m in mappings {
             let start = plan.arena.len();
-            let r = m.render(&row, &mut plan.arena);
+            let r = m.render_within(&row, &mut plan.arena, budget);
             if r.skipped {
                 continue;
             }

@@ -18,6 +18,7 @@ pub mod json;
 pub mod limits;
 pub mod mapping;
 pub mod metrics;
+pub mod render_pool;
 pub mod segment;
 pub mod store;
 pub mod telemetry;

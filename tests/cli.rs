@@ -349,3 +349,65 @@ fn readme_example_is_accepted() {
         .unwrap();
     assert_eq!(printed(&again).1["message_id"], id);
 }
+
+/// Mappings that would build gigabytes from a small row (`@json` encode nested 28 deep around
+/// `"`, a column repeated 10,000 times by `@template`, `@replace` nested ten deep), run under a
+/// 768 MiB address-space cap: each stops at the render budget with `RENDER_LIMIT` naming the
+/// field and the limit, far below the cap (without the budget the process dies allocating).
+#[test]
+fn render_bombs_stop_at_the_budget_in_bounded_memory() {
+    let mut json_bomb = json!({"@path": "$.properties.q"});
+    for _ in 0..28 {
+        json_bomb = json!({"@json": {"mode": "encode", "value": json_bomb}});
+    }
+    let mut replace_bomb = json!({"@path": "$.properties.q"});
+    for _ in 0..10 {
+        replace_bomb = json!({"@replace": {
+            "value": replace_bomb, "pattern": "\"", "replacement": "\"\"\"\"\"\"\"\"\"\""
+        }});
+    }
+    let template_bomb = json!({"@template": "{{properties.big}}".repeat(10_000)});
+    let columns = json!({"user_id": "u-1", "q": "\"", "big": "x".repeat(100_000)});
+    for (name, bomb) in [
+        ("@json encode", json_bomb),
+        ("@template", template_bomb),
+        ("@replace", replace_bomb),
+    ] {
+        let mapping = json!({"action": "track", "fields": {
+            "event_name": {"@literal": "Bomb"},
+            "user_id": {"@path": "$.properties.user_id"},
+            "properties": {"x": bomb},
+        }});
+        let dir = TempDir::new("cli");
+        let m = dir.file("mapping.json", mapping.to_string());
+        let r = dir.file("row.json", row("added", columns.clone()).to_string());
+        let out = Command::new("sh")
+            .arg("-c")
+            .arg("ulimit -v 786432 && exec \"$0\" \"$@\"")
+            .arg(BIN)
+            .arg("test-mapping")
+            .arg("--mapping")
+            .arg(&m)
+            .arg("--row")
+            .arg(&r)
+            .current_dir(env!("CARGO_MANIFEST_DIR"))
+            .output()
+            .expect("sh runs");
+        assert_eq!(
+            out.status.code(),
+            Some(1),
+            "{name}: {:?} {}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let (_, v) = printed(&out);
+        assert_eq!(v["accepted"], false);
+        let issues = v["issues"].as_array().unwrap();
+        assert_eq!(issues.len(), 1, "{name}: {v}");
+        assert_eq!(issues[0]["code"], "RENDER_LIMIT", "{name}: {v}");
+        assert_eq!(issues[0]["pointer"], "/properties", "{name}: {v}");
+        let message = issues[0]["message"].as_str().unwrap();
+        assert!(message.contains(name), "{message}");
+        assert!(message.contains("4194304 bytes"), "{message}");
+    }
+}

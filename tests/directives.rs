@@ -898,3 +898,29 @@ fn every_violation_is_listed_at_once() {
         ]
     );
 }
+
+/// Directives nest at most 32 deep: the 33rd level is a violation at its own pointer, naming
+/// the limit; 32 levels compile and render.
+#[test]
+fn directives_nest_at_most_32_deep() {
+    let nested = |levels: usize| {
+        let mut v = json!({"@path": "$.properties.q"});
+        for _ in 1..levels {
+            v = json!({"@case": {"operator": "upper", "value": v}});
+        }
+        v
+    };
+    let deepest = "/fields/properties/x".to_owned() + &"/@case/value".repeat(32);
+    assert_eq!(
+        violations(track_with_properties(json!({"x": nested(33)}))),
+        [(
+            deepest,
+            "nests directives more than 32 deep (the limit)".to_owned()
+        )]
+    );
+    // Side by side, directives do not add up.
+    let wide: serde_json::Map<String, Value> =
+        (0..40).map(|i| (format!("k{i}"), nested(32))).collect();
+    let got = render_properties(Value::Object(wide), json!({"q": "q"}));
+    assert_eq!(got["properties"]["k39"], "Q");
+}

@@ -154,12 +154,7 @@ pub fn to_proto_destination(d: Destination) -> proto::Destination {
 /// Validates a mapping document for registration: it must compile, and name and model are
 /// required. Every violation is reported, each with its pointer into the document.
 pub(super) fn mapping_content(json: String) -> Result<MappingContent, Error> {
-    let doc = MappingDoc::from_json(json.as_bytes()).map_err(|e| {
-        Error::InvalidMapping(vec![Violation {
-            pointer: String::new(),
-            message: format!("not a mapping document: {e}"),
-        }])
-    })?;
+    let doc = MappingDoc::parse(json.as_bytes()).map_err(|v| Error::InvalidMapping(vec![v]))?;
     let mut violations = match Mapping::compile(&doc, Identity::offline("")) {
         Ok(_) => Vec::new(),
         Err(v) => v,
@@ -289,11 +284,18 @@ impl TryFrom<proto::Row> for Row {
             Ok(proto::Op::Added) => Op::Added,
             Ok(proto::Op::Updated) => Op::Updated,
             Ok(proto::Op::Deleted) => Op::Deleted,
-            Ok(proto::Op::Unspecified) | Err(_) => {
+            Ok(proto::Op::Unspecified) => {
                 return Err(Issue::new(
                     IssueCode::InvalidRow,
                     "/op",
                     "is required (ADDED, UPDATED or DELETED)",
+                ));
+            }
+            Err(_) => {
+                return Err(Issue::new(
+                    IssueCode::InvalidRow,
+                    "/op",
+                    format!("is unknown op {op}; expected ADDED (1), UPDATED (2) or DELETED (3)"),
                 ));
             }
         };
@@ -335,6 +337,7 @@ pub fn to_proto_issue_code(code: IssueCode) -> proto::IssueCode {
         IssueCode::EventTooLarge => proto::IssueCode::EventTooLarge,
         IssueCode::InvalidTimestamp => proto::IssueCode::InvalidTimestamp,
         IssueCode::MessageIdTooLong => proto::IssueCode::MessageIdTooLong,
+        IssueCode::RenderLimit => proto::IssueCode::RenderLimit,
         IssueCode::DuplicateMessageId => proto::IssueCode::DuplicateMessageId,
         IssueCode::UpstreamRejected => proto::IssueCode::UpstreamRejected,
         IssueCode::UpstreamUnavailable => proto::IssueCode::UpstreamUnavailable,
@@ -359,6 +362,7 @@ pub fn issue_code_from_proto(code: i32) -> Option<IssueCode> {
         proto::IssueCode::EventTooLarge => IssueCode::EventTooLarge,
         proto::IssueCode::InvalidTimestamp => IssueCode::InvalidTimestamp,
         proto::IssueCode::MessageIdTooLong => IssueCode::MessageIdTooLong,
+        proto::IssueCode::RenderLimit => IssueCode::RenderLimit,
         proto::IssueCode::DuplicateMessageId => IssueCode::DuplicateMessageId,
         proto::IssueCode::UpstreamRejected => IssueCode::UpstreamRejected,
         proto::IssueCode::UpstreamUnavailable => IssueCode::UpstreamUnavailable,

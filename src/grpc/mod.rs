@@ -1,15 +1,18 @@
 //! The gRPC transport: generated code (`proto`), thin handlers (`service`), proto⇄domain
 //! conversion (`convert`), the one Error→Status mapping (`status`) and the gate calls pass
-//! (`gate`: the concurrent-call limit and shutdown's drain).
+//! (`gate`: the concurrent-call limit and shutdown's drain), and the connections a listener
+//! accepts (`incoming`: a failed accept is logged and paused on, not spun on).
 
 mod auth;
 pub mod convert;
 mod deadline;
 pub mod gate;
+mod incoming;
 pub mod proto;
 mod service;
 mod status;
 
 pub use auth::BearerAuth;
 pub use gate::Gate;
+pub use incoming::incoming;
 pub use service::{ConnectionsService, Limits};

@@ -16,6 +16,7 @@ use crate::error::Error;
 use crate::limits::RowLimits;
 use crate::mapping::{Identity, Mapping, MappingDoc, TestResult, Violation};
 use crate::metrics::{Outcome, RpcCounts};
+use crate::render_pool;
 use crate::store::{AllowedUpstreams, NewDestination, Region, Store, check_model};
 
 /// Request limits enforced by the handlers (tonic enforces the message size).
@@ -144,14 +145,11 @@ impl<S: Store> ConnectionsService<S> {
                     let d = convert::id("destination_id", d)?;
                     self.store.get_destination(&d).await?;
                 }
-                Ok(match MappingDoc::from_json(json.as_bytes()) {
+                Ok(match MappingDoc::parse(json.as_bytes()) {
                     Ok(doc) => {
                         Mapping::compile(&doc, Identity::offline(doc.name.as_deref().unwrap_or("")))
                     }
-                    Err(e) => Err(vec![Violation {
-                        pointer: String::new(),
-                        message: format!("not a mapping document: {e}"),
-                    }]),
+                    Err(v) => Err(vec![v]),
                 })
             }
         }
@@ -359,26 +357,34 @@ impl<S: Store> proto::Connections for ConnectionsService<S> {
         }
         counts.add_rows(rows.len() as u64);
         let subject = self.test_subject(mapping, destination_id).await?;
-        let results = rows
-            .into_iter()
-            .enumerate()
-            .map(|(i, row)| {
-                let result = match (convert::row(row, &self.limits.rows), &subject) {
-                    (Err(issue), _) => convert::invalid_row(issue),
-                    (Ok(row), Ok(mapping)) => mapping.test(&row),
-                    (Ok(_), Err(violations)) => TestResult::invalid_mapping(violations),
-                };
-                counts.add(
-                    match (result.accepted, result.skipped) {
-                        (_, true) => Outcome::Skipped,
-                        (true, false) => Outcome::Accepted,
-                        (false, false) => Outcome::Rejected,
-                    },
-                    1,
-                );
-                convert::to_proto_test_result(i, result)
-            })
-            .collect();
+        // Rendered off the async workers (see `render_pool`), unless small and flat.
+        let inline = render_pool::cheap(rows.len(), subject.as_ref().is_ok_and(Mapping::is_flat));
+        let (row_limits, budget) = (
+            self.limits.rows,
+            self.delivery.settings().max_render_bytes_per_row,
+        );
+        let state = (rows.into_iter().enumerate(), Vec::new());
+        let (_, results) = render_pool::run(state, inline, move |(rows, results)| {
+            let Some((i, row)) = rows.next() else {
+                return false;
+            };
+            let result = match (convert::row(row, &row_limits), &subject) {
+                (Err(issue), _) => convert::invalid_row(issue),
+                (Ok(row), Ok(mapping)) => mapping.test_within(&row, budget),
+                (Ok(_), Err(violations)) => TestResult::invalid_mapping(violations),
+            };
+            results.push(convert::to_proto_test_result(i, result));
+            true
+        })
+        .await;
+        for r in &results {
+            let outcome = match (r.accepted, r.skipped) {
+                (_, true) => Outcome::Skipped,
+                (true, false) => Outcome::Accepted,
+                (false, false) => Outcome::Rejected,
+            };
+            counts.add(outcome, 1);
+        }
         Ok(Response::new(proto::TestMappingResponse { results }))
     }
 

@@ -92,8 +92,13 @@ pub struct Violation {
 /// Compiles mapping values, collecting every violation.
 pub struct Compiler {
     pointer: String,
+    /// Directives around the value being compiled.
+    depth: usize,
     pub violations: Vec<Violation>,
 }
+
+/// The deepest directives may nest (a directive inside another's argument is one level down).
+pub const MAX_DIRECTIVE_DEPTH: usize = 32;
 
 const MAX_PATTERN_LENGTH: usize = 10;
 const MAX_REPLACEMENT_LENGTH: usize = 10;
@@ -160,6 +165,7 @@ impl Compiler {
     pub fn new(pointer: &str) -> Compiler {
         Compiler {
             pointer: pointer.to_owned(),
+            depth: 0,
             violations: Vec::new(),
         }
     }
@@ -225,7 +231,15 @@ impl Compiler {
         if !DIRECTIVES.contains(&name.as_str()) {
             return self.fail(format!("has an invalid directive: {name}"));
         }
-        self.at(name, |c| c.directive_arg(name, arg))
+        if self.depth == MAX_DIRECTIVE_DEPTH {
+            return self.fail(format!(
+                "nests directives more than {MAX_DIRECTIVE_DEPTH} deep (the limit)"
+            ));
+        }
+        self.depth += 1;
+        let e = self.at(name, |c| c.directive_arg(name, arg));
+        self.depth -= 1;
+        e
     }
 
     fn directive_arg(&mut self, name: &str, arg: &Value) -> Expr {

@@ -44,6 +44,9 @@ use liquid::model::{
 use liquid::reflection::ParserReflection;
 use serde_json::Value as Json;
 
+use super::budget::{Budget, OverBudget, json_len};
+use crate::json::VRef;
+
 /// Longest template accepted, in UTF-16 code units like JavaScript's `String.length`.
 pub const MAX_TEMPLATE_CHARS: usize = 1000;
 /// Largest rendered output accepted; a larger one is an error, not a truncation.
@@ -205,18 +208,32 @@ impl LiquidTemplate {
 
     /// Renders the template; the top-level keys of `payload` are the template's variables.
     pub fn render(&self, payload: &Json) -> Result<String, LiquidError> {
+        self.render_within(payload, &Budget::new(usize::MAX))
+            .map_err(|e| match e {
+                RenderError::Liquid(e) => e,
+                RenderError::Limit(e) => error(e.to_string()),
+            })
+    }
+
+    /// [`LiquidTemplate::render`] within a render's budget: the payload's copy, the growth the
+    /// working-memory estimate allows beyond it, and the output are counted.
+    pub fn render_within(&self, payload: &Json, b: &Budget) -> Result<String, RenderError> {
         let Some(compiled) = &self.compiled else {
             return Ok(String::new());
         };
+        b.charge("@liquid", json_len(VRef::Json(payload), b.left()))?;
         let root = Root::new(payload, &compiled.coerced)?;
-        if compiled.plan.estimate(root.weight) > MAX_WORKING_BYTES {
-            return Err(error("liquid template may use too much memory"));
+        let estimate = compiled.plan.estimate(root.weight);
+        if estimate > MAX_WORKING_BYTES {
+            return Err(error("liquid template may use too much memory").into());
         }
+        // Whole bytes: the estimate is below MAX_WORKING_BYTES.
+        b.charge("@liquid", (estimate - root.weight).max(0.0) as usize)?;
         let mut out = CappedWriter::default();
         let rendered = panic::catch_unwind(AssertUnwindSafe(|| {
             compiled.template.render_to(&mut out, &root)
         }));
-        match rendered {
+        let rendered = match rendered {
             Ok(Ok(())) => String::from_utf8(out.buf)
                 .map_err(|_| error("liquid template rendered invalid utf-8")),
             Ok(Err(_)) if out.overflowed => Err(error(format!(
@@ -227,7 +244,28 @@ impl LiquidTemplate {
                 describe(&e)
             ))),
             Err(_) => Err(error(ENGINE_PANIC)),
-        }
+        }?;
+        b.charge("@liquid", rendered.len())?;
+        Ok(rendered)
+    }
+}
+
+/// Why a render within a budget failed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RenderError {
+    Liquid(LiquidError),
+    Limit(OverBudget),
+}
+
+impl From<LiquidError> for RenderError {
+    fn from(e: LiquidError) -> RenderError {
+        RenderError::Liquid(e)
+    }
+}
+
+impl From<OverBudget> for RenderError {
+    fn from(e: OverBudget) -> RenderError {
+        RenderError::Limit(e)
     }
 }
 

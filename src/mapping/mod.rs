@@ -1,6 +1,7 @@
 //! Mappings: the document (docs/DESIGN.md's JSON), its validation and compilation, and rendering a
 //! row into a Segment event. Pure: no IO, no async, no proto types.
 
+pub mod budget;
 mod envelope;
 mod eval;
 mod expr;
@@ -16,7 +17,7 @@ pub mod trigger;
 use serde::Deserialize;
 use serde_json::{Map, Value};
 
-pub use expr::Violation;
+pub use expr::{MAX_DIRECTIVE_DEPTH, Violation};
 pub use message_id::Identity;
 pub use render::{Render, TestResult};
 pub use row::{Op, Row};
@@ -59,9 +60,27 @@ pub enum TriggerDoc {
     Fql { fql: String },
 }
 
+/// The largest mapping document the service takes (CreateMapping, UpdateMapping, TestMapping).
+pub const MAX_DOCUMENT_BYTES: usize = 64 * 1024;
+
 impl MappingDoc {
     pub fn from_json(bytes: &[u8]) -> Result<MappingDoc, serde_json::Error> {
         serde_json::from_slice(bytes)
+    }
+
+    /// A document a caller gives the service: at most [`MAX_DOCUMENT_BYTES`], then parsed.
+    pub fn parse(bytes: &[u8]) -> Result<MappingDoc, Violation> {
+        let violation = |message| Violation {
+            pointer: String::new(),
+            message,
+        };
+        if bytes.len() > MAX_DOCUMENT_BYTES {
+            return Err(violation(format!(
+                "the mapping document is {} bytes; at most {MAX_DOCUMENT_BYTES} are accepted",
+                bytes.len()
+            )));
+        }
+        MappingDoc::from_json(bytes).map_err(|e| violation(format!("not a mapping document: {e}")))
     }
 }
 

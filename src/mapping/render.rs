@@ -5,8 +5,9 @@ use serde::Serialize;
 use serde_json::Value;
 
 use super::Mapping;
+use super::budget::{Budget, DEFAULT_RENDER_BYTES, OverBudget};
 use super::envelope::{Envelope, Scope};
-use super::eval::eval;
+use super::eval::{EvalError, eval};
 use super::expr::{Expr, Violation};
 use super::path::Path;
 use super::row::Row;
@@ -32,9 +33,16 @@ impl Render {
 }
 
 impl Mapping {
-    /// Renders `row`, appending the event's JSON to `out` when one could be built
-    /// (`out[out.len() - size..]` afterwards). Problems are issues, never errors.
+    /// Renders `row` within the default budget ([`DEFAULT_RENDER_BYTES`]); see
+    /// [`Mapping::render_within`].
     pub fn render(&self, row: &Row, out: &mut Vec<u8>) -> Render {
+        self.render_within(row, out, DEFAULT_RENDER_BYTES)
+    }
+
+    /// Renders `row`, appending the event's JSON to `out` when one could be built
+    /// (`out[out.len() - size..]` afterwards). Problems are issues, never errors; a render that
+    /// would compute more than `budget` bytes (see [`super::budget`]) stops with `RENDER_LIMIT`.
+    pub fn render_within(&self, row: &Row, out: &mut Vec<u8>, budget: usize) -> Render {
         let env = Envelope::new(row, self.identity());
         if !self.trigger.matches(&env) {
             return Render {
@@ -46,7 +54,14 @@ impl Mapping {
             Scope::Env(&env),
             || env.derived_message_id().to_owned(),
             out,
+            &Budget::new(budget),
         )
+    }
+
+    /// Whether every field is a path or a literal (or a raw object of them): its rows are
+    /// rendered by copying, no directive computes anything.
+    pub fn is_flat(&self) -> bool {
+        self.flat.is_some()
     }
 
     /// Renders with directives seeing `scope`; `derived` gives the messageId when none is mapped.
@@ -55,7 +70,9 @@ impl Mapping {
         scope: Scope<'_>,
         derived: impl Fn() -> String,
         out: &mut Vec<u8>,
+        budget: &Budget,
     ) -> Render {
+        // The plan copies borrowed values only, and gives up past the event size limit.
         if let (Some(flat), Scope::Env(env)) = (&self.flat, scope)
             && let Some(built) = flat.plan.write(|i| flat.value(i, env), &derived, out)
         {
@@ -64,33 +81,47 @@ impl Mapping {
                 built,
             };
         }
-        let mut values: [Option<Val<'_>>; Field::COUNT] = [const { None }; Field::COUNT];
-        let mut issues = Vec::new();
-        for (field, expr) in &*self.fields {
-            match eval(expr, scope) {
-                Ok(v) => values[field.index()] = v,
-                Err(e) => issues.push(Issue::new(
-                    IssueCode::InvalidMapping,
-                    pointer("", field.key()),
-                    e.0,
-                )),
-            }
-        }
-        if !issues.is_empty() {
-            let built = Built {
+        let rejected = |issues| Render {
+            skipped: false,
+            built: Built {
                 message_id: None,
                 size: None,
                 issues,
-            };
-            return Render {
-                skipped: false,
-                built,
-            };
+            },
+        };
+        let limit = |field: Field, e: OverBudget| {
+            Issue::new(
+                IssueCode::RenderLimit,
+                pointer("", field.key()),
+                e.to_string(),
+            )
+        };
+        let mut values: [Option<Val<'_>>; Field::COUNT] = [const { None }; Field::COUNT];
+        let mut issues = Vec::new();
+        for (field, expr) in &*self.fields {
+            match eval(expr, scope, budget) {
+                Ok(v) => values[field.index()] = v,
+                Err(EvalError::Invalid(e)) => issues.push(Issue::new(
+                    IssueCode::InvalidMapping,
+                    pointer("", field.key()),
+                    e,
+                )),
+                Err(EvalError::Limit(e)) => return rejected(vec![limit(*field, e)]),
+            }
+        }
+        if !issues.is_empty() {
+            return rejected(issues);
         }
         let mut fields: Fields<'_> = [None; Field::COUNT];
         for (field, _) in &*self.fields {
             let i = field.index();
             fields[i] = values[i].as_ref().map(Val::as_ref);
+            // The event is written from these values: counted before it is.
+            if let Some(v) = fields[i]
+                && let Err(e) = budget.charge_copy("the event", v)
+            {
+                return rejected(vec![limit(*field, e)]);
+            }
         }
         let built = event::build(self.action, &fields, derived, out);
         Render {
@@ -99,10 +130,15 @@ impl Mapping {
         }
     }
 
-    /// TestMapping for one row: what would be sent and whether the Tracking API would take it.
+    /// TestMapping for one row within the default budget.
     pub fn test(&self, row: &Row) -> TestResult {
+        self.test_within(row, DEFAULT_RENDER_BYTES)
+    }
+
+    /// TestMapping for one row: what would be sent and whether the Tracking API would take it.
+    pub fn test_within(&self, row: &Row, budget: usize) -> TestResult {
         let mut out = Vec::with_capacity(512);
-        let r = self.render(row, &mut out);
+        let r = self.render_within(row, &mut out, budget);
         let event = r
             .built
             .size
@@ -190,6 +226,7 @@ mod tests {
             Scope::Node(VRef::Json(event)),
             || unreachable!("mapped"),
             &mut out,
+            &Budget::new(DEFAULT_RENDER_BYTES),
         );
         assert!(r.accepted(), "{:?}", r.built.issues);
         let got: Value = serde_json::from_slice(&out).unwrap();

@@ -1,6 +1,9 @@
 //! `@template`: `{{path}}` and `{{{path}}}` placeholders, replaced as Segment's `render` does
 //! (triple braces first, then double), with D4: objects and arrays render as their JSON text.
 
+use std::convert::Infallible;
+
+use super::budget::{Budget, OverBudget, json_len};
 use super::envelope::Scope;
 use super::path::Path;
 use crate::json::{self, Kind, Val};
@@ -29,11 +32,12 @@ impl Template {
             };
         }
         let mut parts = Vec::new();
-        scan(src, 2, |piece| {
+        let Ok(()) = scan(src, 2, |piece| {
             parts.push(match piece {
                 Piece::Lit(s) => Part::Lit(s.into()),
                 Piece::Var(p) => Part::Var(Path::parse_get(p.trim())),
-            })
+            });
+            Ok::<(), Infallible>(())
         });
         Template {
             parts: parts.into(),
@@ -41,34 +45,40 @@ impl Template {
         }
     }
 
-    pub fn render(&self, scope: &Scope<'_>) -> String {
-        let mut out = String::new();
+    /// The rendered text, each piece counted against `b` before it is appended.
+    pub fn render(&self, scope: &Scope<'_>, b: &Budget) -> Result<String, OverBudget> {
         match &self.triple {
             None => {
+                let mut out = Vec::new();
                 for part in &*self.parts {
                     match part {
-                        Part::Lit(s) => out.push_str(s),
-                        Part::Var(p) => push_value(&mut out, p.resolve(scope)),
+                        Part::Lit(s) => push(&mut out, s, b)?,
+                        Part::Var(p) => push_value(&mut out, p.resolve(scope), b)?,
                     }
                 }
+                Ok(utf8(out))
             }
             Some(src) => {
-                let first = replace(src, 3, scope);
-                out = replace(&first, 2, scope);
+                let first = replace(src, 3, scope, b)?;
+                replace(&first, 2, scope, b)
             }
         }
-        out
     }
 }
 
 /// One pass of `template.replace(/\{{n}([^}]+)\}{n}/g, …)` at run time.
-fn replace(src: &str, braces: usize, scope: &Scope<'_>) -> String {
-    let mut out = String::with_capacity(src.len());
+fn replace(src: &str, braces: usize, scope: &Scope<'_>, b: &Budget) -> Result<String, OverBudget> {
+    let mut out = Vec::new();
     scan(src, braces, |piece| match piece {
-        Piece::Lit(s) => out.push_str(s),
-        Piece::Var(p) => push_value(&mut out, Path::parse_get(p.trim()).resolve(scope)),
-    });
-    out
+        Piece::Lit(s) => push(&mut out, s, b),
+        Piece::Var(p) => push_value(&mut out, Path::parse_get(p.trim()).resolve(scope), b),
+    })?;
+    Ok(utf8(out))
+}
+
+/// Only `str`s and JSON text were appended.
+fn utf8(out: Vec<u8>) -> String {
+    String::from_utf8(out).unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned())
 }
 
 enum Piece<'s> {
@@ -77,7 +87,11 @@ enum Piece<'s> {
 }
 
 /// Finds `{`×n, one or more non-`}` characters, `}`×n, leftmost first, without overlap.
-fn scan<'s>(src: &'s str, n: usize, mut emit: impl FnMut(Piece<'s>)) {
+fn scan<'s, E>(
+    src: &'s str,
+    n: usize,
+    mut emit: impl FnMut(Piece<'s>) -> Result<(), E>,
+) -> Result<(), E> {
     let b = src.as_bytes();
     let (mut lit_start, mut i) = (0, 0);
     while i + 2 * n < b.len() + 1 {
@@ -89,9 +103,9 @@ fn scan<'s>(src: &'s str, n: usize, mut emit: impl FnMut(Piece<'s>)) {
                 && b[close..].starts_with(&b"}}}"[..n])
             {
                 if lit_start < i {
-                    emit(Piece::Lit(&src[lit_start..i]));
+                    emit(Piece::Lit(&src[lit_start..i]))?;
                 }
-                emit(Piece::Var(&src[body..close]));
+                emit(Piece::Var(&src[body..close]))?;
                 i = close + n;
                 lit_start = i;
                 continue;
@@ -100,24 +114,31 @@ fn scan<'s>(src: &'s str, n: usize, mut emit: impl FnMut(Piece<'s>)) {
         i += 1;
     }
     if lit_start < src.len() {
-        emit(Piece::Lit(&src[lit_start..]));
+        emit(Piece::Lit(&src[lit_start..]))?;
     }
+    Ok(())
+}
+
+fn push(out: &mut Vec<u8>, s: &str, b: &Budget) -> Result<(), OverBudget> {
+    b.charge("@template", s.len())?;
+    out.extend_from_slice(s.as_bytes());
+    Ok(())
 }
 
 /// Appends a placeholder's value: strings as they are, numbers as JavaScript prints them,
 /// objects and arrays as compact JSON (D4), `null` and `undefined` as nothing.
-pub fn push_value(out: &mut String, v: Option<Val<'_>>) {
-    let Some(v) = v else { return };
+fn push_value(out: &mut Vec<u8>, v: Option<Val<'_>>, b: &Budget) -> Result<(), OverBudget> {
+    let Some(v) = v else { return Ok(()) };
     let r = v.as_ref();
     match r.kind() {
-        Kind::Null => {}
-        Kind::Bool(b) => out.push_str(if b { "true" } else { "false" }),
-        Kind::Number(n) => out.push_str(&json::number_to_string(n)),
-        Kind::Str(s) => out.push_str(s),
+        Kind::Null => Ok(()),
+        Kind::Bool(x) => push(out, if x { "true" } else { "false" }, b),
+        Kind::Number(n) => push(out, &json::number_to_string(n), b),
+        Kind::Str(s) => push(out, s, b),
         Kind::Array(_) | Kind::Object(_) => {
-            let mut buf = Vec::new();
-            r.write_json(&mut buf);
-            out.push_str(&String::from_utf8_lossy(&buf));
+            b.charge("@template", json_len(r, b.left()))?;
+            r.write_json(out);
+            Ok(())
         }
     }
 }
@@ -129,7 +150,10 @@ mod tests {
     use serde_json::json;
 
     fn render(t: &str, v: serde_json::Value) -> String {
-        Template::compile(t).render(&Scope::Node(VRef::Json(&v)))
+        let b = Budget::new(usize::MAX);
+        Template::compile(t)
+            .render(&Scope::Node(VRef::Json(&v)), &b)
+            .unwrap()
     }
 
     #[test]

@@ -421,6 +421,11 @@ impl Plan {
         // Where the address starts, and whether a sub-field of it is set.
         let (mut address_at, mut address_set) = (0, false);
         for step in &self.steps {
+            // Past the limit the general builder reports the event's size: no need to write
+            // more (a mapping may copy a large column into many keys).
+            if out.len() - start > MAX_EVENT_BYTES {
+                return None;
+            }
             match step {
                 Step::Lit(bytes) => bytes.write(out),
                 Step::Open => {
@@ -498,6 +503,9 @@ impl Plan {
                         continue;
                     };
                     for (k, v) in v.as_object()?.iter() {
+                        if out.len() - start > MAX_EVENT_BYTES {
+                            return None;
+                        }
                         out.push(b',');
                         json::write_str(out, k);
                         out.push(b':');

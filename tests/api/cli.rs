@@ -363,16 +363,16 @@ async fn exit_codes_one_for_server_errors_two_for_usage() {
 
 /// A `serve` process of its own in `dir` (fresh store and key, JSON logs on stderr), started
 /// with `flags` and waited for until it logs "serving".
-struct Serve {
-    child: std::process::Child,
+pub(crate) struct Serve {
+    pub child: std::process::Child,
     /// The log lines up to "serving".
-    log: Vec<String>,
+    pub log: Vec<String>,
     /// The log lines after it, as they come.
-    lines: std::sync::mpsc::Receiver<String>,
-    addr: String,
+    pub lines: std::sync::mpsc::Receiver<String>,
+    pub addr: String,
 }
 
-fn serve(dir: &Path, flags: &[&str]) -> Serve {
+pub(crate) fn serve(dir: &Path, flags: &[&str]) -> Serve {
     let mut child = Command::new(BIN)
         .args(["serve", "--listen", "127.0.0.1:0", "--log-format", "json"])
         .args(flags)
@@ -412,7 +412,7 @@ fn serve(dir: &Path, flags: &[&str]) -> Serve {
     }
 }
 
-fn sigterm(child: &std::process::Child) {
+pub(crate) fn sigterm(child: &std::process::Child) {
     let kill = Command::new("kill")
         .args(["-TERM", &child.id().to_string()])
         .status()
@@ -421,7 +421,7 @@ fn sigterm(child: &std::process::Child) {
 }
 
 /// How `child` exits; it must within 30 s (else it is killed and the test fails).
-async fn exit_status(mut child: std::process::Child) -> std::process::ExitStatus {
+pub(crate) async fn exit_status(mut child: std::process::Child) -> std::process::ExitStatus {
     tokio::task::spawn_blocking(move || {
         let deadline = std::time::Instant::now() + Duration::from_secs(30);
         loop {
@@ -482,7 +482,9 @@ async fn serve_creates_its_key_and_store_and_stops_on_sigterm() {
     sigterm(&child);
     let status = exit_status(child).await;
     assert!(status.success(), "{status:?}");
-    let rest: Vec<String> = lines.try_iter().collect();
+    // Every line up to the end of its stderr (the reader may still be forwarding them).
+    let rest: Vec<String> =
+        std::iter::from_fn(|| lines.recv_timeout(Duration::from_secs(10)).ok()).collect();
     assert!(rest.iter().any(|l| l.contains("stopped")), "{rest:?}");
 }
 

@@ -160,7 +160,7 @@ async fn calls_beyond_the_concurrency_limit_are_resource_exhausted() {
 /// 10,000 rows through 5 mappings: the full list of results would pass the 4 MiB a default gRPC
 /// client takes. The answer stays within `MAX_RESPONSE_BYTES`, says what it left out (delivered
 /// results first), and keeps its counts exact; NOT_DELIVERED lists only what needs attention.
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_large_answer_fits_a_default_client_and_says_what_it_left_out() {
     use prost::Message as _;
     use proto::ResultStatus;

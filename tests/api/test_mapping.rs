@@ -126,6 +126,8 @@ async fn a_malformed_row_is_an_invalid_row_for_that_row_only() {
     no_op.op = proto::Op::Unspecified.into();
     let mut deleted = order_row("o-4", "u-4");
     deleted.op = proto::Op::Deleted.into();
+    let mut unknown_op = order_row("o-5", "u-5");
+    unknown_op.op = 9;
     let got = results(
         app.client
             .clone()
@@ -134,7 +136,13 @@ async fn a_malformed_row_is_an_invalid_row_for_that_row_only() {
                     track_mapping("orders"),
                 )),
                 destination_id: None,
-                rows: vec![order_row("o-1", "u-1"), bad_columns, no_op, deleted],
+                rows: vec![
+                    order_row("o-1", "u-1"),
+                    bad_columns,
+                    no_op,
+                    deleted,
+                    unknown_op,
+                ],
             })
             .await
             .unwrap()
@@ -145,8 +153,20 @@ async fn a_malformed_row_is_an_invalid_row_for_that_row_only() {
     assert_eq!(got[1].issues[0].pointer, "/columns_json");
     assert_eq!(got[2].issues[0].code, IssueCode::InvalidRow);
     assert_eq!(got[2].issues[0].pointer, "/op");
+    assert!(
+        got[2].issues[0].message.contains("is required"),
+        "{:?}",
+        got[2]
+    );
     // The trigger is added_or_updated: a deleted row is skipped.
     assert!(got[3].skipped && !got[3].accepted);
+    // An op the API does not know is named as such, not as missing.
+    assert_eq!(got[4].issues[0].pointer, "/op");
+    assert!(
+        got[4].issues[0].message.contains("unknown op 9"),
+        "{:?}",
+        got[4]
+    );
 }
 
 #[tokio::test]
