@@ -13,6 +13,9 @@ pub const DEFAULT_MAX_ROW_BYTES: usize = 512 * 1024;
 /// The largest single column value (as JSON) by default: 128 KiB.
 pub const DEFAULT_MAX_VALUE_BYTES: usize = 128 * 1024;
 
+/// The longest row id (bytes): it is echoed in every result of the row.
+pub const MAX_ROW_ID_BYTES: usize = 256;
+
 /// How large one row and one of its column values may be.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct RowLimits {

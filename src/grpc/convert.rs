@@ -8,7 +8,7 @@ use crate::delivery::{Counts, Input, RowResult, Status};
 use crate::error::{Error, FieldViolation};
 use crate::issue::{Issue, IssueCode};
 use crate::json::Columns;
-use crate::limits::RowLimits;
+use crate::limits::{MAX_ROW_ID_BYTES, RowLimits};
 use crate::mapping::{Identity, Mapping, MappingDoc, Op, Row, TestResult, Violation};
 use crate::store::{
     Destination, DestinationPatch, MappingContent, MappingRecord, Name, NewDestination, Region,
@@ -299,6 +299,13 @@ impl TryFrom<proto::Row> for Row {
                 ));
             }
         };
+        if id.len() > MAX_ROW_ID_BYTES {
+            return Err(Issue::new(
+                IssueCode::InvalidRow,
+                "/id",
+                format!("is {} bytes; at most {MAX_ROW_ID_BYTES}", id.len()),
+            ));
+        }
         let columns: Columns = crate::json::parse_columns(&columns_json).map_err(|e| {
             Issue::new(
                 IssueCode::InvalidRow,
@@ -386,6 +393,37 @@ pub fn to_proto_issue(issue: Issue) -> proto::Issue {
     }
 }
 
+/// The largest event TestMapping echoes (twice the Tracking API's limit, so an event rejected as
+/// too large can still be seen when it is close); a larger one is left out, its size exact.
+pub const MAX_ECHOED_EVENT_BYTES: usize = 64 * 1024;
+
+/// A TestMapping response within [`MAX_RESPONSE_BYTES`]: when the results would pass it, their
+/// events are left out from the last row back until they fit.
+pub(super) fn test_response(results: Vec<proto::TestRowResult>) -> proto::TestMappingResponse {
+    bounded_test_response(results, MAX_RESPONSE_BYTES)
+}
+
+fn bounded_test_response(
+    mut results: Vec<proto::TestRowResult>,
+    limit: usize,
+) -> proto::TestMappingResponse {
+    use prost::Message as _;
+    let field = |n: usize| 1 + prost::length_delimiter_len(n) + n;
+    let mut size: usize = results.iter().map(|r| field(r.encoded_len())).sum();
+    for r in results.iter_mut().rev() {
+        if size <= limit {
+            break;
+        }
+        if r.event_json.is_some() {
+            let before = field(r.encoded_len());
+            r.event_json = None;
+            r.event_omitted = true;
+            size = size - before + field(r.encoded_len());
+        }
+    }
+    proto::TestMappingResponse { results }
+}
+
 pub fn to_proto_test_result(row_index: usize, r: TestResult) -> proto::TestRowResult {
     let TestResult {
         accepted,
@@ -395,14 +433,16 @@ pub fn to_proto_test_result(row_index: usize, r: TestResult) -> proto::TestRowRe
         size_bytes,
         issues,
     } = r;
+    let event_omitted = event.is_some() && size_bytes.is_some_and(|s| s > MAX_ECHOED_EVENT_BYTES);
     proto::TestRowResult {
         row_index: row_index as u32,
         accepted,
         skipped,
-        event_json: event.map(|e| e.to_string()),
+        event_json: event.filter(|_| !event_omitted).map(|e| e.to_string()),
         message_id,
         size_bytes: size_bytes.map(|s| s as u64),
         issues: issues.into_iter().map(to_proto_issue).collect(),
+        event_omitted,
     }
 }
 
@@ -431,6 +471,7 @@ pub fn test_result_from_proto(r: proto::TestRowResult) -> TestResult {
         message_id,
         size_bytes,
         issues,
+        event_omitted: _,
     } = r;
     TestResult {
         accepted,
@@ -747,5 +788,29 @@ mod tests {
         assert_eq!(a.results.len(), 4);
         assert_eq!((a.omitted_results, a.truncated), (2, false));
         assert_eq!(a.counts.skipped, 2);
+    }
+
+    fn event_result(i: u32, event_bytes: usize) -> proto::TestRowResult {
+        proto::TestRowResult {
+            row_index: i,
+            event_json: Some(format!("{{\"pad\":\"{}\"}}", "x".repeat(event_bytes))),
+            size_bytes: Some(event_bytes as u64 + 10),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn events_are_left_out_from_the_last_row_back_until_the_response_fits() {
+        use prost::Message as _;
+        let results: Vec<_> = (0..4).map(|i| event_result(i, 1_000)).collect();
+        let fits = bounded_test_response(results.clone(), usize::MAX);
+        assert!(fits.results.iter().all(|r| !r.event_omitted));
+        let limit = 2_500;
+        let r = bounded_test_response(results, limit);
+        assert!(r.encoded_len() <= limit, "{}", r.encoded_len());
+        let omitted: Vec<bool> = r.results.iter().map(|r| r.event_omitted).collect();
+        assert_eq!(omitted, [false, false, true, true]);
+        assert!(r.results[3].event_json.is_none());
+        assert_eq!(r.results[3].size_bytes, Some(1_010), "the size stays exact");
     }
 }

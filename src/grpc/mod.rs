@@ -1,9 +1,11 @@
 //! The gRPC transport: generated code (`proto`), thin handlers (`service`), proto⇄domain
 //! conversion (`convert`), the one Error→Status mapping (`status`) and the gate calls pass
 //! (`gate`: the concurrent-call limit and shutdown's drain), and the connections a listener
-//! accepts (`incoming`: a failed accept is logged and paused on, not spun on).
+//! accepts (`incoming`: a failed accept is logged and paused on, not spun on), and the codec
+//! (`codec`: prost's, a message that does not decode `INVALID_ARGUMENT`).
 
 mod auth;
+pub mod codec;
 pub mod convert;
 mod deadline;
 pub mod gate;

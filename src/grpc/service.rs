@@ -385,7 +385,7 @@ impl<S: Store> proto::Connections for ConnectionsService<S> {
             };
             counts.add(outcome, 1);
         }
-        Ok(Response::new(proto::TestMappingResponse { results }))
+        Ok(Response::new(convert::test_response(results)))
     }
 
     // === Rows ===

@@ -10,7 +10,7 @@ use serde_json::Value;
 
 use crate::helpers::{TestApp, track_mapping};
 
-const BIN: &str = env!("CARGO_BIN_EXE_segment-connections");
+pub(crate) const BIN: &str = env!("CARGO_BIN_EXE_segment-connections");
 
 /// Runs the binary with `args` (off the runtime: the server shares it).
 pub(crate) async fn cli(args: &[&str], envs: &[(&str, &str)]) -> Output {
@@ -373,7 +373,13 @@ pub(crate) struct Serve {
 }
 
 pub(crate) fn serve(dir: &Path, flags: &[&str]) -> Serve {
-    let mut child = Command::new(BIN)
+    serve_with(Command::new(BIN), dir, flags)
+}
+
+/// As [`serve`], with `command` the program run (the binary, or a wrapper given it as its first
+/// argument, such as `prlimit`).
+pub(crate) fn serve_with(mut command: Command, dir: &Path, flags: &[&str]) -> Serve {
+    let mut child = command
         .args(["serve", "--listen", "127.0.0.1:0", "--log-format", "json"])
         .args(flags)
         .current_dir(dir)

@@ -149,7 +149,8 @@ async fn a_bad_message_mid_stream_loses_no_answer() {
     assert_eq!(fake.accepted().len(), 60);
 }
 
-/// Bytes that are not a message at all, after a good chunk: the chunk is answered first.
+/// Bytes that are not a message at all, after a good chunk: the chunk is answered first, and the
+/// stream (like a unary call with such bytes) ends `INVALID_ARGUMENT`.
 #[tokio::test]
 async fn garbage_bytes_mid_stream_lose_no_answer() {
     let (app, fake, d) = setup().await;
@@ -179,9 +180,25 @@ async fn garbage_bytes_mid_stream_lose_no_answer() {
     assert_eq!(first.chunk_id, 0);
     assert_eq!(first.counts.unwrap().delivered, 10);
     let error = answers.next().await.unwrap().unwrap_err();
-    assert_ne!(error.code(), Code::Ok);
+    // The caller's mistake, not the server's: INVALID_ARGUMENT, not INTERNAL.
+    assert_eq!(error.code(), Code::InvalidArgument, "{error:?}");
+    assert!(error.message().contains("not valid protobuf"), "{error:?}");
     assert!(answers.next().await.is_none());
     assert_eq!(fake.accepted().len(), 10);
+
+    // The same bytes as a unary request.
+    grpc.ready().await.unwrap();
+    let path =
+        http::uri::PathAndQuery::from_static("/segment_connections.v1.Connections/SubmitRows");
+    let error = grpc
+        .unary(
+            tonic::Request::new(vec![0x0f, 0xff, 0xff]),
+            path,
+            raw::RawCodec,
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(error.code(), Code::InvalidArgument, "{error:?}");
 }
 
 /// A header-only stream, and a stream that never sends its header, are closed once idle, with
@@ -328,6 +345,70 @@ async fn deadlines_never_burst_upstream_nor_hide_what_was_sent() {
 }
 
 /// A codec that sends bytes as they are and reads answers as StreamRowsResponse.
+/// Out of file descriptors: a `serve` process limited to 48 has its accepts fail with EMFILE
+/// while connections hold them. It says so in its log, naming the cause and the fix, without
+/// spinning, and serves again once they close.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn running_out_of_file_descriptors_is_logged_and_survived() {
+    use crate::cli::{BIN, exit_status, serve_with, sigterm};
+    use tonic_health::pb::{HealthCheckRequest, health_client::HealthClient};
+
+    let dir = tempfile::tempdir().unwrap();
+    let mut limited = std::process::Command::new("prlimit");
+    limited.args(["--nofile=48:48", BIN]);
+    let server = serve_with(limited, dir.path(), &["--metrics-listen", "off"]);
+    // Connections the kernel completes and the server must accept, each taking a descriptor.
+    let holders: Vec<std::net::TcpStream> = (0..80)
+        .map_while(|_| std::net::TcpStream::connect(&server.addr).ok())
+        .collect();
+    assert!(holders.len() > 48, "only {} connections", holders.len());
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    let warning = loop {
+        let line = server
+            .lines
+            .recv_timeout(deadline.saturating_duration_since(std::time::Instant::now()))
+            .expect("no log line says the accepts fail");
+        if line.contains("cannot accept connections") {
+            break line;
+        }
+    };
+    assert!(warning.contains("WARN"), "{warning}");
+    assert!(
+        warning.contains("EMFILE") && warning.contains("ulimit -n"),
+        "{warning}"
+    );
+    drop(holders);
+
+    // Descriptors free again: the server answers, and says it accepts again.
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        let health = async {
+            let channel = tonic::transport::Channel::from_shared(format!("http://{}", server.addr))
+                .unwrap()
+                .connect()
+                .await?;
+            HealthClient::new(channel)
+                .check(HealthCheckRequest::default())
+                .await
+                .map_err(Into::into)
+        };
+        let answered: Result<_, Box<dyn std::error::Error>> =
+            tokio::time::timeout(Duration::from_secs(2), health)
+                .await
+                .unwrap_or_else(|_| Err("timed out".into()));
+        match answered {
+            Ok(_) => break,
+            Err(e) => assert!(std::time::Instant::now() < deadline, "no answer again: {e}"),
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let recovered = std::iter::from_fn(|| server.lines.recv_timeout(Duration::from_secs(5)).ok())
+        .any(|l| l.contains("accepting connections again"));
+    assert!(recovered, "no log line says accepting resumed");
+    sigterm(&server.child);
+    assert!(exit_status(server.child).await.success());
+}
+
 mod raw {
     use bytes::{Buf as _, BufMut as _};
     use tonic::codec::{Codec, DecodeBuf, Decoder, EncodeBuf, Encoder};
