@@ -739,6 +739,7 @@ fn named_triggers_against_each_op() {
                     accepted: false,
                     skipped: true,
                     event: None,
+                    event_json: None,
                     message_id: None,
                     size_bytes: None,
                     issues: vec![],

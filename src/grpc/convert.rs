@@ -428,7 +428,8 @@ pub fn to_proto_test_result(row_index: usize, r: TestResult) -> proto::TestRowRe
     let TestResult {
         accepted,
         skipped,
-        event,
+        event: _,
+        event_json: event,
         message_id,
         size_bytes,
         issues,
@@ -438,7 +439,7 @@ pub fn to_proto_test_result(row_index: usize, r: TestResult) -> proto::TestRowRe
         row_index: row_index as u32,
         accepted,
         skipped,
-        event_json: event.filter(|_| !event_omitted).map(|e| e.to_string()),
+        event_json: event.filter(|_| !event_omitted),
         message_id,
         size_bytes: size_bytes.map(|s| s as u64),
         issues: issues.into_iter().map(to_proto_issue).collect(),
@@ -476,7 +477,10 @@ pub fn test_result_from_proto(r: proto::TestRowResult) -> TestResult {
     TestResult {
         accepted,
         skipped,
-        event: event_json.and_then(|e| serde_json::from_str::<Value>(&e).ok()),
+        event: event_json
+            .as_deref()
+            .and_then(|e| serde_json::from_str::<Value>(e).ok()),
+        event_json,
         message_id,
         size_bytes: size_bytes.map(|s| s as usize),
         issues: issues.into_iter().filter_map(issue_from_proto).collect(),

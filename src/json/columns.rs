@@ -50,6 +50,8 @@ enum Cell {
     /// A string that had no escape in the row's JSON text (so needs none written).
     Plain(Span),
     Str(Span),
+    /// An integer too long for 64 bits: its digits in the row's text.
+    Int(Span),
     Json(Value),
 }
 
@@ -164,6 +166,7 @@ impl Columns {
         match &col.value {
             Cell::Plain(span) => VRef::Plain(self.text(*span)),
             Cell::Str(span) => VRef::Str(self.text(*span)),
+            Cell::Int(span) => VRef::Int(self.text(*span)),
             Cell::Json(v) => VRef::Json(v),
         }
     }
@@ -316,6 +319,7 @@ impl PartialEq for Columns {
                         (Cell::Plain(x) | Cell::Str(x), Cell::Plain(y) | Cell::Str(y)) => {
                             self.text(*x) == other.text(*y)
                         }
+                        (Cell::Int(x), Cell::Int(y)) => self.text(*x) == other.text(*y),
                         (Cell::Json(x), Cell::Json(y)) => x == y,
                         _ => false,
                     }
@@ -486,7 +490,17 @@ pub fn parse_columns(bytes: &[u8]) -> Result<Columns, serde_json::Error> {
                         Cell::Str(span)
                     }
                 }
-                _ => Cell::Json(p.value(columns.text(name))?),
+                _ => match long_integer(&text.as_bytes()[p.i..]) {
+                    Some(len) => {
+                        let start = p.i as u32;
+                        p.i += len;
+                        Cell::Int(Span {
+                            start,
+                            end: p.i as u32,
+                        })
+                    }
+                    None => Cell::Json(p.value(columns.text(name))?),
+                },
             };
             columns.cols.push(Col { name, value });
             p.ws();
@@ -570,6 +584,23 @@ fn simple_number(bytes: &[u8]) -> Option<(Number, usize)> {
             Some((n, end))
         }
     }
+}
+
+/// The length of the integer `bytes` starts with when it is too long for 64 bits (more than 19
+/// digits and not an `i64` or `u64`; no fraction or exponent after it): such a column keeps its
+/// digits, where serde_json would round it to a double.
+fn long_integer(bytes: &[u8]) -> Option<usize> {
+    let sign = usize::from(bytes.first() == Some(&b'-'));
+    let digits = bytes[sign..]
+        .iter()
+        .take_while(|b| b.is_ascii_digit())
+        .count();
+    let end = sign + digits;
+    if digits < 20 || bytes[sign] == b'0' || matches!(bytes.get(end), Some(b'.' | b'e' | b'E')) {
+        return None;
+    }
+    let text = std::str::from_utf8(&bytes[..end]).ok()?;
+    (text.parse::<i64>().is_err() && text.parse::<u64>().is_err()).then_some(end)
 }
 
 /// Reads a row's JSON text.
@@ -752,6 +783,45 @@ mod tests {
 
     fn value(v: Option<VRef<'_>>) -> Option<Value> {
         v.map(VRef::to_value)
+    }
+
+    fn written(v: VRef<'_>) -> String {
+        let mut out = Vec::new();
+        v.write_json(&mut out);
+        String::from_utf8(out).unwrap()
+    }
+
+    /// Integers too long for 64 bits keep every digit; everything 64 bits hold, and every
+    /// number with a fraction or an exponent, is JSON's number as before.
+    #[test]
+    fn long_integers_keep_their_digits() {
+        let c = parse(
+            r#"{"big": 123456789012345678901234567890, "neg": -98765432109876543210987,
+                "u64": 18446744073709551615, "i64": -9223372036854775808,
+                "over_u64": 18446744073709551616, "frac": 123456789012345678901234.5,
+                "exp": 12345678901234567890123e2, "zero": 0, "nested": [123456789012345678901234567890]}"#,
+        );
+        let kept = |name: &str| matches!(c.get(name), Some(VRef::Int(_)));
+        assert_eq!(
+            written(c.get("big").unwrap()),
+            "123456789012345678901234567890"
+        );
+        assert_eq!(written(c.get("neg").unwrap()), "-98765432109876543210987");
+        assert_eq!(written(c.get("over_u64").unwrap()), "18446744073709551616");
+        assert!(kept("big") && kept("neg") && kept("over_u64"));
+        for name in ["u64", "i64", "frac", "exp", "zero", "nested"] {
+            assert!(!kept(name), "{name}");
+        }
+        assert_eq!(written(c.get("u64").unwrap()), "18446744073709551615");
+        // A number still: its type, truthiness, its double for computing, equality by digits.
+        let big = c.get("big").unwrap();
+        assert_eq!(big.type_name(), "number");
+        assert!(big.truthy());
+        assert_eq!(big.to_value(), json!(1.2345678901234568e29));
+        assert_ne!(
+            parse(r#"{"n": 123456789012345678901234567890}"#),
+            parse(r#"{"n": 123456789012345678901234567891}"#)
+        );
     }
 
     /// What serde_json makes of `text` as an object, as columns would hold it.

@@ -5,7 +5,7 @@ mod columns;
 mod val;
 
 pub use columns::{Columns, deserialize_columns, parse_columns};
-pub use val::{ArrRef, Kind, ObjIter, ObjRef, VRef, Val};
+pub use val::{ArrRef, Kind, Num, ObjIter, ObjRef, VRef, Val};
 
 use serde_json::{Number, Value};
 
@@ -338,6 +338,7 @@ pub fn write_canonical_entries<'a>(
         match item {
             VRef::Json(v) => write_canonical(out, v),
             VRef::Str(s) | VRef::Plain(s) => write_str(out, s),
+            VRef::Int(d) => out.extend_from_slice(d.as_bytes()),
             other => write_canonical(out, &other.to_value()),
         }
     }

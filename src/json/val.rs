@@ -20,6 +20,8 @@ pub enum Val<'a> {
     Obj(Vec<(&'a str, Val<'a>)>),
     /// A raw array of the mapping with directives inside.
     Arr(Vec<Val<'a>>),
+    /// A row's integer too long for 64 bits: its digits (see [`VRef::Int`]).
+    Int(&'a str),
     /// A value a directive computed.
     Own(Value),
     /// An `undefined` item of an array: written as `null` (as `JSON.stringify` does), but
@@ -38,6 +40,9 @@ pub enum VRef<'x> {
     Row(&'x Columns),
     Obj(&'x [(&'x str, Val<'x>)]),
     Arr(&'x [Val<'x>]),
+    /// A row column's integer too long for 64 bits, as its digits (an optional `-`, no leading
+    /// zero): written as it came, where JSON's numbers would round it to a double.
+    Int(&'x str),
     Hole,
 }
 
@@ -46,10 +51,43 @@ pub enum VRef<'x> {
 pub enum Kind<'x> {
     Null,
     Bool(bool),
-    Number(&'x Number),
+    Number(Num<'x>),
     Str(&'x str),
     Array(ArrRef<'x>),
     Object(ObjRef<'x>),
+}
+
+/// A number: JSON's, or a row's integer beyond 64 bits as its digits.
+#[derive(Debug, Clone, Copy)]
+pub enum Num<'x> {
+    Json(&'x Number),
+    Digits(&'x str),
+}
+
+impl Num<'_> {
+    /// The nearest double (what JavaScript computes with).
+    pub fn as_f64(self) -> Option<f64> {
+        match self {
+            Num::Json(n) => n.as_f64(),
+            Num::Digits(d) => d.parse().ok(),
+        }
+    }
+
+    /// Appends the number as JavaScript prints it; long integers with every digit.
+    pub fn write(self, out: &mut Vec<u8>) {
+        match self {
+            Num::Json(n) => super::write_number(out, n),
+            Num::Digits(d) => out.extend_from_slice(d.as_bytes()),
+        }
+    }
+
+    /// As [`Num::write`], as a `String`.
+    pub fn to_js_string(self) -> String {
+        match self {
+            Num::Json(n) => super::number_to_string(n),
+            Num::Digits(d) => d.to_owned(),
+        }
+    }
 }
 
 /// An array's items.
@@ -83,6 +121,7 @@ impl<'a> Val<'a> {
             Val::Obj(p) => VRef::Obj(p),
             Val::Arr(a) => VRef::Arr(a),
             Val::Own(v) => VRef::Json(v),
+            Val::Int(d) => VRef::Int(d),
             Val::Hole => VRef::Hole,
         }
     }
@@ -109,6 +148,8 @@ impl serde::Serialize for VRef<'_> {
         match *self {
             VRef::Json(v) => v.serialize(s),
             VRef::Str(t) | VRef::Plain(t) => s.serialize_str(t),
+            // serde_json's numbers hold no more than 64 bits: the digits go through `write_json`
+            // (every event), this only rounds where serde serialises a row (tests, debugging).
             other => other.to_value().serialize(s),
         }
     }
@@ -121,7 +162,7 @@ impl<'x> VRef<'x> {
             VRef::Json(v) => match v {
                 Value::Null => Kind::Null,
                 Value::Bool(b) => Kind::Bool(*b),
-                Value::Number(n) => Kind::Number(n),
+                Value::Number(n) => Kind::Number(Num::Json(n)),
                 Value::String(s) => Kind::Str(s),
                 Value::Array(a) => Kind::Array(ArrRef::Json(a)),
                 Value::Object(m) => Kind::Object(ObjRef::Map(m)),
@@ -130,6 +171,7 @@ impl<'x> VRef<'x> {
             VRef::Row(c) => Kind::Object(ObjRef::Row(c)),
             VRef::Obj(p) => Kind::Object(ObjRef::Pairs(p)),
             VRef::Arr(a) => Kind::Array(ArrRef::Vals(a)),
+            VRef::Int(d) => Kind::Number(Num::Digits(d)),
             VRef::Hole => Kind::Null,
         }
     }
@@ -195,6 +237,12 @@ impl<'x> VRef<'x> {
                     .collect(),
             ),
             VRef::Arr(a) => Value::Array(a.iter().map(|v| v.as_ref().to_value()).collect()),
+            // Owned JSON holds doubles: what a directive computing over it sees, as in JavaScript.
+            VRef::Int(d) => d
+                .parse::<f64>()
+                .ok()
+                .and_then(Number::from_f64)
+                .map_or(Value::Null, Value::Number),
             VRef::Hole => Value::Null,
         }
     }
@@ -207,6 +255,7 @@ impl<'x> VRef<'x> {
             VRef::Row(c) => Val::Row(c),
             VRef::Obj(p) => Val::Obj(p.to_vec()),
             VRef::Arr(a) => Val::Arr(a.to_vec()),
+            VRef::Int(d) => Val::Int(d),
             VRef::Hole => Val::Hole,
         }
     }
@@ -220,6 +269,7 @@ impl<'x> VRef<'x> {
             VRef::Plain(s) => super::write_plain_str(out, s),
             VRef::Json(v) => super::write_value(out, v),
             VRef::Hole => out.extend_from_slice(b"null"),
+            VRef::Int(d) => out.extend_from_slice(d.as_bytes()),
             VRef::Arr(items) => {
                 out.push(b'[');
                 for (i, item) in items.iter().enumerate() {

@@ -9,7 +9,7 @@
 
 use std::cell::Cell;
 
-use crate::json::{self, Kind, VRef};
+use crate::json::{self, Kind, Num, VRef};
 
 /// The default budget: 4 MiB per row and mapping (`--max-render-bytes-per-row`).
 pub const DEFAULT_RENDER_BYTES: usize = 4 * 1024 * 1024;
@@ -93,7 +93,8 @@ fn add_json_len(v: VRef<'_>, cap: usize, n: &mut usize) {
         v => match v.kind() {
             Kind::Null => 4,
             Kind::Bool(b) => 4 + usize::from(!b),
-            Kind::Number(n) => number_len(n),
+            Kind::Number(Num::Json(n)) => number_len(n),
+            Kind::Number(Num::Digits(d)) => d.len(),
             Kind::Str(s) => str_len(s),
             Kind::Array(a) => {
                 *n += 2 + a.len().saturating_sub(1);

@@ -12,7 +12,7 @@ use super::envelope::Scope;
 use super::expr::{Cond, Expr, JsonMode, Replace};
 use super::path::Path;
 use super::template::Template;
-use crate::json::{self, Kind, ObjRef, VRef, Val};
+use crate::json::{Kind, ObjRef, VRef, Val};
 
 /// A directive that cannot run on this row (a dynamic `@path` that is not a string, a Liquid
 /// template that fails to render, ...), or a render past its budget.
@@ -365,7 +365,7 @@ fn replace<'a>(r: &'a Replace, scope: Scope<'a>, b: &Budget) -> Out<'a> {
             b.charge("@replace", s.len())?;
             s.to_owned()
         }
-        Some(Kind::Number(n)) => json::number_to_string(n),
+        Some(Kind::Number(n)) => n.to_js_string(),
         Some(Kind::Bool(b)) => b.to_string(),
         // Segment's code answers "" for anything else.
         _ => return Ok(Some(Val::Own(Value::String(String::new())))),

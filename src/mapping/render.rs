@@ -139,14 +139,14 @@ impl Mapping {
     pub fn test_within(&self, row: &Row, budget: usize) -> TestResult {
         let mut out = Vec::with_capacity(512);
         let r = self.render_within(row, &mut out, budget);
-        let event = r
-            .built
-            .size
-            .and_then(|_| serde_json::from_slice::<Value>(&out).ok());
+        let event_json = r.built.size.and_then(|_| String::from_utf8(out).ok());
         TestResult {
             accepted: r.accepted(),
             skipped: r.skipped,
-            event,
+            event: event_json
+                .as_deref()
+                .and_then(|e| serde_json::from_str(e).ok()),
+            event_json,
             message_id: r.built.message_id,
             size_bytes: r.built.size,
             issues: r.built.issues,
@@ -154,12 +154,29 @@ impl Mapping {
     }
 }
 
+/// Serialises JSON text as the JSON it is (not as a string, nor through `Value`, which would
+/// round long integers).
+fn raw_json<S: serde::Serializer>(text: &Option<String>, s: S) -> Result<S::Ok, S::Error> {
+    use serde::Serialize as _;
+    let raw = text
+        .clone()
+        .map(serde_json::value::RawValue::from_string)
+        .transpose()
+        .map_err(serde::ser::Error::custom)?;
+    raw.as_deref().serialize(s)
+}
+
 /// What TestMapping and `test-mapping` report for one row.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct TestResult {
     pub accepted: bool,
     pub skipped: bool,
+    /// The event, parsed (for reading its fields: a long integer is a double here).
+    #[serde(skip)]
     pub event: Option<Value>,
+    /// The event exactly as it would be sent (shown as `event`).
+    #[serde(rename = "event", serialize_with = "raw_json")]
+    pub event_json: Option<String>,
     pub message_id: Option<String>,
     pub size_bytes: Option<usize>,
     pub issues: Vec<Issue>,
@@ -172,6 +189,7 @@ impl TestResult {
             accepted: false,
             skipped: false,
             event: None,
+            event_json: None,
             message_id: None,
             size_bytes: None,
             issues,

@@ -6,7 +6,7 @@ use std::convert::Infallible;
 use super::budget::{Budget, OverBudget, json_len};
 use super::envelope::Scope;
 use super::path::Path;
-use crate::json::{self, Kind, Val};
+use crate::json::{Kind, Val};
 
 /// A template compiled into literal text and paths.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -133,7 +133,7 @@ fn push_value(out: &mut Vec<u8>, v: Option<Val<'_>>, b: &Budget) -> Result<(), O
     match r.kind() {
         Kind::Null => Ok(()),
         Kind::Bool(x) => push(out, if x { "true" } else { "false" }, b),
-        Kind::Number(n) => push(out, &json::number_to_string(n), b),
+        Kind::Number(n) => push(out, &n.to_js_string(), b),
         Kind::Str(s) => push(out, s, b),
         Kind::Array(_) | Kind::Object(_) => {
             b.charge("@template", json_len(r, b.left()))?;

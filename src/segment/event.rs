@@ -26,7 +26,7 @@ pub struct Built {
 pub(super) enum Coerced<'v> {
     Str(Cow<'v, str>),
     Num(f64),
-    Number(&'v serde_json::Number),
+    Number(json::Num<'v>),
     /// A number written as this text (already JavaScript's form).
     Text(&'v str),
     Bool(bool),
@@ -37,7 +37,7 @@ impl Coerced<'_> {
         match self {
             Coerced::Str(s) => json::write_str(out, s),
             Coerced::Num(f) => json::write_f64(out, *f),
-            Coerced::Number(n) => json::write_number(out, n),
+            Coerced::Number(n) => n.write(out),
             Coerced::Text(t) => out.extend_from_slice(t.as_bytes()),
             Coerced::Bool(b) => out.extend_from_slice(if *b { b"true" } else { b"false" }),
         }
@@ -73,7 +73,7 @@ pub(super) fn coerce<'v>(v: VRef<'v>, ty: Scalar) -> Result<Coerced<'v>, &'stati
     };
     match (ty, v.kind()) {
         (Scalar::Str, Kind::Str(s)) => Ok(Coerced::Str(Cow::Borrowed(s))),
-        (Scalar::Str, Kind::Number(n)) => Ok(Coerced::Str(Cow::Owned(json::number_to_string(n)))),
+        (Scalar::Str, Kind::Number(n)) => Ok(Coerced::Str(Cow::Owned(n.to_js_string()))),
         (Scalar::Str, Kind::Bool(b)) => Ok(Coerced::Str(Cow::Borrowed(if b {
             "true"
         } else {

@@ -63,6 +63,8 @@ struct Inner {
     poison: HashSet<String>,
     accepted: Vec<String>,
     requests: Vec<Request>,
+    /// The body of the last request answered 200, as sent.
+    last_body: Bytes,
 }
 
 struct Shared {
@@ -179,6 +181,12 @@ impl FakeSegment {
     /// Every accepted messageId, in arrival order (a resend after a lost answer appears twice).
     pub fn accepted(&self) -> Vec<String> {
         self.shared.inner.lock().unwrap().accepted.clone()
+    }
+
+    /// The body of the last batch accepted, as the fake received it (text: the test's own JSON
+    /// parser would round long integers).
+    pub fn last_body(&self) -> String {
+        String::from_utf8_lossy(&self.shared.inner.lock().unwrap().last_body).into_owned()
     }
 
     /// The most requests the fake was ever handling at once.
@@ -330,7 +338,10 @@ async fn handle(shared: Arc<Shared>, headers: HeaderMap, body: Bytes) -> Respons
         }
     }
     record(200, ids.len());
-    shared.inner.lock().unwrap().accepted.extend(ids);
+    let mut inner = shared.inner.lock().unwrap();
+    inner.accepted.extend(ids);
+    inner.last_body = body.clone();
+    drop(inner);
     (StatusCode::OK, "{\"success\":true}").into_response()
 }
 

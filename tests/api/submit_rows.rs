@@ -583,3 +583,54 @@ async fn fault_injection_10000_rows() {
     );
     assert!(faults > 0);
 }
+
+/// A 30-digit integer column keeps every digit on the wire: copied as a property, as a number
+/// field (`revenue`), in a `@template` and a `@json` encoding (JavaScript would round it to a
+/// double, 1.2345678901234568e+29, everywhere). TestMapping shows the same bytes.
+#[tokio::test]
+async fn integers_too_long_for_64_bits_keep_their_digits() {
+    const BIG: &str = "123456789012345678901234567890";
+    let (app, fake, d) = setup().await;
+    let mapping = serde_json::json!({
+        "name": "big",
+        "model": "orders",
+        "action": "track",
+        "fields": {
+            "event_name": {"@literal": "Order Completed"},
+            "user_id": {"@path": "$.properties.user_id"},
+            "properties": {
+                "big": {"@path": "$.properties.big"},
+                "revenue": {"@path": "$.properties.big"},
+                "text": {"@template": "n={{properties.big}}"},
+                "encoded": {"@json": {"mode": "encode", "value": {"@path": "$.properties.big"}}},
+            },
+        }
+    })
+    .to_string();
+    app.create_mapping(&d, &mapping).await;
+    let row = proto::Row {
+        columns_json: format!(r#"{{"user_id": "u-1", "big": {BIG}}}"#).into_bytes(),
+        ..order_row("o-1", "u-1")
+    };
+    let r = submit(&app, request(&d, vec![row.clone()])).await;
+    assert_eq!(r.results[0].status, ResultStatus::Delivered as i32, "{r:?}");
+    let body = fake.last_body();
+    assert!(body.contains(&format!(r#""big":{BIG}"#)), "{body}");
+    assert!(body.contains(&format!(r#""revenue":{BIG}"#)), "{body}");
+    assert!(body.contains(&format!(r#""text":"n={BIG}""#)), "{body}");
+    assert!(body.contains(&format!(r#""encoded":"{BIG}""#)), "{body}");
+
+    let tested = app
+        .client
+        .clone()
+        .test_mapping(proto::TestMappingRequest {
+            mapping: Some(proto::test_mapping_request::Mapping::MappingJson(mapping)),
+            destination_id: None,
+            rows: vec![row],
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let event = tested.results[0].event_json.as_deref().unwrap();
+    assert!(event.contains(&format!(r#""big":{BIG}"#)), "{event}");
+}
