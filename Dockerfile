@@ -11,7 +11,7 @@ WORKDIR /src
 # The whole context (.dockerignore leaves out target/, .git and local state), so the build can
 # never drift from Cargo.toml: every file a target needs is there. The caches (registry,
 # target/) persist across builds with BuildKit, so a code change does not rebuild the
-# dependencies. `.ci/image.sh` replays this stage on a clean clone in CI.
+# dependencies. `.ci/image.py` replays this stage on a clean clone in CI.
 COPY . .
 RUN --mount=type=cache,target=/usr/local/cargo/registry \
     --mount=type=cache,target=/src/target \
