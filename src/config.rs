@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use crate::delivery::DeliverySettings;
 use crate::limits::{DEFAULT_MAX_ROW_BYTES, DEFAULT_MAX_VALUE_BYTES, RowLimits};
-use crate::segment::RetrySettings;
+use crate::sender::RetrySettings;
 use crate::store::AllowedUpstreams;
 use crate::store::redact_store_url;
 

@@ -19,10 +19,10 @@ use crate::issue::{Issue, IssueCode};
 use crate::mapping::{Mapping, Row};
 use crate::metrics::{self, EventResult};
 use crate::render_pool;
-use crate::segment::Action;
-use crate::segment::batch::{self, Span};
-use crate::segment::retry::Attempt;
-use crate::segment::{RetrySettings, SegmentClient, SegmentHttp, SendError, Sent};
+use crate::spec::Action;
+use crate::sender::batch::{self, Span};
+use crate::sender::Attempt;
+use crate::sender::{RetrySettings, SegmentClient, SegmentHttp, SendError, Sent};
 use crate::store::cache::{self, Cache};
 use crate::store::{AllowedUpstreams, Store, StoreError};
 

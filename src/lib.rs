@@ -19,6 +19,7 @@ pub mod limits;
 pub mod mapping;
 pub mod metrics;
 pub mod render_pool;
-pub mod segment;
+pub mod sender;
+pub mod spec;
 pub mod store;
 pub mod telemetry;

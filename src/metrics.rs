@@ -24,7 +24,7 @@ use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use tokio::net::TcpListener;
 
 use crate::grpc::gate::{CallKind, Gate, Ticket};
-use crate::segment::fields::Action;
+use crate::spec::fields::Action;
 
 // === Names ===
 

@@ -148,7 +148,7 @@ async fn metrics_count_what_happened() {
 
     // The delivery path's recording functions land under their documented names and labels.
     use segment_connections::metrics::{self as m, EventResult, StatusClass};
-    use segment_connections::segment::fields::Action;
+    use segment_connections::spec::Action;
     // Compared as what this block adds: the delivery test may have recorded before.
     let (_, before) = get(metrics, "/metrics").await;
     m::record_events(Action::Track, EventResult::Delivered, 3);

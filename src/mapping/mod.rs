@@ -24,7 +24,7 @@ pub use row::{Op, Row};
 pub use trigger::Trigger;
 
 use crate::issue::pointer;
-use crate::segment::{Action, Field};
+use crate::spec::{Action, Field};
 use expr::{Compiler, Expr};
 
 /// Hidden keys Segment's runtime reads and then strips; a mapping copied out of Segment may

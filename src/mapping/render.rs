@@ -13,9 +13,9 @@ use super::path::Path;
 use super::row::Row;
 use crate::issue::{Issue, IssueCode, pointer};
 use crate::json::{VRef, Val};
-use crate::segment::event::{self, Built, Fields};
-use crate::segment::fields::{Action, Field};
-use crate::segment::plan::{Plan, Shape};
+use crate::spec::event::{self, Built, Fields};
+use crate::spec::fields::{Action, Field};
+use crate::spec::plan::{Plan, Shape};
 
 /// The outcome of rendering one row through one mapping.
 #[derive(Debug)]
@@ -360,7 +360,7 @@ mod plan_against_general {
     use super::Render;
     use crate::json::Columns;
     use crate::mapping::{Identity, Mapping, MappingDoc, Op, Row};
-    use crate::segment::fields::{Action, Field, FieldType, Scalar};
+    use crate::spec::fields::{Action, Field, FieldType, Scalar};
 
     const COLUMNS: &[&str] = &["a", "b", "user", "ts", "n", "obj", "e\"q"];
     const LONG_ID: &str = concat!(

@@ -15,7 +15,7 @@ use segment_connections::config::{KeySource, LogFormat, Settings, StoreLocation}
 use segment_connections::delivery::DeliverySettings;
 use segment_connections::grpc::proto::{self, ConnectionsClient};
 use segment_connections::limits::RowLimits;
-use segment_connections::segment::RetrySettings;
+use segment_connections::sender::RetrySettings;
 use segment_connections::store::AllowedUpstreams;
 
 /// The most rows a TestMapping request may carry in tests.

@@ -9,7 +9,7 @@ use serde_json::Value;
 
 use segment_connections::issue::IssueCode;
 use segment_connections::mapping::{Identity, Mapping, MappingDoc, Row};
-use segment_connections::segment::accept::MAX_EVENT_BYTES;
+use segment_connections::spec::accept::MAX_EVENT_BYTES;
 
 /// How far an input got, so a corpus can be checked for what it exercises.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]

@@ -1,187 +1,19 @@
-//! The sender: [`SegmentHttp`] (one POST per attempt) at the bottom of the tower stack
-//! (`stack.rs`), and [`SegmentClient`], which sends one batch body through the stack and turns
-//! the outcome into a [`Sent`] or a [`SendError`]. `BoxError` stops here.
+//! [`SegmentClient`]: sends one batch body through the destination's tower stack (`stack.rs`)
+//! and turns the outcome into a [`Sent`] or a [`SendError`]. `BoxError` stops here.
 
-use std::future::Future;
-use std::pin::Pin;
-use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
-use std::sync::{Arc, Mutex};
-use std::task::{Context, Poll};
-use std::time::{Duration, SystemTime};
+use std::sync::Arc;
 
 use bytes::Bytes;
 use tokio::time::Instant;
 use tower::ServiceExt as _;
 use tower::util::BoxCloneSyncService;
 
-use super::retry::{Attempt, attempt_of_error, parse_retry_after};
+use super::attempt::{Attempt, Progress, SegmentRequest, SegmentResponse};
+use super::http::SegmentHttp;
+use super::retry::{self, Class, attempt_of_error};
 use super::{BoxError, RetrySettings, stack};
-use crate::metrics::{self, StatusClass};
 use crate::store::WriteKey;
 
-/// `User-Agent` of every request: the service's name and version.
-pub const USER_AGENT: &str = concat!(env!("CARGO_PKG_NAME"), "/", env!("CARGO_PKG_VERSION"));
-
-/// One `/v1/batch` body to send. Clones (one per attempt) share `progress`.
-#[derive(Debug, Clone)]
-pub struct SegmentRequest {
-    pub body: Bytes,
-    /// Retries stop when the next wait would pass this instant.
-    pub deadline: Option<Instant>,
-    pub progress: Arc<Progress>,
-}
-
-impl SegmentRequest {
-    pub fn new(body: Bytes, deadline: Option<Instant>) -> SegmentRequest {
-        SegmentRequest {
-            body,
-            deadline,
-            progress: Arc::default(),
-        }
-    }
-}
-
-/// What the retry policy saw so far, for the report: attempts and the last outcome; and what was
-/// dispatched, so a caller that gives up knows whether an attempt was on the wire.
-#[derive(Debug, Default)]
-pub struct Progress {
-    attempts: AtomicU32,
-    /// 0: none yet; 1..=999: an HTTP status; TIMEOUT / TRANSPORT / BUILD otherwise.
-    last: AtomicU32,
-    deadline_stop: AtomicBool,
-    dispatch: Mutex<Dispatch>,
-}
-
-/// Attempts dispatched and whether one is on the wire; once `cancelled`, none is dispatched.
-/// One lock, so a caller that cancels sees exactly what was sent.
-#[derive(Debug, Default, Clone, Copy)]
-struct Dispatch {
-    cancelled: bool,
-    started: u32,
-    in_flight: bool,
-}
-
-const LAST_TIMEOUT: u32 = 1001;
-const LAST_TRANSPORT: u32 = 1002;
-const LAST_BUILD: u32 = 1003;
-
-impl Progress {
-    pub(super) fn record(&self, attempts: u32, attempt: Attempt) {
-        self.attempts.store(attempts, Ordering::Relaxed);
-        let last = match attempt {
-            Attempt::Status(s) => u32::from(s),
-            Attempt::Timeout => LAST_TIMEOUT,
-            Attempt::Transport => LAST_TRANSPORT,
-            Attempt::Build => LAST_BUILD,
-        };
-        self.last.store(last, Ordering::Relaxed);
-    }
-
-    pub(super) fn stopped_for_deadline(&self) {
-        self.deadline_stop.store(true, Ordering::Relaxed);
-    }
-
-    pub fn attempts(&self) -> u32 {
-        self.attempts.load(Ordering::Relaxed)
-    }
-
-    pub fn last(&self) -> Option<Attempt> {
-        match self.last.load(Ordering::Relaxed) {
-            0 => None,
-            LAST_TIMEOUT => Some(Attempt::Timeout),
-            LAST_TRANSPORT => Some(Attempt::Transport),
-            LAST_BUILD => Some(Attempt::Build),
-            s => Some(Attempt::Status(s as u16)),
-        }
-    }
-
-    fn dispatch(&self) -> std::sync::MutexGuard<'_, Dispatch> {
-        // The lock guards plain data: a poisoned one is still consistent.
-        self.dispatch.lock().unwrap_or_else(|p| p.into_inner())
-    }
-
-    /// An attempt is about to go on the wire: `false` once the caller has given up.
-    fn begin_attempt(&self) -> bool {
-        let mut d = self.dispatch();
-        if d.cancelled {
-            return false;
-        }
-        d.started += 1;
-        d.in_flight = true;
-        true
-    }
-
-    fn end_attempt(&self) {
-        self.dispatch().in_flight = false;
-    }
-
-    /// The caller gives up: no further attempt is dispatched. Returns the attempts dispatched
-    /// and whether one is still on the wire.
-    pub(super) fn cancel(&self) -> (u32, bool) {
-        let mut d = self.dispatch();
-        d.cancelled = true;
-        (d.started, d.in_flight)
-    }
-
-    pub(super) fn is_cancelled(&self) -> bool {
-        self.dispatch().cancelled
-    }
-}
-
-/// The innermost layer: records each attempt as dispatched (and as over when its future ends,
-/// answered or dropped by the timeout) and dispatches none once the caller has given up.
-#[derive(Clone)]
-pub(super) struct Dispatched<S>(pub(super) S);
-
-/// The error of an attempt that was not dispatched because the caller had given up.
-#[derive(Debug, thiserror::Error)]
-#[error("not sent: the caller gave up first")]
-pub(super) struct Cancelled;
-
-struct AttemptOver(Arc<Progress>);
-
-impl Drop for AttemptOver {
-    fn drop(&mut self) {
-        self.0.end_attempt();
-    }
-}
-
-impl<S> tower::Service<SegmentRequest> for Dispatched<S>
-where
-    S: tower::Service<SegmentRequest, Response = SegmentResponse>,
-    S::Error: Into<BoxError>,
-    S::Future: Send + 'static,
-{
-    type Response = SegmentResponse;
-    type Error = BoxError;
-    type Future = Pin<Box<dyn Future<Output = Result<SegmentResponse, BoxError>> + Send>>;
-
-    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), BoxError>> {
-        self.0.poll_ready(cx).map_err(Into::into)
-    }
-
-    fn call(&mut self, req: SegmentRequest) -> Self::Future {
-        let progress = req.progress.clone();
-        if !progress.begin_attempt() {
-            return Box::pin(async { Err(Box::new(Cancelled) as BoxError) });
-        }
-        let over = AttemptOver(progress);
-        let attempt = self.0.call(req);
-        Box::pin(async move {
-            let _over = over;
-            attempt.await.map_err(Into::into)
-        })
-    }
-}
-
-/// What the API answered to one attempt (any status: the policy classifies).
-#[derive(Debug, Clone)]
-pub struct SegmentResponse {
-    pub status: u16,
-    pub retry_after: Option<Duration>,
-}
-
-/// A batch the API took.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Sent {
     pub attempts: u32,
@@ -240,103 +72,6 @@ impl SendError {
     }
 }
 
-/// The bottom of the stack: one `POST {base}/v1/batch` per call, Basic auth with the write key
-/// and an empty password, JSON content type, our User-Agent. Any status is `Ok`.
-#[derive(Clone)]
-pub struct SegmentHttp {
-    client: reqwest::Client,
-    url: Arc<str>,
-    write_key: WriteKey,
-}
-
-impl SegmentHttp {
-    /// `base` is the Tracking API base without `/v1` (`Region::base_url`).
-    pub fn new(client: reqwest::Client, base: &str, write_key: WriteKey) -> SegmentHttp {
-        SegmentHttp {
-            client,
-            url: format!("{}/v1/batch", base.trim_end_matches('/')).into(),
-            write_key,
-        }
-    }
-
-    /// The shared HTTP client: built once, its own retries off (tower's policy is the only
-    /// one), a connect timeout, a total timeout only as a backstop behind the per-attempt one.
-    pub fn client(settings: &RetrySettings) -> reqwest::Client {
-        reqwest::Client::builder()
-            .user_agent(USER_AGENT)
-            .retry(reqwest::retry::never())
-            .connect_timeout(settings.connect_timeout)
-            .timeout(settings.attempt_timeout + Duration::from_secs(5))
-            .pool_idle_timeout(Duration::from_secs(60))
-            .tcp_nodelay(true)
-            .build()
-            .unwrap_or_else(|e| {
-                tracing::error!(error = %e, "building the HTTP client failed: using defaults");
-                reqwest::Client::builder()
-                    .user_agent(USER_AGENT)
-                    .retry(reqwest::retry::never())
-                    .build()
-                    .unwrap_or_default()
-            })
-    }
-}
-
-impl tower::Service<SegmentRequest> for SegmentHttp {
-    type Response = SegmentResponse;
-    type Error = BoxError;
-    type Future = Pin<Box<dyn Future<Output = Result<SegmentResponse, BoxError>> + Send>>;
-
-    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), BoxError>> {
-        Poll::Ready(Ok(()))
-    }
-
-    fn call(&mut self, req: SegmentRequest) -> Self::Future {
-        // The caller's trace continues into the upstream request (`traceparent`, when exported).
-        let mut trace = http::HeaderMap::new();
-        crate::telemetry::inject_current(&mut trace);
-        let send = self
-            .client
-            .post(&*self.url)
-            .headers(trace)
-            .basic_auth(self.write_key.expose(), Some(""))
-            .header(reqwest::header::CONTENT_TYPE, "application/json")
-            .body(req.body)
-            .send();
-        Box::pin(async move {
-            let _in_flight = metrics::upstream_in_flight();
-            let started = std::time::Instant::now();
-            let resp = match send.await {
-                Ok(resp) => resp,
-                Err(e) => {
-                    metrics::record_upstream_request(StatusClass::Error, started.elapsed());
-                    return Err(e.into());
-                }
-            };
-            let status = resp.status().as_u16();
-            metrics::record_upstream_request(StatusClass::Http(status), started.elapsed());
-            let retry_after = resp
-                .headers()
-                .get(reqwest::header::RETRY_AFTER)
-                .and_then(|v| v.to_str().ok())
-                .and_then(|v| parse_retry_after(v, SystemTime::now()));
-            if !resp.status().is_success() {
-                // Logged server-side only, cut short; never returned to callers.
-                let body = resp.bytes().await.unwrap_or_default();
-                let excerpt = String::from_utf8_lossy(&body[..body.len().min(200)]).into_owned();
-                tracing::debug!(status, body = %excerpt, "tracking api answered an error");
-            } else {
-                // Read the (small) body so the connection goes back to the pool.
-                resp.bytes().await?;
-            }
-            Ok(SegmentResponse {
-                status,
-                retry_after,
-            })
-        })
-    }
-}
-
-/// Sends batch bodies to one destination through the stack built once in `stack.rs`. Cheap to
 /// clone; clones share the concurrency limit.
 #[derive(Clone)]
 pub struct SegmentClient {
@@ -409,18 +144,18 @@ impl SegmentClient {
             // The batch's task panicked: nothing is known of its attempt.
             Err(_) => Attempt::Transport,
         };
-        match super::retry::classify(attempt) {
-            super::retry::Class::Success => Ok(Sent { attempts }),
-            _ if progress.deadline_stop.load(Ordering::Relaxed) => Err(SendError::Deadline {
+        match retry::classify(attempt) {
+            Class::Success => Ok(Sent { attempts }),
+            _ if progress.stopped_by_deadline() => Err(SendError::Deadline {
                 last: Some(attempt),
                 attempts,
                 in_flight: false,
             }),
-            super::retry::Class::Permanent => match attempt {
+            Class::Permanent => match attempt {
                 Attempt::Status(status) => Err(SendError::Rejected { status, attempts }),
                 last => Err(SendError::RetriesExhausted { last, attempts }),
             },
-            super::retry::Class::Retry => Err(SendError::RetriesExhausted {
+            Class::Retry => Err(SendError::RetriesExhausted {
                 last: attempt,
                 attempts,
             }),
@@ -456,7 +191,11 @@ impl<T> Drop for Batch<T> {
 #[cfg(test)]
 mod tests {
     use std::collections::VecDeque;
+    use std::future::Future;
+    use std::pin::Pin;
     use std::sync::Mutex;
+    use std::task::{Context, Poll};
+    use std::time::Duration;
 
     use super::*;
 

@@ -1,22 +1,24 @@
-//! Segment itself: the Spec events and the Tracking API's rules (`event`, `plan`, `accept`,
-//! `fields`), and delivery to it: batching (`batch`), the retry policy (`retry`), the tower
-//! stack (`stack`) and the HTTP sender (`client`).
+//! The Tracking API sender, one per destination: batch bodies packed within the API's limits
+//! (`batch`), sent by [`SegmentClient`] (`client`) through the tower stack built in one place
+//! (`stack`): the concurrency limit, the retry policy (`retry`), the per-attempt timeout, the
+//! dispatch record (`attempt`) and at the bottom the HTTP POST with the write key (`http`).
+//!
+//! Inside the folder: client → stack → retry → attempt, client → http → attempt.
 
-pub mod accept;
+mod attempt;
 pub mod batch;
-pub mod client;
-pub mod event;
-pub mod fields;
-pub mod plan;
-pub mod retry;
+mod client;
+mod http;
+mod retry;
 mod stack;
 
 use std::time::Duration;
 
-pub use client::{SegmentClient, SegmentHttp, SegmentRequest, SegmentResponse, SendError, Sent};
-pub use fields::{Action, Field};
+pub use attempt::{Attempt, SegmentRequest, SegmentResponse};
+pub use client::{SegmentClient, SendError, Sent};
+pub use http::SegmentHttp;
 
-/// Errors inside the tower stack. Never leaves `segment/`: [`SegmentClient::send`] turns them
+/// Errors inside the tower stack. Never leaves `sender/`: [`SegmentClient::send`] turns them
 /// into [`SendError`].
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 

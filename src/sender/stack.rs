@@ -6,7 +6,7 @@ use std::sync::Arc;
 use tower::ServiceBuilder;
 use tower::util::BoxCloneSyncService;
 
-use super::client::{Dispatched, SegmentRequest, SegmentResponse};
+use super::attempt::{Dispatched, SegmentRequest, SegmentResponse};
 use super::retry::RetryPolicy;
 use super::{BoxError, RetrySettings};
 

@@ -7,21 +7,8 @@ use std::time::{Duration, SystemTime};
 
 use tokio::time::Instant;
 
-use super::client::{SegmentRequest, SegmentResponse};
+use super::attempt::{Attempt, SegmentRequest, SegmentResponse};
 use super::{BoxError, RetrySettings};
-
-/// The outcome of one attempt, as the policy sees it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Attempt {
-    /// The API answered with this status.
-    Status(u16),
-    /// The per-attempt timeout fired.
-    Timeout,
-    /// Connecting, writing or reading failed (including a dropped connection).
-    Transport,
-    /// The request could not even be built: retrying cannot help.
-    Build,
-}
 
 /// What to do after an attempt.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
