@@ -20,7 +20,8 @@ use tonic::transport::{Certificate, Identity, ServerTlsConfig};
 
 use crate::config::{KeySource, Settings, StoreLocation};
 use crate::grpc::proto::{self, ConnectionsServer};
-use crate::grpc::{self, BearerAuth, ConnectionsService, Gate, Limits};
+use crate::grpc::{self, BearerAuth, ConnectionsService, Gate};
+use crate::limits::RequestLimits;
 use crate::metrics;
 use crate::store::{AnyStore, KeyRing, PostgresStore, SqliteStore};
 
@@ -107,7 +108,7 @@ impl App {
         let reflection_v1 = reflection().build_v1()?;
         let reflection_v1alpha = reflection().build_v1alpha()?;
 
-        let limits = Limits {
+        let limits = RequestLimits {
             max_test_rows: settings.max_test_rows,
             rows: settings.row_limits,
         };

@@ -57,6 +57,12 @@ pub enum Error {
         "too many row streams: this server keeps at most {limit} open at once (--max-row-streams); retry with backoff, or send the rows with SubmitRows"
     )]
     TooManyStreams { limit: usize },
+    /// A row stream had no message and nothing in flight for this long (`--stream-idle-seconds`).
+    #[error(
+        "the stream was idle for {} s with nothing in flight (--stream-idle-seconds): it is closed; open a new one to send more",
+        .0.as_secs()
+    )]
+    StreamIdle(std::time::Duration),
     /// The server has begun shutting down and takes no new calls.
     #[error("the server is shutting down: retry the call, another replica will take it")]
     ShuttingDown,

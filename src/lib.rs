@@ -18,7 +18,6 @@ pub mod json;
 pub mod limits;
 pub mod mapping;
 pub mod metrics;
-pub mod render_pool;
 pub mod sender;
 pub mod spec;
 pub mod store;

@@ -16,6 +16,15 @@ pub const DEFAULT_MAX_VALUE_BYTES: usize = 128 * 1024;
 /// The longest row id (bytes): it is echoed in every result of the row.
 pub const MAX_ROW_ID_BYTES: usize = 256;
 
+/// What the handlers check of a request before any row is read (tonic bounds the message size).
+#[derive(Debug, Clone, Copy)]
+pub struct RequestLimits {
+    /// The most rows one TestMapping request may carry.
+    pub max_test_rows: usize,
+    /// Row and column value sizes (`grpc::convert::row`).
+    pub rows: RowLimits,
+}
+
 /// How large one row and one of its column values may be.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct RowLimits {

@@ -238,14 +238,14 @@ fn missing_file_exits_2() {
 fn bad_json_exits_2() {
     let row_text = row("added", json!({})).to_string();
     let out = run_text("{\"action\": \"track\",", &row_text);
-    assert_file_error(&out, "not a mapping file");
+    assert_file_error(&out, "not a mapping document");
     let out = run_text(
         &track_mapping().to_string(),
         "{\"op\": \"added\", \"columns\": {}",
     );
     assert_file_error(&out, "not a row file");
     let out = run_text("", &row_text);
-    assert_file_error(&out, "not a mapping file");
+    assert_file_error(&out, "not a mapping document");
 }
 
 #[test]
@@ -351,7 +351,8 @@ fn readme_example_is_accepted() {
 }
 
 /// Mappings that would build gigabytes from a small row (`@json` encode nested 28 deep around
-/// `"`, a column repeated 10,000 times by `@template`, `@replace` nested ten deep), run under a
+/// `"`, a 300 KB column repeated 3,000 times by `@template` in a document within the 64 KiB every
+/// mapping is held to, `@replace` nested ten deep), run under a
 /// 768 MiB address-space cap: each stops at the render budget with `RENDER_LIMIT` naming the
 /// field and the limit, far below the cap (without the budget the process dies allocating).
 #[test]
@@ -366,8 +367,8 @@ fn render_bombs_stop_at_the_budget_in_bounded_memory() {
             "value": replace_bomb, "pattern": "\"", "replacement": "\"\"\"\"\"\"\"\"\"\""
         }});
     }
-    let template_bomb = json!({"@template": "{{properties.big}}".repeat(10_000)});
-    let columns = json!({"user_id": "u-1", "q": "\"", "big": "x".repeat(100_000)});
+    let template_bomb = json!({"@template": "{{properties.big}}".repeat(3_000)});
+    let columns = json!({"user_id": "u-1", "q": "\"", "big": "x".repeat(300_000)});
     for (name, bomb) in [
         ("@json encode", json_bomb),
         ("@template", template_bomb),

@@ -58,10 +58,8 @@ async fn execute(args: ClientArgs, command: MappingsCommand) -> Result<ExitCode,
     match command {
         MappingsCommand::Apply { destination, file } => {
             let text = mapping_file(&file)?;
-            let name = MappingDoc::from_json(text.as_bytes())
-                .map_err(|e| {
-                    Failure::Usage(format!("{}: not a mapping file: {e}", file.display()))
-                })?
+            let name = MappingDoc::parse(text.as_bytes())
+                .map_err(|v| Failure::Usage(format!("{}: {}", file.display(), v.message)))?
                 .name;
             let mut c = client::connect(&args).await?;
             let existing = c

@@ -7,7 +7,7 @@ use std::process::ExitCode;
 use serde_json::json;
 
 use super::client::{self, ClientArgs, Failure};
-use crate::delivery::{Counts, RowResult, Status};
+use crate::delivery::{Counts, RowResult, RowStatus};
 use crate::grpc::convert;
 use crate::grpc::proto;
 use crate::mapping::Row;
@@ -77,7 +77,7 @@ async fn execute(args: ClientArgs, command: RowsCommand) -> Result<ExitCode, Fai
                 ));
             };
             r.row_index += offset;
-            if r.status != Status::Delivered {
+            if r.status != RowStatus::Delivered {
                 shown.push(r);
             }
         }
@@ -137,10 +137,10 @@ fn read_rows(path: &std::path::Path) -> Result<Vec<proto::Row>, Failure> {
 
 fn describe(r: &RowResult) -> String {
     let status = match r.status {
-        Status::Delivered => "DELIVERED",
-        Status::Rejected => "REJECTED",
-        Status::Failed => "FAILED",
-        Status::Skipped => "SKIPPED",
+        RowStatus::Delivered => "DELIVERED",
+        RowStatus::Rejected => "REJECTED",
+        RowStatus::Failed | RowStatus::Pending => "FAILED",
+        RowStatus::Skipped => "SKIPPED",
     };
     let mut line = format!("row {} (id {:?})", r.row_index, r.row_id);
     if !r.mapping_id.is_empty() {
@@ -150,7 +150,7 @@ fn describe(r: &RowResult) -> String {
     if let Some(id) = &r.message_id {
         line.push_str(&format!(" messageId {id}"));
     }
-    if r.status == Status::Failed {
+    if r.status == RowStatus::Failed {
         if let Some(s) = r.upstream_status {
             line.push_str(&format!(" status {s}"));
         }

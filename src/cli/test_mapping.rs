@@ -12,11 +12,9 @@ pub enum FileError {
         path: String,
         source: std::io::Error,
     },
-    #[error("{path}: not a mapping file: {source}")]
-    Mapping {
-        path: String,
-        source: serde_json::Error,
-    },
+    /// The file is not a mapping document (the violation's message says why).
+    #[error("{path}: {reason}")]
+    Mapping { path: String, reason: String },
     #[error("{path}: not a row file: {source}")]
     Row {
         path: String,
@@ -33,9 +31,9 @@ fn read(path: &Path) -> Result<Vec<u8>, FileError> {
 
 /// Reads both files and renders the row. `Ok` holds the result to print (and its exit code).
 pub fn run(mapping: &Path, row: &Path) -> Result<TestResult, FileError> {
-    let doc = MappingDoc::from_json(&read(mapping)?).map_err(|source| FileError::Mapping {
+    let doc = MappingDoc::parse(&read(mapping)?).map_err(|v| FileError::Mapping {
         path: mapping.display().to_string(),
-        source,
+        reason: v.message,
     })?;
     let row = Row::from_json(&read(row)?).map_err(|source| FileError::Row {
         path: row.display().to_string(),

@@ -1,10 +1,17 @@
 //! `deliver` with an injected sender: no HTTP.
 
 use std::collections::HashSet;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use bytes::Bytes;
+use tokio::time::Instant;
 
 use super::*;
-use crate::mapping::{Identity, MappingDoc, Op};
+use crate::issue::{Issue, IssueCode};
+use crate::mapping::{Identity, Mapping, MappingDoc, Op, Row};
+use crate::sender::batch;
+use crate::sender::{Attempt, SendError, Sent};
 
 fn mapping(id: &str, doc: serde_json::Value) -> Arc<Mapping> {
     let doc: MappingDoc = serde_json::from_value(doc).unwrap();
@@ -99,9 +106,8 @@ fn later() -> Instant {
 
 async fn run(mappings: &[Arc<Mapping>], input: Vec<Input>, fake: &Fake) -> Vec<RowResult> {
     deliver(
-        mappings,
+        &Arc::from(mappings),
         input,
-        0,
         fake,
         &SeenIds::all(),
         later(),
@@ -128,7 +134,7 @@ async fn every_row_gets_its_results_in_order() {
     // No identity: rejected by render.
     input.push(row(5, serde_json::json!({"n": 1})));
     let results = run(&[track("m1")], input, &fake).await;
-    let got: Vec<(u32, &str, &str, Status)> = results
+    let got: Vec<(u32, &str, &str, RowStatus)> = results
         .iter()
         .map(|r| {
             (
@@ -142,12 +148,12 @@ async fn every_row_gets_its_results_in_order() {
     assert_eq!(
         got,
         [
-            (0, "r0", "m1", Status::Delivered),
-            (1, "r1", "m1", Status::Delivered),
-            (2, "r2", "m1", Status::Delivered),
-            (3, "bad", "", Status::Rejected),
-            (4, "del", "", Status::Skipped),
-            (5, "r5", "m1", Status::Rejected),
+            (0, "r0", "m1", RowStatus::Delivered),
+            (1, "r1", "m1", RowStatus::Delivered),
+            (2, "r2", "m1", RowStatus::Delivered),
+            (3, "bad", "", RowStatus::Rejected),
+            (4, "del", "", RowStatus::Skipped),
+            (5, "r5", "m1", RowStatus::Rejected),
         ]
     );
     assert_eq!(results[3].issues[0].code, IssueCode::InvalidRow);
@@ -180,7 +186,7 @@ async fn two_mappings_two_results_per_row() {
         .map(|r| (r.row_index, r.mapping_id.as_str()))
         .collect();
     assert_eq!(got, [(0, "m1"), (0, "m2"), (1, "m1"), (1, "m2")]);
-    assert!(results.iter().all(|r| r.status == Status::Delivered));
+    assert!(results.iter().all(|r| r.status == RowStatus::Delivered));
     // Different mappings, different derived ids.
     assert_ne!(results[0].message_id, results[1].message_id);
 }
@@ -194,10 +200,14 @@ async fn a_duplicate_message_id_is_rejected_and_never_sent() {
         row(2, serde_json::json!({"user_id": "c", "mid": "other"})),
     ];
     let results = run(&[track("m1")], input, &fake).await;
-    let statuses: Vec<Status> = results.iter().map(|r| r.status).collect();
+    let statuses: Vec<RowStatus> = results.iter().map(|r| r.status).collect();
     assert_eq!(
         statuses,
-        [Status::Delivered, Status::Rejected, Status::Delivered]
+        [
+            RowStatus::Delivered,
+            RowStatus::Rejected,
+            RowStatus::Delivered
+        ]
     );
     assert_eq!(results[1].issues[0].code, IssueCode::DuplicateMessageId);
     assert_eq!(*fake.bodies.lock().unwrap(), [vec!["same", "other"]]);
@@ -218,12 +228,12 @@ async fn a_poisoned_event_is_isolated_by_bisection() {
     let results = run(&[track("m1")], input, &fake).await;
     for r in &results {
         if r.message_id.as_deref() == Some(poison_id.as_str()) {
-            assert_eq!(r.status, Status::Failed);
+            assert_eq!(r.status, RowStatus::Failed);
             assert_eq!(r.upstream_status, Some(400));
             assert!(!r.retryable);
             assert_eq!(r.issues[0].code, IssueCode::UpstreamRejected);
         } else {
-            assert_eq!(r.status, Status::Delivered, "{r:?}");
+            assert_eq!(r.status, RowStatus::Delivered, "{r:?}");
         }
     }
     // 1 + 2 per split level (10 → 5 → 3 → 2 → 1): at most 1 + 2·4.
@@ -252,7 +262,7 @@ async fn bisection_is_bounded_and_what_it_did_not_isolate_is_retryable() {
     let results = run(&[track("m1")], input, &fake).await;
     // The budget: one extra request per two events of the batch (at least 64).
     assert!(fake.bodies.lock().unwrap().len() <= 1 + 100);
-    assert!(results.iter().all(|r| r.status == Status::Failed));
+    assert!(results.iter().all(|r| r.status == RowStatus::Failed));
     assert!(
         results
             .iter()
@@ -280,10 +290,10 @@ async fn one_bad_event_in_a_hundred_leaves_the_innocent_delivered() {
     for r in &results {
         let bad = poison.contains(r.message_id.as_deref().unwrap());
         match bad {
-            true => assert!(r.status == Status::Failed && !r.retryable, "{r:?}"),
+            true => assert!(r.status == RowStatus::Failed && !r.retryable, "{r:?}"),
             // An innocent event is never failed for good.
-            false if r.status == Status::Delivered => delivered += 1,
-            false => assert!(r.status == Status::Failed && r.retryable, "{r:?}"),
+            false if r.status == RowStatus::Delivered => delivered += 1,
+            false => assert!(r.status == RowStatus::Failed && r.retryable, "{r:?}"),
         }
     }
     let innocent = results.len() - poison.len();
@@ -300,7 +310,7 @@ async fn a_413_is_split_like_a_400() {
         ..Fake::default()
     };
     let results = run(&[track("m1")], rows(20), &fake).await;
-    assert!(results.iter().all(|r| r.status == Status::Delivered));
+    assert!(results.iter().all(|r| r.status == RowStatus::Delivered));
     let bodies = fake.bodies.lock().unwrap();
     let sent: usize = bodies.iter().filter(|b| b.len() <= 3).map(Vec::len).sum();
     assert_eq!(
@@ -313,7 +323,7 @@ async fn a_413_is_split_like_a_400() {
 async fn a_duplicate_message_id_is_caught_across_calls_sharing_a_window() {
     let fake = Fake::default();
     let seen = SeenIds::window(2);
-    let mappings = [track("m1")];
+    let mappings: Arc<[_]> = Arc::from([track("m1")]);
     let settings = DeliverySettings::default();
     let call = |rows: Vec<serde_json::Value>| {
         let input = rows
@@ -324,7 +334,6 @@ async fn a_duplicate_message_id_is_caught_across_calls_sharing_a_window() {
         deliver(
             &mappings,
             input,
-            0,
             &fake,
             &seen,
             later(),
@@ -338,17 +347,23 @@ async fn a_duplicate_message_id_is_caught_across_calls_sharing_a_window() {
         serde_json::json!({"user_id": "a", "mid": "m-2"}),
     ])
     .await;
-    assert_eq!(statuses(first), [Status::Delivered, Status::Delivered]);
+    assert_eq!(
+        statuses(first),
+        [RowStatus::Delivered, RowStatus::Delivered]
+    );
     // A later chunk of the same stream repeats m-2: rejected, never sent.
     let second = call(vec![
         serde_json::json!({"user_id": "a", "mid": "m-2"}),
         serde_json::json!({"user_id": "a", "mid": "m-3"}),
     ])
     .await;
-    assert_eq!(statuses(second), [Status::Rejected, Status::Delivered]);
+    assert_eq!(
+        statuses(second),
+        [RowStatus::Rejected, RowStatus::Delivered]
+    );
     // The window holds the latest two (m-2, m-3): m-1 has been forgotten.
     let third = call(vec![serde_json::json!({"user_id": "a", "mid": "m-1"})]).await;
-    assert_eq!(statuses(third), [Status::Delivered]);
+    assert_eq!(statuses(third), [RowStatus::Delivered]);
     let sent: Vec<Vec<String>> = fake.bodies.lock().unwrap().clone();
     assert_eq!(sent, [vec!["m-1", "m-2"], vec!["m-3"], vec!["m-1"]]);
 }
@@ -364,7 +379,7 @@ async fn failures_carry_status_attempts_and_retryable() {
     };
     let results = run(&[track("m1")], rows(2), &fake).await;
     for r in &results {
-        assert_eq!(r.status, Status::Failed);
+        assert_eq!(r.status, RowStatus::Failed);
         assert_eq!(r.upstream_status, Some(503));
         assert_eq!(r.attempts, 4);
         assert!(r.retryable);
@@ -377,9 +392,8 @@ async fn past_the_stop_nothing_is_sent_and_rows_fail_with_deadline() {
     let fake = Fake::default();
     let stop = Instant::now();
     let results = deliver(
-        &[track("m1")],
+        &Arc::from([track("m1")]),
         rows(3),
-        0,
         &fake,
         &SeenIds::all(),
         stop,
@@ -389,7 +403,7 @@ async fn past_the_stop_nothing_is_sent_and_rows_fail_with_deadline() {
     .await;
     assert!(fake.bodies.lock().unwrap().is_empty());
     for r in &results {
-        assert_eq!(r.status, Status::Failed);
+        assert_eq!(r.status, RowStatus::Failed);
         assert_eq!(r.issues[0].code, IssueCode::Deadline);
         assert!(r.retryable);
     }
@@ -399,16 +413,15 @@ async fn past_the_stop_nothing_is_sent_and_rows_fail_with_deadline() {
 async fn batches_respect_the_event_limit() {
     let fake = Fake::default();
     let settings = DeliverySettings {
-        batch: batch::Limits {
+        batch: batch::BatchLimits {
             max_bytes: batch::MAX_BATCH_BYTES,
             max_events: 4,
         },
         ..DeliverySettings::default()
     };
     let results = deliver(
-        &[track("m1")],
+        &Arc::from([track("m1")]),
         rows(10),
-        0,
         &fake,
         &SeenIds::all(),
         later(),
@@ -416,7 +429,7 @@ async fn batches_respect_the_event_limit() {
         &settings,
     )
     .await;
-    assert!(results.iter().all(|r| r.status == Status::Delivered));
+    assert!(results.iter().all(|r| r.status == RowStatus::Delivered));
     let sizes: Vec<usize> = fake.bodies.lock().unwrap().iter().map(Vec::len).collect();
     assert_eq!(sizes.iter().sum::<usize>(), 10);
     assert!(sizes.iter().all(|&s| s <= 4));
@@ -445,9 +458,8 @@ async fn large_requests_are_rendered_and_sent_in_slices() {
     input.push(row(20, serde_json::json!({"user_id": "x", "mid": "dup"})));
     input.push(row(21, serde_json::json!({"user_id": "y", "mid": "dup"})));
     let results = deliver(
-        &[track("m1")],
+        &Arc::from([track("m1")]),
         input,
-        100,
         &fake,
         &SeenIds::all(),
         later(),
@@ -456,9 +468,13 @@ async fn large_requests_are_rendered_and_sent_in_slices() {
     )
     .await;
     let indexes: Vec<u32> = results.iter().map(|r| r.row_index).collect();
-    assert_eq!(indexes, (100..122).collect::<Vec<u32>>());
-    assert!(results[..21].iter().all(|r| r.status == Status::Delivered));
-    assert_eq!(results[21].status, Status::Rejected);
+    assert_eq!(indexes, (0..22).collect::<Vec<u32>>());
+    assert!(
+        results[..21]
+            .iter()
+            .all(|r| r.status == RowStatus::Delivered)
+    );
+    assert_eq!(results[21].status, RowStatus::Rejected);
     assert_eq!(results[21].issues[0].code, IssueCode::DuplicateMessageId);
     // Several slices, so several bodies, every event sent once.
     let bodies = fake.bodies.lock().unwrap();

@@ -4,15 +4,15 @@
 use serde_json::Value;
 
 use super::proto;
-use crate::delivery::{Counts, Input, RowResult, Status};
+use crate::delivery::{Counts, Input, RowResult, RowStatus};
 use crate::error::{Error, FieldViolation};
 use crate::issue::{Issue, IssueCode};
 use crate::json::Columns;
 use crate::limits::{MAX_ROW_ID_BYTES, RowLimits};
-use crate::mapping::{Identity, Mapping, MappingDoc, Op, Row, TestResult, Violation};
+use crate::mapping::{self, Op, Row, TestResult};
 use crate::store::{
     Destination, DestinationPatch, MappingContent, MappingRecord, Name, NewDestination, Region,
-    WriteKey, check_model,
+    WriteKey,
 };
 
 /// Collects violations so a request reports all of its bad fields at once.
@@ -151,52 +151,9 @@ pub fn to_proto_destination(d: Destination) -> proto::Destination {
 
 // === Mappings ===
 
-/// Validates a mapping document for registration: it must compile, and name and model are
-/// required. Every violation is reported, each with its pointer into the document.
+/// A mapping document for registration (`mapping::register`).
 pub(super) fn mapping_content(json: String) -> Result<MappingContent, Error> {
-    let doc = MappingDoc::parse(json.as_bytes()).map_err(|v| Error::InvalidMapping(vec![v]))?;
-    let mut violations = match Mapping::compile(&doc, Identity::offline("")) {
-        Ok(_) => Vec::new(),
-        Err(v) => v,
-    };
-    let name = match doc.name.clone().map(Name::parse) {
-        None => Err("is required to register a mapping"),
-        Some(r) => r,
-    };
-    let name = name
-        .map_err(|e| {
-            violations.push(Violation {
-                pointer: "/name".into(),
-                message: e.into(),
-            })
-        })
-        .ok();
-    let model = match doc.model.as_deref().map(|m| (m, check_model(m))) {
-        None | Some(("", _)) => {
-            violations.push(Violation {
-                pointer: "/model".into(),
-                message: "is required to register a mapping".into(),
-            });
-            None
-        }
-        Some((_, Err(e))) => {
-            violations.push(Violation {
-                pointer: "/model".into(),
-                message: e.into(),
-            });
-            None
-        }
-        Some((m, Ok(()))) => Some(m.to_owned()),
-    };
-    match (name, model) {
-        (Some(name), Some(model)) if violations.is_empty() => Ok(MappingContent {
-            name,
-            model,
-            enabled: doc.enabled.unwrap_or(true),
-            document: json,
-        }),
-        _ => Err(Error::InvalidMapping(violations)),
-    }
+    mapping::register(json).map_err(Error::InvalidMapping)
 }
 
 /// A create: the destination and the validated document.
@@ -513,12 +470,13 @@ pub(super) fn input(r: proto::Row, limits: &RowLimits) -> Input {
     }
 }
 
-pub fn to_proto_status(s: Status) -> proto::ResultStatus {
+pub fn to_proto_status(s: RowStatus) -> proto::ResultStatus {
     match s {
-        Status::Delivered => proto::ResultStatus::Delivered,
-        Status::Rejected => proto::ResultStatus::Rejected,
-        Status::Failed => proto::ResultStatus::Failed,
-        Status::Skipped => proto::ResultStatus::Skipped,
+        RowStatus::Delivered => proto::ResultStatus::Delivered,
+        RowStatus::Rejected => proto::ResultStatus::Rejected,
+        // Never answered pending (every call settles its results): not known delivered.
+        RowStatus::Failed | RowStatus::Pending => proto::ResultStatus::Failed,
+        RowStatus::Skipped => proto::ResultStatus::Skipped,
     }
 }
 
@@ -643,7 +601,7 @@ fn answer(results: Vec<RowResult>, filter: ResultFilter, budget: usize) -> Answe
     let total = results.len();
     let listed: Vec<proto::RowResult> = results
         .into_iter()
-        .filter(|r| filter == ResultFilter::All || r.status != Status::Delivered)
+        .filter(|r| filter == ResultFilter::All || r.status != RowStatus::Delivered)
         .map(to_proto_row_result)
         .collect();
     // Each result is a length-delimited field of one tag byte.
@@ -701,10 +659,10 @@ pub fn row_result_from_proto(r: proto::RowResult) -> Option<RowResult> {
     } = r;
     let status = match proto::ResultStatus::try_from(status).ok()? {
         proto::ResultStatus::Unspecified => return None,
-        proto::ResultStatus::Delivered => Status::Delivered,
-        proto::ResultStatus::Rejected => Status::Rejected,
-        proto::ResultStatus::Failed => Status::Failed,
-        proto::ResultStatus::Skipped => Status::Skipped,
+        proto::ResultStatus::Delivered => RowStatus::Delivered,
+        proto::ResultStatus::Rejected => RowStatus::Rejected,
+        proto::ResultStatus::Failed => RowStatus::Failed,
+        proto::ResultStatus::Skipped => RowStatus::Skipped,
     };
     Some(RowResult {
         row_index,
@@ -723,7 +681,7 @@ pub fn row_result_from_proto(r: proto::RowResult) -> Option<RowResult> {
 mod tests {
     use super::*;
 
-    fn result(row_index: u32, status: Status) -> RowResult {
+    fn result(row_index: u32, status: RowStatus) -> RowResult {
         RowResult {
             row_index,
             row_id: format!("r-{row_index}"),
@@ -743,7 +701,7 @@ mod tests {
 
     #[test]
     fn over_the_budget_delivered_then_skipped_then_the_last_rows_go_first() {
-        use Status::*;
+        use RowStatus::*;
         let statuses = [Failed, Delivered, Skipped, Rejected, Delivered, Skipped];
         let results = || -> Vec<RowResult> {
             statuses
@@ -757,7 +715,7 @@ mod tests {
             let r = to_proto_row_result(result(1, Failed));
             2 + r.encoded_len()
         };
-        let code = |s: Status| to_proto_status(s) as i32;
+        let code = |s: RowStatus| to_proto_status(s) as i32;
 
         let full = answer(results(), ResultFilter::All, usize::MAX);
         assert_eq!(full.results.len(), 6);

@@ -17,4 +17,4 @@ mod status;
 pub use auth::BearerAuth;
 pub use gate::Gate;
 pub use incoming::incoming;
-pub use service::{ConnectionsService, Limits};
+pub use service::ConnectionsService;

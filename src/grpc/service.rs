@@ -5,39 +5,31 @@ use std::pin::Pin;
 use std::sync::Arc;
 
 use tokio::time::Instant;
-use tokio_stream::Stream;
+use tokio_stream::{Stream, StreamExt as _};
 use tonic::{Request, Response, Status, Streaming};
 
 use super::convert::{self, DestinationUpdate, MappingUpdate, NewMapping};
 use super::deadline::grpc_timeout;
 use super::proto;
-use crate::delivery::{Delivery, DeliverySettings, SeenIds, Target};
+use crate::delivery::{
+    Chunk, ChunkAnswer, Delivery, DeliverySettings, SeenIds, StreamEnd, Target, render_pool,
+};
 use crate::error::Error;
-use crate::limits::RowLimits;
-use crate::mapping::{Identity, Mapping, MappingDoc, TestResult, Violation};
+use crate::limits::RequestLimits;
+use crate::mapping::{Identity, Mapping, TestResult, Violation};
 use crate::metrics::{Outcome, RpcCounts};
-use crate::render_pool;
 use crate::store::{AllowedUpstreams, NewDestination, Region, Store, check_model};
-
-/// Request limits enforced by the handlers (tonic enforces the message size).
-#[derive(Debug, Clone, Copy)]
-pub struct Limits {
-    /// The most rows one TestMapping request may carry.
-    pub max_test_rows: usize,
-    /// Row and column value sizes (`convert::row`).
-    pub rows: RowLimits,
-}
 
 /// The `segment_connections.v1.Connections` service over a store.
 #[derive(Debug)]
 pub struct ConnectionsService<S> {
     store: Arc<S>,
-    limits: Limits,
+    limits: RequestLimits,
     delivery: Arc<Delivery<S>>,
 }
 
 impl<S: Store> ConnectionsService<S> {
-    pub fn new(store: Arc<S>, limits: Limits) -> ConnectionsService<S> {
+    pub fn new(store: Arc<S>, limits: RequestLimits) -> ConnectionsService<S> {
         let delivery = Arc::new(Delivery::new(store.clone(), DeliverySettings::default()));
         ConnectionsService {
             store,
@@ -60,7 +52,7 @@ impl<S: Store> ConnectionsService<S> {
     }
 
     /// The row path's cache of destinations and compiled mappings.
-    pub fn row_cache(&self) -> Arc<crate::store::cache::Cache<S>> {
+    pub fn row_cache(&self) -> Arc<crate::delivery::Cache<S>> {
         self.delivery.cache().clone()
     }
 
@@ -128,16 +120,14 @@ impl<S: Store> ConnectionsService<S> {
                         ),
                     ));
                 }
-                let doc = MappingDoc::from_json(record.document.as_bytes()).map_err(|e| {
-                    Error::Internal(format!("mapping {id}: stored document does not parse: {e}"))
-                })?;
-                Ok(Mapping::compile(
-                    &doc,
-                    Identity {
-                        destination_id: record.destination_id,
-                        mapping_id: record.id,
-                        version: record.version,
-                    },
+                let identity = Identity {
+                    destination_id: record.destination_id,
+                    mapping_id: record.id,
+                    version: record.version,
+                };
+                Ok(Mapping::from_json(
+                    record.document.as_bytes(),
+                    Some(identity),
                 ))
             }
             Some(Subject::MappingJson(json)) => {
@@ -145,12 +135,7 @@ impl<S: Store> ConnectionsService<S> {
                     let d = convert::id("destination_id", d)?;
                     self.store.get_destination(&d).await?;
                 }
-                Ok(match MappingDoc::parse(json.as_bytes()) {
-                    Ok(doc) => {
-                        Mapping::compile(&doc, Identity::offline(doc.name.as_deref().unwrap_or("")))
-                    }
-                    Err(v) => Err(vec![v]),
-                })
+                Ok(Mapping::from_json(json.as_bytes(), None))
             }
         }
     }
@@ -427,8 +412,7 @@ impl<S: Store> proto::Connections for ConnectionsService<S> {
         request: Request<Streaming<proto::StreamRowsRequest>>,
     ) -> Result<Response<Self::StreamRowsStream>, Status> {
         use proto::stream_rows_request::Message;
-        let settings = self.delivery.settings().clone();
-        let row_limits = self.limits.rows;
+        let settings = self.delivery.settings();
         let idle = settings.stream_idle;
         // The caller's deadline bounds the whole stream; without one, each chunk gets the default.
         let stream_stop =
@@ -437,7 +421,7 @@ impl<S: Store> proto::Connections for ConnectionsService<S> {
         let mut inbound = request.into_inner();
         let first = tokio::time::timeout(idle, inbound.message())
             .await
-            .map_err(|_| idle_status(idle))??;
+            .map_err(|_| Error::StreamIdle(idle))??;
         let header = match first {
             Some(proto::StreamRowsRequest {
                 message: Some(Message::Header(h)),
@@ -454,104 +438,39 @@ impl<S: Store> proto::Connections for ConnectionsService<S> {
             results: filter,
         } = header;
         let filter = convert::result_filter("header.results", filter)?;
-        let open_stop = stream_stop.unwrap_or_else(|| settings.stop_at(Instant::now(), None));
-        self.target(destination_id.clone(), model.clone(), open_stop)
-            .await?;
-        let target: Arc<(String, String)> = Arc::new((destination_id, model));
-        let seen = Arc::new(SeenIds::window(settings.stream_dedup_window));
-
-        // Flow control: a chunk is read only when its rows fit in the in-flight budget, so a
-        // fast caller waits on HTTP/2 flow control instead of filling memory.
-        let in_flight = settings.stream_rows_in_flight.max(1);
-        let budget = Arc::new(tokio::sync::Semaphore::new(in_flight));
-        let (tx, rx) = tokio::sync::mpsc::channel::<Result<proto::StreamRowsResponse, Status>>(8);
-        let delivery = self.delivery.clone();
-        tokio::spawn(async move {
-            let mut chunks = tokio::task::JoinSet::new();
-            // Why the stream ends, if not by the caller half-closing it.
-            let ended: Option<Status> = loop {
-                // Idle: no message and nothing in flight for `idle`.
-                let next = tokio::select! {
-                    m = inbound.message() => m,
-                    Some(_) = chunks.join_next(), if !chunks.is_empty() => continue,
-                    () = tokio::time::sleep(idle), if chunks.is_empty() => {
-                        break Some(idle_status(idle));
-                    }
-                };
-                let chunk = match next {
-                    Ok(None) => break None,
-                    Ok(Some(proto::StreamRowsRequest {
-                        message: Some(Message::Chunk(c)),
-                    })) => c,
-                    Ok(Some(_)) => {
-                        break Some(
-                            Error::invalid(
-                                "chunk",
-                                "every message after the header must be a chunk",
-                            )
-                            .into(),
-                        );
-                    }
-                    Err(status) => break Some(status),
-                };
-                let proto::RowChunk { chunk_id, rows } = chunk;
-                if rows.len() > settings.max_rows {
-                    let e = Error::invalid(
-                        "chunk.rows",
-                        format!(
-                            "chunk {chunk_id}: {} rows; at most {} per chunk (--max-submit-rows)",
-                            rows.len(),
-                            settings.max_rows
-                        ),
-                    );
-                    break Some(e.into());
-                }
-                let weight = rows.len().clamp(1, in_flight) as u32;
-                let Ok(permit) = budget.clone().acquire_many_owned(weight).await else {
-                    break None;
-                };
-                let stop = stream_stop.unwrap_or_else(|| settings.stop_at(Instant::now(), None));
-                rpc.add_rows(rows.len() as u64);
-                let (delivery, target, seen, tx) =
-                    (delivery.clone(), target.clone(), seen.clone(), tx.clone());
-                let rpc = rpc.clone();
-                chunks.spawn(async move {
-                    let answer = match delivery.target(&target.0, &target.1, stop).await {
-                        Ok(t) => {
-                            let inputs = rows
-                                .into_iter()
-                                .map(|r| convert::input(r, &row_limits))
-                                .collect();
-                            let results = delivery.submit(&t, inputs, &seen, stop).await;
-                            let answer = convert::to_proto_results(results, filter);
-                            count_results(&rpc, &answer.counts);
-                            Ok(answer.into_stream_response(chunk_id))
-                        }
-                        Err(e) => Err(Status::from(e)),
-                    };
-                    tx.send(answer).await.ok();
-                    drop(permit);
-                });
-            };
-            // Every chunk already accepted is answered before the stream ends with its error.
-            while chunks.join_next().await.is_some() {}
-            if let Some(status) = ended {
-                tx.send(Err(status)).await.ok();
-            }
+        let destination_id = convert::id("header.destination_id", destination_id)?;
+        check_model(&model).map_err(|e| Error::invalid("header.model", e))?;
+        let chunks = inbound.map(|m| match m {
+            Ok(proto::StreamRowsRequest {
+                message: Some(Message::Chunk(proto::RowChunk { chunk_id, rows })),
+            }) => Ok(Chunk { id: chunk_id, rows }),
+            Ok(_) => Err(
+                Error::invalid("chunk", "every message after the header must be a chunk").into(),
+            ),
+            Err(status) => Err(status),
         });
-        Ok(Response::new(Box::pin(
-            tokio_stream::wrappers::ReceiverStream::new(rx),
-        )))
+        let row_limits = self.limits.rows;
+        let read_row = move |r| convert::input(r, &row_limits);
+        let answers = self
+            .delivery
+            .stream(destination_id, model, stream_stop, chunks, read_row)
+            .await?;
+        let answers = tokio_stream::wrappers::ReceiverStream::new(answers).map(move |a| match a {
+            Ok(ChunkAnswer {
+                chunk_id,
+                rows,
+                results,
+            }) => {
+                rpc.add_rows(rows as u64);
+                let answer = convert::to_proto_results(results, filter);
+                count_results(&rpc, &answer.counts);
+                Ok(answer.into_stream_response(chunk_id))
+            }
+            Err(StreamEnd::Caller(status)) => Err(status),
+            Err(StreamEnd::Error(e)) => Err(Status::from(e)),
+        });
+        Ok(Response::new(Box::pin(answers)))
     }
-}
-
-/// The status of a stream closed for idling.
-fn idle_status(idle: std::time::Duration) -> Status {
-    Status::deadline_exceeded(format!(
-        "the stream was idle for {} s with nothing in flight (--stream-idle-seconds): it is \
-         closed; open a new one to send more",
-        idle.as_secs()
-    ))
 }
 
 /// Adds a call's results to its per-RPC counts (the log line and `rows_received_total`).

@@ -38,6 +38,7 @@ impl From<Error> for Status {
             Error::Store(StoreError::StaleVersion { .. }) => Status::aborted(message),
             Error::DestinationDisabled(_) => Status::failed_precondition(message),
             Error::ShuttingDown => Status::unavailable(message),
+            Error::StreamIdle(_) => Status::deadline_exceeded(message),
             Error::TooManyCalls { .. } | Error::TooManyStreams { .. } => {
                 Status::resource_exhausted(message)
             }

@@ -25,6 +25,7 @@ pub use trigger::Trigger;
 
 use crate::issue::pointer;
 use crate::spec::{Action, Field};
+use crate::store::{MappingContent, Name, check_model};
 use expr::{Compiler, Expr};
 
 /// Hidden keys Segment's runtime reads and then strips; a mapping copied out of Segment may
@@ -64,11 +65,7 @@ pub enum TriggerDoc {
 pub const MAX_DOCUMENT_BYTES: usize = 64 * 1024;
 
 impl MappingDoc {
-    pub fn from_json(bytes: &[u8]) -> Result<MappingDoc, serde_json::Error> {
-        serde_json::from_slice(bytes)
-    }
-
-    /// A document a caller gives the service: at most [`MAX_DOCUMENT_BYTES`], then parsed.
+    /// A document as JSON: at most [`MAX_DOCUMENT_BYTES`], then parsed.
     pub fn parse(bytes: &[u8]) -> Result<MappingDoc, Violation> {
         let violation = |message| Violation {
             pointer: String::new(),
@@ -80,7 +77,47 @@ impl MappingDoc {
                 bytes.len()
             )));
         }
-        MappingDoc::from_json(bytes).map_err(|e| violation(format!("not a mapping document: {e}")))
+        serde_json::from_slice(bytes).map_err(|e| violation(format!("not a mapping document: {e}")))
+    }
+}
+
+/// Registration's rules: the document compiles, and names itself and its model. Every
+/// violation is listed, each with its pointer into the document.
+pub fn register(json: String) -> Result<MappingContent, Vec<Violation>> {
+    let doc = MappingDoc::parse(json.as_bytes()).map_err(|v| vec![v])?;
+    let mut violations = Mapping::compile(&doc, Identity::offline(""))
+        .err()
+        .unwrap_or_default();
+    let mut check = |pointer: &str, r: Result<(), &str>| {
+        r.map_err(|e| {
+            violations.push(Violation {
+                pointer: pointer.into(),
+                message: e.into(),
+            })
+        })
+        .is_ok()
+    };
+    let required = "is required to register a mapping";
+    let name = doc.name.clone().ok_or(required).and_then(Name::parse);
+    let name = match name {
+        Ok(name) => Some(name),
+        Err(e) => {
+            check("/name", Err(e));
+            None
+        }
+    };
+    let model = match doc.model.as_deref() {
+        None | Some("") => check("/model", Err(required)),
+        Some(m) => check("/model", check_model(m)),
+    };
+    match (name, model) {
+        (Some(name), true) if violations.is_empty() => Ok(MappingContent {
+            name,
+            model: doc.model.unwrap_or_default(),
+            enabled: doc.enabled.unwrap_or(true),
+            document: json,
+        }),
+        _ => Err(violations),
     }
 }
 
@@ -99,6 +136,16 @@ pub struct Mapping {
 }
 
 impl Mapping {
+    /// Parses and compiles a document: the one way document bytes become a mapping (stored ones,
+    /// TestMapping's inline ones, the CLI's files). `identity` `None`: offline, named after the
+    /// document.
+    pub fn from_json(bytes: &[u8], identity: Option<Identity>) -> Result<Mapping, Vec<Violation>> {
+        let doc = MappingDoc::parse(bytes).map_err(|v| vec![v])?;
+        let identity =
+            identity.unwrap_or_else(|| Identity::offline(doc.name.as_deref().unwrap_or_default()));
+        Mapping::compile(&doc, identity)
+    }
+
     /// Validates and compiles `doc`, listing every violation with its pointer into the document.
     pub fn compile(doc: &MappingDoc, identity: Identity) -> Result<Mapping, Vec<Violation>> {
         let mut violations = Vec::new();

@@ -16,14 +16,14 @@ const CLOSE: &[u8] = b"]}";
 
 /// The limits one body is packed to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Limits {
+pub struct BatchLimits {
     pub max_bytes: usize,
     pub max_events: usize,
 }
 
-impl Default for Limits {
-    fn default() -> Limits {
-        Limits {
+impl Default for BatchLimits {
+    fn default() -> BatchLimits {
+        BatchLimits {
             max_bytes: MAX_BATCH_BYTES,
             max_events: MAX_BATCH_EVENTS,
         }
@@ -51,7 +51,7 @@ pub fn body_len(spans: &[Span]) -> usize {
 
 /// Splits `spans` (in order) into consecutive groups, each fitting one body. An event that
 /// could not fit even alone gets a group of its own (the caller rejects such events before).
-pub fn pack(spans: &[Span], limits: Limits) -> Vec<Range<usize>> {
+pub fn pack(spans: &[Span], limits: BatchLimits) -> Vec<Range<usize>> {
     let mut groups = Vec::new();
     let mut start = 0;
     let mut size = OPEN.len() + CLOSE.len();
@@ -130,14 +130,14 @@ mod tests {
     fn at_most_2500_events() {
         let events: Vec<String> = (0..5_001).map(|i| event(i, 0)).collect();
         let (_, spans) = arena_of(&events);
-        let groups = pack(&spans, Limits::default());
+        let groups = pack(&spans, BatchLimits::default());
         let lens: Vec<usize> = groups.iter().map(|g| g.len()).collect();
         assert_eq!(lens, [2_500, 2_500, 1]);
     }
 
     #[test]
     fn bytes_limit_is_exact() {
-        let limits = Limits {
+        let limits = BatchLimits {
             max_bytes: 100,
             max_events: 1_000,
         };
@@ -158,13 +158,13 @@ mod tests {
         // Events just under 32 KiB: 14 fit in 475,000 bytes.
         let events: Vec<String> = (0..30).map(|i| event(i, 32_000)).collect();
         let (arena, spans) = arena_of(&events);
-        let groups = pack(&spans, Limits::default());
+        let groups = pack(&spans, BatchLimits::default());
         for g in &groups {
             let b = body(&arena, &spans[g.clone()]);
             assert!(b.len() <= MAX_BATCH_BYTES, "{}", b.len());
         }
         assert_eq!(groups.iter().map(|g| g.len()).sum::<usize>(), 30);
         assert_eq!(groups[0].len(), 14);
-        assert!(pack(&[], Limits::default()).is_empty());
+        assert!(pack(&[], BatchLimits::default()).is_empty());
     }
 }

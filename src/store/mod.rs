@@ -5,7 +5,6 @@
 //! channel, so an in-process cache can stay fresh. Knows nothing of rendering or gRPC.
 
 mod any;
-pub mod cache;
 pub mod crypto;
 mod model;
 mod postgres;

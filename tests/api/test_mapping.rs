@@ -44,7 +44,7 @@ async fn a_registered_mapping_uses_the_real_ids_for_the_message_id() {
         version: 1,
     };
     let row = Row::from_json(ROW.as_bytes()).unwrap();
-    let doc = MappingDoc::from_json(track_mapping("orders").as_bytes()).unwrap();
+    let doc = MappingDoc::parse(track_mapping("orders").as_bytes()).unwrap();
     let expected = Mapping::compile(&doc, identity.clone()).unwrap().test(&row);
     assert_eq!(got, vec![expected]);
     assert!(got[0].accepted, "{:?}", got[0]);

@@ -40,7 +40,7 @@ pub fn check_input(data: &[u8]) -> Outcome {
 
 /// Compiles `mapping` and renders `row` through it, asserting the invariants.
 pub fn check(mapping: &[u8], row: &[u8]) -> Outcome {
-    let Ok(doc) = MappingDoc::from_json(mapping) else {
+    let Ok(doc) = MappingDoc::parse(mapping) else {
         return Outcome::NotAMapping;
     };
     let Ok(row) = Row::from_json(row) else {

@@ -1,94 +1,27 @@
-//! SubmitRows orchestration: render → batch → send → per-row report (docs/DESIGN.md hops 4–8).
-//!
-//! [`deliver`] is generic over a [`Sender`] so it can be tested without HTTP; [`Delivery`] adds
-//! the cache lookup and one [`SegmentClient`] per destination.
+//! One call's rows through the row path: render (on the render pool) → reject repeated
+//! messageIds → pack into batches → send each through the destination's [`Sender`], bisecting
+//! a batch answered 400 or 413 → settle every result. [`deliver`] is generic over the
+//! [`Sender`], so the row path is tested without HTTP.
 
-use std::collections::HashMap;
 use std::future::Future;
 use std::ops::Range;
-use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::sync::Arc;
 
 use bytes::Bytes;
 use futures_util::StreamExt as _;
 use futures_util::stream::FuturesUnordered;
 use tokio::time::Instant;
 
-use crate::error::Error;
+use super::DeliverySettings;
+use super::render_pool;
+use super::results::{Input, RowResult, RowStatus};
+use super::seen::SeenIds;
 use crate::issue::{Issue, IssueCode};
-use crate::mapping::{Mapping, Row};
+use crate::mapping::Mapping;
 use crate::metrics::{self, EventResult};
-use crate::render_pool;
-use crate::spec::Action;
 use crate::sender::batch::{self, Span};
-use crate::sender::Attempt;
-use crate::sender::{RetrySettings, SegmentClient, SegmentHttp, SendError, Sent};
-use crate::store::cache::{self, Cache};
-use crate::store::{AllowedUpstreams, Store, StoreError};
-
-/// What happened to one (row, mapping).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize)]
-#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
-pub enum Status {
-    Delivered,
-    Rejected,
-    Failed,
-    Skipped,
-}
-
-/// One result per (row, matching mapping), or one `Skipped` (or row-level `Rejected`) result with
-/// no mapping for a row no mapping matched (or that could not be read).
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
-pub struct RowResult {
-    pub row_index: u32,
-    pub row_id: String,
-    /// Empty for a row no mapping matched and for a row that could not be read.
-    pub mapping_id: String,
-    pub status: Status,
-    pub message_id: Option<String>,
-    pub issues: Vec<Issue>,
-    /// For `Failed`: the last upstream HTTP status, if any.
-    pub upstream_status: Option<u16>,
-    /// For `Delivered` and `Failed`: the attempts made for the batch that settled it.
-    pub attempts: u32,
-    /// For `Failed`: whether submitting the row again may succeed.
-    pub retryable: bool,
-}
-
-/// Counts of results by status.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
-pub struct Counts {
-    pub delivered: u32,
-    pub rejected: u32,
-    pub failed: u32,
-    pub skipped: u32,
-}
-
-impl Counts {
-    pub fn of(results: &[RowResult]) -> Counts {
-        let mut c = Counts::default();
-        for r in results {
-            c.add(r.status);
-        }
-        c
-    }
-
-    pub fn add(&mut self, s: Status) {
-        match s {
-            Status::Delivered => self.delivered += 1,
-            Status::Rejected => self.rejected += 1,
-            Status::Failed => self.failed += 1,
-            Status::Skipped => self.skipped += 1,
-        }
-    }
-}
-
-/// One input row: its id as given, and the row or why it could not be read.
-#[derive(Debug)]
-pub struct Input {
-    pub id: String,
-    pub row: Result<Row, Issue>,
-}
+use crate::sender::{Attempt, SegmentClient, SendError, Sent};
+use crate::spec::Action;
 
 /// Sends one batch body (the real one is [`SegmentClient`]).
 pub trait Sender: Send + Sync {
@@ -111,7 +44,7 @@ impl Sender for SegmentClient {
 
 /// Where a destination's batches go: its client, or nowhere when its custom host is not in
 /// `--allowed-upstreams` (no client then holds its write key; every event is refused unsent).
-#[derive(Clone)]
+#[derive(Debug, Clone)]
 pub enum Upstream {
     Client(SegmentClient),
     Refused,
@@ -126,279 +59,12 @@ impl Sender for Upstream {
     }
 }
 
-/// Delivery settings (`serve` flags).
-#[derive(Debug, Clone)]
-pub struct DeliverySettings {
-    pub retry: RetrySettings,
-    pub batch: batch::Limits,
-    /// Extra requests allowed to bisect one batch answered 400.
-    pub max_bisect_requests: u32,
-    /// The deadline of a call whose caller sets none.
-    pub default_deadline: Duration,
-    /// Sending stops this long before the deadline, to answer in time.
-    pub deadline_margin: Duration,
-    /// The most rows one SubmitRows request (or one StreamRows chunk) may carry.
-    pub max_rows: usize,
-    /// StreamRows: the most rows in flight per stream; reading pauses while full.
-    pub stream_rows_in_flight: usize,
-    /// StreamRows: a stream with no message and nothing in flight for this long is closed.
-    pub stream_idle: Duration,
-    /// StreamRows: how many of a stream's latest messageIds a new event is checked against.
-    pub stream_dedup_window: usize,
-    /// How long the cache trusts an entry.
-    pub cache_max_age: Duration,
-    /// Rendered event bytes held at once per call: past it, what is rendered is sent before
-    /// the rest of the rows are rendered.
-    pub max_render_bytes: usize,
-    /// What rendering one row through one mapping may compute ([`crate::mapping::budget`]).
-    pub max_render_bytes_per_row: usize,
-    /// Tests and local runs: send every destination here instead of its region.
-    pub endpoint_override: Option<String>,
-    /// The hosts a custom base URL may name (`--allowed-upstreams`).
-    pub allowed_upstreams: AllowedUpstreams,
-}
-
-impl Default for DeliverySettings {
-    fn default() -> DeliverySettings {
-        DeliverySettings {
-            retry: RetrySettings::default(),
-            batch: batch::Limits::default(),
-            max_bisect_requests: 64,
-            default_deadline: Duration::from_secs(30),
-            deadline_margin: Duration::from_millis(500),
-            max_rows: 10_000,
-            stream_rows_in_flight: 10_000,
-            stream_idle: Duration::from_secs(60),
-            stream_dedup_window: 100_000,
-            cache_max_age: cache::DEFAULT_MAX_AGE,
-            max_render_bytes: 16 * 1024 * 1024,
-            max_render_bytes_per_row: crate::mapping::budget::DEFAULT_RENDER_BYTES,
-            endpoint_override: None,
-            allowed_upstreams: AllowedUpstreams::default(),
-        }
-    }
-}
-
-impl DeliverySettings {
-    /// When to stop sending for a call that must answer by `deadline` (the caller's, or the
-    /// default): the margin before it, but never less than half the time given.
-    pub fn stop_at(&self, now: Instant, timeout: Option<Duration>) -> Instant {
-        let t = timeout.unwrap_or(self.default_deadline);
-        let margin = self.deadline_margin.min(t / 2);
-        now + (t - margin)
-    }
-}
-
-/// The row path for a store: cache lookup, one client per destination, [`deliver`].
-pub struct Delivery<S> {
-    cache: Arc<Cache<S>>,
-    clients: Mutex<HashMap<String, (u64, Upstream)>>,
-    http: reqwest::Client,
-    settings: DeliverySettings,
-    shutdown: tokio::sync::watch::Sender<Option<Instant>>,
-}
-
-impl<S> std::fmt::Debug for Delivery<S> {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Delivery")
-            .field("settings", &self.settings)
-            .finish()
-    }
-}
-
-impl<S: Store> Delivery<S> {
-    pub fn new(store: Arc<S>, settings: DeliverySettings) -> Delivery<S> {
-        Delivery {
-            cache: Arc::new(Cache::new(store, settings.cache_max_age)),
-            clients: Mutex::default(),
-            http: SegmentHttp::client(&settings.retry),
-            settings,
-            shutdown: tokio::sync::watch::channel(None).0,
-        }
-    }
-
-    /// The server is shutting down: calls in flight stop sending at `grace_end`.
-    pub fn shut_down_at(&self, grace_end: Instant) {
-        self.shutdown.send_replace(Some(grace_end));
-    }
-
-    pub fn settings(&self) -> &DeliverySettings {
-        &self.settings
-    }
-
-    /// The cache, for invalidation after writes.
-    pub fn cache(&self) -> &Arc<Cache<S>> {
-        &self.cache
-    }
-
-    /// What a call delivers to: the destination's enabled mappings of `model` and its client,
-    /// looked up once per call. `NotFound` for an unknown destination, `DestinationDisabled`
-    /// for a disabled one, `UnknownModel` when none of its mappings (enabled or not) reads
-    /// `model`; a store that does not answer by `stop` is `Unavailable`.
-    pub async fn target(
-        &self,
-        destination_id: &str,
-        model: &str,
-        stop: Instant,
-    ) -> Result<Target, Error> {
-        let entry = tokio::time::timeout_at(stop, self.cache.destination(destination_id))
-            .await
-            .map_err(|_| {
-                StoreError::Unavailable(
-                    "no answer from the store before the call's deadline".into(),
-                )
-            })??;
-        if !entry.destination.enabled {
-            return Err(Error::DestinationDisabled(destination_id.to_owned()));
-        }
-        if !entry.models.iter().any(|m| m == model) {
-            return Err(Error::UnknownModel {
-                destination_id: destination_id.to_owned(),
-                model: model.to_owned(),
-                models: entry.models.clone(),
-            });
-        }
-        let mappings = entry.mappings_for(model).cloned().collect();
-        let version = entry.destination.version;
-        let mut clients = self
-            .clients
-            .lock()
-            .map_err(|_| Error::Internal("clients lock poisoned".into()))?;
-        let client = match clients.get(destination_id) {
-            Some((v, c)) if *v == version => c.clone(),
-            _ => {
-                let region = &entry.destination.region;
-                let base = match &self.settings.endpoint_override {
-                    Some(base) => Some(base.as_str()),
-                    // Checked again here: the list may have shrunk since the region was stored.
-                    None if self.settings.allowed_upstreams.allows(region) => {
-                        Some(region.base_url())
-                    }
-                    None => None,
-                };
-                let c = match base {
-                    Some(base) => Upstream::Client(SegmentClient::http(
-                        self.http.clone(),
-                        base,
-                        entry.write_key.clone(),
-                        &self.settings.retry,
-                    )),
-                    None => {
-                        tracing::warn!(
-                            destination_id,
-                            region = %region,
-                            "not sending: the destination's host is not in --allowed-upstreams"
-                        );
-                        Upstream::Refused
-                    }
-                };
-                clients.insert(destination_id.to_owned(), (version, c.clone()));
-                c
-            }
-        };
-        Ok(Target { mappings, client })
-    }
-
-    /// Every row through every matching mapping of `target`, delivered by `stop`; `seen` holds
-    /// the messageIds already sent in this call (or stream).
-    pub async fn submit(
-        &self,
-        target: &Target,
-        rows: Vec<Input>,
-        seen: &SeenIds,
-        stop: Instant,
-    ) -> Vec<RowResult> {
-        let shutdown = Shutdown(self.shutdown.subscribe());
-        deliver(
-            &target.mappings,
-            rows,
-            0,
-            &target.client,
-            seen,
-            stop,
-            shutdown,
-            &self.settings,
-        )
-        .await
-    }
-}
-
-/// A destination's mappings of one model and its sender, resolved once per call.
-#[derive(Clone)]
-pub struct Target {
-    mappings: Vec<Arc<Mapping>>,
-    client: Upstream,
-}
-
-/// The messageIds a call has already sent (or is about to), so a later event with the same id
-/// is rejected instead of dropped silently by Segment. Each id is kept as a 128-bit keyed hash
-/// (16 bytes, two independent random seeds: a false match needs a collision of both), at most
-/// `window` of them: past that the oldest are forgotten, so a stream's memory stays bounded
-/// while a call within the window is checked exactly.
-#[derive(Debug)]
-pub struct SeenIds {
-    window: usize,
-    keys: (foldhash::fast::RandomState, foldhash::fast::RandomState),
-    inner: Mutex<SeenInner>,
-}
-
-#[derive(Debug, Default)]
-struct SeenInner {
-    set: std::collections::HashSet<u128, foldhash::fast::RandomState>,
-    order: std::collections::VecDeque<u128>,
-}
-
-impl SeenIds {
-    /// Remembers the latest `window` messageIds (at least one).
-    pub fn window(window: usize) -> SeenIds {
-        SeenIds {
-            window: window.max(1),
-            keys: Default::default(),
-            inner: Mutex::default(),
-        }
-    }
-
-    /// Remembers every messageId (one request: bounded by its size).
-    pub fn all() -> SeenIds {
-        SeenIds::window(usize::MAX)
-    }
-
-    fn key(&self, id: &str) -> u128 {
-        use std::hash::BuildHasher as _;
-        (u128::from(self.keys.0.hash_one(id)) << 64) | u128::from(self.keys.1.hash_one(id))
-    }
-
-    /// For each id in order: whether it is new (and now remembered).
-    fn first_sightings<'a>(&self, ids: impl Iterator<Item = &'a str>) -> Vec<bool> {
-        let mut inner = self.inner.lock().unwrap_or_else(|p| p.into_inner());
-        let SeenInner { set, order } = &mut *inner;
-        ids.map(|id| {
-            let k = self.key(id);
-            if !set.insert(k) {
-                return false;
-            }
-            if self.window != usize::MAX {
-                order.push_back(k);
-                if order.len() > self.window
-                    && let Some(old) = order.pop_front()
-                {
-                    set.remove(&old);
-                }
-            }
-            true
-        })
-        .collect()
-    }
-}
-
 /// Renders every row through every mapping, sends what was accepted in packed batches, and
 /// reports one result per (row, matching mapping) — or one per row no mapping matched — in
 /// order. Sending stops at `stop`.
-#[allow(clippy::too_many_arguments)]
 pub async fn deliver<S: Sender>(
-    mappings: &[Arc<Mapping>],
+    mappings: &Arc<[Arc<Mapping>]>,
     rows: Vec<Input>,
-    first_index: u32,
     sender: &S,
     seen: &SeenIds,
     stop: Instant,
@@ -413,11 +79,10 @@ pub async fn deliver<S: Sender>(
     let mut rows = rows.into_iter().enumerate().peekable();
     // Rendered off the async workers (see `render_pool`), unless small and flat.
     let inline = render_pool::cheap(total * mappings.len(), mappings.iter().all(|m| m.is_flat()));
-    let mappings: Arc<[Arc<Mapping>]> = mappings.into();
     // Rows are rendered in slices of at most `max_render_bytes` of events, each sent before the
     // next is rendered, so a request's memory stays bounded however many rows and mappings.
     while rows.peek().is_some() {
-        let plan = Plan::with_capacity(total.min(settings.max_render_bytes / 256 + 1));
+        let plan = Slice::with_capacity(total.min(settings.max_render_bytes / 256 + 1));
         let (max, budget, m) = (
             settings.max_render_bytes,
             settings.max_render_bytes_per_row,
@@ -430,14 +95,14 @@ pub async fn deliver<S: Sender>(
             let Some((i, input)) = rows.next() else {
                 return false;
             };
-            plan.render_row(&m, first_index + i as u32, input, budget);
+            plan.render_row(&m, i as u32, input, budget);
             true
         })
         .await;
         rows = rest;
         plan.reject_duplicates(seen);
         let groups = batch::pack(&plan.spans, settings.batch);
-        let mut outcomes: Vec<(Range<usize>, Outcome)> = Vec::new();
+        let mut outcomes: Vec<(Range<usize>, Settlement)> = Vec::new();
         if !shut_down {
             let plan = &plan;
             let mut sends: FuturesUnordered<_> = groups
@@ -465,7 +130,7 @@ pub async fn deliver<S: Sender>(
                 settled[range.clone()].fill(true);
             }
             for (i, _) in settled.iter().enumerate().filter(|(_, s)| !**s) {
-                outcomes.push((i..i + 1, Outcome::ShuttingDown));
+                outcomes.push((i..i + 1, Settlement::ShuttingDown));
             }
         }
         for (range, outcome) in outcomes {
@@ -474,6 +139,10 @@ pub async fn deliver<S: Sender>(
                 outcome.apply(r);
             }
         }
+        debug_assert!(
+            plan.results.iter().all(|r| r.status != RowStatus::Pending),
+            "every accepted event is settled"
+        );
         plan.record_metrics();
         results.append(&mut plan.results);
     }
@@ -484,7 +153,7 @@ pub async fn deliver<S: Sender>(
 /// Sending stops then, and events not yet delivered are `FAILED` with `SHUTTING_DOWN`, so every
 /// call still answers before the server drops it.
 #[derive(Debug, Clone)]
-pub struct Shutdown(tokio::sync::watch::Receiver<Option<Instant>>);
+pub struct Shutdown(pub(super) tokio::sync::watch::Receiver<Option<Instant>>);
 
 impl Shutdown {
     /// A shutdown that never comes (tests, and calls made outside a server).
@@ -508,7 +177,7 @@ impl Shutdown {
 }
 
 /// Rendered events in one arena, and the results they belong to.
-struct Plan {
+struct Slice {
     arena: Vec<u8>,
     spans: Vec<Span>,
     /// For each span, the index of its result.
@@ -518,9 +187,9 @@ struct Plan {
     actions: Vec<Option<Action>>,
 }
 
-impl Plan {
-    fn with_capacity(rows: usize) -> Plan {
-        Plan {
+impl Slice {
+    fn with_capacity(rows: usize) -> Slice {
+        Slice {
             arena: Vec::with_capacity(rows * 384),
             spans: Vec::with_capacity(rows),
             span_result: Vec::with_capacity(rows),
@@ -533,14 +202,14 @@ impl Plan {
     fn record_metrics(&self) {
         for (r, action) in self.results.iter().zip(&self.actions) {
             let result = match r.status {
-                Status::Delivered => EventResult::Delivered,
-                Status::Rejected => EventResult::Rejected,
-                Status::Failed => EventResult::Failed,
-                Status::Skipped => EventResult::Skipped,
+                RowStatus::Delivered => EventResult::Delivered,
+                RowStatus::Rejected => EventResult::Rejected,
+                RowStatus::Failed | RowStatus::Pending => EventResult::Failed,
+                RowStatus::Skipped => EventResult::Skipped,
             };
             match (action, r.status) {
                 (Some(a), _) => metrics::record_events(*a, result, 1),
-                (None, Status::Skipped) => metrics::record_skipped_rows(1),
+                (None, RowStatus::Skipped) => metrics::record_skipped_rows(1),
                 // An unreadable row is no event.
                 (None, _) => {}
             }
@@ -573,8 +242,12 @@ impl Plan {
         let row = match row {
             Ok(row) => row,
             Err(issue) => {
-                plan.results
-                    .push(result(String::new(), Status::Rejected, None, vec![issue]));
+                plan.results.push(result(
+                    String::new(),
+                    RowStatus::Rejected,
+                    None,
+                    vec![issue],
+                ));
                 plan.actions.push(None);
                 return;
             }
@@ -595,10 +268,9 @@ impl Plan {
                     len: (plan.arena.len() - start) as u32,
                 });
                 plan.span_result.push(plan.results.len() as u32);
-                // Settled when its batch is.
                 plan.results.push(result(
                     mapping_id,
-                    Status::Failed,
+                    RowStatus::Pending,
                     r.built.message_id,
                     Vec::new(),
                 ));
@@ -606,7 +278,7 @@ impl Plan {
                 plan.arena.truncate(start);
                 plan.results.push(result(
                     mapping_id,
-                    Status::Rejected,
+                    RowStatus::Rejected,
                     r.built.message_id,
                     r.built.issues,
                 ));
@@ -614,7 +286,7 @@ impl Plan {
         }
         if !matched {
             plan.results
-                .push(result(String::new(), Status::Skipped, None, Vec::new()));
+                .push(result(String::new(), RowStatus::Skipped, None, Vec::new()));
             plan.actions.push(None);
         }
     }
@@ -638,7 +310,7 @@ impl Plan {
         }
         for &k in &dups {
             let r = &mut self.results[self.span_result[k] as usize];
-            r.status = Status::Rejected;
+            r.status = RowStatus::Rejected;
             r.issues.push(Issue::new(
                 IssueCode::DuplicateMessageId,
                 "/messageId",
@@ -664,7 +336,7 @@ impl Plan {
 
 /// How a group of events ended.
 #[derive(Debug, Clone, Copy)]
-enum Outcome {
+enum Settlement {
     Delivered {
         attempts: u32,
     },
@@ -679,15 +351,15 @@ enum Outcome {
     ShuttingDown,
 }
 
-impl Outcome {
+impl Settlement {
     fn apply(self, r: &mut RowResult) {
         match self {
-            Outcome::Delivered { attempts } => {
-                r.status = Status::Delivered;
+            Settlement::Delivered { attempts } => {
+                r.status = RowStatus::Delivered;
                 r.attempts = attempts;
             }
-            Outcome::Unresolved { attempts, status } => {
-                r.status = Status::Failed;
+            Settlement::Unresolved { attempts, status } => {
+                r.status = RowStatus::Failed;
                 r.attempts = attempts;
                 r.upstream_status = Some(status);
                 // Not isolated: the event may be innocent, and a resubmission may deliver it.
@@ -702,8 +374,8 @@ impl Outcome {
                     ),
                 ));
             }
-            Outcome::ShuttingDown => {
-                r.status = Status::Failed;
+            Settlement::ShuttingDown => {
+                r.status = RowStatus::Failed;
                 r.retryable = true;
                 r.issues.push(Issue::new(
                     IssueCode::ShuttingDown,
@@ -712,11 +384,11 @@ impl Outcome {
                      is safe (the same messageId)",
                 ));
             }
-            Outcome::Failed(e) => {
+            Settlement::Failed(e) => {
                 // Refused before sending: never sent, so rejected.
                 r.status = match e {
-                    SendError::NotAllowed => Status::Rejected,
-                    _ => Status::Failed,
+                    SendError::NotAllowed => RowStatus::Rejected,
+                    _ => RowStatus::Failed,
                 };
                 r.attempts = e.attempts();
                 r.upstream_status = e.last_status();
@@ -803,12 +475,12 @@ fn splits(e: &SendError) -> Option<u32> {
 /// alone and the rest are delivered in the same call. Returns the outcome of every span range of
 /// the group.
 async fn send_group<S: Sender>(
-    plan: &Plan,
+    plan: &Slice,
     group: Range<usize>,
     sender: &S,
     stop: Instant,
     floor: u32,
-) -> Vec<(Range<usize>, Outcome)> {
+) -> Vec<(Range<usize>, Settlement)> {
     let mut budget = bisect_budget(floor, group.len());
     let mut done = Vec::new();
     let send = |range: Range<usize>| async move {
@@ -829,7 +501,7 @@ async fn send_group<S: Sender>(
     sends.push(send(group));
     while let Some((range, result)) = sends.next().await {
         let outcome = match result {
-            Ok(Sent { attempts }) => Outcome::Delivered { attempts },
+            Ok(Sent { attempts }) => Settlement::Delivered { attempts },
             Err(e) => match splits(&e) {
                 Some(_) if range.len() > 1 && budget >= 2 => {
                     budget -= 2;
@@ -838,17 +510,14 @@ async fn send_group<S: Sender>(
                     sends.push(send(mid..range.end));
                     continue;
                 }
-                Some(attempts) if range.len() > 1 => Outcome::Unresolved {
+                Some(attempts) if range.len() > 1 => Settlement::Unresolved {
                     attempts,
                     status: e.last_status().unwrap_or(400),
                 },
-                _ => Outcome::Failed(e),
+                _ => Settlement::Failed(e),
             },
         };
         done.push((range, outcome));
     }
     done
 }
-
-#[cfg(test)]
-mod tests;

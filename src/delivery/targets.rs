@@ -1,28 +1,47 @@
-//! The row-path cache: each destination with its write key and its enabled mappings compiled
-//! once per mapping version, kept fresh from the store.
+//! The row path's one cache: each destination with its enabled mappings compiled once per
+//! mapping version and its sender (which holds the write key) built once per destination
+//! version, kept fresh from the store.
 //!
 //! Freshness: an entry is trusted for `max_age` (default 200 ms); after that the next lookup
 //! re-reads the destination and its mapping list (two small queries) and recompiles only the
 //! mappings whose version changed. [`Cache::invalidate`] makes every entry stale at once: this
-//! process calls it after its own writes, and a PostgreSQL LISTEN/NOTIFY listener can call it
-//! when another replica writes.
+//! process calls it after its own writes, and the store's change feed calls it when another
+//! replica writes. Memory: a lookup that finds a destination gone drops its entry, and entries
+//! unused for [`IDLE_EVICTION`] are dropped, so a deleted destination's write key does not stay
+//! in memory.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
-use super::{Destination, Store, StoreError, WriteKey};
-use crate::mapping::{Identity, Mapping, MappingDoc};
+use super::deliver::Upstream;
+use crate::mapping::{Identity, Mapping};
+use crate::sender::{RetrySettings, SegmentClient};
+use crate::store::{AllowedUpstreams, Destination, Store, StoreError};
 
 /// How long an entry is used without checking the store.
 pub const DEFAULT_MAX_AGE: Duration = Duration::from_millis(200);
+
+/// Entries no call has used for this long are dropped (checked at most this often).
+pub const IDLE_EVICTION: Duration = Duration::from_secs(60);
+
+/// How the cache builds each destination's sender.
+#[derive(Debug, Clone)]
+pub struct Senders {
+    pub http: reqwest::Client,
+    pub retry: RetrySettings,
+    /// Tests and local runs: every destination is sent here instead of its region.
+    pub endpoint_override: Option<String>,
+    pub allowed_upstreams: AllowedUpstreams,
+}
 
 /// One destination as the row path needs it.
 #[derive(Debug)]
 pub struct Entry {
     pub destination: Destination,
-    pub write_key: WriteKey,
+    /// Its sender: the only holder of its write key.
+    pub upstream: Upstream,
     /// Enabled mappings that compiled, by name.
     pub mappings: Vec<Arc<Mapping>>,
     /// The models its mappings read, enabled or not, sorted.
@@ -41,9 +60,13 @@ impl Entry {
 /// Destinations and compiled mappings over a store.
 pub struct Cache<S> {
     store: Arc<S>,
+    senders: Senders,
     entries: RwLock<HashMap<String, Arc<Entry>>>,
     generation: AtomicU64,
     max_age: Duration,
+    /// Entries unused this long are dropped ([`IDLE_EVICTION`]).
+    idle: Duration,
+    last_sweep: std::sync::Mutex<Instant>,
 }
 
 impl<S> std::fmt::Debug for Cache<S> {
@@ -55,13 +78,22 @@ impl<S> std::fmt::Debug for Cache<S> {
 }
 
 impl<S: Store> Cache<S> {
-    pub fn new(store: Arc<S>, max_age: Duration) -> Cache<S> {
+    pub fn new(store: Arc<S>, senders: Senders, max_age: Duration) -> Cache<S> {
         Cache {
             store,
+            senders,
             entries: RwLock::default(),
             generation: AtomicU64::new(0),
             max_age,
+            idle: IDLE_EVICTION.max(max_age),
+            last_sweep: std::sync::Mutex::new(Instant::now()),
         }
+    }
+
+    /// How many destinations are held.
+    #[cfg(test)]
+    fn held(&self) -> usize {
+        self.entries.read().map_or(0, |e| e.len())
     }
 
     /// Makes every entry stale: the next lookup of each checks the store.
@@ -80,11 +112,20 @@ impl<S: Store> Cache<S> {
             return Ok(e.clone());
         }
         match self.load(id, old.as_deref(), generation).await {
-            Ok(entry) => {
-                let entry = Arc::new(entry);
-                if let Ok(mut map) = self.entries.write() {
-                    map.insert(id.to_owned(), entry.clone());
+            Ok(mut entry) => {
+                let Ok(mut map) = self.entries.write() else {
+                    return Ok(Arc::new(entry));
+                };
+                // Concurrent first lookups each load: all of them share the sender of whichever
+                // was stored first, so a destination has one concurrency limit.
+                if let Some(current) = map.get(id)
+                    && current.destination.version == entry.destination.version
+                {
+                    entry.upstream = current.upstream.clone();
                 }
+                let entry = Arc::new(entry);
+                map.insert(id.to_owned(), entry.clone());
+                self.sweep(&mut map, entry.checked);
                 Ok(entry)
             }
             Err(e) => {
@@ -103,6 +144,45 @@ impl<S: Store> Cache<S> {
         }
     }
 
+    /// Drops the entries unused for [`IDLE_EVICTION`], at most once per that period. An entry in
+    /// use is re-checked every `max_age`, so only idle ones (and deleted destinations no call
+    /// names any more) are old.
+    fn sweep(&self, map: &mut HashMap<String, Arc<Entry>>, now: Instant) {
+        let mut last = self.last_sweep.lock().unwrap_or_else(|p| p.into_inner());
+        if now.duration_since(*last) < self.idle {
+            return;
+        }
+        *last = now;
+        map.retain(|_, e| now.duration_since(e.checked) < self.idle);
+    }
+
+    /// The sender of `destination`: a client for its region (or the override), or `Refused`
+    /// when its custom host is not in `--allowed-upstreams` (no client then holds its key).
+    async fn upstream(&self, destination: &Destination) -> Result<Upstream, StoreError> {
+        let s = &self.senders;
+        let region = &destination.region;
+        let base = match &s.endpoint_override {
+            Some(base) => base.as_str(),
+            // Checked again here: the list may have shrunk since the region was stored.
+            None if s.allowed_upstreams.allows(region) => region.base_url(),
+            None => {
+                tracing::warn!(
+                    destination_id = %destination.id,
+                    region = %region,
+                    "not sending: the destination's host is not in --allowed-upstreams"
+                );
+                return Ok(Upstream::Refused);
+            }
+        };
+        let write_key = self.store.destination_write_key(&destination.id).await?;
+        Ok(Upstream::Client(SegmentClient::http(
+            s.http.clone(),
+            base,
+            write_key,
+            &s.retry,
+        )))
+    }
+
     async fn load(
         &self,
         id: &str,
@@ -112,9 +192,11 @@ impl<S: Store> Cache<S> {
         let checked = Instant::now();
         let destination = self.store.get_destination(id).await?;
         let records = self.store.list_mappings(id).await?;
-        let write_key = match old {
-            Some(o) if o.destination.version == destination.version => o.write_key.clone(),
-            _ => self.store.destination_write_key(id).await?,
+        // A new destination version may carry a new key or region: a new sender (in-flight
+        // batches finish on the old one).
+        let upstream = match old {
+            Some(o) if o.destination.version == destination.version => o.upstream.clone(),
+            _ => self.upstream(&destination).await?,
         };
         let mut models: Vec<String> = records.iter().map(|r| r.model.clone()).collect();
         models.sort_unstable();
@@ -136,20 +218,17 @@ impl<S: Store> Cache<S> {
                 mapping_id: r.id.clone(),
                 version: r.version,
             };
-            let compiled = MappingDoc::from_json(r.document.as_bytes())
-                .map_err(|e| format!("does not parse: {e}"))
-                .and_then(|doc| {
-                    Mapping::compile(&doc, identity).map_err(|v| format!("does not compile: {v:?}"))
-                });
-            match compiled {
+            match Mapping::from_json(r.document.as_bytes(), Some(identity)) {
                 Ok(m) => mappings.push(Arc::new(m)),
                 // Validated when it was stored: only a newer, stricter build gets here.
-                Err(e) => tracing::error!(mapping_id = %r.id, error = %e, "stored mapping skipped"),
+                Err(v) => {
+                    tracing::error!(mapping_id = %r.id, violations = ?v, "stored mapping skipped")
+                }
             }
         }
         Ok(Entry {
             destination,
-            write_key,
+            upstream,
             mappings,
             models,
             checked,
@@ -163,7 +242,18 @@ mod tests {
     use super::*;
     use crate::store::{
         DestinationPatch, KeyRing, MappingContent, Name, NewDestination, Region, SqliteStore,
+        WriteKey,
     };
+
+    /// Senders to a loopback port nothing listens on (these tests send nothing).
+    fn senders() -> Senders {
+        Senders {
+            http: reqwest::Client::new(),
+            retry: RetrySettings::default(),
+            endpoint_override: Some("http://127.0.0.1:9".into()),
+            allowed_upstreams: AllowedUpstreams::default(),
+        }
+    }
 
     fn content(name: &str, event: &str, enabled: bool) -> MappingContent {
         let doc = serde_json::json!({
@@ -211,13 +301,13 @@ mod tests {
             .create_mapping(&d.id, content("b", "B", false))
             .await
             .unwrap();
-        let cache = Cache::new(store.clone(), Duration::from_secs(3600));
+        let cache = Cache::new(store.clone(), senders(), Duration::from_secs(3600));
         let e1 = cache.destination(&d.id).await.unwrap();
         assert_eq!(e1.mappings.len(), 1, "disabled mappings are left out");
         assert_eq!(e1.models, ["orders"], "but their models are known");
         assert_eq!(e1.mappings_for("orders").count(), 1);
         assert_eq!(e1.mappings_for("users").count(), 0);
-        assert_eq!(e1.write_key.expose(), "wk-0123456789");
+        assert!(matches!(e1.upstream, Upstream::Client(_)));
 
         // Fresh: the same entry, no store read.
         let e2 = cache.destination(&d.id).await.unwrap();
@@ -267,10 +357,39 @@ mod tests {
         ));
     }
 
+    /// A deleted destination's entry (and with it the write key its sender holds) is dropped
+    /// by the lookup that finds it gone, and any entry no call uses is dropped after `idle`.
+    #[tokio::test]
+    async fn deleted_and_idle_destinations_leave_memory() {
+        let (_dir, store, d) = store_with_destination().await;
+        let other = store
+            .create_destination(NewDestination {
+                name: Name::parse("other".into()).unwrap(),
+                region: Region::Us,
+                write_key: WriteKey::parse("wk-other-0123".into()).unwrap(),
+                enabled: true,
+            })
+            .await
+            .unwrap();
+        let mut cache = Cache::new(store.clone(), senders(), Duration::ZERO);
+        cache.idle = Duration::from_millis(50);
+        cache.destination(&d.id).await.unwrap();
+        cache.destination(&other.id).await.unwrap();
+        assert_eq!(cache.held(), 2);
+        // `other` is not used again: past `idle` the next load sweeps it out.
+        tokio::time::sleep(Duration::from_millis(60)).await;
+        cache.destination(&d.id).await.unwrap();
+        assert_eq!(cache.held(), 1);
+        // `d` is deleted: the lookup that finds it gone drops it.
+        store.delete_destination(&d.id).await.unwrap();
+        assert!(cache.destination(&d.id).await.is_err());
+        assert_eq!(cache.held(), 0);
+    }
+
     #[tokio::test]
     async fn stale_entries_are_checked_after_max_age() {
         let (_dir, store, d) = store_with_destination().await;
-        let cache = Cache::new(store.clone(), Duration::ZERO);
+        let cache = Cache::new(store.clone(), senders(), Duration::ZERO);
         assert!(cache.destination(&d.id).await.unwrap().mappings.is_empty());
         store
             .create_mapping(&d.id, content("a", "A", true))

@@ -1,0 +1,204 @@
+//! The row path behind SubmitRows and StreamRows: resolve the call's [`Target`] once from the
+//! one cache (`targets`: the destination, its compiled mappings of the model, its sender), then
+//! [`deliver`] the rows (`deliver`: render on the render pool → batch → send → settle), answering
+//! one [`RowResult`] per (row, matching mapping) (`results`). StreamRows' flow control is here
+//! too (`stream`). `seen` keeps a call's messageIds so none is sent twice.
+//!
+//! Inside the folder: mod → stream, targets → deliver → render_pool, seen, results.
+
+mod deliver;
+pub mod render_pool;
+mod results;
+mod seen;
+mod stream;
+mod targets;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::time::Instant;
+
+pub use deliver::{Sender, Shutdown, Upstream, deliver};
+pub use results::{Counts, Input, RowResult, RowStatus};
+pub use seen::SeenIds;
+pub use stream::{Chunk, ChunkAnswer, StreamEnd};
+pub use targets::{Cache, Entry, Senders};
+
+use crate::error::Error;
+use crate::mapping::Mapping;
+use crate::sender::batch;
+use crate::sender::{RetrySettings, SegmentHttp};
+use crate::store::{AllowedUpstreams, Store, StoreError};
+
+/// Delivery settings (`serve` flags).
+#[derive(Debug, Clone)]
+pub struct DeliverySettings {
+    pub retry: RetrySettings,
+    pub batch: batch::BatchLimits,
+    /// Extra requests allowed to bisect one batch answered 400.
+    pub max_bisect_requests: u32,
+    /// The deadline of a call whose caller sets none.
+    pub default_deadline: Duration,
+    /// Sending stops this long before the deadline, to answer in time.
+    pub deadline_margin: Duration,
+    /// The most rows one SubmitRows request (or one StreamRows chunk) may carry.
+    pub max_rows: usize,
+    /// StreamRows: the most rows in flight per stream; reading pauses while full.
+    pub stream_rows_in_flight: usize,
+    /// StreamRows: a stream with no message and nothing in flight for this long is closed.
+    pub stream_idle: Duration,
+    /// StreamRows: how many of a stream's latest messageIds a new event is checked against.
+    pub stream_dedup_window: usize,
+    /// How long the cache trusts an entry.
+    pub cache_max_age: Duration,
+    /// Rendered event bytes held at once per call: past it, what is rendered is sent before
+    /// the rest of the rows are rendered.
+    pub max_render_bytes: usize,
+    /// What rendering one row through one mapping may compute ([`crate::mapping::budget`]).
+    pub max_render_bytes_per_row: usize,
+    /// Tests and local runs: send every destination here instead of its region.
+    pub endpoint_override: Option<String>,
+    /// The hosts a custom base URL may name (`--allowed-upstreams`).
+    pub allowed_upstreams: AllowedUpstreams,
+}
+
+impl Default for DeliverySettings {
+    fn default() -> DeliverySettings {
+        DeliverySettings {
+            retry: RetrySettings::default(),
+            batch: batch::BatchLimits::default(),
+            max_bisect_requests: 64,
+            default_deadline: Duration::from_secs(30),
+            deadline_margin: Duration::from_millis(500),
+            max_rows: 10_000,
+            stream_rows_in_flight: 10_000,
+            stream_idle: Duration::from_secs(60),
+            stream_dedup_window: 100_000,
+            cache_max_age: targets::DEFAULT_MAX_AGE,
+            max_render_bytes: 16 * 1024 * 1024,
+            max_render_bytes_per_row: crate::mapping::budget::DEFAULT_RENDER_BYTES,
+            endpoint_override: None,
+            allowed_upstreams: AllowedUpstreams::default(),
+        }
+    }
+}
+
+impl DeliverySettings {
+    /// When to stop sending for a call that must answer by `deadline` (the caller's, or the
+    /// default): the margin before it, but never less than half the time given.
+    pub fn stop_at(&self, now: Instant, timeout: Option<Duration>) -> Instant {
+        let t = timeout.unwrap_or(self.default_deadline);
+        let margin = self.deadline_margin.min(t / 2);
+        now + (t - margin)
+    }
+}
+
+/// The row path for a store: the one cache of targets, and [`deliver`].
+pub struct Delivery<S> {
+    cache: Arc<Cache<S>>,
+    settings: DeliverySettings,
+    shutdown: tokio::sync::watch::Sender<Option<Instant>>,
+}
+
+impl<S> std::fmt::Debug for Delivery<S> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Delivery")
+            .field("settings", &self.settings)
+            .finish()
+    }
+}
+
+impl<S: Store> Delivery<S> {
+    pub fn new(store: Arc<S>, settings: DeliverySettings) -> Delivery<S> {
+        let senders = Senders {
+            http: SegmentHttp::client(&settings.retry),
+            retry: settings.retry.clone(),
+            endpoint_override: settings.endpoint_override.clone(),
+            allowed_upstreams: settings.allowed_upstreams.clone(),
+        };
+        Delivery {
+            cache: Arc::new(Cache::new(store, senders, settings.cache_max_age)),
+            settings,
+            shutdown: tokio::sync::watch::channel(None).0,
+        }
+    }
+
+    /// The server is shutting down: calls in flight stop sending at `grace_end`.
+    pub fn shut_down_at(&self, grace_end: Instant) {
+        self.shutdown.send_replace(Some(grace_end));
+    }
+
+    pub fn settings(&self) -> &DeliverySettings {
+        &self.settings
+    }
+
+    /// The cache, for invalidation after writes.
+    pub fn cache(&self) -> &Arc<Cache<S>> {
+        &self.cache
+    }
+
+    /// What a call delivers to: the destination's enabled mappings of `model` and its sender,
+    /// looked up once per call. `NotFound` for an unknown destination, `DestinationDisabled`
+    /// for a disabled one, `UnknownModel` when none of its mappings (enabled or not) reads
+    /// `model`; a store that does not answer by `stop` is `Unavailable`.
+    pub async fn target(
+        &self,
+        destination_id: &str,
+        model: &str,
+        stop: Instant,
+    ) -> Result<Target, Error> {
+        let entry = tokio::time::timeout_at(stop, self.cache.destination(destination_id))
+            .await
+            .map_err(|_| {
+                StoreError::Unavailable(
+                    "no answer from the store before the call's deadline".into(),
+                )
+            })??;
+        if !entry.destination.enabled {
+            return Err(Error::DestinationDisabled(destination_id.to_owned()));
+        }
+        if !entry.models.iter().any(|m| m == model) {
+            return Err(Error::UnknownModel {
+                destination_id: destination_id.to_owned(),
+                model: model.to_owned(),
+                models: entry.models.clone(),
+            });
+        }
+        Ok(Target {
+            mappings: entry.mappings_for(model).cloned().collect(),
+            upstream: entry.upstream.clone(),
+        })
+    }
+
+    /// Every row through every matching mapping of `target`, delivered by `stop`; `seen` holds
+    /// the messageIds already sent in this call (or stream).
+    pub async fn submit(
+        &self,
+        target: &Target,
+        rows: Vec<Input>,
+        seen: &SeenIds,
+        stop: Instant,
+    ) -> Vec<RowResult> {
+        let shutdown = Shutdown(self.shutdown.subscribe());
+        deliver(
+            &target.mappings,
+            rows,
+            &target.upstream,
+            seen,
+            stop,
+            shutdown,
+            &self.settings,
+        )
+        .await
+    }
+}
+
+/// A destination's mappings of one model and its sender, resolved once per call.
+#[derive(Clone)]
+pub struct Target {
+    mappings: Arc<[Arc<Mapping>]>,
+    upstream: Upstream,
+}
+
+#[cfg(test)]
+mod tests;
