@@ -1,5 +1,5 @@
 //! What the SQLite store's durability costs: writes through `SqliteStore` as `serve` runs it
-//! (WAL, `synchronous = FULL`, one `BEGIN IMMEDIATE … COMMIT` per write), and the same
+//! (WAL, `synchronous = FULL`, one `BEGIN IMMEDIATE`, version bump, insert, `COMMIT` per write), and the same
 //! transaction on bare pools at `synchronous = NORMAL` (the earlier setting: a commit is synced
 //! only at checkpoints, so a power loss may undo the last ones) and `FULL`. One at a time and
 //! 4 at once (the pool's size); prints per-write p50/p99 and writes/s. The database lives under
@@ -87,6 +87,11 @@ fn bare_write(pool: SqlitePool) -> WriteFn {
                 .execute(&mut *conn)
                 .await
                 .unwrap();
+            let _: (i64,) =
+                sqlx::query_as("UPDATE catalog SET version = version + 1 RETURNING version")
+                    .fetch_one(&mut *conn)
+                    .await
+                    .unwrap();
             let _: (String,) = sqlx::query_as(
                 "INSERT INTO destinations (id, name, region, write_key_key_id, write_key_nonce, \
                  write_key_ciphertext, write_key_fingerprint, enabled, version) \

@@ -1,16 +1,22 @@
 //! The store: destinations and mappings behind the [`Store`] trait, with an embedded SQLite
 //! backend (`sqlite.rs`) and a PostgreSQL backend for several replicas (`postgres.rs`), either
-//! chosen at start-up (`any.rs`). Write keys are encrypted at rest (`crypto.rs`). Every write
-//! bumps a store-wide change version, and each backend announces new versions on a broadcast
-//! channel, so an in-process cache can stay fresh. Knows nothing of rendering or gRPC.
+//! chosen at start-up (`any.rs`). Both run the same statements (`sql.rs`) through the same
+//! implementation (`shared.rs`) and read their errors alike (`errors.rs`); the backend files
+//! hold only what is their own (pool setup, PRAGMAs, migrations, LISTEN/NOTIFY). Write keys are
+//! encrypted at rest (`crypto.rs`). Every write bumps a store-wide change version, and each
+//! backend announces new versions on a broadcast channel, so an in-process cache can stay
+//! fresh. Knows nothing of rendering or gRPC.
 
 mod any;
 pub mod crypto;
+mod errors;
 mod model;
 mod postgres;
 mod redact;
 mod rows;
 mod secret;
+mod shared;
+mod sql;
 mod sqlite;
 mod watch;
 
@@ -71,16 +77,6 @@ impl Feed {
 pub enum Kind {
     Destination,
     Mapping,
-}
-
-impl Kind {
-    /// The table its rows live in (the same in both backends).
-    pub(crate) fn table(self) -> &'static str {
-        match self {
-            Kind::Destination => "destinations",
-            Kind::Mapping => "mappings",
-        }
-    }
 }
 
 impl fmt::Display for Kind {
@@ -261,6 +257,29 @@ fn check_stored_keys(keys: &KeyRing, stored: &[StoredKey]) -> Result<()> {
         destination_id,
         cause,
     })
+}
+
+/// Opens a stored write key (sealed with the destination `id` as associated data).
+fn open_write_key(keys: &KeyRing, sealed: &crypto::Sealed, id: &str) -> Result<WriteKey> {
+    let plain = keys.open(sealed, id.as_bytes())?;
+    let text = String::from_utf8(plain).map_err(|_| {
+        StoreError::Backend(format!("destination {id}: stored write key is not UTF-8").into())
+    })?;
+    WriteKey::parse(text)
+        .map_err(|e| StoreError::Backend(format!("destination {id}: stored write key {e}").into()))
+}
+
+/// Whether one more mapping may go in: `count` is how many the destination has, `None` when
+/// there is no such destination.
+fn check_mapping_count(destination_id: &str, count: Option<i64>) -> Result<()> {
+    match count {
+        None => Err(StoreError::not_found(Kind::Destination, destination_id)),
+        Some(n) if n >= MAX_MAPPINGS_PER_DESTINATION as i64 => Err(StoreError::TooManyMappings {
+            destination_id: destination_id.to_owned(),
+            limit: MAX_MAPPINGS_PER_DESTINATION,
+        }),
+        Some(_) => Ok(()),
+    }
 }
 
 /// A new server-assigned id: `prefix` + 20 random hex digits.
