@@ -151,8 +151,8 @@ async fn metrics_count_what_happened() {
     use segment_connections::segment::fields::Action;
     // Compared as what this block adds: the delivery test may have recorded before.
     let (_, before) = get(metrics, "/metrics").await;
-    m::record_events(Action::Track, EventResult::Delivered, 3);
-    m::record_events(Action::Identify, EventResult::Failed, 1);
+    m::record_events(Action::Track.as_str(), EventResult::Delivered, 3);
+    m::record_events(Action::Identify.as_str(), EventResult::Failed, 1);
     m::record_skipped_rows(2);
     m::record_upstream_request(StatusClass::Http(200), std::time::Duration::from_millis(20));
     m::record_upstream_request(StatusClass::Http(503), std::time::Duration::from_millis(5));

@@ -10,12 +10,12 @@ use tonic::{Request, Response, Status, Streaming};
 
 use super::convert::{self, DestinationUpdate, MappingUpdate, NewMapping};
 use super::deadline::grpc_timeout;
+use super::layer::{Outcome, RpcCounts};
 use super::proto;
 use crate::delivery::{Delivery, DeliverySettings, SeenIds, Target};
 use crate::error::Error;
 use crate::limits::RowLimits;
 use crate::mapping::{Identity, Mapping, MappingDoc, TestResult, Violation};
-use crate::metrics::{Outcome, RpcCounts};
 use crate::render_pool;
 use crate::store::{AllowedUpstreams, NewDestination, Region, Store, check_model};
 
