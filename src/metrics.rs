@@ -12,13 +12,16 @@
 //! key. The functions take labels as `&'static str` or as the enums below, so a label cannot be
 //! built from request data at run time.
 
+use std::future::{Future as _, IntoFuture as _};
+use std::pin::Pin;
 use std::sync::OnceLock;
+use std::task::{Context, Poll, ready};
 use std::time::Duration;
 
 use metrics::{counter, gauge, histogram};
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
-use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
-use tokio::net::TcpListener;
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::net::{TcpListener, TcpStream};
 
 // === Names ===
 
@@ -121,12 +124,52 @@ fn describe() {
     describe_histogram!(BATCH_BYTES, Unit::Bytes, "bytes per batch body");
 }
 
-/// Answers `GET /metrics` (HTTP/1.1, one request per connection) on `listener` until
-/// `shutdown` completes. Anything else gets 404.
+// === GET /metrics ===
+
+/// The Prometheus text format's content type.
+const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
+/// How long one connection may last, from accept to the last byte of its answer: a scrape takes
+/// milliseconds, a client that sends slowly or never reads is cut off.
+const CONNECTION_TIMEOUT: Duration = Duration::from_secs(10);
+/// The most one connection may send: a scrape is one small GET (one request per connection).
+const REQUEST_LIMIT: usize = 16 * 1024;
+/// After `shutdown`, how long `serve` waits for the connections still open (a scrape being
+/// answered takes milliseconds) before it returns; short, as it adds to the process's shutdown.
+/// Those it leaves go on until they end or reach their deadline.
+const SHUTDOWN_FLUSH: Duration = Duration::from_millis(250);
+/// How long accepting pauses after a failed accept that is not the peer's (out of file
+/// descriptors, say), and how often such a failure is logged while it lasts.
+const ACCEPT_PAUSE: Duration = Duration::from_millis(100);
+const ACCEPT_REPEAT: Duration = Duration::from_secs(10);
+
+/// Answers `GET /metrics` (and `HEAD`) on `listener` with the Prometheus text until `shutdown`
+/// completes; another method on `/metrics` gets 405, any other path 404. An axum server over
+/// HTTP/1.1, one request per connection (every answer says `Connection: close`); a connection
+/// may send at most 16 KiB and last at most 10 s.
 pub async fn serve(
     listener: TcpListener,
     handle: PrometheusHandle,
     shutdown: impl std::future::Future<Output = ()>,
+) {
+    let bounds = Bounds {
+        timeout: CONNECTION_TIMEOUT,
+        request_bytes: REQUEST_LIMIT,
+    };
+    serve_within(listener, handle, shutdown, bounds).await;
+}
+
+/// What one connection may take.
+#[derive(Debug, Clone, Copy)]
+struct Bounds {
+    timeout: Duration,
+    request_bytes: usize,
+}
+
+async fn serve_within(
+    listener: TcpListener,
+    handle: PrometheusHandle,
+    shutdown: impl std::future::Future<Output = ()>,
+    bounds: Bounds,
 ) {
     let upkeep = {
         let handle = handle.clone();
@@ -138,63 +181,199 @@ pub async fn serve(
             }
         })
     };
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let listener = Bounded {
+        listener,
+        bounds,
+        failures: 0,
+        warned: None,
+    };
+    let mut server = std::pin::pin!(
+        axum::serve(listener, router(handle))
+            .with_graceful_shutdown(async {
+                stopped.await.ok();
+            })
+            .into_future()
+    );
     tokio::pin!(shutdown);
-    loop {
-        tokio::select! {
-            () = &mut shutdown => break,
-            accepted = listener.accept() => {
-                let Ok((stream, _)) = accepted else { continue };
-                let handle = handle.clone();
-                tokio::spawn(async move {
-                    let answer = tokio::time::timeout(Duration::from_secs(10), answer(stream, &handle));
-                    if let Ok(Err(e)) = answer.await {
-                        tracing::debug!(error = %e, "metrics: request failed");
-                    }
-                });
+    tokio::select! {
+        served = &mut server => {
+            if let Err(e) = served {
+                tracing::warn!(error = %e, "metrics: the server stopped");
+            }
+        }
+        () = &mut shutdown => {
+            // The listener closes; the connections still open get a moment to end.
+            stop.send(()).ok();
+            if tokio::time::timeout(SHUTDOWN_FLUSH, &mut server).await.is_err() {
+                tracing::debug!("metrics: connections still open at shutdown left to their deadline");
             }
         }
     }
     upkeep.abort();
 }
 
-async fn answer(
-    mut stream: tokio::net::TcpStream,
-    handle: &PrometheusHandle,
-) -> std::io::Result<()> {
-    // Read the request head (a scrape is a small GET).
-    let mut head = Vec::with_capacity(1024);
-    let mut buf = [0u8; 1024];
-    while !head.windows(4).any(|w| w == b"\r\n\r\n") {
-        let n = stream.read(&mut buf).await?;
-        if n == 0 || head.len() > 16 * 1024 {
-            return Ok(());
+/// `GET /metrics`, 405 for another method there, 404 elsewhere; every answer closes its
+/// connection.
+fn router(handle: PrometheusHandle) -> axum::Router {
+    use axum::http::{HeaderValue, StatusCode, header};
+    axum::Router::new()
+        .route(
+            "/metrics",
+            axum::routing::get(
+                |axum::extract::State(handle): axum::extract::State<PrometheusHandle>| async move {
+                    ([(header::CONTENT_TYPE, CONTENT_TYPE)], handle.render())
+                },
+            ),
+        )
+        .fallback(|| async { (StatusCode::NOT_FOUND, "not found: GET /metrics\n") })
+        .layer(tower::util::MapResponseLayer::new(
+            |mut response: axum::response::Response| {
+                response
+                    .headers_mut()
+                    .insert(header::CONNECTION, HeaderValue::from_static("close"));
+                response
+            },
+        ))
+        .with_state(handle)
+}
+
+/// The metrics listener: accepted connections come bounded ([`BoundedIo`]); a failed accept
+/// is logged (at most every [`ACCEPT_REPEAT`]) and paused on, not spun on.
+struct Bounded {
+    listener: TcpListener,
+    bounds: Bounds,
+    /// Failed accepts since the last warning, and when that was.
+    failures: u64,
+    warned: Option<tokio::time::Instant>,
+}
+
+impl axum::serve::Listener for Bounded {
+    type Io = BoundedIo;
+    type Addr = std::net::SocketAddr;
+
+    async fn accept(&mut self) -> (BoundedIo, std::net::SocketAddr) {
+        loop {
+            match self.listener.accept().await {
+                Ok((stream, addr)) => return (BoundedIo::new(stream, self.bounds), addr),
+                // The peer went away before its connection was accepted.
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        std::io::ErrorKind::ConnectionAborted
+                            | std::io::ErrorKind::ConnectionReset
+                            | std::io::ErrorKind::Interrupted
+                            | std::io::ErrorKind::WouldBlock
+                    ) => {}
+                Err(e) => {
+                    self.failures += 1;
+                    let now = tokio::time::Instant::now();
+                    if self.warned.is_none_or(|at| now - at >= ACCEPT_REPEAT) {
+                        tracing::warn!(
+                            error = %e,
+                            failures = self.failures,
+                            "metrics: accepting a connection failed; pausing"
+                        );
+                        self.failures = 0;
+                        self.warned = Some(now);
+                    }
+                    tokio::time::sleep(ACCEPT_PAUSE).await;
+                }
+            }
         }
-        head.extend_from_slice(&buf[..n]);
     }
-    let line = head.split(|&b| b == b'\r').next().unwrap_or_default();
-    let mut parts = line.split(|&b| b == b' ');
-    let (method, path) = (parts.next(), parts.next());
-    let path = path.map(|p| p.split(|&b| b == b'?').next().unwrap_or_default());
-    let (status, content_type, body) = match (method, path) {
-        (Some(b"GET"), Some(b"/metrics")) => (
-            "200 OK",
-            "text/plain; version=0.0.4; charset=utf-8",
-            handle.render(),
-        ),
-        _ => (
-            "404 Not Found",
-            "text/plain",
-            "not found: GET /metrics\n".to_owned(),
-        ),
-    };
-    let response = format!(
-        "HTTP/1.1 {status}\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\n\
-         Connection: close\r\n\r\n",
-        body.len()
-    );
-    stream.write_all(response.as_bytes()).await?;
-    stream.write_all(body.as_bytes()).await?;
-    stream.shutdown().await
+
+    fn local_addr(&self) -> std::io::Result<std::net::SocketAddr> {
+        self.listener.local_addr()
+    }
+}
+
+/// A connection that fails every read and write once its deadline has passed, and every read
+/// once it has sent more than its request limit.
+struct BoundedIo {
+    stream: TcpStream,
+    deadline: Pin<Box<tokio::time::Sleep>>,
+    read_left: usize,
+}
+
+impl BoundedIo {
+    fn new(stream: TcpStream, bounds: Bounds) -> BoundedIo {
+        BoundedIo {
+            stream,
+            deadline: Box::pin(tokio::time::sleep(bounds.timeout)),
+            read_left: bounds.request_bytes,
+        }
+    }
+
+    fn check_deadline(&mut self, cx: &mut Context<'_>) -> std::io::Result<()> {
+        match self.deadline.as_mut().poll(cx) {
+            Poll::Ready(()) => Err(std::io::Error::new(
+                std::io::ErrorKind::TimedOut,
+                "the connection's time is up",
+            )),
+            Poll::Pending => Ok(()),
+        }
+    }
+}
+
+impl AsyncRead for BoundedIo {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        let this = self.get_mut();
+        this.check_deadline(cx)?;
+        if this.read_left == 0 {
+            return Poll::Ready(Err(std::io::Error::new(
+                std::io::ErrorKind::InvalidData,
+                "the request is too large",
+            )));
+        }
+        let before = buf.filled().len();
+        ready!(Pin::new(&mut this.stream).poll_read(cx, buf))?;
+        let read = buf.filled().len() - before;
+        this.read_left = this.read_left.saturating_sub(read);
+        Poll::Ready(Ok(()))
+    }
+}
+
+impl AsyncWrite for BoundedIo {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        let this = self.get_mut();
+        this.check_deadline(cx)?;
+        Pin::new(&mut this.stream).poll_write(cx, buf)
+    }
+
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[std::io::IoSlice<'_>],
+    ) -> Poll<std::io::Result<usize>> {
+        let this = self.get_mut();
+        this.check_deadline(cx)?;
+        Pin::new(&mut this.stream).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.stream.is_write_vectored()
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        let this = self.get_mut();
+        this.check_deadline(cx)?;
+        Pin::new(&mut this.stream).poll_flush(cx)
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        let this = self.get_mut();
+        this.check_deadline(cx)?;
+        Pin::new(&mut this.stream).poll_shutdown(cx)
+    }
 }
 
 // === Call metrics (recorded by the per-call layer, `grpc::layer`) ===
@@ -326,6 +505,177 @@ impl Drop for InFlight {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn handle_with_a_sample() -> PrometheusHandle {
+        let recorder = PrometheusBuilder::new().build_recorder();
+        let handle = recorder.handle();
+        ::metrics::with_local_recorder(&recorder, record_retry);
+        handle
+    }
+
+    /// `method uri` answered by the router: status, headers, body.
+    async fn ask(method: &str, uri: &str) -> (u16, axum::http::HeaderMap, String) {
+        use tower::ServiceExt as _;
+        let request = axum::http::Request::builder()
+            .method(method)
+            .uri(uri)
+            .body(axum::body::Body::empty())
+            .unwrap();
+        let response = router(handle_with_a_sample())
+            .oneshot(request)
+            .await
+            .unwrap();
+        let (parts, body) = response.into_parts();
+        let body = axum::body::to_bytes(body, 1 << 20).await.unwrap();
+        (
+            parts.status.as_u16(),
+            parts.headers,
+            String::from_utf8(body.to_vec()).unwrap(),
+        )
+    }
+
+    #[tokio::test]
+    async fn get_metrics_is_the_prometheus_text_and_the_rest_is_refused() {
+        let (status, headers, body) = ask("GET", "/metrics?x=1").await;
+        assert_eq!(status, 200);
+        assert_eq!(headers["content-type"], CONTENT_TYPE);
+        assert_eq!(headers["connection"], "close");
+        assert!(body.contains(&format!("{UPSTREAM_RETRIES} 1")), "{body}");
+        let (status, _, body) = ask("HEAD", "/metrics").await;
+        assert_eq!((status, body.as_str()), (200, ""));
+        for method in ["POST", "PUT", "DELETE"] {
+            let (status, headers, _) = ask(method, "/metrics").await;
+            assert_eq!(status, 405, "{method}");
+            assert_eq!(headers["connection"], "close");
+        }
+        for (method, uri) in [("GET", "/"), ("GET", "/metrics/x"), ("POST", "/other")] {
+            let (status, headers, body) = ask(method, uri).await;
+            assert_eq!(status, 404, "{method} {uri}");
+            assert_eq!(headers["connection"], "close");
+            assert_eq!(body, "not found: GET /metrics\n");
+        }
+    }
+
+    /// A server with `bounds`, its address, and what stops it.
+    async fn start(
+        bounds: Bounds,
+    ) -> (
+        std::net::SocketAddr,
+        tokio::sync::oneshot::Sender<()>,
+        tokio::task::JoinHandle<()>,
+    ) {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let server = tokio::spawn(serve_within(
+            listener,
+            handle_with_a_sample(),
+            async {
+                stopped.await.ok();
+            },
+            bounds,
+        ));
+        (addr, stop, server)
+    }
+
+    /// Sends `request`, then reads until the server closes (or resets) the connection.
+    async fn exchange(addr: std::net::SocketAddr, request: &[u8]) -> String {
+        use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+        let mut stream = TcpStream::connect(addr).await.unwrap();
+        // The server may already have cut the connection off.
+        stream.write_all(request).await.ok();
+        let mut answer = Vec::new();
+        stream.read_to_end(&mut answer).await.ok();
+        String::from_utf8_lossy(&answer).into_owned()
+    }
+
+    const SCRAPE: &[u8] = b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n";
+
+    #[tokio::test]
+    async fn one_request_per_connection() {
+        let (addr, stop, server) = start(Bounds {
+            timeout: Duration::from_secs(30),
+            request_bytes: 1024,
+        })
+        .await;
+        // read_to_end returns: the server closes the connection after its answer.
+        let answer = tokio::time::timeout(Duration::from_secs(10), exchange(addr, SCRAPE))
+            .await
+            .unwrap();
+        assert!(answer.starts_with("HTTP/1.1 200 OK\r\n"), "{answer}");
+        assert!(answer.contains("connection: close\r\n"), "{answer}");
+        assert!(
+            answer.contains(&format!("{UPSTREAM_RETRIES} 1")),
+            "{answer}"
+        );
+        stop.send(()).unwrap();
+        server.await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn a_client_that_stalls_is_cut_off_at_the_deadline() {
+        let (addr, stop, server) = start(Bounds {
+            timeout: Duration::from_millis(300),
+            request_bytes: 1024,
+        })
+        .await;
+        let started = std::time::Instant::now();
+        let answer = tokio::time::timeout(
+            Duration::from_secs(10),
+            exchange(addr, b"GET /metrics HTTP/1.1\r\nHo"),
+        )
+        .await
+        .expect("the connection is closed at its deadline");
+        assert!(!answer.contains("200 OK"), "{answer}");
+        assert!(started.elapsed() >= Duration::from_millis(250));
+        // The server goes on answering.
+        let answer = exchange(addr, SCRAPE).await;
+        assert!(answer.starts_with("HTTP/1.1 200 OK\r\n"), "{answer}");
+        stop.send(()).unwrap();
+        server.await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn a_request_over_the_limit_is_cut_off() {
+        let (addr, stop, server) = start(Bounds {
+            timeout: Duration::from_secs(30),
+            request_bytes: 1024,
+        })
+        .await;
+        let mut request = b"GET /metrics HTTP/1.1\r\nX-Padding: ".to_vec();
+        request.resize(64 * 1024, b'a');
+        let answer = tokio::time::timeout(Duration::from_secs(10), exchange(addr, &request))
+            .await
+            .expect("the connection is closed before its deadline");
+        assert!(!answer.contains("200 OK"), "{answer}");
+        stop.send(()).unwrap();
+        server.await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn shutdown_does_not_wait_for_a_stalled_client() {
+        use tokio::io::AsyncWriteExt as _;
+        let (addr, stop, server) = start(Bounds {
+            timeout: Duration::from_secs(60),
+            request_bytes: 1024,
+        })
+        .await;
+        let mut stalled = TcpStream::connect(addr).await.unwrap();
+        stalled
+            .write_all(b"GET /metrics HTTP/1.1\r\n")
+            .await
+            .unwrap();
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        let started = std::time::Instant::now();
+        stop.send(()).unwrap();
+        tokio::time::timeout(Duration::from_secs(5), server)
+            .await
+            .expect("serve returns soon after shutdown")
+            .unwrap();
+        assert!(started.elapsed() < SHUTDOWN_FLUSH + Duration::from_millis(500));
+        // And the port is closed.
+        assert!(TcpStream::connect(addr).await.is_err());
+    }
 
     #[test]
     fn status_classes() {
