@@ -20,7 +20,7 @@ use tonic::transport::{Certificate, Identity, ServerTlsConfig};
 
 use crate::config::{KeySource, Settings, StoreLocation};
 use crate::grpc::proto::{self, ConnectionsServer};
-use crate::grpc::{self, BearerAuth, ConnectionsService, Gate};
+use crate::grpc::{self, BearerAuth, ConnectionsService, Gate, RpcLayer};
 use crate::limits::RequestLimits;
 use crate::metrics;
 use crate::store::{AnyStore, KeyRing, PostgresStore, SqliteStore};
@@ -183,7 +183,7 @@ impl App {
         let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
         let gate = Gate::new(settings.max_concurrent_calls, settings.max_row_streams);
         let router = builder
-            .layer(metrics::RpcLayer::new(gate.clone()))
+            .layer(RpcLayer::new(gate.clone()))
             .max_concurrent_streams(Some(settings.max_concurrent_streams))
             .http2_keepalive_interval(Some(Duration::from_secs(30)))
             // Long-lived HTTP/2 connections re-spread across replicas.

@@ -1,30 +1,27 @@
-//! Prometheus metrics and the per-RPC layer.
+//! Prometheus metrics: a leaf module (it imports nothing of this crate).
 //!
+//! * The metric names below, with their labels.
 //! * [`install`] sets the process-wide recorder (once) and [`serve`] answers `GET /metrics` on
 //!   `--metrics-listen`.
-//! * [`RpcLayer`] wraps the gRPC server: for every call it counts requests by method and code,
-//!   times it, keeps an in-flight gauge, and writes one structured log line (method, code,
-//!   row counts, duration) when the call ends (for streams: when the response stream ends).
-//!   It also admits each call through the [`Gate`] (concurrency limit, shutdown's drain).
-//! * Handlers add row counts to the call's [`RpcCounts`] (`RpcCounts::of(&request)`).
-//! * The delivery path records its own metrics through the `record_*` functions below.
+//! * The `record_*` functions and in-flight guards the rest of the crate records through: the
+//!   per-call layer (`grpc::layer`) for calls and rows received, the delivery path for events,
+//!   Tracking API requests, retries and batches.
 //!
-//! Every label value comes from a closed set (method names from a static table, gRPC codes,
-//! actions, results, status classes): never a row id, user id, destination id or write key.
+//! Every label value comes from a closed set (method names from the layer's static table, gRPC
+//! codes, actions, results, status classes): never a row id, user id, destination id or write
+//! key. The functions take labels as `&'static str` or as the enums below, so a label cannot be
+//! built from request data at run time.
 
+use std::future::{Future as _, IntoFuture as _};
 use std::pin::Pin;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, OnceLock};
+use std::sync::OnceLock;
 use std::task::{Context, Poll, ready};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use metrics::{counter, gauge, histogram};
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
-use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
-use tokio::net::TcpListener;
-
-use crate::grpc::gate::{CallKind, Gate, Ticket};
-use crate::spec::fields::Action;
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::net::{TcpListener, TcpStream};
 
 // === Names ===
 
@@ -127,12 +124,52 @@ fn describe() {
     describe_histogram!(BATCH_BYTES, Unit::Bytes, "bytes per batch body");
 }
 
-/// Answers `GET /metrics` (HTTP/1.1, one request per connection) on `listener` until
-/// `shutdown` completes. Anything else gets 404.
+// === GET /metrics ===
+
+/// The Prometheus text format's content type.
+const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
+/// How long one connection may last, from accept to the last byte of its answer: a scrape takes
+/// milliseconds, a client that sends slowly or never reads is cut off.
+const CONNECTION_TIMEOUT: Duration = Duration::from_secs(10);
+/// The most one connection may send: a scrape is one small GET (one request per connection).
+const REQUEST_LIMIT: usize = 16 * 1024;
+/// After `shutdown`, how long `serve` waits for the connections still open (a scrape being
+/// answered takes milliseconds) before it returns; short, as it adds to the process's shutdown.
+/// Those it leaves go on until they end or reach their deadline.
+const SHUTDOWN_FLUSH: Duration = Duration::from_millis(250);
+/// How long accepting pauses after a failed accept that is not the peer's (out of file
+/// descriptors, say), and how often such a failure is logged while it lasts.
+const ACCEPT_PAUSE: Duration = Duration::from_millis(100);
+const ACCEPT_REPEAT: Duration = Duration::from_secs(10);
+
+/// Answers `GET /metrics` (and `HEAD`) on `listener` with the Prometheus text until `shutdown`
+/// completes; another method on `/metrics` gets 405, any other path 404. An axum server over
+/// HTTP/1.1, one request per connection (every answer says `Connection: close`); a connection
+/// may send at most 16 KiB and last at most 10 s.
 pub async fn serve(
     listener: TcpListener,
     handle: PrometheusHandle,
     shutdown: impl std::future::Future<Output = ()>,
+) {
+    let bounds = Bounds {
+        timeout: CONNECTION_TIMEOUT,
+        request_bytes: REQUEST_LIMIT,
+    };
+    serve_within(listener, handle, shutdown, bounds).await;
+}
+
+/// What one connection may take.
+#[derive(Debug, Clone, Copy)]
+struct Bounds {
+    timeout: Duration,
+    request_bytes: usize,
+}
+
+async fn serve_within(
+    listener: TcpListener,
+    handle: PrometheusHandle,
+    shutdown: impl std::future::Future<Output = ()>,
+    bounds: Bounds,
 ) {
     let upkeep = {
         let handle = handle.clone();
@@ -144,63 +181,223 @@ pub async fn serve(
             }
         })
     };
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let listener = Bounded {
+        listener,
+        bounds,
+        failures: 0,
+        warned: None,
+    };
+    let mut server = std::pin::pin!(
+        axum::serve(listener, router(handle))
+            .with_graceful_shutdown(async {
+                stopped.await.ok();
+            })
+            .into_future()
+    );
     tokio::pin!(shutdown);
-    loop {
-        tokio::select! {
-            () = &mut shutdown => break,
-            accepted = listener.accept() => {
-                let Ok((stream, _)) = accepted else { continue };
-                let handle = handle.clone();
-                tokio::spawn(async move {
-                    let answer = tokio::time::timeout(Duration::from_secs(10), answer(stream, &handle));
-                    if let Ok(Err(e)) = answer.await {
-                        tracing::debug!(error = %e, "metrics: request failed");
-                    }
-                });
+    tokio::select! {
+        served = &mut server => {
+            if let Err(e) = served {
+                tracing::warn!(error = %e, "metrics: the server stopped");
+            }
+        }
+        () = &mut shutdown => {
+            // The listener closes; the connections still open get a moment to end.
+            stop.send(()).ok();
+            if tokio::time::timeout(SHUTDOWN_FLUSH, &mut server).await.is_err() {
+                tracing::debug!("metrics: connections still open at shutdown left to their deadline");
             }
         }
     }
     upkeep.abort();
 }
 
-async fn answer(
-    mut stream: tokio::net::TcpStream,
-    handle: &PrometheusHandle,
-) -> std::io::Result<()> {
-    // Read the request head (a scrape is a small GET).
-    let mut head = Vec::with_capacity(1024);
-    let mut buf = [0u8; 1024];
-    while !head.windows(4).any(|w| w == b"\r\n\r\n") {
-        let n = stream.read(&mut buf).await?;
-        if n == 0 || head.len() > 16 * 1024 {
-            return Ok(());
+/// `GET /metrics`, 405 for another method there, 404 elsewhere; every answer closes its
+/// connection.
+fn router(handle: PrometheusHandle) -> axum::Router {
+    use axum::http::{HeaderValue, StatusCode, header};
+    axum::Router::new()
+        .route(
+            "/metrics",
+            axum::routing::get(
+                |axum::extract::State(handle): axum::extract::State<PrometheusHandle>| async move {
+                    ([(header::CONTENT_TYPE, CONTENT_TYPE)], handle.render())
+                },
+            ),
+        )
+        .fallback(|| async { (StatusCode::NOT_FOUND, "not found: GET /metrics\n") })
+        .layer(tower::util::MapResponseLayer::new(
+            |mut response: axum::response::Response| {
+                response
+                    .headers_mut()
+                    .insert(header::CONNECTION, HeaderValue::from_static("close"));
+                response
+            },
+        ))
+        .with_state(handle)
+}
+
+/// The metrics listener: accepted connections come bounded ([`BoundedIo`]); a failed accept
+/// is logged (at most every [`ACCEPT_REPEAT`]) and paused on, not spun on.
+struct Bounded {
+    listener: TcpListener,
+    bounds: Bounds,
+    /// Failed accepts since the last warning, and when that was.
+    failures: u64,
+    warned: Option<tokio::time::Instant>,
+}
+
+impl axum::serve::Listener for Bounded {
+    type Io = BoundedIo;
+    type Addr = std::net::SocketAddr;
+
+    async fn accept(&mut self) -> (BoundedIo, std::net::SocketAddr) {
+        loop {
+            match self.listener.accept().await {
+                Ok((stream, addr)) => return (BoundedIo::new(stream, self.bounds), addr),
+                // The peer went away before its connection was accepted.
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        std::io::ErrorKind::ConnectionAborted
+                            | std::io::ErrorKind::ConnectionReset
+                            | std::io::ErrorKind::Interrupted
+                            | std::io::ErrorKind::WouldBlock
+                    ) => {}
+                Err(e) => {
+                    self.failures += 1;
+                    let now = tokio::time::Instant::now();
+                    if self.warned.is_none_or(|at| now - at >= ACCEPT_REPEAT) {
+                        tracing::warn!(
+                            error = %e,
+                            failures = self.failures,
+                            "metrics: accepting a connection failed; pausing"
+                        );
+                        self.failures = 0;
+                        self.warned = Some(now);
+                    }
+                    tokio::time::sleep(ACCEPT_PAUSE).await;
+                }
+            }
         }
-        head.extend_from_slice(&buf[..n]);
     }
-    let line = head.split(|&b| b == b'\r').next().unwrap_or_default();
-    let mut parts = line.split(|&b| b == b' ');
-    let (method, path) = (parts.next(), parts.next());
-    let path = path.map(|p| p.split(|&b| b == b'?').next().unwrap_or_default());
-    let (status, content_type, body) = match (method, path) {
-        (Some(b"GET"), Some(b"/metrics")) => (
-            "200 OK",
-            "text/plain; version=0.0.4; charset=utf-8",
-            handle.render(),
-        ),
-        _ => (
-            "404 Not Found",
-            "text/plain",
-            "not found: GET /metrics\n".to_owned(),
-        ),
-    };
-    let response = format!(
-        "HTTP/1.1 {status}\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\n\
-         Connection: close\r\n\r\n",
-        body.len()
-    );
-    stream.write_all(response.as_bytes()).await?;
-    stream.write_all(body.as_bytes()).await?;
-    stream.shutdown().await
+
+    fn local_addr(&self) -> std::io::Result<std::net::SocketAddr> {
+        self.listener.local_addr()
+    }
+}
+
+/// A connection that fails every read and write once its deadline has passed, and every read
+/// once it has sent more than its request limit.
+struct BoundedIo {
+    stream: TcpStream,
+    deadline: Pin<Box<tokio::time::Sleep>>,
+    read_left: usize,
+}
+
+impl BoundedIo {
+    fn new(stream: TcpStream, bounds: Bounds) -> BoundedIo {
+        BoundedIo {
+            stream,
+            deadline: Box::pin(tokio::time::sleep(bounds.timeout)),
+            read_left: bounds.request_bytes,
+        }
+    }
+
+    fn check_deadline(&mut self, cx: &mut Context<'_>) -> std::io::Result<()> {
+        match self.deadline.as_mut().poll(cx) {
+            Poll::Ready(()) => Err(std::io::Error::new(
+                std::io::ErrorKind::TimedOut,
+                "the connection's time is up",
+            )),
+            Poll::Pending => Ok(()),
+        }
+    }
+}
+
+impl AsyncRead for BoundedIo {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        let this = self.get_mut();
+        this.check_deadline(cx)?;
+        if this.read_left == 0 {
+            return Poll::Ready(Err(std::io::Error::new(
+                std::io::ErrorKind::InvalidData,
+                "the request is too large",
+            )));
+        }
+        let before = buf.filled().len();
+        ready!(Pin::new(&mut this.stream).poll_read(cx, buf))?;
+        let read = buf.filled().len() - before;
+        this.read_left = this.read_left.saturating_sub(read);
+        Poll::Ready(Ok(()))
+    }
+}
+
+impl AsyncWrite for BoundedIo {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        let this = self.get_mut();
+        this.check_deadline(cx)?;
+        Pin::new(&mut this.stream).poll_write(cx, buf)
+    }
+
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[std::io::IoSlice<'_>],
+    ) -> Poll<std::io::Result<usize>> {
+        let this = self.get_mut();
+        this.check_deadline(cx)?;
+        Pin::new(&mut this.stream).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.stream.is_write_vectored()
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        let this = self.get_mut();
+        this.check_deadline(cx)?;
+        Pin::new(&mut this.stream).poll_flush(cx)
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        let this = self.get_mut();
+        this.check_deadline(cx)?;
+        Pin::new(&mut this.stream).poll_shutdown(cx)
+    }
+}
+
+// === Call metrics (recorded by the per-call layer, `grpc::layer`) ===
+
+/// Records one finished call: its `code` (a gRPC code name) and how long it took.
+pub fn record_rpc(
+    service: &'static str,
+    method: &'static str,
+    code: &'static str,
+    elapsed: Duration,
+) {
+    counter!(RPC_REQUESTS, "service" => service, "method" => method, "code" => code).increment(1);
+    histogram!(RPC_DURATION, "service" => service, "method" => method)
+        .record(elapsed.as_secs_f64());
+}
+
+/// Marks one call in progress until the guard drops.
+pub fn rpc_in_flight(service: &'static str, method: &'static str) -> InFlight {
+    InFlight::new(gauge!(RPC_IN_FLIGHT, "service" => service, "method" => method))
+}
+
+/// Counts `n` rows received by `method`.
+pub fn record_rows_received(method: &'static str, n: u64) {
+    counter!(ROWS_RECEIVED, "method" => method).increment(n);
 }
 
 // === Delivery metrics (called by the delivery path) ===
@@ -225,10 +422,11 @@ impl EventResult {
     }
 }
 
-/// Counts `n` events of `action` with `result`. A row no mapping matched has no action: count
-/// it with [`record_skipped_rows`].
-pub fn record_events(action: Action, result: EventResult, n: u64) {
-    counter!(EVENTS, "action" => action.as_str(), "result" => result.as_str()).increment(n);
+/// Counts `n` events of `action` (the action's label, `Action::as_str`: `track`, `identify`…)
+/// with `result`. A row no mapping matched has no action: count it with
+/// [`record_skipped_rows`].
+pub fn record_events(action: &'static str, result: EventResult, n: u64) {
+    counter!(EVENTS, "action" => action, "result" => result.as_str()).increment(n);
 }
 
 /// Counts rows that no mapping matched (`action="none"`, `result="skipped"`).
@@ -288,6 +486,7 @@ pub fn upstream_in_flight() -> InFlight {
 }
 
 /// Decrements its gauge when dropped.
+#[derive(Debug)]
 pub struct InFlight(metrics::Gauge);
 
 impl InFlight {
@@ -303,482 +502,188 @@ impl Drop for InFlight {
     }
 }
 
-// === Per-call row counts ===
-
-/// What happened to the rows of one call. [`RpcLayer`] puts one in each request's extensions;
-/// handlers add to it, the layer logs it when the call ends.
-#[derive(Debug, Clone)]
-pub struct RpcCounts {
-    method: &'static str,
-    counts: Arc<Counts>,
-}
-
-#[derive(Debug, Default)]
-struct Counts {
-    rows: AtomicU64,
-    accepted: AtomicU64,
-    delivered: AtomicU64,
-    rejected: AtomicU64,
-    failed: AtomicU64,
-    skipped: AtomicU64,
-}
-
-/// A per-row (or per-event) outcome counted for the call's log line.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Outcome {
-    /// TestMapping: the event would be accepted.
-    Accepted,
-    Delivered,
-    Rejected,
-    Failed,
-    Skipped,
-}
-
-impl RpcCounts {
-    /// The counts of the call `request` belongs to (a detached set when the layer is absent,
-    /// e.g. a handler called directly in a unit test).
-    pub fn of<T>(request: &tonic::Request<T>) -> RpcCounts {
-        request
-            .extensions()
-            .get::<RpcCounts>()
-            .cloned()
-            .unwrap_or_else(|| RpcCounts::new("unknown"))
-    }
-
-    fn new(method: &'static str) -> RpcCounts {
-        RpcCounts {
-            method,
-            counts: Arc::default(),
-        }
-    }
-
-    /// `n` rows received; also counts them in `rows_received_total`.
-    pub fn add_rows(&self, n: u64) {
-        self.counts.rows.fetch_add(n, Ordering::Relaxed);
-        counter!(ROWS_RECEIVED, "method" => self.method).increment(n);
-    }
-
-    /// `n` results with `outcome`.
-    pub fn add(&self, outcome: Outcome, n: u64) {
-        let c = &self.counts;
-        let field = match outcome {
-            Outcome::Accepted => &c.accepted,
-            Outcome::Delivered => &c.delivered,
-            Outcome::Rejected => &c.rejected,
-            Outcome::Failed => &c.failed,
-            Outcome::Skipped => &c.skipped,
-        };
-        field.fetch_add(n, Ordering::Relaxed);
-    }
-
-    fn get(&self, f: impl Fn(&Counts) -> &AtomicU64) -> u64 {
-        f(&self.counts).load(Ordering::Relaxed)
-    }
-}
-
-// === The RPC layer ===
-
-/// The services and methods this server answers: the only values the `service` and `method`
-/// labels take (anything else is `unknown`).
-const METHODS: &[(&str, &[&str])] = &[
-    (
-        "segment_connections.v1.Connections",
-        &[
-            "CreateDestination",
-            "GetDestination",
-            "ListDestinations",
-            "UpdateDestination",
-            "DeleteDestination",
-            "CreateMapping",
-            "GetMapping",
-            "ListMappings",
-            "UpdateMapping",
-            "DeleteMapping",
-            "TestMapping",
-            "SubmitRows",
-            "StreamRows",
-        ],
-    ),
-    ("grpc.health.v1.Health", &["Check", "Watch"]),
-    (
-        "grpc.reflection.v1.ServerReflection",
-        &["ServerReflectionInfo"],
-    ),
-    (
-        "grpc.reflection.v1alpha.ServerReflection",
-        &["ServerReflectionInfo"],
-    ),
-];
-
-/// `(service, method)` labels of a request path `/pkg.Service/Method`.
-fn labels(path: &str) -> (&'static str, &'static str) {
-    let unknown = ("unknown", "unknown");
-    let Some((service, method)) = path.strip_prefix('/').and_then(|p| p.split_once('/')) else {
-        return unknown;
-    };
-    for (s, methods) in METHODS {
-        if *s == service {
-            return match methods.iter().find(|m| **m == method) {
-                Some(m) => (s, m),
-                None => (s, "unknown"),
-            };
-        }
-    }
-    unknown
-}
-
-const CODE_NAMES: [&str; 17] = [
-    "OK",
-    "CANCELLED",
-    "UNKNOWN",
-    "INVALID_ARGUMENT",
-    "DEADLINE_EXCEEDED",
-    "NOT_FOUND",
-    "ALREADY_EXISTS",
-    "PERMISSION_DENIED",
-    "RESOURCE_EXHAUSTED",
-    "FAILED_PRECONDITION",
-    "ABORTED",
-    "OUT_OF_RANGE",
-    "UNIMPLEMENTED",
-    "INTERNAL",
-    "UNAVAILABLE",
-    "DATA_LOSS",
-    "UNAUTHENTICATED",
-];
-
-/// The code name of a `grpc-status` header value (`UNKNOWN` when it is not a code).
-fn code_label(value: Option<&http::HeaderValue>) -> &'static str {
-    value
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<usize>().ok())
-        .and_then(|i| CODE_NAMES.get(i).copied())
-        .unwrap_or("UNKNOWN")
-}
-
-/// Measures and logs every call (see the module docs), and admits it through the [`Gate`]: a
-/// call the gate refuses (too many at once, or shutting down) is answered with the gate's status
-/// without reaching its handler. Add it with `Server::builder().layer`.
-#[derive(Debug, Clone)]
-pub struct RpcLayer {
-    gate: Gate,
-}
-
-impl RpcLayer {
-    pub fn new(gate: Gate) -> RpcLayer {
-        RpcLayer { gate }
-    }
-}
-
-impl<S> tower_layer::Layer<S> for RpcLayer {
-    type Service = RpcService<S>;
-
-    fn layer(&self, inner: S) -> RpcService<S> {
-        RpcService {
-            inner,
-            gate: self.gate.clone(),
-        }
-    }
-}
-
-#[derive(Debug, Clone)]
-pub struct RpcService<S> {
-    inner: S,
-    gate: Gate,
-}
-
-const HEALTH: &str = "grpc.health.v1.Health";
-
-impl<S, B, ResB> tower_service::Service<http::Request<B>> for RpcService<S>
-where
-    S: tower_service::Service<http::Request<B>, Response = http::Response<ResB>>,
-    ResB: Default,
-{
-    type Response = http::Response<RpcBody<ResB>>;
-    type Error = S::Error;
-    type Future = RpcFuture<S::Future, ResB>;
-
-    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), S::Error>> {
-        self.inner.poll_ready(cx)
-    }
-
-    fn call(&mut self, mut request: http::Request<B>) -> Self::Future {
-        let (service, method) = labels(request.uri().path());
-        let counts = RpcCounts::new(method);
-        // The call's trace span, child of the caller's `traceparent`, around the handler.
-        let span = crate::telemetry::server_span(service, method, request.headers());
-        // Health is never refused (probes hear NOT_SERVING during shutdown) nor waited for
-        // (Watch streams last as long as the prober).
-        let ticket = if service == HEALTH {
-            None
-        } else {
-            let kind = match method {
-                "StreamRows" => CallKind::RowStream,
-                _ => CallKind::Unary,
-            };
-            match self.gate.admit(kind) {
-                Ok(ticket) => Some(ticket),
-                Err(refused) => {
-                    let refusal = tonic::Status::from(refused);
-                    return RpcFuture {
-                        inner: None,
-                        refusal: Some(refusal.into_http()),
-                        call: Some(Call::start(service, method, counts, span.clone(), None)),
-                        span,
-                    };
-                }
-            }
-        };
-        request.extensions_mut().insert(counts.clone());
-        let inner = span.in_scope(|| self.inner.call(request));
-        RpcFuture {
-            inner: Some(inner),
-            refusal: None,
-            call: Some(Call::start(service, method, counts, span.clone(), ticket)),
-            span,
-        }
-    }
-}
-
-pin_project_lite::pin_project! {
-    pub struct RpcFuture<F, ResB> {
-        // The handler's response, or else (a refused call) `refusal`.
-        #[pin]
-        inner: Option<F>,
-        refusal: Option<http::Response<ResB>>,
-        call: Option<Call>,
-        span: tracing::Span,
-    }
-}
-
-impl<F, ResB, E> std::future::Future for RpcFuture<F, ResB>
-where
-    F: std::future::Future<Output = Result<http::Response<ResB>, E>>,
-{
-    type Output = Result<http::Response<RpcBody<ResB>>, E>;
-
-    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        let this = self.project();
-        let result = match this.inner.as_pin_mut() {
-            Some(inner) => {
-                let _entered = this.span.enter();
-                ready!(inner.poll(cx))
-            }
-            None => Ok(this
-                .refusal
-                .take()
-                .expect("RpcFuture polled after completion")),
-        };
-        let mut call = this.call.take();
-        Poll::Ready(match result {
-            Ok(response) => {
-                // A trailers-only response (an error) carries its status in the headers.
-                if let Some(status) = response.headers().get("grpc-status")
-                    && let Some(c) = call.take()
-                {
-                    c.finish(code_label(Some(status)));
-                }
-                let span = this.span.clone();
-                Ok(response.map(|body| RpcBody {
-                    inner: body,
-                    call,
-                    span,
-                }))
-            }
-            Err(e) => {
-                if let Some(c) = call {
-                    c.finish("UNKNOWN");
-                }
-                Err(e)
-            }
-        })
-    }
-}
-
-pin_project_lite::pin_project! {
-    /// The response body, watched for the trailers that carry the call's status.
-    pub struct RpcBody<B> {
-        #[pin]
-        inner: B,
-        call: Option<Call>,
-        span: tracing::Span,
-    }
-}
-
-impl<B: http_body::Body> http_body::Body for RpcBody<B> {
-    type Data = B::Data;
-    type Error = B::Error;
-
-    fn poll_frame(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<http_body::Frame<Self::Data>, Self::Error>>> {
-        let this = self.project();
-        let frame = {
-            let _entered = this.span.enter();
-            ready!(this.inner.poll_frame(cx))
-        };
-        match &frame {
-            Some(Ok(f)) => {
-                if let Some(trailers) = f.trailers_ref()
-                    && let Some(c) = this.call.take()
-                {
-                    c.finish(code_label(trailers.get("grpc-status")));
-                }
-            }
-            Some(Err(_)) => {
-                if let Some(c) = this.call.take() {
-                    c.finish("UNKNOWN");
-                }
-            }
-            None => {
-                if let Some(c) = this.call.take() {
-                    c.finish("UNKNOWN");
-                }
-            }
-        }
-        Poll::Ready(frame)
-    }
-
-    fn is_end_stream(&self) -> bool {
-        self.inner.is_end_stream()
-    }
-
-    fn size_hint(&self) -> http_body::SizeHint {
-        self.inner.size_hint()
-    }
-}
-
-/// One call being measured; finishing (or dropping) it records it exactly once.
-struct Call {
-    service: &'static str,
-    method: &'static str,
-    started: Instant,
-    counts: RpcCounts,
-    span: tracing::Span,
-    /// Held until the call ends: shutdown waits for it.
-    ticket: Option<Ticket>,
-    done: bool,
-}
-
-impl Call {
-    fn start(
-        service: &'static str,
-        method: &'static str,
-        counts: RpcCounts,
-        span: tracing::Span,
-        ticket: Option<Ticket>,
-    ) -> Call {
-        gauge!(RPC_IN_FLIGHT, "service" => service, "method" => method).increment(1.0);
-        Call {
-            service,
-            method,
-            started: Instant::now(),
-            counts,
-            span,
-            ticket,
-            done: false,
-        }
-    }
-
-    fn finish(mut self, code: &'static str) {
-        self.record(code);
-    }
-
-    fn record(&mut self, code: &'static str) {
-        if std::mem::replace(&mut self.done, true) {
-            return;
-        }
-        let (service, method) = (self.service, self.method);
-        let elapsed = self.started.elapsed();
-        gauge!(RPC_IN_FLIGHT, "service" => service, "method" => method).decrement(1.0);
-        counter!(RPC_REQUESTS, "service" => service, "method" => method, "code" => code)
-            .increment(1);
-        histogram!(RPC_DURATION, "service" => service, "method" => method)
-            .record(elapsed.as_secs_f64());
-        let duration_ms = (elapsed.as_secs_f64() * 1e6).round() / 1e3;
-        self.span.record("rpc.grpc.status_code", code);
-        let _entered = self.span.enter();
-        let rows = self.counts.get(|c| &c.rows);
-        if service == HEALTH {
-            // Probes call every few seconds: keep them out of the info log.
-            tracing::debug!(target: "segment_connections::rpc", service, method, code, duration_ms, "rpc");
-        } else if rows == 0 {
-            tracing::info!(target: "segment_connections::rpc", service, method, code, duration_ms, "rpc");
-        } else {
-            let c = &self.counts;
-            tracing::info!(
-                target: "segment_connections::rpc",
-                service,
-                method,
-                code,
-                duration_ms,
-                rows,
-                accepted = c.get(|c| &c.accepted),
-                delivered = c.get(|c| &c.delivered),
-                rejected = c.get(|c| &c.rejected),
-                failed = c.get(|c| &c.failed),
-                skipped = c.get(|c| &c.skipped),
-                "rpc"
-            );
-        }
-        // Last: shutdown may go on once the call has been recorded.
-        self.ticket = None;
-    }
-}
-
-impl Drop for Call {
-    fn drop(&mut self) {
-        // Dropped before its status was seen: the client went away (or the server stopped).
-        self.record("CANCELLED");
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    #[test]
-    fn labels_come_from_the_table() {
-        assert_eq!(
-            labels("/segment_connections.v1.Connections/TestMapping"),
-            ("segment_connections.v1.Connections", "TestMapping")
-        );
-        assert_eq!(
-            labels("/segment_connections.v1.Connections/user-42"),
-            ("segment_connections.v1.Connections", "unknown")
-        );
-        assert_eq!(labels("/evil.Service/x"), ("unknown", "unknown"));
-        assert_eq!(labels("nonsense"), ("unknown", "unknown"));
+    fn handle_with_a_sample() -> PrometheusHandle {
+        let recorder = PrometheusBuilder::new().build_recorder();
+        let handle = recorder.handle();
+        ::metrics::with_local_recorder(&recorder, record_retry);
+        handle
     }
 
-    #[test]
-    fn every_rpc_of_the_api_has_a_label() {
-        use prost::Message as _;
-        let fds = prost_types::FileDescriptorSet::decode(crate::grpc::proto::FILE_DESCRIPTOR_SET)
+    /// `method uri` answered by the router: status, headers, body.
+    async fn ask(method: &str, uri: &str) -> (u16, axum::http::HeaderMap, String) {
+        use tower::ServiceExt as _;
+        let request = axum::http::Request::builder()
+            .method(method)
+            .uri(uri)
+            .body(axum::body::Body::empty())
             .unwrap();
-        let service = fds
-            .file
-            .iter()
-            .flat_map(|f| f.service.iter())
-            .find(|s| s.name() == "Connections")
+        let response = router(handle_with_a_sample())
+            .oneshot(request)
+            .await
             .unwrap();
-        for m in &service.method {
-            let path = format!("/segment_connections.v1.Connections/{}", m.name());
-            assert_eq!(labels(&path).1, m.name(), "{path}");
+        let (parts, body) = response.into_parts();
+        let body = axum::body::to_bytes(body, 1 << 20).await.unwrap();
+        (
+            parts.status.as_u16(),
+            parts.headers,
+            String::from_utf8(body.to_vec()).unwrap(),
+        )
+    }
+
+    #[tokio::test]
+    async fn get_metrics_is_the_prometheus_text_and_the_rest_is_refused() {
+        let (status, headers, body) = ask("GET", "/metrics?x=1").await;
+        assert_eq!(status, 200);
+        assert_eq!(headers["content-type"], CONTENT_TYPE);
+        assert_eq!(headers["connection"], "close");
+        assert!(body.contains(&format!("{UPSTREAM_RETRIES} 1")), "{body}");
+        let (status, _, body) = ask("HEAD", "/metrics").await;
+        assert_eq!((status, body.as_str()), (200, ""));
+        for method in ["POST", "PUT", "DELETE"] {
+            let (status, headers, _) = ask(method, "/metrics").await;
+            assert_eq!(status, 405, "{method}");
+            assert_eq!(headers["connection"], "close");
+        }
+        for (method, uri) in [("GET", "/"), ("GET", "/metrics/x"), ("POST", "/other")] {
+            let (status, headers, body) = ask(method, uri).await;
+            assert_eq!(status, 404, "{method} {uri}");
+            assert_eq!(headers["connection"], "close");
+            assert_eq!(body, "not found: GET /metrics\n");
         }
     }
 
+    /// A server with `bounds`, its address, and what stops it.
+    async fn start(
+        bounds: Bounds,
+    ) -> (
+        std::net::SocketAddr,
+        tokio::sync::oneshot::Sender<()>,
+        tokio::task::JoinHandle<()>,
+    ) {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let server = tokio::spawn(serve_within(
+            listener,
+            handle_with_a_sample(),
+            async {
+                stopped.await.ok();
+            },
+            bounds,
+        ));
+        (addr, stop, server)
+    }
+
+    /// Sends `request`, then reads until the server closes (or resets) the connection.
+    async fn exchange(addr: std::net::SocketAddr, request: &[u8]) -> String {
+        use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+        let mut stream = TcpStream::connect(addr).await.unwrap();
+        // The server may already have cut the connection off.
+        stream.write_all(request).await.ok();
+        let mut answer = Vec::new();
+        stream.read_to_end(&mut answer).await.ok();
+        String::from_utf8_lossy(&answer).into_owned()
+    }
+
+    const SCRAPE: &[u8] = b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n";
+
+    #[tokio::test]
+    async fn one_request_per_connection() {
+        let (addr, stop, server) = start(Bounds {
+            timeout: Duration::from_secs(30),
+            request_bytes: 1024,
+        })
+        .await;
+        // read_to_end returns: the server closes the connection after its answer.
+        let answer = tokio::time::timeout(Duration::from_secs(10), exchange(addr, SCRAPE))
+            .await
+            .unwrap();
+        assert!(answer.starts_with("HTTP/1.1 200 OK\r\n"), "{answer}");
+        assert!(answer.contains("connection: close\r\n"), "{answer}");
+        assert!(
+            answer.contains(&format!("{UPSTREAM_RETRIES} 1")),
+            "{answer}"
+        );
+        stop.send(()).unwrap();
+        server.await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn a_client_that_stalls_is_cut_off_at_the_deadline() {
+        let (addr, stop, server) = start(Bounds {
+            timeout: Duration::from_millis(300),
+            request_bytes: 1024,
+        })
+        .await;
+        let started = std::time::Instant::now();
+        let answer = tokio::time::timeout(
+            Duration::from_secs(10),
+            exchange(addr, b"GET /metrics HTTP/1.1\r\nHo"),
+        )
+        .await
+        .expect("the connection is closed at its deadline");
+        assert!(!answer.contains("200 OK"), "{answer}");
+        assert!(started.elapsed() >= Duration::from_millis(250));
+        // The server goes on answering.
+        let answer = exchange(addr, SCRAPE).await;
+        assert!(answer.starts_with("HTTP/1.1 200 OK\r\n"), "{answer}");
+        stop.send(()).unwrap();
+        server.await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn a_request_over_the_limit_is_cut_off() {
+        let (addr, stop, server) = start(Bounds {
+            timeout: Duration::from_secs(30),
+            request_bytes: 1024,
+        })
+        .await;
+        let mut request = b"GET /metrics HTTP/1.1\r\nX-Padding: ".to_vec();
+        request.resize(64 * 1024, b'a');
+        let answer = tokio::time::timeout(Duration::from_secs(10), exchange(addr, &request))
+            .await
+            .expect("the connection is closed before its deadline");
+        assert!(!answer.contains("200 OK"), "{answer}");
+        stop.send(()).unwrap();
+        server.await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn shutdown_does_not_wait_for_a_stalled_client() {
+        use tokio::io::AsyncWriteExt as _;
+        let (addr, stop, server) = start(Bounds {
+            timeout: Duration::from_secs(60),
+            request_bytes: 1024,
+        })
+        .await;
+        let mut stalled = TcpStream::connect(addr).await.unwrap();
+        stalled
+            .write_all(b"GET /metrics HTTP/1.1\r\n")
+            .await
+            .unwrap();
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        let started = std::time::Instant::now();
+        stop.send(()).unwrap();
+        tokio::time::timeout(Duration::from_secs(5), server)
+            .await
+            .expect("serve returns soon after shutdown")
+            .unwrap();
+        assert!(started.elapsed() < SHUTDOWN_FLUSH + Duration::from_millis(500));
+        // And the port is closed.
+        assert!(TcpStream::connect(addr).await.is_err());
+    }
+
     #[test]
-    fn codes_and_status_classes() {
-        let v = |s: &str| http::HeaderValue::from_str(s).unwrap();
-        assert_eq!(code_label(Some(&v("0"))), "OK");
-        assert_eq!(code_label(Some(&v("16"))), "UNAUTHENTICATED");
-        assert_eq!(code_label(Some(&v("99"))), "UNKNOWN");
-        assert_eq!(code_label(None), "UNKNOWN");
+    fn status_classes() {
         assert_eq!(StatusClass::Http(204).as_str(), "2xx");
         assert_eq!(StatusClass::Http(429).as_str(), "4xx");
         assert_eq!(StatusClass::Http(503).as_str(), "5xx");
+        assert_eq!(StatusClass::Http(99).as_str(), "other");
         assert_eq!(StatusClass::Timeout.as_str(), "timeout");
+        assert_eq!(StatusClass::Error.as_str(), "error");
     }
 }

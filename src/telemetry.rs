@@ -3,7 +3,7 @@
 //! * [`otlp_layer`] builds the `tracing` layer that exports spans over OTLP/gRPC (the tonic
 //!   exporter) to `--otlp-endpoint`, and installs the W3C `traceparent` propagator.
 //! * [`server_span`] is the span of one incoming call, its parent taken from the call's
-//!   `traceparent` metadata (`metrics::RpcLayer` opens it around every call).
+//!   `traceparent` metadata (`grpc::RpcLayer` opens it around every call).
 //! * [`inject_current`] writes the current span's context into outgoing HTTP headers: the
 //!   delivery path calls it on each Tracking API request so a trace runs from the caller through
 //!   the upstream send.

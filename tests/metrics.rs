@@ -19,9 +19,15 @@ use helpers::{TestApp, order_row, track_mapping};
 use segment_connections::grpc::proto;
 
 async fn get(addr: std::net::SocketAddr, path: &str) -> (String, String) {
+    ask(addr, "GET", path).await
+}
+
+/// `method path` over a connection of its own: the head and the body of the answer, read until
+/// the server closes the connection (it answers one request per connection).
+async fn ask(addr: std::net::SocketAddr, method: &str, path: &str) -> (String, String) {
     let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
     stream
-        .write_all(format!("GET {path} HTTP/1.1\r\nHost: x\r\n\r\n").as_bytes())
+        .write_all(format!("{method} {path} HTTP/1.1\r\nHost: x\r\n\r\n").as_bytes())
         .await
         .unwrap();
     let mut response = String::new();
@@ -145,14 +151,18 @@ async fn metrics_count_what_happened() {
 
     let (head, _) = get(metrics, "/other").await;
     assert!(head.starts_with("HTTP/1.1 404"), "{head}");
+    let (head, _) = ask(metrics, "POST", "/metrics").await;
+    assert!(head.starts_with("HTTP/1.1 405"), "{head}");
+    let (head, _) = ask(metrics, "DELETE", "/other").await;
+    assert!(head.starts_with("HTTP/1.1 404"), "{head}");
 
     // The delivery path's recording functions land under their documented names and labels.
     use segment_connections::metrics::{self as m, EventResult, StatusClass};
     use segment_connections::spec::Action;
     // Compared as what this block adds: the delivery test may have recorded before.
     let (_, before) = get(metrics, "/metrics").await;
-    m::record_events(Action::Track, EventResult::Delivered, 3);
-    m::record_events(Action::Identify, EventResult::Failed, 1);
+    m::record_events(Action::Track.as_str(), EventResult::Delivered, 3);
+    m::record_events(Action::Identify.as_str(), EventResult::Failed, 1);
     m::record_skipped_rows(2);
     m::record_upstream_request(StatusClass::Http(200), std::time::Duration::from_millis(20));
     m::record_upstream_request(StatusClass::Http(503), std::time::Duration::from_millis(5));

@@ -208,7 +208,7 @@ impl Slice {
                 RowStatus::Skipped => EventResult::Skipped,
             };
             match (action, r.status) {
-                (Some(a), _) => metrics::record_events(*a, result, 1),
+                (Some(a), _) => metrics::record_events(a.as_str(), result, 1),
                 (None, RowStatus::Skipped) => metrics::record_skipped_rows(1),
                 // An unreadable row is no event.
                 (None, _) => {}

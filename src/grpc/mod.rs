@@ -1,8 +1,10 @@
 //! The gRPC transport: generated code (`proto`), thin handlers (`service`), proto⇄domain
 //! conversion (`convert`), the one Error→Status mapping (`status`) and the gate calls pass
 //! (`gate`: the concurrent-call limit and shutdown's drain), and the connections a listener
-//! accepts (`incoming`: a failed accept is logged and paused on, not spun on), and the codec
-//! (`codec`: prost's, a message that does not decode `INVALID_ARGUMENT`).
+//! accepts (`incoming`: a failed accept is logged and paused on, not spun on), the codec
+//! (`codec`: prost's, a message that does not decode `INVALID_ARGUMENT`), and the per-call
+//! layer (`layer`: admission through the gate, call metrics, the call span, one log line per
+//! call).
 
 mod auth;
 pub mod codec;
@@ -10,6 +12,7 @@ pub mod convert;
 mod deadline;
 pub mod gate;
 mod incoming;
+pub mod layer;
 pub mod proto;
 mod service;
 mod status;
@@ -17,4 +20,5 @@ mod status;
 pub use auth::BearerAuth;
 pub use gate::Gate;
 pub use incoming::incoming;
+pub use layer::RpcLayer;
 pub use service::ConnectionsService;

@@ -10,6 +10,7 @@ use tonic::{Request, Response, Status, Streaming};
 
 use super::convert::{self, DestinationUpdate, MappingUpdate, NewMapping};
 use super::deadline::grpc_timeout;
+use super::layer::{Outcome, RpcCounts};
 use super::proto;
 use crate::delivery::{
     Chunk, ChunkAnswer, Delivery, DeliverySettings, SeenIds, StreamEnd, Target, render_pool,
@@ -17,7 +18,6 @@ use crate::delivery::{
 use crate::error::Error;
 use crate::limits::RequestLimits;
 use crate::mapping::{Identity, Mapping, TestResult, Violation};
-use crate::metrics::{Outcome, RpcCounts};
 use crate::store::{AllowedUpstreams, NewDestination, Region, Store, check_model};
 
 /// The `segment_connections.v1.Connections` service over a store.

@@ -1,0 +1,496 @@
+//! The per-call layer around the gRPC server.
+//!
+//! * [`RpcLayer`] wraps every service: for every call it counts requests by service, method and
+//!   code, times it, keeps an in-flight gauge (through the `crate::metrics` helpers), opens the
+//!   call's trace span (`crate::telemetry::server_span`), and writes one structured log line
+//!   (method, code, row counts, duration) when the call ends (for streams: when the response
+//!   stream ends). It also admits each call through the [`Gate`] (concurrency limit, shutdown's
+//!   drain).
+//! * Handlers add row counts to the call's [`RpcCounts`] (`RpcCounts::of(&request)`).
+//!
+//! The `service` and `method` labels come from a static table of this server's methods
+//! (anything else is `unknown`), the code label from the gRPC code names.
+
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::task::{Context, Poll, ready};
+use std::time::Instant;
+
+use super::gate::{CallKind, Gate, Ticket};
+use crate::metrics::{self, InFlight};
+
+// === Per-call row counts ===
+
+/// What happened to the rows of one call. [`RpcLayer`] puts one in each request's extensions;
+/// handlers add to it, the layer logs it when the call ends.
+#[derive(Debug, Clone)]
+pub struct RpcCounts {
+    method: &'static str,
+    counts: Arc<Counts>,
+}
+
+#[derive(Debug, Default)]
+struct Counts {
+    rows: AtomicU64,
+    accepted: AtomicU64,
+    delivered: AtomicU64,
+    rejected: AtomicU64,
+    failed: AtomicU64,
+    skipped: AtomicU64,
+}
+
+/// A per-row (or per-event) outcome counted for the call's log line.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    /// TestMapping: the event would be accepted.
+    Accepted,
+    Delivered,
+    Rejected,
+    Failed,
+    Skipped,
+}
+
+impl RpcCounts {
+    /// The counts of the call `request` belongs to (a detached set when the layer is absent,
+    /// e.g. a handler called directly in a unit test).
+    pub fn of<T>(request: &tonic::Request<T>) -> RpcCounts {
+        request
+            .extensions()
+            .get::<RpcCounts>()
+            .cloned()
+            .unwrap_or_else(|| RpcCounts::new("unknown"))
+    }
+
+    fn new(method: &'static str) -> RpcCounts {
+        RpcCounts {
+            method,
+            counts: Arc::default(),
+        }
+    }
+
+    /// `n` rows received; also counts them in `rows_received_total`.
+    pub fn add_rows(&self, n: u64) {
+        self.counts.rows.fetch_add(n, Ordering::Relaxed);
+        metrics::record_rows_received(self.method, n);
+    }
+
+    /// `n` results with `outcome`.
+    pub fn add(&self, outcome: Outcome, n: u64) {
+        let c = &self.counts;
+        let field = match outcome {
+            Outcome::Accepted => &c.accepted,
+            Outcome::Delivered => &c.delivered,
+            Outcome::Rejected => &c.rejected,
+            Outcome::Failed => &c.failed,
+            Outcome::Skipped => &c.skipped,
+        };
+        field.fetch_add(n, Ordering::Relaxed);
+    }
+
+    fn get(&self, f: impl Fn(&Counts) -> &AtomicU64) -> u64 {
+        f(&self.counts).load(Ordering::Relaxed)
+    }
+}
+
+// === The RPC layer ===
+
+/// The services and methods this server answers: the only values the `service` and `method`
+/// labels take (anything else is `unknown`).
+const METHODS: &[(&str, &[&str])] = &[
+    (
+        "segment_connections.v1.Connections",
+        &[
+            "CreateDestination",
+            "GetDestination",
+            "ListDestinations",
+            "UpdateDestination",
+            "DeleteDestination",
+            "CreateMapping",
+            "GetMapping",
+            "ListMappings",
+            "UpdateMapping",
+            "DeleteMapping",
+            "TestMapping",
+            "SubmitRows",
+            "StreamRows",
+        ],
+    ),
+    ("grpc.health.v1.Health", &["Check", "Watch"]),
+    (
+        "grpc.reflection.v1.ServerReflection",
+        &["ServerReflectionInfo"],
+    ),
+    (
+        "grpc.reflection.v1alpha.ServerReflection",
+        &["ServerReflectionInfo"],
+    ),
+];
+
+/// `(service, method)` labels of a request path `/pkg.Service/Method`.
+fn labels(path: &str) -> (&'static str, &'static str) {
+    let unknown = ("unknown", "unknown");
+    let Some((service, method)) = path.strip_prefix('/').and_then(|p| p.split_once('/')) else {
+        return unknown;
+    };
+    for (s, methods) in METHODS {
+        if *s == service {
+            return match methods.iter().find(|m| **m == method) {
+                Some(m) => (s, m),
+                None => (s, "unknown"),
+            };
+        }
+    }
+    unknown
+}
+
+const CODE_NAMES: [&str; 17] = [
+    "OK",
+    "CANCELLED",
+    "UNKNOWN",
+    "INVALID_ARGUMENT",
+    "DEADLINE_EXCEEDED",
+    "NOT_FOUND",
+    "ALREADY_EXISTS",
+    "PERMISSION_DENIED",
+    "RESOURCE_EXHAUSTED",
+    "FAILED_PRECONDITION",
+    "ABORTED",
+    "OUT_OF_RANGE",
+    "UNIMPLEMENTED",
+    "INTERNAL",
+    "UNAVAILABLE",
+    "DATA_LOSS",
+    "UNAUTHENTICATED",
+];
+
+/// The code name of a `grpc-status` header value (`UNKNOWN` when it is not a code).
+fn code_label(value: Option<&http::HeaderValue>) -> &'static str {
+    value
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<usize>().ok())
+        .and_then(|i| CODE_NAMES.get(i).copied())
+        .unwrap_or("UNKNOWN")
+}
+
+/// Measures and logs every call (see the module docs), and admits it through the [`Gate`]: a
+/// call the gate refuses (too many at once, or shutting down) is answered with the gate's status
+/// without reaching its handler. Add it with `Server::builder().layer`.
+#[derive(Debug, Clone)]
+pub struct RpcLayer {
+    gate: Gate,
+}
+
+impl RpcLayer {
+    pub fn new(gate: Gate) -> RpcLayer {
+        RpcLayer { gate }
+    }
+}
+
+impl<S> tower_layer::Layer<S> for RpcLayer {
+    type Service = RpcService<S>;
+
+    fn layer(&self, inner: S) -> RpcService<S> {
+        RpcService {
+            inner,
+            gate: self.gate.clone(),
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct RpcService<S> {
+    inner: S,
+    gate: Gate,
+}
+
+const HEALTH: &str = "grpc.health.v1.Health";
+
+impl<S, B, ResB> tower_service::Service<http::Request<B>> for RpcService<S>
+where
+    S: tower_service::Service<http::Request<B>, Response = http::Response<ResB>>,
+    ResB: Default,
+{
+    type Response = http::Response<RpcBody<ResB>>;
+    type Error = S::Error;
+    type Future = RpcFuture<S::Future, ResB>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), S::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, mut request: http::Request<B>) -> Self::Future {
+        let (service, method) = labels(request.uri().path());
+        let counts = RpcCounts::new(method);
+        // The call's trace span, child of the caller's `traceparent`, around the handler.
+        let span = crate::telemetry::server_span(service, method, request.headers());
+        // Health is never refused (probes hear NOT_SERVING during shutdown) nor waited for
+        // (Watch streams last as long as the prober).
+        let ticket = if service == HEALTH {
+            None
+        } else {
+            let kind = match method {
+                "StreamRows" => CallKind::RowStream,
+                _ => CallKind::Unary,
+            };
+            match self.gate.admit(kind) {
+                Ok(ticket) => Some(ticket),
+                Err(refused) => {
+                    let refusal = tonic::Status::from(refused);
+                    return RpcFuture {
+                        inner: None,
+                        refusal: Some(refusal.into_http()),
+                        call: Some(Call::start(service, method, counts, span.clone(), None)),
+                        span,
+                    };
+                }
+            }
+        };
+        request.extensions_mut().insert(counts.clone());
+        let inner = span.in_scope(|| self.inner.call(request));
+        RpcFuture {
+            inner: Some(inner),
+            refusal: None,
+            call: Some(Call::start(service, method, counts, span.clone(), ticket)),
+            span,
+        }
+    }
+}
+
+pin_project_lite::pin_project! {
+    pub struct RpcFuture<F, ResB> {
+        // The handler's response, or else (a refused call) `refusal`.
+        #[pin]
+        inner: Option<F>,
+        refusal: Option<http::Response<ResB>>,
+        call: Option<Call>,
+        span: tracing::Span,
+    }
+}
+
+impl<F, ResB, E> std::future::Future for RpcFuture<F, ResB>
+where
+    F: std::future::Future<Output = Result<http::Response<ResB>, E>>,
+{
+    type Output = Result<http::Response<RpcBody<ResB>>, E>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.project();
+        let result = match this.inner.as_pin_mut() {
+            Some(inner) => {
+                let _entered = this.span.enter();
+                ready!(inner.poll(cx))
+            }
+            None => Ok(this
+                .refusal
+                .take()
+                .expect("RpcFuture polled after completion")),
+        };
+        let mut call = this.call.take();
+        Poll::Ready(match result {
+            Ok(response) => {
+                // A trailers-only response (an error) carries its status in the headers.
+                if let Some(status) = response.headers().get("grpc-status")
+                    && let Some(c) = call.take()
+                {
+                    c.finish(code_label(Some(status)));
+                }
+                let span = this.span.clone();
+                Ok(response.map(|body| RpcBody {
+                    inner: body,
+                    call,
+                    span,
+                }))
+            }
+            Err(e) => {
+                if let Some(c) = call {
+                    c.finish("UNKNOWN");
+                }
+                Err(e)
+            }
+        })
+    }
+}
+
+pin_project_lite::pin_project! {
+    /// The response body, watched for the trailers that carry the call's status.
+    pub struct RpcBody<B> {
+        #[pin]
+        inner: B,
+        call: Option<Call>,
+        span: tracing::Span,
+    }
+}
+
+impl<B: http_body::Body> http_body::Body for RpcBody<B> {
+    type Data = B::Data;
+    type Error = B::Error;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<http_body::Frame<Self::Data>, Self::Error>>> {
+        let this = self.project();
+        let frame = {
+            let _entered = this.span.enter();
+            ready!(this.inner.poll_frame(cx))
+        };
+        match &frame {
+            Some(Ok(f)) => {
+                if let Some(trailers) = f.trailers_ref()
+                    && let Some(c) = this.call.take()
+                {
+                    c.finish(code_label(trailers.get("grpc-status")));
+                }
+            }
+            Some(Err(_)) => {
+                if let Some(c) = this.call.take() {
+                    c.finish("UNKNOWN");
+                }
+            }
+            None => {
+                if let Some(c) = this.call.take() {
+                    c.finish("UNKNOWN");
+                }
+            }
+        }
+        Poll::Ready(frame)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+/// One call being measured; finishing (or dropping) it records it exactly once.
+struct Call {
+    service: &'static str,
+    method: &'static str,
+    started: Instant,
+    counts: RpcCounts,
+    span: tracing::Span,
+    /// The call in `rpc_in_flight` until it is recorded.
+    in_flight: Option<InFlight>,
+    /// Held until the call ends: shutdown waits for it.
+    ticket: Option<Ticket>,
+    done: bool,
+}
+
+impl Call {
+    fn start(
+        service: &'static str,
+        method: &'static str,
+        counts: RpcCounts,
+        span: tracing::Span,
+        ticket: Option<Ticket>,
+    ) -> Call {
+        Call {
+            service,
+            method,
+            started: Instant::now(),
+            counts,
+            span,
+            in_flight: Some(metrics::rpc_in_flight(service, method)),
+            ticket,
+            done: false,
+        }
+    }
+
+    fn finish(mut self, code: &'static str) {
+        self.record(code);
+    }
+
+    fn record(&mut self, code: &'static str) {
+        if std::mem::replace(&mut self.done, true) {
+            return;
+        }
+        let (service, method) = (self.service, self.method);
+        let elapsed = self.started.elapsed();
+        self.in_flight = None;
+        metrics::record_rpc(service, method, code, elapsed);
+        let duration_ms = (elapsed.as_secs_f64() * 1e6).round() / 1e3;
+        self.span.record("rpc.grpc.status_code", code);
+        let _entered = self.span.enter();
+        let rows = self.counts.get(|c| &c.rows);
+        if service == HEALTH {
+            // Probes call every few seconds: keep them out of the info log.
+            tracing::debug!(target: "segment_connections::rpc", service, method, code, duration_ms, "rpc");
+        } else if rows == 0 {
+            tracing::info!(target: "segment_connections::rpc", service, method, code, duration_ms, "rpc");
+        } else {
+            let c = &self.counts;
+            tracing::info!(
+                target: "segment_connections::rpc",
+                service,
+                method,
+                code,
+                duration_ms,
+                rows,
+                accepted = c.get(|c| &c.accepted),
+                delivered = c.get(|c| &c.delivered),
+                rejected = c.get(|c| &c.rejected),
+                failed = c.get(|c| &c.failed),
+                skipped = c.get(|c| &c.skipped),
+                "rpc"
+            );
+        }
+        // Last: shutdown may go on once the call has been recorded.
+        self.ticket = None;
+    }
+}
+
+impl Drop for Call {
+    fn drop(&mut self) {
+        // Dropped before its status was seen: the client went away (or the server stopped).
+        self.record("CANCELLED");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn labels_come_from_the_table() {
+        assert_eq!(
+            labels("/segment_connections.v1.Connections/TestMapping"),
+            ("segment_connections.v1.Connections", "TestMapping")
+        );
+        assert_eq!(
+            labels("/segment_connections.v1.Connections/user-42"),
+            ("segment_connections.v1.Connections", "unknown")
+        );
+        assert_eq!(labels("/evil.Service/x"), ("unknown", "unknown"));
+        assert_eq!(labels("nonsense"), ("unknown", "unknown"));
+    }
+
+    #[test]
+    fn every_rpc_of_the_api_has_a_label() {
+        use prost::Message as _;
+        let fds = prost_types::FileDescriptorSet::decode(crate::grpc::proto::FILE_DESCRIPTOR_SET)
+            .unwrap();
+        let service = fds
+            .file
+            .iter()
+            .flat_map(|f| f.service.iter())
+            .find(|s| s.name() == "Connections")
+            .unwrap();
+        for m in &service.method {
+            let path = format!("/segment_connections.v1.Connections/{}", m.name());
+            assert_eq!(labels(&path).1, m.name(), "{path}");
+        }
+    }
+
+    #[test]
+    fn code_labels() {
+        let v = |s: &str| http::HeaderValue::from_str(s).unwrap();
+        assert_eq!(code_label(Some(&v("0"))), "OK");
+        assert_eq!(code_label(Some(&v("16"))), "UNAUTHENTICATED");
+        assert_eq!(code_label(Some(&v("99"))), "UNKNOWN");
+        assert_eq!(code_label(None), "UNKNOWN");
+    }
+}
