@@ -7,6 +7,9 @@
 //! The service: `app` wires `store` (destinations and mappings) under `grpc` (the API);
 //! `config` validates `serve`'s flags; `cli` holds the commands.
 
+// Items are `pub(crate)` unless something outside the crate (the binary, tests, benches) uses them.
+#![warn(unreachable_pub)]
+
 pub mod app;
 pub mod cli;
 pub mod config;

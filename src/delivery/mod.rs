@@ -7,7 +7,7 @@
 //! Inside the folder: mod → stream, targets → deliver → render_pool, seen, results.
 
 mod deliver;
-pub mod render_pool;
+pub(crate) mod render_pool;
 mod results;
 mod seen;
 mod stream;

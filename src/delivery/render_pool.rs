@@ -70,13 +70,13 @@ fn lower_priority() {
 
 /// Whether `renders` renders (rows × mappings) are cheap enough to do on the caller's thread:
 /// few, and every mapping `flat` ([`crate::mapping::Mapping::is_flat`]).
-pub fn cheap(renders: usize, flat: bool) -> bool {
+pub(crate) fn cheap(renders: usize, flat: bool) -> bool {
     flat && renders <= INLINE_RENDERS
 }
 
 /// Runs `step` on `state` until it returns `false` (nothing left: one step is one row), on the
 /// render threads a slice at a time, or all at once in place when `inline`.
-pub async fn run<S, F>(mut state: S, inline: bool, step: F) -> S
+pub(crate) async fn run<S, F>(mut state: S, inline: bool, step: F) -> S
 where
     S: Send + 'static,
     F: Fn(&mut S) -> bool + Send + Sync + 'static,

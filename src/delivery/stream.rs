@@ -42,7 +42,7 @@ pub enum StreamEnd<E> {
 }
 
 /// The answers of one stream: one per chunk, then at most one end.
-pub type Answers<E> = mpsc::Receiver<Result<ChunkAnswer, StreamEnd<E>>>;
+pub(super) type Answers<E> = mpsc::Receiver<Result<ChunkAnswer, StreamEnd<E>>>;
 
 impl<S: Store> Delivery<S> {
     /// Opens a stream to `(destination_id, model)`: the target is checked once before any chunk

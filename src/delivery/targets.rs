@@ -21,10 +21,10 @@ use crate::sender::{RetrySettings, SegmentClient};
 use crate::store::{AllowedUpstreams, Destination, Store, StoreError};
 
 /// How long an entry is used without checking the store.
-pub const DEFAULT_MAX_AGE: Duration = Duration::from_millis(200);
+pub(super) const DEFAULT_MAX_AGE: Duration = Duration::from_millis(200);
 
 /// Entries no call has used for this long are dropped (checked at most this often).
-pub const IDLE_EVICTION: Duration = Duration::from_secs(60);
+pub(super) const IDLE_EVICTION: Duration = Duration::from_secs(60);
 
 /// How the cache builds each destination's sender.
 #[derive(Debug, Clone)]

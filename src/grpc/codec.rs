@@ -9,7 +9,7 @@ use tonic_prost::{ProstCodec, ProstDecoder};
 
 /// `tonic_prost::ProstCodec` with decode errors as `INVALID_ARGUMENT` (build.rs names it).
 #[derive(Debug, Clone, Default)]
-pub struct Codec<T, U>(ProstCodec<T, U>);
+pub(crate) struct Codec<T, U>(ProstCodec<T, U>);
 
 impl<T, U> tonic::codec::Codec for Codec<T, U>
 where
@@ -32,7 +32,7 @@ where
 
 /// prost's decoder, its errors `INVALID_ARGUMENT`.
 #[derive(Debug, Clone)]
-pub struct InvalidArgumentDecoder<U>(ProstDecoder<U>);
+pub(crate) struct InvalidArgumentDecoder<U>(ProstDecoder<U>);
 
 impl<U: prost::Message + Default> Decoder for InvalidArgumentDecoder<U> {
     type Item = U;

@@ -554,7 +554,7 @@ pub(super) struct Answer {
 }
 
 impl Answer {
-    pub fn into_submit_response(self) -> proto::SubmitRowsResponse {
+    pub(super) fn into_submit_response(self) -> proto::SubmitRowsResponse {
         let Answer {
             results,
             counts,
@@ -569,7 +569,7 @@ impl Answer {
         }
     }
 
-    pub fn into_stream_response(self, chunk_id: u64) -> proto::StreamRowsResponse {
+    pub(super) fn into_stream_response(self, chunk_id: u64) -> proto::StreamRowsResponse {
         let Answer {
             results,
             counts,

@@ -7,7 +7,7 @@ use tonic::metadata::MetadataMap;
 
 /// The timeout the caller set, if any and well-formed: 1–8 digits and a unit
 /// (`H`, `M`, `S`, `m`, `u`, `n`).
-pub fn grpc_timeout(metadata: &MetadataMap) -> Option<Duration> {
+pub(super) fn grpc_timeout(metadata: &MetadataMap) -> Option<Duration> {
     parse(metadata.get("grpc-timeout")?.to_str().ok()?)
 }
 

@@ -25,7 +25,7 @@ use crate::metrics::{self, InFlight};
 /// What happened to the rows of one call. [`RpcLayer`] puts one in each request's extensions;
 /// handlers add to it, the layer logs it when the call ends.
 #[derive(Debug, Clone)]
-pub struct RpcCounts {
+pub(crate) struct RpcCounts {
     method: &'static str,
     counts: Arc<Counts>,
 }
@@ -42,7 +42,7 @@ struct Counts {
 
 /// A per-row (or per-event) outcome counted for the call's log line.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Outcome {
+pub(crate) enum Outcome {
     /// TestMapping: the event would be accepted.
     Accepted,
     Delivered,
@@ -54,7 +54,7 @@ pub enum Outcome {
 impl RpcCounts {
     /// The counts of the call `request` belongs to (a detached set when the layer is absent,
     /// e.g. a handler called directly in a unit test).
-    pub fn of<T>(request: &tonic::Request<T>) -> RpcCounts {
+    pub(crate) fn of<T>(request: &tonic::Request<T>) -> RpcCounts {
         request
             .extensions()
             .get::<RpcCounts>()
@@ -70,13 +70,13 @@ impl RpcCounts {
     }
 
     /// `n` rows received; also counts them in `rows_received_total`.
-    pub fn add_rows(&self, n: u64) {
+    pub(crate) fn add_rows(&self, n: u64) {
         self.counts.rows.fetch_add(n, Ordering::Relaxed);
         metrics::record_rows_received(self.method, n);
     }
 
     /// `n` results with `outcome`.
-    pub fn add(&self, outcome: Outcome, n: u64) {
+    pub(crate) fn add(&self, outcome: Outcome, n: u64) {
         let c = &self.counts;
         let field = match outcome {
             Outcome::Accepted => &c.accepted,

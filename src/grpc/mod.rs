@@ -7,12 +7,12 @@
 //! call).
 
 mod auth;
-pub mod codec;
+pub(crate) mod codec;
 pub mod convert;
 mod deadline;
-pub mod gate;
+pub(crate) mod gate;
 mod incoming;
-pub mod layer;
+pub(crate) mod layer;
 pub mod proto;
 mod service;
 mod status;

@@ -8,7 +8,7 @@ use crate::error::Error;
 use crate::store::StoreError;
 
 /// What a caller hears when the store has no space left for a write.
-pub const STORE_FULL: &str =
+pub(super) const STORE_FULL: &str =
     "store full: no space left to store the write, nothing was stored; retry once space is freed";
 
 impl From<Error> for Status {

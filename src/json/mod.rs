@@ -110,16 +110,6 @@ pub fn number_to_string(n: &Number) -> String {
     String::from_utf8(out).unwrap_or_default()
 }
 
-/// A JSON number from a finite `f64`, kept an integer when it is one (as JavaScript prints it).
-pub fn number_from_f64(f: f64) -> Option<Number> {
-    if f.fract() == 0.0 && f.abs() < 9_007_199_254_740_992.0 {
-        // Exact: |f| < 2^53, so the cast loses nothing.
-        Some(Number::from(f as i64))
-    } else {
-        Number::from_f64(f)
-    }
-}
-
 /// Appends `s` as a JSON string literal, escaping as `JSON.stringify` does.
 pub fn write_str(out: &mut Vec<u8>, s: &str) {
     const HEX: &[u8; 16] = b"0123456789abcdef";

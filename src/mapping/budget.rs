@@ -12,18 +12,18 @@ use std::cell::Cell;
 use crate::json::{self, Kind, Num, VRef};
 
 /// The default budget: 4 MiB per row and mapping (`--max-render-bytes-per-row`).
-pub const DEFAULT_RENDER_BYTES: usize = 4 * 1024 * 1024;
+pub(crate) const DEFAULT_RENDER_BYTES: usize = 4 * 1024 * 1024;
 
 /// What is left of one render's budget.
 #[derive(Debug)]
-pub struct Budget {
+pub(crate) struct Budget {
     left: Cell<usize>,
     limit: usize,
 }
 
 /// A render went past its budget: `what` would have computed more than was left.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct OverBudget {
+pub(crate) struct OverBudget {
     pub what: &'static str,
     pub limit: usize,
 }
@@ -40,7 +40,7 @@ impl std::fmt::Display for OverBudget {
 }
 
 impl Budget {
-    pub fn new(limit: usize) -> Budget {
+    pub(crate) fn new(limit: usize) -> Budget {
         Budget {
             left: Cell::new(limit),
             limit,
@@ -50,7 +50,7 @@ impl Budget {
     /// Counts `bytes` that `what` is about to compute; `Err` (and nothing counted) past the
     /// budget.
     #[inline]
-    pub fn charge(&self, what: &'static str, bytes: usize) -> Result<(), OverBudget> {
+    pub(crate) fn charge(&self, what: &'static str, bytes: usize) -> Result<(), OverBudget> {
         match self.left.get().checked_sub(bytes) {
             Some(left) => {
                 self.left.set(left);
@@ -64,20 +64,20 @@ impl Budget {
     }
 
     /// Counts a copy of `v` (its JSON text).
-    pub fn charge_copy(&self, what: &'static str, v: VRef<'_>) -> Result<(), OverBudget> {
+    pub(crate) fn charge_copy(&self, what: &'static str, v: VRef<'_>) -> Result<(), OverBudget> {
         let n = json_len(v, self.left.get());
         self.charge(what, n)
     }
 
     /// What is left.
-    pub fn left(&self) -> usize {
+    pub(crate) fn left(&self) -> usize {
         self.left.get()
     }
 }
 
 /// The length of `v` as compact JSON (what [`VRef::write_json`] writes), counted without
 /// writing it; once past `cap` counting stops and something over `cap` is returned.
-pub fn json_len(v: VRef<'_>, cap: usize) -> usize {
+pub(crate) fn json_len(v: VRef<'_>, cap: usize) -> usize {
     let mut n = 0;
     add_json_len(v, cap, &mut n);
     n
@@ -116,7 +116,7 @@ fn add_json_len(v: VRef<'_>, cap: usize, n: &mut usize) {
 }
 
 /// The length of `s` as a JSON string literal (quotes and escapes included).
-pub fn str_len(s: &str) -> usize {
+pub(crate) fn str_len(s: &str) -> usize {
     let bytes = s.as_bytes();
     let mut n = bytes.len() + 2;
     let mut i = 0;

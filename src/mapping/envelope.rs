@@ -48,7 +48,7 @@ impl EnvRoot {
 
 /// Where a path starts: the envelope, or (inside `@arrayPath` and `@transform`) another value.
 #[derive(Clone, Copy)]
-pub enum Scope<'a> {
+pub(super) enum Scope<'a> {
     Env(&'a Envelope<'a>),
     Node(VRef<'a>),
     /// `undefined` (a `@transform` whose `apply` resolved to nothing): every path is undefined.
@@ -114,7 +114,7 @@ impl<'a> Envelope<'a> {
 
 impl<'a> Scope<'a> {
     /// The scope as one JSON value (what Liquid and whole-payload paths see).
-    pub fn to_value(self) -> Value {
+    pub(super) fn to_value(self) -> Value {
         match self {
             Scope::Env(env) => env.as_value().clone(),
             Scope::Node(node) => node.to_value(),

@@ -17,7 +17,7 @@ use crate::json::{Kind, ObjRef, VRef, Val};
 /// A directive that cannot run on this row (a dynamic `@path` that is not a string, a Liquid
 /// template that fails to render, ...), or a render past its budget.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum EvalError {
+pub(super) enum EvalError {
     #[error("{0}")]
     Invalid(String),
     #[error("{0}")]
@@ -77,7 +77,7 @@ fn case(s: &str, upper: bool, b: &Budget) -> Result<String, OverBudget> {
 const EVAL_COST: usize = 16;
 
 /// Resolves `e` in `scope`, counting what it computes against `b`.
-pub fn eval<'a>(e: &'a Expr, scope: Scope<'a>, b: &Budget) -> Out<'a> {
+pub(super) fn eval<'a>(e: &'a Expr, scope: Scope<'a>, b: &Budget) -> Out<'a> {
     b.charge("evaluating directives", EVAL_COST)?;
     Ok(match e {
         Expr::Const(v) => Some(Val::Ref(v)),

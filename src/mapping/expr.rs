@@ -11,7 +11,7 @@ use crate::json::js_len;
 
 /// A compiled mapping value.
 #[derive(Debug)]
-pub enum Expr {
+pub(super) enum Expr {
     /// Raw JSON with no directive inside.
     Const(Value),
     /// A raw object with directives inside.
@@ -60,13 +60,13 @@ pub enum Expr {
 
 /// `@if`'s test: `exists` (not null or undefined) or `blank` (also not loosely `''`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Cond {
+pub(super) enum Cond {
     Exists,
     Blank,
 }
 
 #[derive(Debug)]
-pub struct Replace {
+pub(super) struct Replace {
     pub value: Option<Expr>,
     /// One or two passes (`pattern`, then `pattern2`): a literal pattern and its replacement.
     pub passes: Vec<(regex::Regex, String)>,
@@ -75,7 +75,7 @@ pub struct Replace {
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum JsonMode {
+pub(super) enum JsonMode {
     Encode,
     Decode,
     /// Passes validation (case-insensitive) but the runtime compares exactly: yields nothing.
@@ -90,7 +90,7 @@ pub struct Violation {
 }
 
 /// Compiles mapping values, collecting every violation.
-pub struct Compiler {
+pub(super) struct Compiler {
     pointer: String,
     /// Directives around the value being compiled.
     depth: usize,
@@ -162,7 +162,7 @@ fn contains_directive(v: &Value) -> bool {
 }
 
 impl Compiler {
-    pub fn new(pointer: &str) -> Compiler {
+    pub(super) fn new(pointer: &str) -> Compiler {
         Compiler {
             pointer: pointer.to_owned(),
             depth: 0,
@@ -188,7 +188,7 @@ impl Compiler {
     }
 
     /// Any mapping value: raw JSON or a directive.
-    pub fn value(&mut self, v: &Value) -> Expr {
+    pub(super) fn value(&mut self, v: &Value) -> Expr {
         match v {
             Value::Object(m) if is_directive(m) => self.directive(m),
             v if !contains_directive(v) => Expr::Const(v.clone()),

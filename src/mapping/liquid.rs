@@ -48,9 +48,9 @@ use super::budget::{Budget, OverBudget, json_len};
 use crate::json::VRef;
 
 /// Longest template accepted, in UTF-16 code units like JavaScript's `String.length`.
-pub const MAX_TEMPLATE_CHARS: usize = 1000;
+pub(crate) const MAX_TEMPLATE_CHARS: usize = 1000;
 /// Largest rendered output accepted; a larger one is an error, not a truncation.
-pub const MAX_OUTPUT_BYTES: usize = 64 * 1024;
+pub(crate) const MAX_OUTPUT_BYTES: usize = 64 * 1024;
 
 /// Budget for the estimated largest intermediate value of one render.
 const MAX_WORKING_BYTES: f64 = 16.0 * 1024.0 * 1024.0;
@@ -139,7 +139,7 @@ const ENGINE_PANIC: &str = "liquid engine failed on this template";
 /// Error from parsing or rendering a `@liquid` template.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{0}")]
-pub struct LiquidError(pub String);
+pub(crate) struct LiquidError(pub String);
 
 fn error(message: impl Into<String>) -> LiquidError {
     LiquidError(message.into())
@@ -152,7 +152,7 @@ fn unsupported(what: &str) -> LiquidError {
 }
 
 /// A parsed `@liquid` template, ready to render against many payloads.
-pub struct LiquidTemplate {
+pub(crate) struct LiquidTemplate {
     source: String,
     compiled: Option<Compiled>,
 }
@@ -174,7 +174,7 @@ impl fmt::Debug for LiquidTemplate {
 impl LiquidTemplate {
     /// Parses `src`, rejecting templates over [`MAX_TEMPLATE_CHARS`], disabled tags and filters,
     /// and syntax errors.
-    pub fn parse(src: &str) -> Result<LiquidTemplate, LiquidError> {
+    pub(crate) fn parse(src: &str) -> Result<LiquidTemplate, LiquidError> {
         if src.encode_utf16().count() > MAX_TEMPLATE_CHARS {
             return Err(error(format!(
                 "liquid template values are limited to {MAX_TEMPLATE_CHARS} characters"
@@ -207,7 +207,8 @@ impl LiquidTemplate {
     }
 
     /// Renders the template; the top-level keys of `payload` are the template's variables.
-    pub fn render(&self, payload: &Json) -> Result<String, LiquidError> {
+    #[cfg(test)]
+    pub(crate) fn render(&self, payload: &Json) -> Result<String, LiquidError> {
         self.render_within(payload, &Budget::new(usize::MAX))
             .map_err(|e| match e {
                 RenderError::Liquid(e) => e,
@@ -217,7 +218,7 @@ impl LiquidTemplate {
 
     /// [`LiquidTemplate::render`] within a render's budget: the payload's copy, the growth the
     /// working-memory estimate allows beyond it, and the output are counted.
-    pub fn render_within(&self, payload: &Json, b: &Budget) -> Result<String, RenderError> {
+    pub(crate) fn render_within(&self, payload: &Json, b: &Budget) -> Result<String, RenderError> {
         let Some(compiled) = &self.compiled else {
             return Ok(String::new());
         };
@@ -252,7 +253,7 @@ impl LiquidTemplate {
 
 /// Why a render within a budget failed.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum RenderError {
+pub(crate) enum RenderError {
     Liquid(LiquidError),
     Limit(OverBudget),
 }

@@ -1,18 +1,18 @@
 //! Mappings: the document (docs/DESIGN.md's JSON), its validation and compilation, and rendering a
 //! row into a Segment event. Pure: no IO, no async, no proto types.
 
-pub mod budget;
+pub(crate) mod budget;
 mod envelope;
 mod eval;
 mod expr;
-pub mod fql;
-pub mod liquid;
+pub(crate) mod fql;
+pub(crate) mod liquid;
 pub mod message_id;
 mod path;
 mod render;
-pub mod row;
+pub(crate) mod row;
 mod template;
-pub mod trigger;
+pub(crate) mod trigger;
 
 use serde::Deserialize;
 use serde_json::{Map, Value};

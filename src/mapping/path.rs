@@ -11,7 +11,7 @@ use crate::json::{Columns, Kind, VRef, Val, js_len};
 /// A compiled path: its keys, split once at compile time, and what its first key names in the
 /// envelope.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Path {
+pub(super) struct Path {
     keys: Box<[Box<str>]>,
     root: EnvRoot,
     column: ColumnHint,
@@ -59,7 +59,7 @@ impl ColumnHint {
 
 impl Path {
     /// An `@path` or `@arrayPath` argument: the first `$.` is removed, then split as `get` does.
-    pub fn parse_directive(src: &str) -> Path {
+    pub(super) fn parse_directive(src: &str) -> Path {
         match src.find("$.") {
             Some(i) => Path::parse_get(&format!("{}{}", &src[..i], &src[i + 2..])),
             None => Path::parse_get(src),
@@ -67,7 +67,7 @@ impl Path {
     }
 
     /// A template placeholder: split as `get` does (no `$.` removal).
-    pub fn parse_get(src: &str) -> Path {
+    pub(super) fn parse_get(src: &str) -> Path {
         let keys: Box<[Box<str>]> = if src.is_empty() || src == "." {
             Box::new([])
         } else {
@@ -86,7 +86,7 @@ impl Path {
     }
 
     /// The column a `$.properties.<column>` path names.
-    pub fn column(&self) -> Option<&str> {
+    pub(super) fn column(&self) -> Option<&str> {
         match (self.root, &self.keys[..]) {
             (EnvRoot::Properties, [_, column]) => Some(column),
             _ => None,
@@ -96,18 +96,18 @@ impl Path {
     /// For a `$.properties.<column>` path, that column of `columns` (where it was in the last
     /// row, else looked up); `None` for another path.
     #[inline]
-    pub fn column_in<'c>(&self, columns: &'c Columns) -> Option<VRef<'c>> {
+    pub(super) fn column_in<'c>(&self, columns: &'c Columns) -> Option<VRef<'c>> {
         self.column.get(columns, self.column()?)
     }
 
     /// Whether this path is `$.messageId`.
-    pub fn is_message_id(&self) -> bool {
+    pub(super) fn is_message_id(&self) -> bool {
         self.root == EnvRoot::MessageId && self.keys.len() == 1
     }
 
     /// Whether what this path finds is always borrowed (no `length`, no string indexing), so
     /// [`Path::resolve`] never computes a value for it.
-    pub fn borrows(&self) -> bool {
+    pub(super) fn borrows(&self) -> bool {
         self.keys
             .iter()
             .skip(1)
@@ -120,7 +120,7 @@ impl Path {
     }
 
     /// The value at this path in `scope`, `None` for `undefined`.
-    pub fn resolve<'a>(&self, scope: &Scope<'a>) -> Option<Val<'a>> {
+    pub(super) fn resolve<'a>(&self, scope: &Scope<'a>) -> Option<Val<'a>> {
         let (start, rest) = match scope {
             Scope::Env(env) => match (self.root, &self.keys[..]) {
                 (EnvRoot::Whole, _) => return Some(Val::Ref(env.as_value())),
@@ -176,7 +176,7 @@ enum Step<'a> {
 }
 
 /// Walks `keys` from `start` with `prev && prev[key]`.
-pub fn walk<'a>(start: VRef<'a>, keys: &[Box<str>]) -> Option<Val<'a>> {
+pub(super) fn walk<'a>(start: VRef<'a>, keys: &[Box<str>]) -> Option<Val<'a>> {
     let mut cur = Step::Ref(start);
     for key in keys {
         cur = match cur {

@@ -10,7 +10,7 @@ use crate::json::{Kind, Val};
 
 /// A template compiled into literal text and paths.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Template {
+pub(super) struct Template {
     parts: Box<[Part]>,
     /// The source, kept when it has triple braces: then a second pass runs over the first
     /// pass's output, as in Segment's code, so it cannot be compiled ahead.
@@ -24,7 +24,7 @@ enum Part {
 }
 
 impl Template {
-    pub fn compile(src: &str) -> Template {
+    pub(super) fn compile(src: &str) -> Template {
         if src.contains("{{{") {
             return Template {
                 parts: Box::new([]),
@@ -46,7 +46,7 @@ impl Template {
     }
 
     /// The rendered text, each piece counted against `b` before it is appended.
-    pub fn render(&self, scope: &Scope<'_>, b: &Budget) -> Result<String, OverBudget> {
+    pub(super) fn render(&self, scope: &Scope<'_>, b: &Budget) -> Result<String, OverBudget> {
         match &self.triple {
             None => {
                 let mut out = Vec::new();

@@ -30,17 +30,6 @@ impl Trigger {
         Fql::parse(src).map(|f| Trigger::Fql(Box::new(f)))
     }
 
-    /// The trigger as the mapping document writes it.
-    pub fn to_json(&self) -> serde_json::Value {
-        match self {
-            Trigger::Added => "added".into(),
-            Trigger::Updated => "updated".into(),
-            Trigger::AddedOrUpdated => "added_or_updated".into(),
-            Trigger::Deleted => "deleted".into(),
-            Trigger::Fql(f) => serde_json::json!({ "fql": f.source() }),
-        }
-    }
-
     pub fn matches(&self, env: &Envelope<'_>) -> bool {
         let op = env.row().op;
         match self {

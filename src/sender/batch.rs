@@ -7,9 +7,9 @@ use std::ops::Range;
 use bytes::Bytes;
 
 /// The most bytes one body may have: under the API's 500 KB, as Segment's SDKs do.
-pub const MAX_BATCH_BYTES: usize = 475_000;
+pub(crate) const MAX_BATCH_BYTES: usize = 475_000;
 /// The most events one body may carry.
-pub const MAX_BATCH_EVENTS: usize = 2_500;
+pub(crate) const MAX_BATCH_EVENTS: usize = 2_500;
 
 const OPEN: &[u8] = b"{\"batch\":[";
 const CLOSE: &[u8] = b"]}";
@@ -32,26 +32,26 @@ impl Default for BatchLimits {
 
 /// Where one event's bytes lie in the arena.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Span {
+pub(crate) struct Span {
     pub start: u32,
     pub len: u32,
 }
 
 impl Span {
-    pub fn range(self) -> Range<usize> {
+    pub(crate) fn range(self) -> Range<usize> {
         self.start as usize..(self.start + self.len) as usize
     }
 }
 
 /// The size of a body holding events of these lengths.
-pub fn body_len(spans: &[Span]) -> usize {
+pub(crate) fn body_len(spans: &[Span]) -> usize {
     let events: usize = spans.iter().map(|s| s.len as usize).sum();
     OPEN.len() + CLOSE.len() + events + spans.len().saturating_sub(1)
 }
 
 /// Splits `spans` (in order) into consecutive groups, each fitting one body. An event that
 /// could not fit even alone gets a group of its own (the caller rejects such events before).
-pub fn pack(spans: &[Span], limits: BatchLimits) -> Vec<Range<usize>> {
+pub(crate) fn pack(spans: &[Span], limits: BatchLimits) -> Vec<Range<usize>> {
     let mut groups = Vec::new();
     let mut start = 0;
     let mut size = OPEN.len() + CLOSE.len();
@@ -72,7 +72,7 @@ pub fn pack(spans: &[Span], limits: BatchLimits) -> Vec<Range<usize>> {
 }
 
 /// The body for `spans`, copying each event once from `arena`.
-pub fn body(arena: &[u8], spans: &[Span]) -> Bytes {
+pub(crate) fn body(arena: &[u8], spans: &[Span]) -> Bytes {
     let mut out = Vec::with_capacity(body_len(spans));
     out.extend_from_slice(OPEN);
     for (i, s) in spans.iter().enumerate() {

@@ -13,7 +13,7 @@ use crate::metrics::{self, StatusClass};
 use crate::store::WriteKey;
 
 /// `User-Agent` of every request: the service's name and version.
-pub const USER_AGENT: &str = concat!(env!("CARGO_PKG_NAME"), "/", env!("CARGO_PKG_VERSION"));
+pub(super) const USER_AGENT: &str = concat!(env!("CARGO_PKG_NAME"), "/", env!("CARGO_PKG_VERSION"));
 
 /// The bottom of the stack: one `POST {base}/v1/batch` per call, Basic auth with the write key
 /// and an empty password, JSON content type, our User-Agent. Any status is `Ok`.

@@ -6,7 +6,7 @@
 //! Inside the folder: client → stack → retry → attempt, client → http → attempt.
 
 mod attempt;
-pub mod batch;
+pub(crate) mod batch;
 mod client;
 mod http;
 mod retry;

@@ -12,7 +12,7 @@ use super::{BoxError, RetrySettings};
 
 /// What to do after an attempt.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Class {
+pub(super) enum Class {
     Success,
     Retry,
     Permanent,
@@ -20,7 +20,7 @@ pub enum Class {
 
 /// The retry table (docs/DESIGN.md): 2xx succeed; 408, 410, 429, 460 and 5xx except 501/505 are
 /// retried, as are timeouts and transport errors; every other status is permanent.
-pub fn classify(attempt: Attempt) -> Class {
+pub(super) fn classify(attempt: Attempt) -> Class {
     match attempt {
         Attempt::Status(s) if (200..300).contains(&s) => Class::Success,
         Attempt::Status(408 | 410 | 429 | 460) => Class::Retry,
@@ -34,7 +34,7 @@ pub fn classify(attempt: Attempt) -> Class {
 
 /// The wait before retry number `retry` (1 for the first retry): `base · 2^(retry-1)` capped at
 /// `cap`, then "equal jitter": half of it fixed, the other half scaled by `unit` in `[0, 1)`.
-pub fn backoff(retry: u32, base: Duration, cap: Duration, unit: f64) -> Duration {
+pub(super) fn backoff(retry: u32, base: Duration, cap: Duration, unit: f64) -> Duration {
     let exp = base.saturating_mul(1u32 << retry.saturating_sub(1).min(20));
     let d = exp.min(cap);
     let half = d / 2;
@@ -43,7 +43,7 @@ pub fn backoff(retry: u32, base: Duration, cap: Duration, unit: f64) -> Duration
 
 /// A `Retry-After` value: delay-seconds or an HTTP date (relative to `now`). `None` if it is
 /// neither.
-pub fn parse_retry_after(value: &str, now: SystemTime) -> Option<Duration> {
+pub(super) fn parse_retry_after(value: &str, now: SystemTime) -> Option<Duration> {
     let value = value.trim();
     if let Ok(secs) = value.parse::<u64>() {
         return Some(Duration::from_secs(secs));
@@ -53,7 +53,7 @@ pub fn parse_retry_after(value: &str, now: SystemTime) -> Option<Duration> {
 }
 
 /// The attempt as the classifier sees it, from what the inner stack returned.
-pub fn attempt_of(result: &Result<SegmentResponse, BoxError>) -> Attempt {
+pub(super) fn attempt_of(result: &Result<SegmentResponse, BoxError>) -> Attempt {
     match result {
         Ok(r) => Attempt::Status(r.status),
         Err(e) => attempt_of_error(e.as_ref()),
@@ -62,7 +62,7 @@ pub fn attempt_of(result: &Result<SegmentResponse, BoxError>) -> Attempt {
 
 /// Walks the error's causes: a tower timeout, a transport failure, or a request that could not
 /// be built.
-pub fn attempt_of_error(e: &(dyn std::error::Error + 'static)) -> Attempt {
+pub(super) fn attempt_of_error(e: &(dyn std::error::Error + 'static)) -> Attempt {
     let mut cur: Option<&(dyn std::error::Error + 'static)> = Some(e);
     while let Some(err) = cur {
         if err.is::<tower::timeout::error::Elapsed>() {
@@ -85,7 +85,7 @@ pub fn attempt_of_error(e: &(dyn std::error::Error + 'static)) -> Attempt {
 /// The tower retry policy: classify each attempt, stop after `max_attempts` or when the next
 /// wait would pass the request's deadline, wait `Retry-After` (clamped) or the backoff.
 #[derive(Clone)]
-pub struct RetryPolicy {
+pub(super) struct RetryPolicy {
     settings: Arc<RetrySettings>,
     /// Attempts made so far for this request.
     attempts: u32,
@@ -93,7 +93,7 @@ pub struct RetryPolicy {
 }
 
 impl RetryPolicy {
-    pub fn new(settings: Arc<RetrySettings>) -> RetryPolicy {
+    pub(super) fn new(settings: Arc<RetrySettings>) -> RetryPolicy {
         RetryPolicy {
             settings,
             attempts: 0,

@@ -10,7 +10,7 @@ use super::attempt::{Dispatched, SegmentRequest, SegmentResponse};
 use super::retry::RetryPolicy;
 use super::{BoxError, RetrySettings};
 
-pub fn build<S>(
+pub(super) fn build<S>(
     inner: S,
     settings: &RetrySettings,
 ) -> BoxCloneSyncService<SegmentRequest, SegmentResponse, BoxError>

@@ -10,7 +10,7 @@ use crate::issue::{Issue, IssueCode, pointer};
 use crate::json::{self, Kind, ObjRef, VRef};
 
 /// The resolved value of every field a mapping maps (`None`: unmapped or `undefined`).
-pub type Fields<'a> = [Option<VRef<'a>>; Field::COUNT];
+pub(crate) type Fields<'a> = [Option<VRef<'a>>; Field::COUNT];
 
 /// What building produced. The event's bytes are `out[start..]` when `size` is `Some`.
 #[derive(Debug, Default)]
@@ -133,7 +133,7 @@ struct Builder<'v, 'o> {
 
 /// Builds the event for `action` from `fields` into `out` (appended), and checks it.
 /// `derived_message_id` supplies the messageId when the mapping gives none (D5).
-pub fn build<'v>(
+pub(crate) fn build<'v>(
     action: Action,
     fields: &'v Fields<'v>,
     derived_message_id: impl FnOnce() -> String,

@@ -304,6 +304,6 @@ impl Field {
 }
 
 /// The declared sub-field `key` of `subs`.
-pub fn sub<'s>(subs: &'s [Sub], key: &str) -> Option<&'s Sub> {
+pub(crate) fn sub<'s>(subs: &'s [Sub], key: &str) -> Option<&'s Sub> {
     subs.iter().find(|s| s.key == key)
 }

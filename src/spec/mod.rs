@@ -4,8 +4,8 @@
 //! delivery or HTTP.
 
 pub mod accept;
-pub mod event;
-pub mod fields;
-pub mod plan;
+pub(crate) mod event;
+pub(crate) mod fields;
+pub(crate) mod plan;
 
 pub use fields::{Action, Field};

@@ -14,14 +14,14 @@ use crate::json::{self, Kind, VRef};
 /// What a field is mapped to, as a plan sees it: value `i` of the mapping's values, or a raw
 /// object of them.
 #[derive(Debug)]
-pub enum Shape {
+pub(crate) enum Shape {
     Value(u16),
     Object(Vec<(String, u16)>),
 }
 
 /// A compiled event writer (see the module's documentation).
 #[derive(Debug)]
-pub struct Plan {
+pub(crate) struct Plan {
     steps: Box<[Step]>,
 }
 
@@ -381,7 +381,7 @@ fn write_scalar(out: &mut Vec<u8>, v: VRef<'_>, ty: Scalar) -> Option<()> {
 impl Plan {
     /// The plan for a flat mapping of `action`, or `None` when its events need the general
     /// builder whatever the row (a field mapped to the wrong type, a consent object, ...).
-    pub fn compile(action: Action, fields: &[(Field, Shape)]) -> Option<Plan> {
+    pub(crate) fn compile(action: Action, fields: &[(Field, Shape)]) -> Option<Plan> {
         Compiler {
             action,
             fields,
@@ -393,7 +393,7 @@ impl Plan {
     /// Writes the event, with `value(i)` the mapping's value `i` for this row and `derived` the
     /// messageId when none is mapped. `None` (and `out` as it was) when the general builder must
     /// render this row.
-    pub fn write<'a>(
+    pub(crate) fn write<'a>(
         &self,
         value: impl Fn(u16) -> Option<VRef<'a>>,
         derived: impl Fn() -> String,

@@ -11,7 +11,7 @@ use sha2::{Digest, Sha256};
 use super::secret::hex;
 
 /// Bytes in a key.
-pub const KEY_LEN: usize = 32;
+pub(crate) const KEY_LEN: usize = 32;
 const NONCE_LEN: usize = 12;
 
 /// Why a key could not be loaded or a ciphertext not opened. Never carries key material.
@@ -35,7 +35,7 @@ pub struct Sealed {
 
 /// What a patch stores: the key id, nonce and ciphertext columns, each `None` when the patch
 /// leaves the write key as it is.
-pub type SealedColumns = (Option<String>, Option<Vec<u8>>, Option<Vec<u8>>);
+pub(crate) type SealedColumns = (Option<String>, Option<Vec<u8>>, Option<Vec<u8>>);
 
 impl Sealed {
     /// `sealed` as its three columns.
@@ -111,13 +111,6 @@ impl KeyRing {
 
     pub fn current_key_id(&self) -> &str {
         &self.current.id
-    }
-
-    /// Whether the key named `key_id` is loaded (current or previous).
-    pub fn has_key(&self, key_id: &str) -> bool {
-        std::iter::once(&self.current)
-            .chain(&self.previous)
-            .any(|k| k.id == key_id)
     }
 
     /// Encrypts `plaintext` under the current key, binding it to `aad`.

@@ -8,7 +8,7 @@
 //! fresh. Knows nothing of rendering or gRPC.
 
 mod any;
-pub mod crypto;
+pub(crate) mod crypto;
 mod errors;
 mod model;
 mod postgres;

@@ -9,7 +9,7 @@ use super::secret::WriteKey;
 pub const MAX_MAPPINGS_PER_DESTINATION: usize = 50;
 
 /// The longest destination or mapping name accepted.
-pub const MAX_NAME_LEN: usize = 200;
+pub(super) const MAX_NAME_LEN: usize = 200;
 
 /// A destination's or a mapping's name: non-empty, at most [`MAX_NAME_LEN`] bytes, no control
 /// characters, no surrounding whitespace.
@@ -37,9 +37,6 @@ impl Name {
         &self.0
     }
 
-    pub fn into_string(self) -> String {
-        self.0
-    }
 }
 
 /// A model name (what a mapping reads, what rows are submitted for): non-empty, at most

@@ -10,7 +10,7 @@ use sha2::{Digest, Sha256};
 pub struct WriteKey(String);
 
 /// The longest write key accepted (Segment's are 32 characters).
-pub const MAX_WRITE_KEY_LEN: usize = 256;
+pub(super) const MAX_WRITE_KEY_LEN: usize = 256;
 
 impl WriteKey {
     /// Checks the shape only: non-empty, at most [`MAX_WRITE_KEY_LEN`] bytes, printable ASCII
