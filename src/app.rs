@@ -246,7 +246,10 @@ impl App {
 }
 
 /// Opens the store at `location` with `keys`: migrations run, stored write keys checked.
-pub async fn open_store(location: &StoreLocation, keys: KeyRing) -> anyhow::Result<AnyStore> {
+pub(crate) async fn open_store(
+    location: &StoreLocation,
+    keys: KeyRing,
+) -> anyhow::Result<AnyStore> {
     Ok(match location {
         StoreLocation::Sqlite(path) => SqliteStore::open(path, keys)
             .await
@@ -296,7 +299,7 @@ pub async fn serve(settings: Settings) -> anyhow::Result<()> {
 }
 
 /// Completes on the first SIGTERM or SIGINT.
-pub async fn shutdown_signal() {
+pub(crate) async fn shutdown_signal() {
     let ctrl_c = async {
         if tokio::signal::ctrl_c().await.is_err() {
             std::future::pending::<()>().await;
@@ -320,7 +323,7 @@ pub async fn shutdown_signal() {
 }
 
 /// The key ring from the configured source; with SQLite's default, creates the key file.
-pub fn load_keys(source: &KeySource) -> anyhow::Result<KeyRing> {
+pub(crate) fn load_keys(source: &KeySource) -> anyhow::Result<KeyRing> {
     match source {
         KeySource::Inline(text) => KeyRing::from_hex_lines(&text.0).context("--encryption-key"),
         KeySource::File(path) => read_key_file(path),

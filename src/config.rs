@@ -13,9 +13,9 @@ use crate::store::AllowedUpstreams;
 use crate::store::redact_store_url;
 
 /// The default store: an SQLite file, created on first run.
-pub const DEFAULT_STORE: &str = "sqlite://./data/connections.db";
+pub(crate) const DEFAULT_STORE: &str = "sqlite://./data/connections.db";
 /// Where `serve` keeps the key it creates when SQLite is used and no key is given.
-pub const DEFAULT_KEY_FILE: &str = "./data/master.key";
+pub(crate) const DEFAULT_KEY_FILE: &str = "./data/master.key";
 
 /// The store and its key (`serve` and `keys rotate` take the same flags and environment
 /// variables).
@@ -496,7 +496,7 @@ impl StoreArgs {
     /// The store and the key source from `--store`, `--encryption-key` and
     /// `--encryption-key-file`: with SQLite and no key, the default key file (created); with
     /// PostgreSQL a key is required.
-    pub fn resolve(self) -> Result<(StoreLocation, KeySource), ConfigError> {
+    pub(crate) fn resolve(self) -> Result<(StoreLocation, KeySource), ConfigError> {
         let StoreArgs {
             store,
             encryption_key_file,

@@ -12,7 +12,7 @@ pub struct FieldViolation {
 }
 
 impl FieldViolation {
-    pub fn new(field: impl Into<String>, description: impl Into<String>) -> FieldViolation {
+    pub(crate) fn new(field: impl Into<String>, description: impl Into<String>) -> FieldViolation {
         FieldViolation {
             field: field.into(),
             description: description.into(),
@@ -72,7 +72,7 @@ pub enum Error {
 }
 
 impl Error {
-    pub fn invalid(field: impl Into<String>, description: impl Into<String>) -> Error {
+    pub(crate) fn invalid(field: impl Into<String>, description: impl Into<String>) -> Error {
         Error::InvalidRequest(vec![FieldViolation::new(field, description)])
     }
 }

@@ -26,7 +26,7 @@ pub enum IssueCode {
 }
 
 impl IssueCode {
-    pub fn as_str(self) -> &'static str {
+    pub(crate) fn as_str(self) -> &'static str {
         match self {
             IssueCode::InvalidMapping => "INVALID_MAPPING",
             IssueCode::InvalidRow => "INVALID_ROW",
@@ -78,7 +78,7 @@ impl Issue {
 }
 
 /// Appends `key` to a JSON pointer, escaping `~` and `/` (RFC 6901).
-pub fn push_pointer(pointer: &mut String, key: &str) {
+pub(crate) fn push_pointer(pointer: &mut String, key: &str) {
     pointer.push('/');
     for c in key.chars() {
         match c {
@@ -90,7 +90,7 @@ pub fn push_pointer(pointer: &mut String, key: &str) {
 }
 
 /// `base` with `key` appended (see [`push_pointer`]).
-pub fn pointer(base: &str, key: &str) -> String {
+pub(crate) fn pointer(base: &str, key: &str) -> String {
     let mut p = String::with_capacity(base.len() + key.len() + 1);
     p.push_str(base);
     push_pointer(&mut p, key);

@@ -9,16 +9,16 @@ use crate::issue::{Issue, IssueCode, pointer};
 use crate::json::Columns;
 
 /// The largest row (its columns JSON) by default: 512 KiB.
-pub const DEFAULT_MAX_ROW_BYTES: usize = 512 * 1024;
+pub(crate) const DEFAULT_MAX_ROW_BYTES: usize = 512 * 1024;
 /// The largest single column value (as JSON) by default: 128 KiB.
-pub const DEFAULT_MAX_VALUE_BYTES: usize = 128 * 1024;
+pub(crate) const DEFAULT_MAX_VALUE_BYTES: usize = 128 * 1024;
 
 /// The longest row id (bytes): it is echoed in every result of the row.
 pub const MAX_ROW_ID_BYTES: usize = 256;
 
 /// What the handlers check of a request before any row is read (tonic bounds the message size).
 #[derive(Debug, Clone, Copy)]
-pub struct RequestLimits {
+pub(crate) struct RequestLimits {
     /// The most rows one TestMapping request may carry.
     pub max_test_rows: usize,
     /// Row and column value sizes (`grpc::convert::row`).
@@ -45,7 +45,7 @@ impl Default for RowLimits {
 
 impl RowLimits {
     /// Checks the size of a row's columns JSON, before it is parsed.
-    pub fn check_row_bytes(&self, row_bytes: usize) -> Result<(), Issue> {
+    pub(crate) fn check_row_bytes(&self, row_bytes: usize) -> Result<(), Issue> {
         if row_bytes > self.max_row_bytes {
             return Err(Issue::new(
                 IssueCode::RowTooLarge,
@@ -61,7 +61,7 @@ impl RowLimits {
 
     /// Checks each column value of a parsed row, whose JSON was `row_bytes` long. Free for rows
     /// no larger than the value limit (no value can exceed it then).
-    pub fn check_values(&self, row_bytes: usize, columns: &Columns) -> Result<(), Issue> {
+    pub(crate) fn check_values(&self, row_bytes: usize, columns: &Columns) -> Result<(), Issue> {
         if row_bytes <= self.max_value_bytes {
             return Ok(());
         }

@@ -26,27 +26,27 @@ use tokio::net::{TcpListener, TcpStream};
 // === Names ===
 
 /// Calls by `service`, `method` and `code` (the gRPC code name, e.g. `OK`, `INVALID_ARGUMENT`).
-pub const RPC_REQUESTS: &str = "segment_connections_rpc_requests_total";
+pub(crate) const RPC_REQUESTS: &str = "segment_connections_rpc_requests_total";
 /// Call duration in seconds by `service` and `method`, until the last response message.
-pub const RPC_DURATION: &str = "segment_connections_rpc_duration_seconds";
+pub(crate) const RPC_DURATION: &str = "segment_connections_rpc_duration_seconds";
 /// Calls in progress by `service` and `method`.
-pub const RPC_IN_FLIGHT: &str = "segment_connections_rpc_in_flight";
+pub(crate) const RPC_IN_FLIGHT: &str = "segment_connections_rpc_in_flight";
 /// Rows received by `method` (`TestMapping`, `SubmitRows`, `StreamRows`).
-pub const ROWS_RECEIVED: &str = "segment_connections_rows_received_total";
+pub(crate) const ROWS_RECEIVED: &str = "segment_connections_rows_received_total";
 /// Events (one per row and matching mapping) by `action` and `result`.
-pub const EVENTS: &str = "segment_connections_events_total";
+pub(crate) const EVENTS: &str = "segment_connections_events_total";
 /// Tracking API requests (each attempt) by `status_class` (`2xx`…`5xx`, `timeout`, `error`).
-pub const UPSTREAM_REQUESTS: &str = "segment_connections_upstream_requests_total";
+pub(crate) const UPSTREAM_REQUESTS: &str = "segment_connections_upstream_requests_total";
 /// Tracking API request duration in seconds by `status_class`.
-pub const UPSTREAM_DURATION: &str = "segment_connections_upstream_duration_seconds";
+pub(crate) const UPSTREAM_DURATION: &str = "segment_connections_upstream_duration_seconds";
 /// Tracking API requests in progress.
-pub const UPSTREAM_IN_FLIGHT: &str = "segment_connections_upstream_in_flight";
+pub(crate) const UPSTREAM_IN_FLIGHT: &str = "segment_connections_upstream_in_flight";
 /// Retries of Tracking API requests (attempts after the first).
-pub const UPSTREAM_RETRIES: &str = "segment_connections_upstream_retries_total";
+pub(crate) const UPSTREAM_RETRIES: &str = "segment_connections_upstream_retries_total";
 /// Events per batch sent.
-pub const BATCH_EVENTS: &str = "segment_connections_batch_events";
+pub(crate) const BATCH_EVENTS: &str = "segment_connections_batch_events";
 /// Bytes per batch body sent.
-pub const BATCH_BYTES: &str = "segment_connections_batch_bytes";
+pub(crate) const BATCH_BYTES: &str = "segment_connections_batch_bytes";
 
 const DURATION_BUCKETS: &[f64] = &[
     0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
@@ -63,7 +63,7 @@ static HANDLE: OnceLock<Option<PrometheusHandle>> = OnceLock::new();
 /// Installs the Prometheus recorder for the process (the first call does; later calls, e.g.
 /// several servers in one test process, share it). `None` when another recorder was installed
 /// first.
-pub fn install() -> Option<PrometheusHandle> {
+pub(crate) fn install() -> Option<PrometheusHandle> {
     HANDLE
         .get_or_init(|| {
             let builder = PrometheusBuilder::new()
@@ -146,7 +146,7 @@ const ACCEPT_REPEAT: Duration = Duration::from_secs(10);
 /// completes; another method on `/metrics` gets 405, any other path 404. An axum server over
 /// HTTP/1.1, one request per connection (every answer says `Connection: close`); a connection
 /// may send at most 16 KiB and last at most 10 s.
-pub async fn serve(
+pub(crate) async fn serve(
     listener: TcpListener,
     handle: PrometheusHandle,
     shutdown: impl std::future::Future<Output = ()>,
@@ -379,7 +379,7 @@ impl AsyncWrite for BoundedIo {
 // === Call metrics (recorded by the per-call layer, `grpc::layer`) ===
 
 /// Records one finished call: its `code` (a gRPC code name) and how long it took.
-pub fn record_rpc(
+pub(crate) fn record_rpc(
     service: &'static str,
     method: &'static str,
     code: &'static str,
@@ -391,12 +391,12 @@ pub fn record_rpc(
 }
 
 /// Marks one call in progress until the guard drops.
-pub fn rpc_in_flight(service: &'static str, method: &'static str) -> InFlight {
+pub(crate) fn rpc_in_flight(service: &'static str, method: &'static str) -> InFlight {
     InFlight::new(gauge!(RPC_IN_FLIGHT, "service" => service, "method" => method))
 }
 
 /// Counts `n` rows received by `method`.
-pub fn record_rows_received(method: &'static str, n: u64) {
+pub(crate) fn record_rows_received(method: &'static str, n: u64) {
     counter!(ROWS_RECEIVED, "method" => method).increment(n);
 }
 
@@ -412,7 +412,7 @@ pub enum EventResult {
 }
 
 impl EventResult {
-    pub fn as_str(self) -> &'static str {
+    pub(crate) fn as_str(self) -> &'static str {
         match self {
             EventResult::Delivered => "delivered",
             EventResult::Rejected => "rejected",
@@ -446,7 +446,7 @@ pub enum StatusClass {
 }
 
 impl StatusClass {
-    pub fn as_str(self) -> &'static str {
+    pub(crate) fn as_str(self) -> &'static str {
         match self {
             StatusClass::Http(s) => match s {
                 100..=199 => "1xx",

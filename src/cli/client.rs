@@ -57,7 +57,7 @@ pub struct ClientArgs {
 
 /// Why a client command failed, and so its exit code.
 #[derive(Debug)]
-pub enum Failure {
+pub(crate) enum Failure {
     /// A usage, I/O or file error (exit 2).
     Usage(String),
     /// The server answered an error (exit 1).
@@ -74,7 +74,7 @@ impl From<tonic::Status> for Failure {
 
 impl Failure {
     /// Prints the failure on stderr (as JSON with `--json`) and gives the exit code.
-    pub fn report(self, json: bool) -> ExitCode {
+    pub(crate) fn report(self, json: bool) -> ExitCode {
         let (code, doc, text) = match self {
             Failure::Usage(m) => (2, json!({"error": {"code": "USAGE", "message": m}}), m),
             Failure::Unreachable(m) => (
@@ -111,7 +111,7 @@ impl Failure {
 }
 
 /// The canonical name of a gRPC code (`NOT_FOUND`).
-pub fn code_name(code: tonic::Code) -> &'static str {
+pub(crate) fn code_name(code: tonic::Code) -> &'static str {
     use tonic::Code;
     match code {
         Code::Ok => "OK",
@@ -135,11 +135,11 @@ pub fn code_name(code: tonic::Code) -> &'static str {
 }
 
 /// A client of the service that sends `--token`, if any, with every call.
-pub type Client = ConnectionsClient<InterceptedService<Channel, BearerToken>>;
+pub(crate) type Client = ConnectionsClient<InterceptedService<Channel, BearerToken>>;
 
 /// Adds `authorization: Bearer <token>` to each call (when there is a token).
 #[derive(Clone)]
-pub struct BearerToken(Option<MetadataValue<Ascii>>);
+pub(crate) struct BearerToken(Option<MetadataValue<Ascii>>);
 
 impl tonic::service::Interceptor for BearerToken {
     fn call(
@@ -154,7 +154,7 @@ impl tonic::service::Interceptor for BearerToken {
 }
 
 /// Connects to `--server` (with TLS when it is https:// or `--ca-file` is given).
-pub async fn connect(args: &ClientArgs) -> Result<Client, Failure> {
+pub(crate) async fn connect(args: &ClientArgs) -> Result<Client, Failure> {
     let token = match &args.token {
         None => None,
         Some(t) => Some(
@@ -189,7 +189,7 @@ pub async fn connect(args: &ClientArgs) -> Result<Client, Failure> {
 }
 
 /// Runs a client command on a fresh runtime and turns its outcome into an exit code.
-pub fn run<F>(json: bool, command: F) -> ExitCode
+pub(crate) fn run<F>(json: bool, command: F) -> ExitCode
 where
     F: std::future::Future<Output = Result<ExitCode, Failure>>,
 {
@@ -207,12 +207,12 @@ where
 }
 
 /// Reads a file the command was given (a failure is a usage error).
-pub fn read_file(path: &std::path::Path) -> Result<Vec<u8>, Failure> {
+pub(crate) fn read_file(path: &std::path::Path) -> Result<Vec<u8>, Failure> {
     std::fs::read(path).map_err(|e| Failure::Usage(format!("{}: {e}", path.display())))
 }
 
 /// Prints `value` as pretty JSON.
-pub fn print_json(value: &impl Serialize) {
+pub(crate) fn print_json(value: &impl Serialize) {
     println!(
         "{}",
         serde_json::to_string_pretty(value).unwrap_or_default()
@@ -222,7 +222,7 @@ pub fn print_json(value: &impl Serialize) {
 // === Resources as JSON ===
 
 /// A destination as the CLI prints it: never a write key, only its fingerprint.
-pub fn destination_json(d: &proto::Destination) -> Value {
+pub(crate) fn destination_json(d: &proto::Destination) -> Value {
     let proto::Destination {
         id,
         name,
@@ -242,7 +242,7 @@ pub fn destination_json(d: &proto::Destination) -> Value {
 }
 
 /// A mapping as the CLI prints it, its document as JSON.
-pub fn mapping_json(m: &proto::Mapping) -> Value {
+pub(crate) fn mapping_json(m: &proto::Mapping) -> Value {
     let proto::Mapping {
         id,
         destination_id,

@@ -24,7 +24,7 @@ use crate::sender::{Attempt, SegmentClient, SendError, Sent};
 use crate::spec::Action;
 
 /// Sends one batch body (the real one is [`SegmentClient`]).
-pub trait Sender: Send + Sync {
+pub(crate) trait Sender: Send + Sync {
     fn send(
         &self,
         body: Bytes,
@@ -45,7 +45,7 @@ impl Sender for SegmentClient {
 /// Where a destination's batches go: its client, or nowhere when its custom host is not in
 /// `--allowed-upstreams` (no client then holds its write key; every event is refused unsent).
 #[derive(Debug, Clone)]
-pub enum Upstream {
+pub(crate) enum Upstream {
     Client(SegmentClient),
     Refused,
 }
@@ -62,7 +62,7 @@ impl Sender for Upstream {
 /// Renders every row through every mapping, sends what was accepted in packed batches, and
 /// reports one result per (row, matching mapping) — or one per row no mapping matched — in
 /// order. Sending stops at `stop`.
-pub async fn deliver<S: Sender>(
+pub(crate) async fn deliver<S: Sender>(
     mappings: &Arc<[Arc<Mapping>]>,
     rows: Vec<Input>,
     sender: &S,
@@ -153,11 +153,12 @@ pub async fn deliver<S: Sender>(
 /// Sending stops then, and events not yet delivered are `FAILED` with `SHUTTING_DOWN`, so every
 /// call still answers before the server drops it.
 #[derive(Debug, Clone)]
-pub struct Shutdown(pub(super) tokio::sync::watch::Receiver<Option<Instant>>);
+pub(crate) struct Shutdown(pub(super) tokio::sync::watch::Receiver<Option<Instant>>);
 
 impl Shutdown {
-    /// A shutdown that never comes (tests, and calls made outside a server).
-    pub fn never() -> Shutdown {
+    /// A shutdown that never comes.
+    #[cfg(test)]
+    pub(crate) fn never() -> Shutdown {
         Shutdown(tokio::sync::watch::channel(None).1)
     }
 

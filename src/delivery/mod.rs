@@ -18,11 +18,11 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
-pub use deliver::{Sender, Shutdown, Upstream, deliver};
-pub use results::{Counts, Input, RowResult, RowStatus};
-pub use seen::SeenIds;
-pub use stream::{Chunk, ChunkAnswer, StreamEnd};
-pub use targets::{Cache, Entry, Senders};
+pub(crate) use deliver::{Shutdown, Upstream, deliver};
+pub(crate) use results::{Counts, Input, RowResult, RowStatus};
+pub(crate) use seen::SeenIds;
+pub(crate) use stream::{Chunk, ChunkAnswer, StreamEnd};
+pub(crate) use targets::{Cache, Senders};
 
 use crate::error::Error;
 use crate::mapping::Mapping;
@@ -86,7 +86,7 @@ impl Default for DeliverySettings {
 impl DeliverySettings {
     /// When to stop sending for a call that must answer by `deadline` (the caller's, or the
     /// default): the margin before it, but never less than half the time given.
-    pub fn stop_at(&self, now: Instant, timeout: Option<Duration>) -> Instant {
+    pub(crate) fn stop_at(&self, now: Instant, timeout: Option<Duration>) -> Instant {
         let t = timeout.unwrap_or(self.default_deadline);
         let margin = self.deadline_margin.min(t / 2);
         now + (t - margin)
@@ -94,7 +94,7 @@ impl DeliverySettings {
 }
 
 /// The row path for a store: the one cache of targets, and [`deliver`].
-pub struct Delivery<S> {
+pub(crate) struct Delivery<S> {
     cache: Arc<Cache<S>>,
     settings: DeliverySettings,
     shutdown: tokio::sync::watch::Sender<Option<Instant>>,
@@ -109,7 +109,7 @@ impl<S> std::fmt::Debug for Delivery<S> {
 }
 
 impl<S: Store> Delivery<S> {
-    pub fn new(store: Arc<S>, settings: DeliverySettings) -> Delivery<S> {
+    pub(crate) fn new(store: Arc<S>, settings: DeliverySettings) -> Delivery<S> {
         let senders = Senders {
             http: SegmentHttp::client(&settings.retry),
             retry: settings.retry.clone(),
@@ -124,16 +124,16 @@ impl<S: Store> Delivery<S> {
     }
 
     /// The server is shutting down: calls in flight stop sending at `grace_end`.
-    pub fn shut_down_at(&self, grace_end: Instant) {
+    pub(crate) fn shut_down_at(&self, grace_end: Instant) {
         self.shutdown.send_replace(Some(grace_end));
     }
 
-    pub fn settings(&self) -> &DeliverySettings {
+    pub(crate) fn settings(&self) -> &DeliverySettings {
         &self.settings
     }
 
     /// The cache, for invalidation after writes.
-    pub fn cache(&self) -> &Arc<Cache<S>> {
+    pub(crate) fn cache(&self) -> &Arc<Cache<S>> {
         &self.cache
     }
 
@@ -141,7 +141,7 @@ impl<S: Store> Delivery<S> {
     /// looked up once per call. `NotFound` for an unknown destination, `DestinationDisabled`
     /// for a disabled one, `UnknownModel` when none of its mappings (enabled or not) reads
     /// `model`; a store that does not answer by `stop` is `Unavailable`.
-    pub async fn target(
+    pub(crate) async fn target(
         &self,
         destination_id: &str,
         model: &str,
@@ -172,7 +172,7 @@ impl<S: Store> Delivery<S> {
 
     /// Every row through every matching mapping of `target`, delivered by `stop`; `seen` holds
     /// the messageIds already sent in this call (or stream).
-    pub async fn submit(
+    pub(crate) async fn submit(
         &self,
         target: &Target,
         rows: Vec<Input>,
@@ -195,7 +195,7 @@ impl<S: Store> Delivery<S> {
 
 /// A destination's mappings of one model and its sender, resolved once per call.
 #[derive(Clone)]
-pub struct Target {
+pub(crate) struct Target {
     mappings: Arc<[Arc<Mapping>]>,
     upstream: Upstream,
 }

@@ -7,7 +7,7 @@ use crate::mapping::Row;
 /// What happened to one (row, mapping).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize)]
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
-pub enum RowStatus {
+pub(crate) enum RowStatus {
     /// Accepted and waiting for its batch: never in an answer (every call settles each one).
     Pending,
     Delivered,
@@ -19,7 +19,7 @@ pub enum RowStatus {
 /// One result per (row, matching mapping), or one `Skipped` (or row-level `Rejected`) result with
 /// no mapping for a row no mapping matched (or that could not be read).
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
-pub struct RowResult {
+pub(crate) struct RowResult {
     pub row_index: u32,
     pub row_id: String,
     /// Empty for a row no mapping matched and for a row that could not be read.
@@ -37,7 +37,7 @@ pub struct RowResult {
 
 /// Counts of results by status.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
-pub struct Counts {
+pub(crate) struct Counts {
     pub delivered: u32,
     pub rejected: u32,
     pub failed: u32,
@@ -45,7 +45,7 @@ pub struct Counts {
 }
 
 impl Counts {
-    pub fn of(results: &[RowResult]) -> Counts {
+    pub(crate) fn of(results: &[RowResult]) -> Counts {
         let mut c = Counts::default();
         for r in results {
             c.add(r.status);
@@ -53,7 +53,7 @@ impl Counts {
         c
     }
 
-    pub fn add(&mut self, s: RowStatus) {
+    pub(crate) fn add(&mut self, s: RowStatus) {
         match s {
             RowStatus::Delivered => self.delivered += 1,
             RowStatus::Rejected => self.rejected += 1,
@@ -67,7 +67,7 @@ impl Counts {
 
 /// One input row: its id as given, and the row or why it could not be read.
 #[derive(Debug)]
-pub struct Input {
+pub(crate) struct Input {
     pub id: String,
     pub row: Result<Row, Issue>,
 }

@@ -9,7 +9,7 @@ use std::sync::Mutex;
 /// `window` of them: past that the oldest are forgotten, so a stream's memory stays bounded
 /// while a call within the window is checked exactly.
 #[derive(Debug)]
-pub struct SeenIds {
+pub(crate) struct SeenIds {
     window: usize,
     keys: (foldhash::fast::RandomState, foldhash::fast::RandomState),
     inner: Mutex<SeenInner>,
@@ -23,7 +23,7 @@ struct SeenInner {
 
 impl SeenIds {
     /// Remembers the latest `window` messageIds (at least one).
-    pub fn window(window: usize) -> SeenIds {
+    pub(crate) fn window(window: usize) -> SeenIds {
         SeenIds {
             window: window.max(1),
             keys: Default::default(),
@@ -32,7 +32,7 @@ impl SeenIds {
     }
 
     /// Remembers every messageId (one request: bounded by its size).
-    pub fn all() -> SeenIds {
+    pub(crate) fn all() -> SeenIds {
         SeenIds::window(usize::MAX)
     }
 

@@ -18,14 +18,14 @@ use crate::store::Store;
 /// One chunk as the caller sent it: its id and its rows, not yet read (each becomes an
 /// [`Input`] in the chunk's own task).
 #[derive(Debug)]
-pub struct Chunk<R> {
+pub(crate) struct Chunk<R> {
     pub id: u64,
     pub rows: Vec<R>,
 }
 
 /// A chunk's results, in row order.
 #[derive(Debug)]
-pub struct ChunkAnswer {
+pub(crate) struct ChunkAnswer {
     pub chunk_id: u64,
     /// The rows the chunk held.
     pub rows: usize,
@@ -36,7 +36,7 @@ pub struct ChunkAnswer {
 /// (`Caller`, passed through), or the service ended it (`Error`: an oversize chunk, the idle
 /// timeout, a target that went away).
 #[derive(Debug)]
-pub enum StreamEnd<E> {
+pub(crate) enum StreamEnd<E> {
     Caller(E),
     Error(Error),
 }
@@ -49,7 +49,7 @@ impl<S: Store> Delivery<S> {
     /// is read (an unknown destination or model fails the call itself), then every chunk of
     /// `inbound` is delivered under the flow control above. `stream_stop` is the caller's
     /// deadline for the whole stream; without one each chunk gets the default.
-    pub async fn stream<R, E, In, F>(
+    pub(crate) async fn stream<R, E, In, F>(
         self: &Arc<Self>,
         destination_id: String,
         model: String,

@@ -28,7 +28,7 @@ pub(super) const IDLE_EVICTION: Duration = Duration::from_secs(60);
 
 /// How the cache builds each destination's sender.
 #[derive(Debug, Clone)]
-pub struct Senders {
+pub(crate) struct Senders {
     pub http: reqwest::Client,
     pub retry: RetrySettings,
     /// Tests and local runs: every destination is sent here instead of its region.
@@ -38,7 +38,7 @@ pub struct Senders {
 
 /// One destination as the row path needs it.
 #[derive(Debug)]
-pub struct Entry {
+pub(crate) struct Entry {
     pub destination: Destination,
     /// Its sender: the only holder of its write key.
     pub upstream: Upstream,
@@ -52,13 +52,16 @@ pub struct Entry {
 
 impl Entry {
     /// The enabled mappings of `model`.
-    pub fn mappings_for<'a>(&'a self, model: &'a str) -> impl Iterator<Item = &'a Arc<Mapping>> {
+    pub(crate) fn mappings_for<'a>(
+        &'a self,
+        model: &'a str,
+    ) -> impl Iterator<Item = &'a Arc<Mapping>> {
         self.mappings.iter().filter(move |m| m.model == model)
     }
 }
 
 /// Destinations and compiled mappings over a store.
-pub struct Cache<S> {
+pub(crate) struct Cache<S> {
     store: Arc<S>,
     senders: Senders,
     entries: RwLock<HashMap<String, Arc<Entry>>>,
@@ -78,7 +81,7 @@ impl<S> std::fmt::Debug for Cache<S> {
 }
 
 impl<S: Store> Cache<S> {
-    pub fn new(store: Arc<S>, senders: Senders, max_age: Duration) -> Cache<S> {
+    pub(crate) fn new(store: Arc<S>, senders: Senders, max_age: Duration) -> Cache<S> {
         Cache {
             store,
             senders,
@@ -97,12 +100,12 @@ impl<S: Store> Cache<S> {
     }
 
     /// Makes every entry stale: the next lookup of each checks the store.
-    pub fn invalidate(&self) {
+    pub(crate) fn invalidate(&self) {
         self.generation.fetch_add(1, Ordering::AcqRel);
     }
 
     /// The destination with its enabled mappings; `NotFound` when it does not exist.
-    pub async fn destination(&self, id: &str) -> Result<Arc<Entry>, StoreError> {
+    pub(crate) async fn destination(&self, id: &str) -> Result<Arc<Entry>, StoreError> {
         let generation = self.generation.load(Ordering::Acquire);
         let old = self.entries.read().ok().and_then(|e| e.get(id).cloned());
         if let Some(e) = &old

@@ -7,6 +7,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use tokio::time::Instant;
 
+use super::deliver::Sender;
 use super::*;
 use crate::issue::{Issue, IssueCode};
 use crate::mapping::{Identity, Mapping, MappingDoc, Op, Row};

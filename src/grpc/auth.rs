@@ -10,7 +10,7 @@ use tonic::{Request, Status};
 
 /// The accepted tokens; none means authentication is off.
 #[derive(Clone, Default)]
-pub struct BearerAuth {
+pub(crate) struct BearerAuth {
     tokens: Arc<[Vec<u8>]>,
 }
 
@@ -21,13 +21,13 @@ impl std::fmt::Debug for BearerAuth {
 }
 
 impl BearerAuth {
-    pub fn new<'a>(tokens: impl IntoIterator<Item = &'a str>) -> BearerAuth {
+    pub(crate) fn new<'a>(tokens: impl IntoIterator<Item = &'a str>) -> BearerAuth {
         BearerAuth {
             tokens: tokens.into_iter().map(|t| t.as_bytes().to_vec()).collect(),
         }
     }
 
-    pub fn is_enabled(&self) -> bool {
+    pub(crate) fn is_enabled(&self) -> bool {
         !self.tokens.is_empty()
     }
 

@@ -130,7 +130,7 @@ impl TryFrom<proto::UpdateDestinationRequest> for DestinationUpdate {
     }
 }
 
-pub fn to_proto_destination(d: Destination) -> proto::Destination {
+pub(crate) fn to_proto_destination(d: Destination) -> proto::Destination {
     let Destination {
         id,
         name,
@@ -203,7 +203,7 @@ impl TryFrom<proto::UpdateMappingRequest> for MappingUpdate {
     }
 }
 
-pub fn to_proto_mapping(m: MappingRecord) -> proto::Mapping {
+pub(crate) fn to_proto_mapping(m: MappingRecord) -> proto::Mapping {
     let MappingRecord {
         id,
         destination_id,
@@ -277,7 +277,7 @@ impl TryFrom<proto::Row> for Row {
 
 /// A row from the wire, within the size limits: every RPC that takes rows converts them here
 /// (TestMapping and the delivery path). Over a limit, or malformed: that row's issue.
-pub fn row(row: proto::Row, limits: &RowLimits) -> Result<Row, Issue> {
+pub(crate) fn row(row: proto::Row, limits: &RowLimits) -> Result<Row, Issue> {
     let row_bytes = row.columns_json.len();
     limits.check_row_bytes(row_bytes)?;
     let row = Row::try_from(row)?;
@@ -290,7 +290,7 @@ pub(super) fn invalid_row(issue: Issue) -> TestResult {
     TestResult::rejected(vec![issue])
 }
 
-pub fn to_proto_issue_code(code: IssueCode) -> proto::IssueCode {
+pub(crate) fn to_proto_issue_code(code: IssueCode) -> proto::IssueCode {
     match code {
         IssueCode::InvalidMapping => proto::IssueCode::InvalidMapping,
         IssueCode::InvalidRow => proto::IssueCode::InvalidRow,
@@ -314,7 +314,7 @@ pub fn to_proto_issue_code(code: IssueCode) -> proto::IssueCode {
 
 /// The domain code of a proto issue code; `None` for `UNSPECIFIED` or a code this build does
 /// not know.
-pub fn issue_code_from_proto(code: i32) -> Option<IssueCode> {
+pub(crate) fn issue_code_from_proto(code: i32) -> Option<IssueCode> {
     Some(match proto::IssueCode::try_from(code).ok()? {
         proto::IssueCode::Unspecified => return None,
         proto::IssueCode::InvalidMapping => IssueCode::InvalidMapping,
@@ -337,7 +337,7 @@ pub fn issue_code_from_proto(code: i32) -> Option<IssueCode> {
     })
 }
 
-pub fn to_proto_issue(issue: Issue) -> proto::Issue {
+pub(crate) fn to_proto_issue(issue: Issue) -> proto::Issue {
     let Issue {
         code,
         pointer,
@@ -381,7 +381,7 @@ fn bounded_test_response(
     proto::TestMappingResponse { results }
 }
 
-pub fn to_proto_test_result(row_index: usize, r: TestResult) -> proto::TestRowResult {
+pub(crate) fn to_proto_test_result(row_index: usize, r: TestResult) -> proto::TestRowResult {
     let TestResult {
         accepted,
         skipped,
@@ -445,7 +445,7 @@ pub fn test_result_from_proto(r: proto::TestRowResult) -> TestResult {
 }
 
 /// Rows as the API carries them, from docs/DESIGN.md's row JSON (for the CLI).
-pub fn to_proto_row(row: &Row) -> proto::Row {
+pub(crate) fn to_proto_row(row: &Row) -> proto::Row {
     proto::Row {
         id: row.id.clone().unwrap_or_default(),
         op: match row.op {
@@ -470,7 +470,7 @@ pub(super) fn input(r: proto::Row, limits: &RowLimits) -> Input {
     }
 }
 
-pub fn to_proto_status(s: RowStatus) -> proto::ResultStatus {
+pub(crate) fn to_proto_status(s: RowStatus) -> proto::ResultStatus {
     match s {
         RowStatus::Delivered => proto::ResultStatus::Delivered,
         RowStatus::Rejected => proto::ResultStatus::Rejected,
@@ -480,7 +480,7 @@ pub fn to_proto_status(s: RowStatus) -> proto::ResultStatus {
     }
 }
 
-pub fn to_proto_row_result(r: RowResult) -> proto::RowResult {
+pub(crate) fn to_proto_row_result(r: RowResult) -> proto::RowResult {
     let RowResult {
         row_index,
         row_id,
@@ -505,7 +505,7 @@ pub fn to_proto_row_result(r: RowResult) -> proto::RowResult {
     }
 }
 
-pub fn to_proto_counts(c: Counts) -> proto::ResultCounts {
+pub(crate) fn to_proto_counts(c: Counts) -> proto::ResultCounts {
     let Counts {
         delivered,
         rejected,
@@ -645,7 +645,7 @@ fn answer(results: Vec<RowResult>, filter: ResultFilter, budget: usize) -> Answe
 }
 
 /// Back to the domain result (for the CLI). `None` for an unknown status.
-pub fn row_result_from_proto(r: proto::RowResult) -> Option<RowResult> {
+pub(crate) fn row_result_from_proto(r: proto::RowResult) -> Option<RowResult> {
     let proto::RowResult {
         row_index,
         row_id,

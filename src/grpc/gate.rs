@@ -17,7 +17,7 @@ use crate::error::Error;
 /// Shared by the server's call layer (which admits calls) and shutdown (which begins the drain
 /// and waits for it).
 #[derive(Debug, Clone)]
-pub struct Gate(Arc<State>);
+pub(crate) struct Gate(Arc<State>);
 
 #[derive(Debug)]
 struct State {
@@ -31,14 +31,14 @@ struct State {
 
 /// An admitted call; it counts as in flight (and, for a row stream, as a stream) until dropped.
 #[derive(Debug)]
-pub struct Ticket {
+pub(crate) struct Ticket {
     gate: Gate,
     stream: bool,
 }
 
 /// What kind of call asks to be admitted.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum CallKind {
+pub(crate) enum CallKind {
     /// A call that ends when its request is answered.
     Unary,
     /// A row stream, which may last as long as its caller sends.
@@ -48,7 +48,7 @@ pub enum CallKind {
 impl Gate {
     /// A gate admitting at most `limit` calls at once, of which at most `stream_limit` row
     /// streams.
-    pub fn new(limit: usize, stream_limit: usize) -> Gate {
+    pub(crate) fn new(limit: usize, stream_limit: usize) -> Gate {
         Gate(Arc::new(State {
             limit,
             stream_limit,
@@ -60,12 +60,12 @@ impl Gate {
     }
 
     /// From now on [`Gate::admit`] refuses every call.
-    pub fn begin_drain(&self) {
+    pub(crate) fn begin_drain(&self) {
         self.0.draining.store(true, SeqCst);
     }
 
     /// A ticket for a new call, or why it is refused.
-    pub fn admit(&self, kind: CallKind) -> Result<Ticket, Error> {
+    pub(crate) fn admit(&self, kind: CallKind) -> Result<Ticket, Error> {
         // Counted first, checked second: a call either sees the drain begun (and backs out) or
         // is seen by `idle` (both orders are sequentially consistent).
         let stream = kind == CallKind::RowStream;
@@ -95,12 +95,12 @@ impl Gate {
     }
 
     /// Calls admitted and not yet ended (and, for an instant, ones being refused).
-    pub fn in_flight(&self) -> usize {
+    pub(crate) fn in_flight(&self) -> usize {
         self.0.in_flight.load(SeqCst)
     }
 
     /// Resolves when no admitted call is left.
-    pub async fn idle(&self) {
+    pub(crate) async fn idle(&self) {
         loop {
             let notified = self.0.idle.notified();
             tokio::pin!(notified);

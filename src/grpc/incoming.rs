@@ -17,7 +17,7 @@ const PAUSE: Duration = Duration::from_millis(100);
 const REPEAT: Duration = Duration::from_secs(10);
 
 /// The streams `listener` accepts, with TCP_NODELAY set; never ends, never yields an error.
-pub fn incoming(listener: TcpListener) -> impl Stream<Item = io::Result<TcpStream>> {
+pub(crate) fn incoming(listener: TcpListener) -> impl Stream<Item = io::Result<TcpStream>> {
     let state = (listener, Failures::default());
     futures_util::stream::unfold(state, |(listener, mut failures)| async move {
         loop {

@@ -177,12 +177,12 @@ fn code_label(value: Option<&http::HeaderValue>) -> &'static str {
 /// call the gate refuses (too many at once, or shutting down) is answered with the gate's status
 /// without reaching its handler. Add it with `Server::builder().layer`.
 #[derive(Debug, Clone)]
-pub struct RpcLayer {
+pub(crate) struct RpcLayer {
     gate: Gate,
 }
 
 impl RpcLayer {
-    pub fn new(gate: Gate) -> RpcLayer {
+    pub(crate) fn new(gate: Gate) -> RpcLayer {
         RpcLayer { gate }
     }
 }
@@ -199,7 +199,7 @@ impl<S> tower_layer::Layer<S> for RpcLayer {
 }
 
 #[derive(Debug, Clone)]
-pub struct RpcService<S> {
+pub(crate) struct RpcService<S> {
     inner: S,
     gate: Gate,
 }
@@ -258,7 +258,7 @@ where
 }
 
 pin_project_lite::pin_project! {
-    pub struct RpcFuture<F, ResB> {
+    pub(crate) struct RpcFuture<F, ResB> {
         // The handler's response, or else (a refused call) `refusal`.
         #[pin]
         inner: Option<F>,
@@ -314,7 +314,7 @@ where
 
 pin_project_lite::pin_project! {
     /// The response body, watched for the trailers that carry the call's status.
-    pub struct RpcBody<B> {
+    pub(crate) struct RpcBody<B> {
         #[pin]
         inner: B,
         call: Option<Call>,

@@ -17,8 +17,8 @@ pub mod proto;
 mod service;
 mod status;
 
-pub use auth::BearerAuth;
-pub use gate::Gate;
-pub use incoming::incoming;
-pub use layer::RpcLayer;
-pub use service::ConnectionsService;
+pub(crate) use auth::BearerAuth;
+pub(crate) use gate::Gate;
+pub(crate) use incoming::incoming;
+pub(crate) use layer::RpcLayer;
+pub(crate) use service::ConnectionsService;

@@ -22,14 +22,14 @@ use crate::store::{AllowedUpstreams, NewDestination, Region, Store, check_model}
 
 /// The `segment_connections.v1.Connections` service over a store.
 #[derive(Debug)]
-pub struct ConnectionsService<S> {
+pub(crate) struct ConnectionsService<S> {
     store: Arc<S>,
     limits: RequestLimits,
     delivery: Arc<Delivery<S>>,
 }
 
 impl<S: Store> ConnectionsService<S> {
-    pub fn new(store: Arc<S>, limits: RequestLimits) -> ConnectionsService<S> {
+    pub(crate) fn new(store: Arc<S>, limits: RequestLimits) -> ConnectionsService<S> {
         let delivery = Arc::new(Delivery::new(store.clone(), DeliverySettings::default()));
         ConnectionsService {
             store,
@@ -39,7 +39,7 @@ impl<S: Store> ConnectionsService<S> {
     }
 
     /// The same service with these delivery settings.
-    pub fn with_delivery(self, settings: DeliverySettings) -> ConnectionsService<S> {
+    pub(crate) fn with_delivery(self, settings: DeliverySettings) -> ConnectionsService<S> {
         ConnectionsService {
             delivery: Arc::new(Delivery::new(self.store.clone(), settings)),
             ..self
@@ -47,12 +47,12 @@ impl<S: Store> ConnectionsService<S> {
     }
 
     /// The delivery path (the server tells it when shutdown's grace period ends).
-    pub fn delivery(&self) -> Arc<Delivery<S>> {
+    pub(crate) fn delivery(&self) -> Arc<Delivery<S>> {
         self.delivery.clone()
     }
 
     /// The row path's cache of destinations and compiled mappings.
-    pub fn row_cache(&self) -> Arc<crate::delivery::Cache<S>> {
+    pub(crate) fn row_cache(&self) -> Arc<crate::delivery::Cache<S>> {
         self.delivery.cache().clone()
     }
 

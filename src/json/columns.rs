@@ -132,12 +132,8 @@ fn hash(name: &str) -> u64 {
 }
 
 impl Columns {
-    pub fn len(&self) -> usize {
+    pub(crate) fn len(&self) -> usize {
         self.cols.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.cols.is_empty()
     }
 
     #[inline]
@@ -172,26 +168,26 @@ impl Columns {
     }
 
     /// The column at position `i`.
-    #[inline]
-    pub fn get_index(&self, i: usize) -> Option<(&str, VRef<'_>)> {
+    #[cfg(test)]
+    pub(crate) fn get_index(&self, i: usize) -> Option<(&str, VRef<'_>)> {
         let col = self.cols.get(i)?;
         Some((self.text(col.name), self.value(col)))
     }
 
     /// The value at position `i` if that column is `name`: what a remembered position costs.
     #[inline]
-    pub fn get_at(&self, i: usize, name: &str) -> Option<VRef<'_>> {
+    pub(crate) fn get_at(&self, i: usize, name: &str) -> Option<VRef<'_>> {
         let col = self.cols.get(i)?;
         same(self.bytes(col.name), name.as_bytes()).then(|| self.value(col))
     }
 
     /// The position and value of column `name`.
-    pub fn get_full(&self, name: &str) -> Option<(usize, VRef<'_>)> {
+    pub(crate) fn get_full(&self, name: &str) -> Option<(usize, VRef<'_>)> {
         let i = self.position(name)?;
         Some((i, self.value(&self.cols[i])))
     }
 
-    pub fn get(&self, name: &str) -> Option<VRef<'_>> {
+    pub(crate) fn get(&self, name: &str) -> Option<VRef<'_>> {
         self.get_full(name).map(|(_, v)| v)
     }
 
@@ -214,14 +210,14 @@ impl Columns {
     }
 
     /// Names and values in order.
-    pub fn iter(&self) -> Iter<'_> {
+    pub(crate) fn iter(&self) -> Iter<'_> {
         Iter {
             columns: self,
             cols: self.cols.iter(),
         }
     }
 
-    pub fn keys(&self) -> impl Iterator<Item = &str> {
+    pub(crate) fn keys(&self) -> impl Iterator<Item = &str> {
         self.cols.iter().map(|c| self.text(c.name))
     }
 

@@ -5,12 +5,12 @@ mod columns;
 mod val;
 
 pub use columns::{Columns, deserialize_columns, parse_columns};
-pub use val::{ArrRef, Kind, Num, ObjIter, ObjRef, VRef, Val};
+pub(crate) use val::{Kind, Num, ObjRef, VRef, Val};
 
 use serde_json::{Number, Value};
 
 /// Appends `n` as JavaScript's `String(n)` would (integers exactly, floats per ECMAScript).
-pub fn write_number(out: &mut Vec<u8>, n: &Number) {
+pub(crate) fn write_number(out: &mut Vec<u8>, n: &Number) {
     if let Some(u) = n.as_u64() {
         out.extend_from_slice(itoa::Buffer::new().format(u).as_bytes());
     } else if let Some(i) = n.as_i64() {
@@ -21,7 +21,7 @@ pub fn write_number(out: &mut Vec<u8>, n: &Number) {
 }
 
 /// Appends a finite `f64` as JavaScript's `Number.prototype.toString` (`1e21` → `1e+21`, `-0` → `0`).
-pub fn write_f64(out: &mut Vec<u8>, f: f64) {
+pub(crate) fn write_f64(out: &mut Vec<u8>, f: f64) {
     if f == 0.0 {
         out.push(b'0');
     } else if f.abs() < 1e15 && (f as i64) as f64 == f {
@@ -75,7 +75,7 @@ fn few_decimals(f: f64) -> Option<(i64, u32)> {
 /// Whether `s` (a string a number field coerces) is already the text JavaScript would print
 /// for `+s`: plain decimal, no redundant zeros, at most 15 significant digits (so it reads
 /// back to the same digits), and a magnitude JavaScript prints without an exponent.
-pub fn is_canonical_number_text(s: &str) -> bool {
+pub(crate) fn is_canonical_number_text(s: &str) -> bool {
     let b = s.strip_prefix('-').unwrap_or(s).as_bytes();
     let int_len = b.iter().take_while(|c| c.is_ascii_digit()).count();
     if int_len == 0 || (int_len > 1 && b[0] == b'0') {
@@ -104,14 +104,14 @@ pub fn is_canonical_number_text(s: &str) -> bool {
 }
 
 /// `String(n)` for a JSON number.
-pub fn number_to_string(n: &Number) -> String {
+pub(crate) fn number_to_string(n: &Number) -> String {
     let mut out = Vec::with_capacity(24);
     write_number(&mut out, n);
     String::from_utf8(out).unwrap_or_default()
 }
 
 /// Appends `s` as a JSON string literal, escaping as `JSON.stringify` does.
-pub fn write_str(out: &mut Vec<u8>, s: &str) {
+pub(crate) fn write_str(out: &mut Vec<u8>, s: &str) {
     const HEX: &[u8; 16] = b"0123456789abcdef";
     let bytes = s.as_bytes();
     out.reserve(bytes.len() + 2);
@@ -188,7 +188,7 @@ pub(crate) fn is_plain(s: &str) -> bool {
 
 /// Appends `s`, known to need no escaping (see [`VRef::Plain`]), as a JSON string literal.
 #[inline]
-pub fn write_plain_str(out: &mut Vec<u8>, s: &str) {
+pub(crate) fn write_plain_str(out: &mut Vec<u8>, s: &str) {
     debug_assert!(!has_escape(s.as_bytes()));
     out.reserve(s.len() + 2);
     out.push(b'"');
@@ -223,7 +223,7 @@ pub(super) fn next_escape(bytes: &[u8], mut i: usize) -> Option<usize> {
 
 /// Appends `"key":` for a key known to need no escaping (the event's own keys).
 #[inline(always)]
-pub fn write_plain_key(out: &mut Vec<u8>, key: &str) {
+pub(crate) fn write_plain_key(out: &mut Vec<u8>, key: &str) {
     debug_assert!(!key.bytes().any(|b| b < 0x20 || b == b'"' || b == b'\\'));
     out.reserve(key.len() + 3);
     out.push(b'"');
@@ -251,7 +251,7 @@ fn escape_mask(w: u64) -> u64 {
 }
 
 /// Appends `v` as compact JSON in its own key order (`JSON.stringify(v)`).
-pub fn write_value(out: &mut Vec<u8>, v: &Value) {
+pub(crate) fn write_value(out: &mut Vec<u8>, v: &Value) {
     match v {
         Value::Null => out.extend_from_slice(b"null"),
         Value::Bool(true) => out.extend_from_slice(b"true"),
@@ -284,7 +284,8 @@ pub fn write_value(out: &mut Vec<u8>, v: &Value) {
 }
 
 /// `JSON.stringify(v)` as a `String`.
-pub fn stringify(v: &Value) -> String {
+#[cfg(test)]
+pub(crate) fn stringify(v: &Value) -> String {
     let mut out = Vec::with_capacity(64);
     write_value(&mut out, v);
     // Only valid UTF-8 was written: every piece came from `str`s and ASCII.
@@ -292,7 +293,7 @@ pub fn stringify(v: &Value) -> String {
 }
 
 /// Appends `v` as canonical JSON: object keys sorted, no whitespace (the messageId hash input).
-pub fn write_canonical(out: &mut Vec<u8>, v: &Value) {
+pub(crate) fn write_canonical(out: &mut Vec<u8>, v: &Value) {
     match v {
         Value::Object(map) => {
             write_canonical_entries(out, map.iter().map(|(k, v)| (k.as_str(), VRef::Json(v))))
@@ -312,7 +313,7 @@ pub fn write_canonical(out: &mut Vec<u8>, v: &Value) {
 }
 
 /// Canonical JSON of an object given as entries (sorted by key, compact).
-pub fn write_canonical_entries<'a>(
+pub(crate) fn write_canonical_entries<'a>(
     out: &mut Vec<u8>,
     entries: impl Iterator<Item = (&'a str, VRef<'a>)>,
 ) {
@@ -336,7 +337,7 @@ pub fn write_canonical_entries<'a>(
 }
 
 /// JavaScript's `ToNumber` on a string (`+s`): `None` where JavaScript gives `NaN`.
-pub fn string_to_number(s: &str) -> Option<f64> {
+pub(crate) fn string_to_number(s: &str) -> Option<f64> {
     let t = s.trim_matches(is_js_whitespace);
     if t.is_empty() {
         return Some(0.0);
@@ -396,7 +397,7 @@ pub fn string_to_number(s: &str) -> Option<f64> {
 }
 
 /// JavaScript's `WhiteSpace` and `LineTerminator` (what `String.prototype.trim` removes).
-pub fn is_js_whitespace(c: char) -> bool {
+pub(crate) fn is_js_whitespace(c: char) -> bool {
     matches!(
         c,
         '\u{9}' | '\u{a}' | '\u{b}' | '\u{c}' | '\u{d}' | ' ' | '\u{a0}' | '\u{1680}' | '\u{2000}'
@@ -411,7 +412,7 @@ pub fn is_js_whitespace(c: char) -> bool {
 }
 
 /// The length of `s` as JavaScript counts it (UTF-16 code units).
-pub fn js_len(s: &str) -> usize {
+pub(crate) fn js_len(s: &str) -> usize {
     s.chars().map(char::len_utf16).sum()
 }
 

@@ -5,8 +5,6 @@ use serde_json::{Map, Number, Value};
 
 use super::Columns;
 
-static NULL: Value = Value::Null;
-
 /// A resolved mapping value (`undefined` is `Option::None` around it).
 #[derive(Debug, Clone)]
 pub enum Val<'a> {
@@ -48,7 +46,7 @@ pub enum VRef<'x> {
 
 /// The JSON type of a value, with its content.
 #[derive(Debug, Clone, Copy)]
-pub enum Kind<'x> {
+pub(crate) enum Kind<'x> {
     Null,
     Bool(bool),
     Number(Num<'x>),
@@ -59,14 +57,14 @@ pub enum Kind<'x> {
 
 /// A number: JSON's, or a row's integer beyond 64 bits as its digits.
 #[derive(Debug, Clone, Copy)]
-pub enum Num<'x> {
+pub(crate) enum Num<'x> {
     Json(&'x Number),
     Digits(&'x str),
 }
 
 impl Num<'_> {
     /// The nearest double (what JavaScript computes with).
-    pub fn as_f64(self) -> Option<f64> {
+    pub(crate) fn as_f64(self) -> Option<f64> {
         match self {
             Num::Json(n) => n.as_f64(),
             Num::Digits(d) => d.parse().ok(),
@@ -74,7 +72,7 @@ impl Num<'_> {
     }
 
     /// Appends the number as JavaScript prints it; long integers with every digit.
-    pub fn write(self, out: &mut Vec<u8>) {
+    pub(crate) fn write(self, out: &mut Vec<u8>) {
         match self {
             Num::Json(n) => super::write_number(out, n),
             Num::Digits(d) => out.extend_from_slice(d.as_bytes()),
@@ -82,7 +80,7 @@ impl Num<'_> {
     }
 
     /// As [`Num::write`], as a `String`.
-    pub fn to_js_string(self) -> String {
+    pub(crate) fn to_js_string(self) -> String {
         match self {
             Num::Json(n) => super::number_to_string(n),
             Num::Digits(d) => d.to_owned(),
@@ -92,14 +90,14 @@ impl Num<'_> {
 
 /// An array's items.
 #[derive(Debug, Clone, Copy)]
-pub enum ArrRef<'x> {
+pub(crate) enum ArrRef<'x> {
     Json(&'x [Value]),
     Vals(&'x [Val<'x>]),
 }
 
 /// An object's entries.
 #[derive(Debug, Clone, Copy)]
-pub enum ObjRef<'x> {
+pub(crate) enum ObjRef<'x> {
     Map(&'x Map<String, Value>),
     Row(&'x Columns),
     Pairs(&'x [(&'x str, Val<'x>)]),
@@ -108,12 +106,8 @@ pub enum ObjRef<'x> {
 // === impl Val ===
 
 impl<'a> Val<'a> {
-    pub fn null() -> Val<'a> {
-        Val::Ref(&NULL)
-    }
-
     #[inline]
-    pub fn as_ref(&self) -> VRef<'_> {
+    pub(crate) fn as_ref(&self) -> VRef<'_> {
         match self {
             Val::Ref(v) => VRef::Json(v),
             Val::Str(s) => VRef::Str(s),
@@ -127,16 +121,11 @@ impl<'a> Val<'a> {
     }
 
     /// This value as owned JSON (a copy where it was borrowed).
-    pub fn into_value(self) -> Value {
+    pub(crate) fn into_value(self) -> Value {
         match self {
             Val::Own(v) => v,
             other => other.as_ref().to_value(),
         }
-    }
-
-    /// The same value with no borrow of anything shorter-lived than `'b`.
-    pub fn into_owned<'b>(self) -> Val<'b> {
-        Val::Own(self.into_value())
     }
 }
 
@@ -157,7 +146,7 @@ impl serde::Serialize for VRef<'_> {
 
 impl<'x> VRef<'x> {
     #[inline]
-    pub fn kind(self) -> Kind<'x> {
+    pub(crate) fn kind(self) -> Kind<'x> {
         match self {
             VRef::Json(v) => match v {
                 Value::Null => Kind::Null,
@@ -177,22 +166,22 @@ impl<'x> VRef<'x> {
     }
 
     /// An `undefined` array item.
-    pub fn is_hole(self) -> bool {
+    pub(crate) fn is_hole(self) -> bool {
         matches!(self, VRef::Hole)
     }
 
-    pub fn is_null(self) -> bool {
+    pub(crate) fn is_null(self) -> bool {
         matches!(self.kind(), Kind::Null)
     }
 
-    pub fn as_str(self) -> Option<&'x str> {
+    pub(crate) fn as_str(self) -> Option<&'x str> {
         match self.kind() {
             Kind::Str(s) => Some(s),
             _ => None,
         }
     }
 
-    pub fn as_object(self) -> Option<ObjRef<'x>> {
+    pub(crate) fn as_object(self) -> Option<ObjRef<'x>> {
         match self.kind() {
             Kind::Object(o) => Some(o),
             _ => None,
@@ -200,7 +189,7 @@ impl<'x> VRef<'x> {
     }
 
     /// JavaScript truthiness.
-    pub fn truthy(self) -> bool {
+    pub(crate) fn truthy(self) -> bool {
         match self.kind() {
             Kind::Null => false,
             Kind::Bool(b) => b,
@@ -211,7 +200,7 @@ impl<'x> VRef<'x> {
     }
 
     /// The type name AJV reports (`string`, `number`, `boolean`, `object`, `array`, `null`).
-    pub fn type_name(self) -> &'static str {
+    pub(crate) fn type_name(self) -> &'static str {
         match self.kind() {
             Kind::Null => "null",
             Kind::Bool(_) => "boolean",
@@ -222,7 +211,7 @@ impl<'x> VRef<'x> {
         }
     }
 
-    pub fn to_value(self) -> Value {
+    pub(crate) fn to_value(self) -> Value {
         match self {
             VRef::Json(v) => v.clone(),
             VRef::Str(s) | VRef::Plain(s) => Value::String(s.to_owned()),
@@ -248,7 +237,7 @@ impl<'x> VRef<'x> {
     }
 
     #[inline]
-    pub fn to_val(self) -> Val<'x> {
+    pub(crate) fn to_val(self) -> Val<'x> {
         match self {
             VRef::Json(v) => Val::Ref(v),
             VRef::Str(s) | VRef::Plain(s) => Val::Str(s),
@@ -261,7 +250,7 @@ impl<'x> VRef<'x> {
     }
 
     /// Appends this value as compact JSON.
-    pub fn write_json(self, out: &mut Vec<u8>) {
+    pub(crate) fn write_json(self, out: &mut Vec<u8>) {
         match self {
             // A string needs no trip through `write_value` (most values are strings).
             VRef::Json(Value::String(s)) => super::write_str(out, s),
@@ -301,25 +290,21 @@ impl<'x> VRef<'x> {
 // === impl ArrRef ===
 
 impl<'x> ArrRef<'x> {
-    pub fn len(self) -> usize {
+    pub(crate) fn len(self) -> usize {
         match self {
             ArrRef::Json(a) => a.len(),
             ArrRef::Vals(a) => a.len(),
         }
     }
 
-    pub fn is_empty(self) -> bool {
-        self.len() == 0
-    }
-
-    pub fn get(self, i: usize) -> Option<VRef<'x>> {
+    pub(crate) fn get(self, i: usize) -> Option<VRef<'x>> {
         match self {
             ArrRef::Json(a) => a.get(i).map(VRef::Json),
             ArrRef::Vals(a) => a.get(i).map(Val::as_ref),
         }
     }
 
-    pub fn iter(self) -> impl Iterator<Item = VRef<'x>> {
+    pub(crate) fn iter(self) -> impl Iterator<Item = VRef<'x>> {
         (0..self.len()).filter_map(move |i| self.get(i))
     }
 }
@@ -327,7 +312,7 @@ impl<'x> ArrRef<'x> {
 // === impl ObjRef ===
 
 impl<'x> ObjRef<'x> {
-    pub fn get(self, key: &str) -> Option<VRef<'x>> {
+    pub(crate) fn get(self, key: &str) -> Option<VRef<'x>> {
         match self {
             ObjRef::Map(m) => m.get(key).map(VRef::Json),
             ObjRef::Row(c) => c.get(key),
@@ -339,7 +324,7 @@ impl<'x> ObjRef<'x> {
         }
     }
 
-    pub fn len(self) -> usize {
+    pub(crate) fn len(self) -> usize {
         match self {
             ObjRef::Map(m) => m.len(),
             ObjRef::Row(c) => c.len(),
@@ -347,11 +332,7 @@ impl<'x> ObjRef<'x> {
         }
     }
 
-    pub fn is_empty(self) -> bool {
-        self.len() == 0
-    }
-
-    pub fn iter(self) -> ObjIter<'x> {
+    pub(crate) fn iter(self) -> ObjIter<'x> {
         match self {
             ObjRef::Map(m) => ObjIter::Map(m.iter()),
             ObjRef::Row(c) => ObjIter::Row(c.iter()),
@@ -361,7 +342,7 @@ impl<'x> ObjRef<'x> {
 }
 
 /// The entries of an `ObjRef`, in order.
-pub enum ObjIter<'x> {
+pub(crate) enum ObjIter<'x> {
     Map(serde_json::map::Iter<'x>),
     Row(super::columns::Iter<'x>),
     Pairs(std::slice::Iter<'x, (&'x str, Val<'x>)>),

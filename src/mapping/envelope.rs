@@ -11,7 +11,7 @@ use crate::json::VRef;
 
 /// The envelope of one row for one mapping. Nothing is copied unless a directive asks for the
 /// whole envelope (`$.`, Liquid, FQL).
-pub struct Envelope<'a> {
+pub(crate) struct Envelope<'a> {
     row: &'a Row,
     identity: &'a Identity,
     derived: OnceCell<String>,
@@ -20,7 +20,7 @@ pub struct Envelope<'a> {
 
 /// The top-level envelope key a path starts with, resolved when the path is compiled.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum EnvRoot {
+pub(crate) enum EnvRoot {
     /// No key: the whole envelope.
     Whole,
     Type,
@@ -33,7 +33,7 @@ pub enum EnvRoot {
 }
 
 impl EnvRoot {
-    pub fn of(first_key: Option<&str>) -> EnvRoot {
+    pub(crate) fn of(first_key: Option<&str>) -> EnvRoot {
         match first_key {
             None => EnvRoot::Whole,
             Some("type") => EnvRoot::Type,
@@ -56,7 +56,7 @@ pub(super) enum Scope<'a> {
 }
 
 impl<'a> Envelope<'a> {
-    pub fn new(row: &'a Row, identity: &'a Identity) -> Envelope<'a> {
+    pub(crate) fn new(row: &'a Row, identity: &'a Identity) -> Envelope<'a> {
         Envelope {
             row,
             identity,
@@ -65,18 +65,18 @@ impl<'a> Envelope<'a> {
         }
     }
 
-    pub fn row(&self) -> &'a Row {
+    pub(crate) fn row(&self) -> &'a Row {
         self.row
     }
 
     /// The derived messageId of this row under this mapping (docs/DESIGN.md, "messageId").
-    pub fn derived_message_id(&self) -> &str {
+    pub(crate) fn derived_message_id(&self) -> &str {
         self.derived
             .get_or_init(|| message_id::derive(self.identity, self.row))
     }
 
     /// `$.messageId`: the caller's id for the row, else the derived one.
-    pub fn message_id(&self) -> &str {
+    pub(crate) fn message_id(&self) -> &str {
         match &self.row.message_id {
             Some(id) => id,
             None => self.derived_message_id(),
@@ -84,7 +84,7 @@ impl<'a> Envelope<'a> {
     }
 
     /// The value of a top-level envelope key.
-    pub fn root(&self, root: EnvRoot) -> Option<VRef<'_>> {
+    pub(crate) fn root(&self, root: EnvRoot) -> Option<VRef<'_>> {
         match root {
             EnvRoot::Type => Some(VRef::Str("track")),
             EnvRoot::Event => Some(VRef::Str(self.row.op.event())),
@@ -97,7 +97,7 @@ impl<'a> Envelope<'a> {
     }
 
     /// The whole envelope as JSON, built on first use.
-    pub fn as_value(&self) -> &Value {
+    pub(crate) fn as_value(&self) -> &Value {
         self.value.get_or_init(|| {
             let mut m = Map::new();
             m.insert("type".into(), Value::from("track"));

@@ -98,7 +98,7 @@ pub(super) struct Compiler {
 }
 
 /// The deepest directives may nest (a directive inside another's argument is one level down).
-pub const MAX_DIRECTIVE_DEPTH: usize = 32;
+pub(crate) const MAX_DIRECTIVE_DEPTH: usize = 32;
 
 const MAX_PATTERN_LENGTH: usize = 10;
 const MAX_REPLACEMENT_LENGTH: usize = 10;

@@ -67,14 +67,14 @@ pub struct Fql {
 /// Why an FQL source was rejected; `offset` is a byte offset into the source.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{message} at offset {offset}")]
-pub struct FqlError {
+pub(crate) struct FqlError {
     pub message: String,
     pub offset: usize,
 }
 
 impl Fql {
     /// Compiles `src`, or explains why it is not in the supported subset.
-    pub fn parse(src: &str) -> Result<Fql, FqlError> {
+    pub(crate) fn parse(src: &str) -> Result<Fql, FqlError> {
         if src.len() > MAX_SOURCE_BYTES {
             return Err(err(
                 format!("fql is longer than {MAX_SOURCE_BYTES} bytes"),
@@ -100,13 +100,8 @@ impl Fql {
     }
 
     /// Whether `event` satisfies the subscription.
-    pub fn matches(&self, event: &Value) -> bool {
+    pub(crate) fn matches(&self, event: &Value) -> bool {
         self.root.eval(event)
-    }
-
-    /// The original text.
-    pub fn source(&self) -> &str {
-        &self.source
     }
 }
 
@@ -693,6 +688,14 @@ fn compile_path(word: &str, offset: usize) -> Result<Path, FqlError> {
             ),
             offset,
         )),
+    }
+}
+
+#[cfg(test)]
+impl Fql {
+    /// The original text.
+    pub(crate) fn source(&self) -> &str {
+        &self.source
     }
 }
 

@@ -25,7 +25,7 @@ impl Identity {
 }
 
 /// The prefix of every derived id (a version tag: a new recipe gets a new prefix).
-pub const PREFIX: &str = "sc1-";
+pub(crate) const PREFIX: &str = "sc1-";
 
 /// `sc1-` + the first 32 hex digits of SHA-256 over the length-prefixed parts: destination id,
 /// mapping id, mapping version, row id, op, and the row's columns as canonical JSON.

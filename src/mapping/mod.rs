@@ -17,11 +17,11 @@ pub(crate) mod trigger;
 use serde::Deserialize;
 use serde_json::{Map, Value};
 
-pub use expr::{MAX_DIRECTIVE_DEPTH, Violation};
+pub(crate) use expr::Violation;
 pub use message_id::Identity;
 pub use render::{Render, TestResult};
 pub use row::{Op, Row};
-pub use trigger::Trigger;
+pub(crate) use trigger::Trigger;
 
 use crate::issue::pointer;
 use crate::spec::{Action, Field};
@@ -83,7 +83,7 @@ impl MappingDoc {
 
 /// Registration's rules: the document compiles, and names itself and its model. Every
 /// violation is listed, each with its pointer into the document.
-pub fn register(json: String) -> Result<MappingContent, Vec<Violation>> {
+pub(crate) fn register(json: String) -> Result<MappingContent, Vec<Violation>> {
     let doc = MappingDoc::parse(json.as_bytes()).map_err(|v| vec![v])?;
     let mut violations = Mapping::compile(&doc, Identity::offline(""))
         .err()
@@ -139,7 +139,10 @@ impl Mapping {
     /// Parses and compiles a document: the one way document bytes become a mapping (stored ones,
     /// TestMapping's inline ones, the CLI's files). `identity` `None`: offline, named after the
     /// document.
-    pub fn from_json(bytes: &[u8], identity: Option<Identity>) -> Result<Mapping, Vec<Violation>> {
+    pub(crate) fn from_json(
+        bytes: &[u8],
+        identity: Option<Identity>,
+    ) -> Result<Mapping, Vec<Violation>> {
         let doc = MappingDoc::parse(bytes).map_err(|v| vec![v])?;
         let identity =
             identity.unwrap_or_else(|| Identity::offline(doc.name.as_deref().unwrap_or_default()));
@@ -257,7 +260,7 @@ impl Mapping {
         }
     }
 
-    pub fn identity(&self) -> &Identity {
+    pub(crate) fn identity(&self) -> &Identity {
         &self.identity
     }
 }

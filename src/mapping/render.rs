@@ -42,7 +42,7 @@ impl Mapping {
     /// Renders `row`, appending the event's JSON to `out` when one could be built
     /// (`out[out.len() - size..]` afterwards). Problems are issues, never errors; a render that
     /// would compute more than `budget` bytes (see [`super::budget`]) stops with `RENDER_LIMIT`.
-    pub fn render_within(&self, row: &Row, out: &mut Vec<u8>, budget: usize) -> Render {
+    pub(crate) fn render_within(&self, row: &Row, out: &mut Vec<u8>, budget: usize) -> Render {
         let env = Envelope::new(row, self.identity());
         if !self.trigger.matches(&env) {
             return Render {
@@ -60,7 +60,7 @@ impl Mapping {
 
     /// Whether every field is a path or a literal (or a raw object of them): its rows are
     /// rendered by copying, no directive computes anything.
-    pub fn is_flat(&self) -> bool {
+    pub(crate) fn is_flat(&self) -> bool {
         self.flat.is_some()
     }
 
@@ -136,7 +136,7 @@ impl Mapping {
     }
 
     /// TestMapping for one row: what would be sent and whether the Tracking API would take it.
-    pub fn test_within(&self, row: &Row, budget: usize) -> TestResult {
+    pub(crate) fn test_within(&self, row: &Row, budget: usize) -> TestResult {
         let mut out = Vec::with_capacity(512);
         let r = self.render_within(row, &mut out, budget);
         let event_json = r.built.size.and_then(|_| String::from_utf8(out).ok());
@@ -184,7 +184,7 @@ pub struct TestResult {
 
 impl TestResult {
     /// A row rejected before any event could be built.
-    pub fn rejected(issues: Vec<Issue>) -> TestResult {
+    pub(crate) fn rejected(issues: Vec<Issue>) -> TestResult {
         TestResult {
             accepted: false,
             skipped: false,

@@ -16,7 +16,7 @@ pub enum Op {
 }
 
 impl Op {
-    pub fn as_str(self) -> &'static str {
+    pub(crate) fn as_str(self) -> &'static str {
         match self {
             Op::Added => "added",
             Op::Updated => "updated",
@@ -25,18 +25,12 @@ impl Op {
     }
 
     /// The envelope's `event` for this change (Segment's Reverse ETL names).
-    pub fn event(self) -> &'static str {
+    pub(crate) fn event(self) -> &'static str {
         match self {
             Op::Added => "new",
             Op::Updated => "updated",
             Op::Deleted => "deleted",
         }
-    }
-
-    pub fn parse(s: &str) -> Option<Op> {
-        [Op::Added, Op::Updated, Op::Deleted]
-            .into_iter()
-            .find(|op| op.as_str() == s)
     }
 }
 
@@ -74,7 +68,7 @@ impl Row {
     }
 
     /// The columns as canonical JSON (keys sorted, compact), computed once per row.
-    pub fn canonical_columns(&self) -> &[u8] {
+    pub(crate) fn canonical_columns(&self) -> &[u8] {
         self.canonical.get_or_init(|| {
             let mut out = Vec::with_capacity(256);
             json::write_canonical_entries(&mut out, self.columns.iter());

@@ -16,7 +16,7 @@ pub enum Trigger {
 
 impl Trigger {
     /// One of `added`, `updated`, `added_or_updated`, `deleted`.
-    pub fn named(name: &str) -> Option<Trigger> {
+    pub(crate) fn named(name: &str) -> Option<Trigger> {
         Some(match name {
             "added" => Trigger::Added,
             "updated" => Trigger::Updated,
@@ -26,11 +26,11 @@ impl Trigger {
         })
     }
 
-    pub fn fql(src: &str) -> Result<Trigger, FqlError> {
+    pub(crate) fn fql(src: &str) -> Result<Trigger, FqlError> {
         Fql::parse(src).map(|f| Trigger::Fql(Box::new(f)))
     }
 
-    pub fn matches(&self, env: &Envelope<'_>) -> bool {
+    pub(crate) fn matches(&self, env: &Envelope<'_>) -> bool {
         let op = env.row().op;
         match self {
             Trigger::Added => op == Op::Added,

@@ -17,7 +17,7 @@ use super::BoxError;
 
 /// The outcome of one attempt, as the policy sees it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Attempt {
+pub(crate) enum Attempt {
     /// The API answered with this status.
     Status(u16),
     /// The per-attempt timeout fired.
@@ -30,7 +30,7 @@ pub enum Attempt {
 
 /// One `/v1/batch` body to send. Clones (one per attempt) share `progress`.
 #[derive(Debug, Clone)]
-pub struct SegmentRequest {
+pub(crate) struct SegmentRequest {
     pub body: Bytes,
     /// Retries stop when the next wait would pass this instant.
     pub deadline: Option<Instant>,
@@ -38,7 +38,7 @@ pub struct SegmentRequest {
 }
 
 impl SegmentRequest {
-    pub fn new(body: Bytes, deadline: Option<Instant>) -> SegmentRequest {
+    pub(crate) fn new(body: Bytes, deadline: Option<Instant>) -> SegmentRequest {
         SegmentRequest {
             body,
             deadline,
@@ -50,7 +50,7 @@ impl SegmentRequest {
 /// What the retry policy saw so far, for the report: attempts and the last outcome; and what was
 /// dispatched, so a caller that gives up knows whether an attempt was on the wire.
 #[derive(Debug, Default)]
-pub struct Progress {
+pub(crate) struct Progress {
     attempts: AtomicU32,
     /// 0: none yet; 1..=999: an HTTP status; TIMEOUT / TRANSPORT / BUILD otherwise.
     last: AtomicU32,
@@ -92,11 +92,11 @@ impl Progress {
         self.deadline_stop.load(Ordering::Relaxed)
     }
 
-    pub fn attempts(&self) -> u32 {
+    pub(crate) fn attempts(&self) -> u32 {
         self.attempts.load(Ordering::Relaxed)
     }
 
-    pub fn last(&self) -> Option<Attempt> {
+    pub(crate) fn last(&self) -> Option<Attempt> {
         match self.last.load(Ordering::Relaxed) {
             0 => None,
             LAST_TIMEOUT => Some(Attempt::Timeout),
@@ -187,7 +187,7 @@ where
 
 /// What the API answered to one attempt (any status: the policy classifies).
 #[derive(Debug, Clone)]
-pub struct SegmentResponse {
+pub(crate) struct SegmentResponse {
     pub status: u16,
     pub retry_after: Option<Duration>,
 }

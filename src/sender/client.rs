@@ -15,13 +15,13 @@ use super::{BoxError, RetrySettings, stack};
 use crate::store::WriteKey;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Sent {
+pub(crate) struct Sent {
     pub attempts: u32,
 }
 
 /// Why a batch was not delivered. Never carries the write key or an upstream body.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
-pub enum SendError {
+pub(crate) enum SendError {
     /// A permanent answer (a 4xx other than the retryable ones).
     #[error("upstream rejected the batch with status {status}")]
     Rejected { status: u16, attempts: u32 },
@@ -43,11 +43,11 @@ pub enum SendError {
 
 impl SendError {
     /// Whether sending the same events again later may succeed.
-    pub fn is_retryable(&self) -> bool {
+    pub(crate) fn is_retryable(&self) -> bool {
         !matches!(self, SendError::Rejected { .. } | SendError::NotAllowed)
     }
 
-    pub fn attempts(&self) -> u32 {
+    pub(crate) fn attempts(&self) -> u32 {
         match self {
             SendError::Rejected { attempts, .. }
             | SendError::RetriesExhausted { attempts, .. }
@@ -57,7 +57,7 @@ impl SendError {
     }
 
     /// The last upstream HTTP status, if the last attempt got one.
-    pub fn last_status(&self) -> Option<u16> {
+    pub(crate) fn last_status(&self) -> Option<u16> {
         match self {
             SendError::Rejected { status, .. } => Some(*status),
             SendError::RetriesExhausted { last, .. }
@@ -74,7 +74,7 @@ impl SendError {
 
 /// clone; clones share the concurrency limit.
 #[derive(Clone)]
-pub struct SegmentClient {
+pub(crate) struct SegmentClient {
     svc: BoxCloneSyncService<SegmentRequest, SegmentResponse, BoxError>,
 }
 
@@ -86,7 +86,7 @@ impl std::fmt::Debug for SegmentClient {
 
 impl SegmentClient {
     /// The stack over any inner service (tests inject mocks here).
-    pub fn new<S>(inner: S, settings: &RetrySettings) -> SegmentClient
+    pub(crate) fn new<S>(inner: S, settings: &RetrySettings) -> SegmentClient
     where
         S: tower::Service<SegmentRequest, Response = SegmentResponse>
             + Clone
@@ -102,7 +102,7 @@ impl SegmentClient {
     }
 
     /// The real thing: HTTP to `base` with `write_key`.
-    pub fn http(
+    pub(crate) fn http(
         client: reqwest::Client,
         base: &str,
         write_key: WriteKey,
@@ -118,7 +118,7 @@ impl SegmentClient {
     /// an attempt already on the wire runs to its end (its own timeout bounds it) still holding
     /// that place, so the limit is a hard cap on requests the API sees, and the report says the
     /// API may have the events rather than that they were never sent.
-    pub async fn send(&self, body: Bytes, deadline: Instant) -> Result<Sent, SendError> {
+    pub(crate) async fn send(&self, body: Bytes, deadline: Instant) -> Result<Sent, SendError> {
         let req = SegmentRequest::new(body, Some(deadline));
         let progress = req.progress.clone();
         let mut task = Batch {

@@ -18,7 +18,7 @@ pub(super) const USER_AGENT: &str = concat!(env!("CARGO_PKG_NAME"), "/", env!("C
 /// The bottom of the stack: one `POST {base}/v1/batch` per call, Basic auth with the write key
 /// and an empty password, JSON content type, our User-Agent. Any status is `Ok`.
 #[derive(Clone)]
-pub struct SegmentHttp {
+pub(crate) struct SegmentHttp {
     client: reqwest::Client,
     url: Arc<str>,
     write_key: WriteKey,
@@ -26,7 +26,7 @@ pub struct SegmentHttp {
 
 impl SegmentHttp {
     /// `base` is the Tracking API base without `/v1` (`Region::base_url`).
-    pub fn new(client: reqwest::Client, base: &str, write_key: WriteKey) -> SegmentHttp {
+    pub(crate) fn new(client: reqwest::Client, base: &str, write_key: WriteKey) -> SegmentHttp {
         SegmentHttp {
             client,
             url: format!("{}/v1/batch", base.trim_end_matches('/')).into(),
@@ -36,7 +36,7 @@ impl SegmentHttp {
 
     /// The shared HTTP client: built once, its own retries off (tower's policy is the only
     /// one), a connect timeout, a total timeout only as a backstop behind the per-attempt one.
-    pub fn client(settings: &RetrySettings) -> reqwest::Client {
+    pub(crate) fn client(settings: &RetrySettings) -> reqwest::Client {
         reqwest::Client::builder()
             .user_agent(USER_AGENT)
             .retry(reqwest::retry::never())

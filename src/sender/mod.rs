@@ -14,13 +14,13 @@ mod stack;
 
 use std::time::Duration;
 
-pub use attempt::{Attempt, SegmentRequest, SegmentResponse};
-pub use client::{SegmentClient, SendError, Sent};
-pub use http::SegmentHttp;
+pub(crate) use attempt::Attempt;
+pub(crate) use client::{SegmentClient, SendError, Sent};
+pub(crate) use http::SegmentHttp;
 
 /// Errors inside the tower stack. Never leaves `sender/`: [`SegmentClient::send`] turns them
 /// into [`SendError`].
-pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
+pub(crate) type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
 /// How batches are sent and retried.
 #[derive(Debug, Clone)]

@@ -4,11 +4,11 @@
 /// The most bytes one serialised event may have (the API's "32 KB", as Segment's SDKs read it).
 pub const MAX_EVENT_BYTES: usize = 32 * 1024;
 /// The longest messageId the API keeps, in characters.
-pub const MAX_MESSAGE_ID_CHARS: usize = 100;
+pub(crate) const MAX_MESSAGE_ID_CHARS: usize = 100;
 
 /// Whether `s` is an RFC 3339 date-time: `2024-05-01T12:00:00Z`, `2024-05-01T12:00:00.123+02:00`.
 /// A date alone, a missing offset or an impossible date is not.
-pub fn is_rfc3339(s: &str) -> bool {
+pub(crate) fn is_rfc3339(s: &str) -> bool {
     let b = s.as_bytes();
     let Some(head) = b.first_chunk::<19>() else {
         return false;

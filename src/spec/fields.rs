@@ -15,7 +15,7 @@ pub enum Action {
 }
 
 impl Action {
-    pub const ALL: [Action; 5] = [
+    pub(crate) const ALL: [Action; 5] = [
         Action::Track,
         Action::Page,
         Action::Screen,
@@ -33,21 +33,21 @@ impl Action {
         }
     }
 
-    pub fn parse(s: &str) -> Option<Action> {
+    pub(crate) fn parse(s: &str) -> Option<Action> {
         Action::ALL.into_iter().find(|a| a.as_str() == s)
     }
 }
 
 /// A scalar type of a declared sub-field.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Scalar {
+pub(crate) enum Scalar {
     Str,
     Num,
     Bool,
 }
 
 impl Scalar {
-    pub fn name(self) -> &'static str {
+    pub(crate) fn name(self) -> &'static str {
         match self {
             Scalar::Str => "string",
             Scalar::Num => "number",
@@ -58,7 +58,7 @@ impl Scalar {
 
 /// A sub-field of an object field with declared sub-properties.
 #[derive(Debug)]
-pub struct Sub {
+pub(crate) struct Sub {
     pub key: &'static str,
     pub label: &'static str,
     pub ty: Scalar,
@@ -68,14 +68,14 @@ pub struct Sub {
 
 impl Sub {
     /// Another spelling of the same output key exists and takes precedence over this one (D7).
-    pub fn is_alias(&self) -> bool {
+    pub(crate) fn is_alias(&self) -> bool {
         self.key != self.out
     }
 }
 
 /// The type of a field.
 #[derive(Debug, Clone, Copy)]
-pub enum FieldType {
+pub(crate) enum FieldType {
     Str,
     /// An object whose sub-keys are declared: unknown ones are removed, the rest coerced.
     Object(&'static [Sub]),
@@ -197,8 +197,8 @@ pub enum Field {
 }
 
 impl Field {
-    pub const COUNT: usize = 25;
-    pub const ALL: [Field; Field::COUNT] = [
+    pub(crate) const COUNT: usize = 25;
+    pub(crate) const ALL: [Field; Field::COUNT] = [
         Field::UserId,
         Field::AnonymousId,
         Field::Timestamp,
@@ -226,23 +226,23 @@ impl Field {
         Field::Consent,
     ];
 
-    pub fn index(self) -> usize {
+    pub(crate) fn index(self) -> usize {
         self as usize
     }
 
-    pub fn key(self) -> &'static str {
+    pub(crate) fn key(self) -> &'static str {
         self.info().0
     }
 
-    pub fn label(self) -> &'static str {
+    pub(crate) fn label(self) -> &'static str {
         self.info().1
     }
 
-    pub fn ty(self) -> FieldType {
+    pub(crate) fn ty(self) -> FieldType {
         self.info().2
     }
 
-    pub fn from_key(key: &str) -> Option<Field> {
+    pub(crate) fn from_key(key: &str) -> Option<Field> {
         Field::ALL.into_iter().find(|f| f.key() == key)
     }
 
@@ -282,7 +282,7 @@ impl Field {
     }
 
     /// Whether `action` has this field (docs/SEGMENT_SPEC.md §2).
-    pub fn allowed(self, action: Action) -> bool {
+    pub(crate) fn allowed(self, action: Action) -> bool {
         match self {
             Field::EventName => action == Action::Track,
             Field::PageName | Field::PageCategory => action == Action::Page,
@@ -295,7 +295,7 @@ impl Field {
     }
 
     /// Whether `action` requires this field.
-    pub fn required(self, action: Action) -> bool {
+    pub(crate) fn required(self, action: Action) -> bool {
         matches!(
             (self, action),
             (Field::EventName, Action::Track) | (Field::GroupId, Action::Group)

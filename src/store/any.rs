@@ -16,7 +16,7 @@ pub enum AnyStore {
 
 impl AnyStore {
     /// Closes the backend's connections.
-    pub async fn close(&self) {
+    pub(crate) async fn close(&self) {
         match self {
             AnyStore::Sqlite(s) => s.close().await,
             AnyStore::Postgres(s) => s.close().await,

@@ -27,7 +27,7 @@ pub enum CryptoError {
 
 /// A ciphertext and what is needed to open it.
 #[derive(Clone, PartialEq, Eq)]
-pub struct Sealed {
+pub(crate) struct Sealed {
     pub key_id: String,
     pub nonce: Vec<u8>,
     pub ciphertext: Vec<u8>,
@@ -39,7 +39,7 @@ pub(crate) type SealedColumns = (Option<String>, Option<Vec<u8>>, Option<Vec<u8>
 
 impl Sealed {
     /// `sealed` as its three columns.
-    pub fn columns(sealed: Option<Sealed>) -> SealedColumns {
+    pub(crate) fn columns(sealed: Option<Sealed>) -> SealedColumns {
         match sealed {
             Some(Sealed {
                 key_id,
@@ -114,7 +114,7 @@ impl KeyRing {
     }
 
     /// Encrypts `plaintext` under the current key, binding it to `aad`.
-    pub fn seal(&self, plaintext: &[u8], aad: &[u8]) -> Result<Sealed, CryptoError> {
+    pub(crate) fn seal(&self, plaintext: &[u8], aad: &[u8]) -> Result<Sealed, CryptoError> {
         let mut nonce = [0u8; NONCE_LEN];
         getrandom::fill(&mut nonce)
             .map_err(|e| CryptoError::BadKey(format!("no randomness: {e}")))?;
@@ -137,7 +137,7 @@ impl KeyRing {
     }
 
     /// Decrypts with the key `sealed` names; fails if it is not loaded or `aad` differs.
-    pub fn open(&self, sealed: &Sealed, aad: &[u8]) -> Result<Vec<u8>, CryptoError> {
+    pub(crate) fn open(&self, sealed: &Sealed, aad: &[u8]) -> Result<Vec<u8>, CryptoError> {
         let key = std::iter::once(&self.current)
             .chain(&self.previous)
             .find(|k| k.id == sealed.key_id)

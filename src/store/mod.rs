@@ -30,7 +30,7 @@ pub use model::{
     MappingRecord, Name, NewDestination, Region, check_model,
 };
 pub use postgres::{PostgresOptions, PostgresStore};
-pub use redact::redact_store_url;
+pub(crate) use redact::redact_store_url;
 pub use secret::WriteKey;
 pub use sqlite::SqliteStore;
 pub use watch::watch_changes;
@@ -172,7 +172,7 @@ fn scope_suffix(scope: &Option<String>) -> String {
         .unwrap_or_default()
 }
 
-pub type Result<T, E = StoreError> = std::result::Result<T, E>;
+pub(crate) type Result<T, E = StoreError> = std::result::Result<T, E>;
 
 /// Destinations and their mappings. Every write is atomic; `update_*` succeed only when the
 /// caller's version is the current one.

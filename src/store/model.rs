@@ -33,10 +33,9 @@ impl Name {
         Ok(Name(s))
     }
 
-    pub fn as_str(&self) -> &str {
+    pub(crate) fn as_str(&self) -> &str {
         &self.0
     }
-
 }
 
 /// A model name (what a mapping reads, what rows are submitted for): non-empty, at most
@@ -99,7 +98,7 @@ impl Region {
     }
 
     /// Where the write key goes: the scheme, host and port of [`Region::base_url`].
-    pub fn origin(&self) -> url::Origin {
+    pub(crate) fn origin(&self) -> url::Origin {
         match url::Url::parse(self.base_url()) {
             Ok(u) => u.origin(),
             Err(_) => url::Origin::new_opaque(),
@@ -107,7 +106,7 @@ impl Region {
     }
 
     /// The host of a custom base URL; `None` for `us` and `eu`.
-    pub fn custom_host(&self) -> Option<url::Host<String>> {
+    pub(crate) fn custom_host(&self) -> Option<url::Host<String>> {
         match self {
             Region::Us | Region::Eu => None,
             Region::Custom(base) => url::Url::parse(base).ok()?.host().map(|h| h.to_owned()),
@@ -115,7 +114,7 @@ impl Region {
     }
 
     /// The value given back to callers: `us`, `eu` or the base URL.
-    pub fn as_str(&self) -> &str {
+    pub(crate) fn as_str(&self) -> &str {
         match self {
             Region::Us => "us",
             Region::Eu => "eu",
@@ -124,7 +123,7 @@ impl Region {
     }
 
     /// The Tracking API base; paths are `{base}/v1/batch` etc.
-    pub fn base_url(&self) -> &str {
+    pub(crate) fn base_url(&self) -> &str {
         match self {
             Region::Us => "https://api.segment.io",
             Region::Eu => "https://events.eu1.segmentapis.com",
@@ -169,7 +168,7 @@ impl AllowedUpstreams {
 
     /// Whether a write key may be sent to `region`: `us` and `eu` always; a custom base URL when
     /// its host is listed.
-    pub fn allows(&self, region: &Region) -> bool {
+    pub(crate) fn allows(&self, region: &Region) -> bool {
         match region.custom_host() {
             None => matches!(region, Region::Us | Region::Eu),
             Some(host) => self.0.contains(&host),
@@ -177,7 +176,7 @@ impl AllowedUpstreams {
     }
 
     /// Why `region` is refused, naming its host and the flag.
-    pub fn refusal(region: &Region) -> String {
+    pub(crate) fn refusal(region: &Region) -> String {
         let host = region
             .custom_host()
             .map(|h| h.to_string())
@@ -222,7 +221,7 @@ impl DestinationPatch {
     /// Why this patch may not be applied to a destination now at `current`: a new region at
     /// another origin (scheme, host, port; `us` and `eu` are two) needs the write key in the
     /// same patch, so a stored key is never sent anywhere its owner did not send it.
-    pub fn key_move_violation(&self, current: &Region) -> Option<String> {
+    pub(crate) fn key_move_violation(&self, current: &Region) -> Option<String> {
         let new = self.region.as_ref()?;
         if self.write_key.is_some() || new.origin() == current.origin() {
             return None;

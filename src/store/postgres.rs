@@ -117,7 +117,7 @@ impl PostgresStore {
     }
 
     /// Closes the pool; following changes stops.
-    pub async fn close(&self) {
+    pub(crate) async fn close(&self) {
         self.pool.close().await;
     }
 

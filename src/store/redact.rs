@@ -8,7 +8,7 @@ const REDACTED: &str = "[redacted]";
 /// become `[redacted]`. The password is what comes before the last `@` of the authority, as the
 /// `url` crate (and so sqlx) reads it, `@` in it or not. `sqlite:` URLs hold no secret and are
 /// shown as given; anything else that does not parse as a URL is shown as its scheme alone.
-pub fn redact_store_url(url: &str) -> String {
+pub(crate) fn redact_store_url(url: &str) -> String {
     if url.starts_with("sqlite:") {
         return url.to_owned();
     }
