@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use serde_json::Value;
 
-use crate::helpers::{TestApp, track_mapping};
+use crate::common::app::{TestApp, track_mapping};
 
 pub(crate) const BIN: &str = env!("CARGO_BIN_EXE_segment-connections");
 
@@ -559,7 +559,7 @@ async fn destinations_update_changes_only_what_is_given() {
 
 #[tokio::test]
 async fn rows_submit_delivers_a_jsonl_file_and_reports_what_was_not_delivered() {
-    let fake = crate::fake_segment::FakeSegment::start("wk-cli-0123456789").await;
+    let fake = crate::common::fake_segment::FakeSegment::start("wk-cli-0123456789").await;
     let app = TestApp::spawn().await;
     let d = app
         .create_destination_at("cli", &fake.url(), "wk-cli-0123456789")
@@ -685,7 +685,7 @@ async fn rows_submit_delivers_a_jsonl_file_and_reports_what_was_not_delivered() 
 /// SHUTTING_DOWN, retryable), and the process exits 0.
 #[tokio::test]
 async fn sigterm_mid_submit_rows_answers_every_row() {
-    use crate::fake_segment::{FakeSegment, Fault};
+    use crate::common::fake_segment::{FakeSegment, Fault};
     use segment_connections::grpc::proto::{self, ConnectionsClient};
 
     let dir = tempfile::tempdir().unwrap();
@@ -732,7 +732,7 @@ async fn sigterm_mid_submit_rows_answers_every_row() {
         .await
         .unwrap();
     let rows = (0..3)
-        .map(|i| crate::helpers::order_row(&format!("o-{i}"), "u-1"))
+        .map(|i| crate::common::app::order_row(&format!("o-{i}"), "u-1"))
         .collect();
     let mut submitter = client.clone();
     let call = tokio::spawn(async move {

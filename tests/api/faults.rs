@@ -8,8 +8,8 @@ use std::time::Duration;
 use tokio_stream::StreamExt as _;
 use tonic::Code;
 
-use crate::fake_segment::Fault;
-use crate::helpers::track_mapping;
+use crate::common::app::track_mapping;
+use crate::common::fake_segment::Fault;
 use crate::submit_rows::{request, rows, rows_from, setup, setup_with, track_with_message_id};
 use segment_connections::grpc::proto;
 use segment_connections::grpc::proto::ResultStatus;

@@ -13,7 +13,7 @@ use segment_connections::store::KeyRing;
 use tonic::{Code, Status};
 
 use crate::cli::{cli, cli_in, text};
-use crate::helpers::{TestApp, track_mapping};
+use crate::common::app::{TestApp, track_mapping};
 
 /// A loopback port nobody listens on.
 fn closed_port() -> u16 {

@@ -10,7 +10,7 @@ use tonic::transport::Channel;
 
 use segment_connections::grpc::proto::{self, ConnectionsClient};
 
-pub use crate::pg_support::{Cluster, have_pg_bin, pg_bin};
+use crate::common::pg::pg_bin;
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_segment-connections");
 
