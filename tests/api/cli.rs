@@ -10,41 +10,7 @@ use serde_json::Value;
 
 use crate::common::app::{TestApp, track_mapping};
 
-pub(crate) const BIN: &str = env!("CARGO_BIN_EXE_segment-connections");
-
-/// Runs the binary with `args` (off the runtime: the server shares it).
-pub(crate) async fn cli(args: &[&str], envs: &[(&str, &str)]) -> Output {
-    cli_in(None, args, envs).await
-}
-
-/// [`cli`] in the working directory `dir`.
-pub(crate) async fn cli_in(dir: Option<&Path>, args: &[&str], envs: &[(&str, &str)]) -> Output {
-    let dir = dir.map(Path::to_path_buf);
-    let args: Vec<String> = args.iter().map(|s| s.to_string()).collect();
-    let envs: Vec<(String, String)> = envs
-        .iter()
-        .map(|(k, v)| (k.to_string(), v.to_string()))
-        .collect();
-    tokio::task::spawn_blocking(move || {
-        let mut cmd = Command::new(BIN);
-        cmd.args(&args);
-        if let Some(dir) = dir {
-            cmd.current_dir(dir);
-        }
-        for (k, v) in envs {
-            cmd.env(k, v);
-        }
-        // Nothing from the caller's environment leaks in.
-        for (k, _) in std::env::vars() {
-            if k.starts_with("SEGMENT_CONNECTIONS_") {
-                cmd.env_remove(k);
-            }
-        }
-        cmd.output().unwrap()
-    })
-    .await
-    .unwrap()
-}
+use crate::common::bin::{BIN, cli, text};
 
 fn stdout_json(out: &Output) -> Value {
     assert!(
@@ -54,10 +20,6 @@ fn stdout_json(out: &Output) -> Value {
     );
     serde_json::from_slice(&out.stdout)
         .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&out.stdout)))
-}
-
-pub(crate) fn text(bytes: &[u8]) -> String {
-    String::from_utf8_lossy(bytes).into_owned()
 }
 
 fn write(dir: &Path, name: &str, content: &str) -> String {

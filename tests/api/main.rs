@@ -3,6 +3,7 @@
 #[path = "../common"]
 mod common {
     pub mod app;
+    pub mod bin;
     pub mod fake_segment;
 }
 

@@ -14,7 +14,7 @@ use crate::common::app::TestApp;
 use segment_connections::config::TlsFiles;
 use segment_connections::grpc::proto::{self, ConnectionsClient};
 
-const BIN: &str = env!("CARGO_BIN_EXE_segment-connections");
+use crate::common::bin::BIN;
 
 fn fixture(name: &str) -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))

@@ -4,6 +4,7 @@
 
 #[path = "../common"]
 mod common {
+    pub mod bin;
     pub mod fake_segment;
     pub mod pg;
     pub mod serve;

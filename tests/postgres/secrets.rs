@@ -4,8 +4,9 @@
 use segment_connections::grpc::proto;
 use segment_connections::store::KeyRing;
 
+use crate::common::bin::{cli, text};
 use crate::common::pg::TestDb;
-use crate::common::serve::{Server, cli, pg_dump, text, track_mapping};
+use crate::common::serve::{Server, pg_dump, track_mapping};
 
 fn hex(s: &str) -> String {
     s.bytes().map(|b| format!("{b:02x}")).collect()
