@@ -1,16 +1,21 @@
 //! The built binary's `test-mapping` subcommand: the JSON it prints and its exit codes (0 accepted
 //! or skipped, 1 rejected or invalid mapping, 2 usage or file error), plus the README example.
 
-mod support;
-
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 use serde_json::{Value, json};
 
-use support::TempDir;
+use tempfile::TempDir;
 
 const BIN: &str = env!("CARGO_BIN_EXE_segment-connections");
+
+/// Writes `contents` to `name` in `dir` and returns its path.
+fn file(dir: &TempDir, name: &str, contents: impl AsRef<[u8]>) -> PathBuf {
+    let path = dir.path().join(name);
+    std::fs::write(&path, contents).unwrap();
+    path
+}
 
 fn command() -> Command {
     let mut cmd = Command::new(BIN);
@@ -34,9 +39,9 @@ fn run_files(mapping: &Path, row: &Path) -> Output {
 
 /// Writes both files (raw text) and runs `test-mapping` on them.
 fn run_text(mapping: &str, row: &str) -> Output {
-    let dir = TempDir::new("cli");
-    let m = dir.file("mapping.json", mapping);
-    let r = dir.file("row.json", row);
+    let dir = tempfile::tempdir().unwrap();
+    let m = file(&dir, "mapping.json", mapping);
+    let r = file(&dir, "row.json", row);
     run_files(&m, &r)
 }
 
@@ -224,13 +229,13 @@ fn oversize_exits_1_and_shows_the_event() {
 
 #[test]
 fn missing_file_exits_2() {
-    let dir = TempDir::new("cli-missing");
-    let row = dir.file("row.json", row("added", json!({})).to_string());
-    let missing = dir.0.join("no-such-mapping.json");
+    let dir = tempfile::tempdir().unwrap();
+    let row = file(&dir, "row.json", row("added", json!({})).to_string());
+    let missing = dir.path().join("no-such-mapping.json");
     let out = run_files(&missing, &row);
     assert_file_error(&out, "no-such-mapping.json");
-    let mapping = dir.file("mapping.json", track_mapping().to_string());
-    let out = run_files(&mapping, &dir.0.join("no-such-row.json"));
+    let mapping = file(&dir, "mapping.json", track_mapping().to_string());
+    let out = run_files(&mapping, &dir.path().join("no-such-row.json"));
     assert_file_error(&out, "no-such-row.json");
 }
 
@@ -278,8 +283,8 @@ fn unknown_top_level_keys_exit_2() {
 
 #[test]
 fn missing_required_flag_exits_2() {
-    let dir = TempDir::new("cli-flags");
-    let mapping = dir.file("mapping.json", track_mapping().to_string());
+    let dir = tempfile::tempdir().unwrap();
+    let mapping = file(&dir, "mapping.json", track_mapping().to_string());
     let out = command()
         .args(["test-mapping", "--mapping"])
         .arg(&mapping)
@@ -379,9 +384,9 @@ fn render_bombs_stop_at_the_budget_in_bounded_memory() {
             "user_id": {"@path": "$.properties.user_id"},
             "properties": {"x": bomb},
         }});
-        let dir = TempDir::new("cli");
-        let m = dir.file("mapping.json", mapping.to_string());
-        let r = dir.file("row.json", row("added", columns.clone()).to_string());
+        let dir = tempfile::tempdir().unwrap();
+        let m = file(&dir, "mapping.json", mapping.to_string());
+        let r = file(&dir, "row.json", row("added", columns.clone()).to_string());
         let out = Command::new("sh")
             .arg("-c")
             .arg("ulimit -v 786432 && exec \"$0\" \"$@\"")

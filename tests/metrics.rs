@@ -2,12 +2,10 @@
 //! the in-flight gauge match what happened. A test binary of its own, so that no other test's
 //! calls land in the process-wide registry.
 
-#[path = "api/fake_segment.rs"]
-#[allow(dead_code)]
-mod fake_segment;
-#[path = "api/helpers.rs"]
-#[allow(dead_code)]
-mod helpers;
+mod common {
+    pub mod app;
+    pub mod fake_segment;
+}
 
 use std::sync::Arc;
 
@@ -15,7 +13,7 @@ use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use tonic::Code;
 use tonic_health::pb::{HealthCheckRequest, health_client::HealthClient};
 
-use helpers::{TestApp, order_row, track_mapping};
+use common::app::{TestApp, order_row, track_mapping};
 use segment_connections::grpc::proto;
 
 async fn get(addr: std::net::SocketAddr, path: &str) -> (String, String) {
@@ -226,13 +224,13 @@ async fn delivery_metrics_count_what_happened() {
     })
     .await;
     let metrics = app.metrics_addr.expect("metrics are served");
-    let fake = fake_segment::FakeSegment::start("wk-metrics-0123").await;
+    let fake = common::fake_segment::FakeSegment::start("wk-metrics-0123").await;
     let d = app
         .create_destination_at("m", &fake.url(), "wk-metrics-0123")
         .await;
     app.create_mapping(&d.id, &track_mapping("orders")).await;
     // The first attempt gets a 503, the retry a 200.
-    fake.script([fake_segment::Fault::Status(503)]);
+    fake.script([common::fake_segment::Fault::Status(503)]);
     let (_, before) = get(metrics, "/metrics").await;
     let mut rows: Vec<proto::Row> = (0..3)
         .map(|i| order_row(&format!("o-{i}"), "u-1"))
@@ -299,14 +297,14 @@ async fn a_stream_that_ends_badly_counts_what_was_sent() {
     })
     .await;
     let metrics = app.metrics_addr.expect("metrics are served");
-    let fake = fake_segment::FakeSegment::start("wk-metrics-0123").await;
+    let fake = common::fake_segment::FakeSegment::start("wk-metrics-0123").await;
     let d = app
         .create_destination_at("s", &fake.url(), "wk-metrics-0123")
         .await;
     app.create_mapping(&d.id, &track_mapping("orders")).await;
-    fake.script([fake_segment::Fault::Slow(std::time::Duration::from_millis(
-        200,
-    ))]);
+    fake.script([common::fake_segment::Fault::Slow(
+        std::time::Duration::from_millis(200),
+    )]);
     let (_, before) = get(metrics, "/metrics").await;
     let chunk = |id: u64, n: usize| proto::StreamRowsRequest {
         message: Some(Message::Chunk(proto::RowChunk {

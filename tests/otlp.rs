@@ -2,12 +2,10 @@
 //! caller's trace (its `traceparent`), with the gRPC status. A test binary of its own: it
 //! installs the process-wide subscriber and propagator.
 
-#[path = "api/fake_segment.rs"]
-#[allow(dead_code)]
-mod fake_segment;
-#[path = "api/helpers.rs"]
-#[allow(dead_code)]
-mod helpers;
+mod common {
+    pub mod app;
+    pub mod fake_segment;
+}
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -24,7 +22,7 @@ use tokio::sync::mpsc;
 use tracing_subscriber::layer::SubscriberExt as _;
 use tracing_subscriber::util::SubscriberInitExt as _;
 
-use helpers::{TestApp, order_row, track_mapping};
+use common::app::{TestApp, order_row, track_mapping};
 use segment_connections::grpc::proto;
 
 struct Collector(mpsc::UnboundedSender<Span>);
@@ -92,7 +90,7 @@ async fn a_call_is_exported_in_the_callers_trace() {
     app.client.clone().test_mapping(request).await.unwrap();
 
     // A SubmitRows in the same trace: the Tracking API request carries it on.
-    let fake = fake_segment::FakeSegment::start("wk-trace-0123").await;
+    let fake = common::fake_segment::FakeSegment::start("wk-trace-0123").await;
     let d = app
         .create_destination_at("traced", &fake.url(), "wk-trace-0123")
         .await;

@@ -2,7 +2,9 @@
 //! over a fresh database on `TEST_DATABASE_URL` (skipped with a notice when it is unset). Then
 //! what only PostgreSQL has: migrations racing at start-up, and changes reaching other replicas.
 
-mod pg_support;
+mod common {
+    pub mod pg;
+}
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -13,7 +15,7 @@ use segment_connections::store::{
     Store, StoreError, WriteKey,
 };
 
-use pg_support::TestDb;
+use common::pg::TestDb;
 
 /// Where a case's store lives; each case may open it several times (as several replicas, or
 /// after a restart with other keys).

@@ -8,43 +8,9 @@ use std::time::Duration;
 
 use serde_json::Value;
 
-use crate::helpers::{TestApp, track_mapping};
+use crate::common::app::{TestApp, track_mapping};
 
-pub(crate) const BIN: &str = env!("CARGO_BIN_EXE_segment-connections");
-
-/// Runs the binary with `args` (off the runtime: the server shares it).
-pub(crate) async fn cli(args: &[&str], envs: &[(&str, &str)]) -> Output {
-    cli_in(None, args, envs).await
-}
-
-/// [`cli`] in the working directory `dir`.
-pub(crate) async fn cli_in(dir: Option<&Path>, args: &[&str], envs: &[(&str, &str)]) -> Output {
-    let dir = dir.map(Path::to_path_buf);
-    let args: Vec<String> = args.iter().map(|s| s.to_string()).collect();
-    let envs: Vec<(String, String)> = envs
-        .iter()
-        .map(|(k, v)| (k.to_string(), v.to_string()))
-        .collect();
-    tokio::task::spawn_blocking(move || {
-        let mut cmd = Command::new(BIN);
-        cmd.args(&args);
-        if let Some(dir) = dir {
-            cmd.current_dir(dir);
-        }
-        for (k, v) in envs {
-            cmd.env(k, v);
-        }
-        // Nothing from the caller's environment leaks in.
-        for (k, _) in std::env::vars() {
-            if k.starts_with("SEGMENT_CONNECTIONS_") {
-                cmd.env_remove(k);
-            }
-        }
-        cmd.output().unwrap()
-    })
-    .await
-    .unwrap()
-}
+use crate::common::bin::{BIN, cli, text};
 
 fn stdout_json(out: &Output) -> Value {
     assert!(
@@ -54,10 +20,6 @@ fn stdout_json(out: &Output) -> Value {
     );
     serde_json::from_slice(&out.stdout)
         .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&out.stdout)))
-}
-
-pub(crate) fn text(bytes: &[u8]) -> String {
-    String::from_utf8_lossy(bytes).into_owned()
 }
 
 fn write(dir: &Path, name: &str, content: &str) -> String {
@@ -559,7 +521,7 @@ async fn destinations_update_changes_only_what_is_given() {
 
 #[tokio::test]
 async fn rows_submit_delivers_a_jsonl_file_and_reports_what_was_not_delivered() {
-    let fake = crate::fake_segment::FakeSegment::start("wk-cli-0123456789").await;
+    let fake = crate::common::fake_segment::FakeSegment::start("wk-cli-0123456789").await;
     let app = TestApp::spawn().await;
     let d = app
         .create_destination_at("cli", &fake.url(), "wk-cli-0123456789")
@@ -685,7 +647,7 @@ async fn rows_submit_delivers_a_jsonl_file_and_reports_what_was_not_delivered() 
 /// SHUTTING_DOWN, retryable), and the process exits 0.
 #[tokio::test]
 async fn sigterm_mid_submit_rows_answers_every_row() {
-    use crate::fake_segment::{FakeSegment, Fault};
+    use crate::common::fake_segment::{FakeSegment, Fault};
     use segment_connections::grpc::proto::{self, ConnectionsClient};
 
     let dir = tempfile::tempdir().unwrap();
@@ -732,7 +694,7 @@ async fn sigterm_mid_submit_rows_answers_every_row() {
         .await
         .unwrap();
     let rows = (0..3)
-        .map(|i| crate::helpers::order_row(&format!("o-{i}"), "u-1"))
+        .map(|i| crate::common::app::order_row(&format!("o-{i}"), "u-1"))
         .collect();
     let mut submitter = client.clone();
     let call = tokio::spawn(async move {

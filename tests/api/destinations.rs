@@ -3,7 +3,7 @@
 use sha2::{Digest, Sha256};
 use tonic::Code;
 
-use crate::helpers::{TestApp, track_mapping, violations};
+use crate::common::app::{TestApp, track_mapping, violations};
 use segment_connections::grpc::proto;
 
 fn fingerprint(key: &str) -> String {
@@ -312,7 +312,7 @@ async fn start_up_refuses_a_key_that_cannot_open_the_stored_write_keys_and_rotat
     let new_key = KeyRing::generate_hex().unwrap();
     std::fs::write(&key_path, format!("{new_key}\n")).unwrap();
     let err =
-        match segment_connections::app::App::build(crate::helpers::settings(dir.path().into()))
+        match segment_connections::app::App::build(crate::common::app::settings(dir.path().into()))
             .await
         {
             Ok(_) => panic!("start-up with the wrong key succeeded"),

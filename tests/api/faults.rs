@@ -8,8 +8,8 @@ use std::time::Duration;
 use tokio_stream::StreamExt as _;
 use tonic::Code;
 
-use crate::fake_segment::Fault;
-use crate::helpers::track_mapping;
+use crate::common::app::track_mapping;
+use crate::common::fake_segment::Fault;
 use crate::submit_rows::{request, rows, rows_from, setup, setup_with, track_with_message_id};
 use segment_connections::grpc::proto;
 use segment_connections::grpc::proto::ResultStatus;
@@ -350,7 +350,8 @@ async fn deadlines_never_burst_upstream_nor_hide_what_was_sent() {
 /// spinning, and serves again once they close.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn running_out_of_file_descriptors_is_logged_and_survived() {
-    use crate::cli::{BIN, exit_status, serve_with, sigterm};
+    use crate::cli::{exit_status, serve_with, sigterm};
+    use crate::common::bin::BIN;
     use tonic_health::pb::{HealthCheckRequest, health_client::HealthClient};
 
     let dir = tempfile::tempdir().unwrap();

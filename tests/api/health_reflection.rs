@@ -5,7 +5,7 @@ use tonic::Code;
 use tonic_health::pb::health_check_response::ServingStatus;
 use tonic_health::pb::{HealthCheckRequest, health_client::HealthClient};
 
-use crate::helpers::{MAX_REQUEST_BYTES, TestApp};
+use crate::common::app::{MAX_REQUEST_BYTES, TestApp};
 use segment_connections::grpc::proto;
 
 #[tokio::test]

@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 
-use crate::helpers::{TestApp, order_row, track_mapping};
+use crate::common::app::{TestApp, order_row, track_mapping};
 use segment_connections::grpc::proto;
 use segment_connections::limits::RowLimits;
 

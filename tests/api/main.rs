@@ -1,11 +1,16 @@
 //! The API over a real socket: a server on 127.0.0.1:0 per test, a temporary SQLite store.
 
+#[path = "../common"]
+mod common {
+    pub mod app;
+    pub mod bin;
+    pub mod fake_segment;
+}
+
 mod cli;
 mod destinations;
-mod fake_segment;
 mod faults;
 mod health_reflection;
-mod helpers;
 mod limits;
 mod mappings;
 mod render_limits;

@@ -3,7 +3,7 @@
 
 use tonic::Code;
 
-use crate::helpers::{TestApp, track_mapping, violations};
+use crate::common::app::{TestApp, track_mapping, violations};
 use segment_connections::grpc::proto;
 
 #[tokio::test]

@@ -5,7 +5,7 @@
 use serde_json::{Value, json};
 use tonic::Code;
 
-use crate::helpers::{TestApp, order_row, track_mapping, violations};
+use crate::common::app::{TestApp, order_row, track_mapping, violations};
 use crate::submit_rows::{request, setup, setup_with, submit};
 use segment_connections::grpc::proto::{self, ResultStatus};
 

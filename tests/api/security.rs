@@ -10,11 +10,11 @@ use tonic::transport::{Certificate, Channel, ClientTlsConfig, Identity};
 use tonic_health::pb::health_check_response::ServingStatus;
 use tonic_health::pb::{HealthCheckRequest, health_client::HealthClient};
 
-use crate::helpers::TestApp;
+use crate::common::app::TestApp;
 use segment_connections::config::TlsFiles;
 use segment_connections::grpc::proto::{self, ConnectionsClient};
 
-const BIN: &str = env!("CARGO_BIN_EXE_segment-connections");
+use crate::common::bin::BIN;
 
 fn fixture(name: &str) -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -276,7 +276,7 @@ async fn mtls_requires_a_client_certificate_from_the_ca() {
 #[tokio::test]
 async fn a_missing_certificate_stops_start_up_with_its_path() {
     let dir = tempfile::tempdir().unwrap();
-    let mut settings = crate::helpers::settings(dir.path().into());
+    let mut settings = crate::common::app::settings(dir.path().into());
     settings.tls = Some(TlsFiles {
         cert: dir.path().join("nope.pem"),
         key: fixture("server.key"),
@@ -307,7 +307,7 @@ async fn submit_one(app: &TestApp, destination_id: &str) -> proto::RowResult {
         app,
         crate::submit_rows::request(
             destination_id,
-            vec![crate::helpers::order_row("o-1", "u-1")],
+            vec![crate::common::app::order_row("o-1", "u-1")],
         ),
     )
     .await;
@@ -317,13 +317,13 @@ async fn submit_one(app: &TestApp, destination_id: &str) -> proto::RowResult {
 
 #[tokio::test]
 async fn moving_a_destination_to_another_host_needs_its_write_key() {
-    use crate::fake_segment::FakeSegment;
+    use crate::common::fake_segment::FakeSegment;
     let key = "wk-first-0123456789";
     let (home, elsewhere) = (FakeSegment::start(key).await, FakeSegment::start(key).await);
     let app = TestApp::spawn().await;
     let mut c = app.client.clone();
     let d = app.create_destination_at("prod", &home.url(), key).await;
-    app.create_mapping(&d.id, &crate::helpers::track_mapping("orders"))
+    app.create_mapping(&d.id, &crate::common::app::track_mapping("orders"))
         .await;
 
     // Another port of an allowed host, us, eu: each is another host for the key.
@@ -333,7 +333,7 @@ async fn moving_a_destination_to_another_host_needs_its_write_key() {
             .await
             .unwrap_err();
         assert_eq!(err.code(), Code::InvalidArgument, "{region}: {err:?}");
-        let v = crate::helpers::violations(&err);
+        let v = crate::common::app::violations(&err);
         assert_eq!(v.len(), 1, "{v:?}");
         assert_eq!(v[0].0, "write_key");
         assert!(v[0].1.contains("another host"), "{v:?}");
@@ -381,7 +381,7 @@ async fn custom_base_urls_need_their_host_allowed() {
     let mut c = app.client.clone();
     let refused = |err: tonic::Status| {
         assert_eq!(err.code(), Code::InvalidArgument, "{err:?}");
-        let v = crate::helpers::violations(&err);
+        let v = crate::common::app::violations(&err);
         assert_eq!(v.len(), 1, "{v:?}");
         assert_eq!(v[0].0, "region");
         assert!(v[0].1.contains("--allowed-upstreams"), "{v:?}");
@@ -428,12 +428,12 @@ async fn custom_base_urls_need_their_host_allowed() {
 
 #[tokio::test]
 async fn a_stored_host_no_longer_allowed_gets_no_write_key() {
-    use crate::fake_segment::FakeSegment;
+    use crate::common::fake_segment::FakeSegment;
     let key = "wk-stored-0123456789";
     let fake = FakeSegment::start(key).await;
     let app = TestApp::spawn().await;
     let d = app.create_destination_at("prod", &fake.url(), key).await;
-    app.create_mapping(&d.id, &crate::helpers::track_mapping("orders"))
+    app.create_mapping(&d.id, &crate::common::app::track_mapping("orders"))
         .await;
     let dir = app.stop().await;
 

@@ -12,8 +12,8 @@ use tonic::transport::Channel;
 use tonic_health::pb::{HealthCheckRequest, health_client::HealthClient};
 
 use crate::cli::{exit_status, serve, sigterm};
-use crate::fake_segment::FakeSegment;
-use crate::helpers::order_row;
+use crate::common::app::order_row;
+use crate::common::fake_segment::FakeSegment;
 use crate::submit_rows::WRITE_KEY;
 use segment_connections::grpc::proto::{self, ConnectionsClient, ResultStatus};
 

@@ -3,8 +3,8 @@
 use tokio_stream::StreamExt as _;
 use tonic::Code;
 
-use crate::fake_segment::Fault;
-use crate::helpers::track_mapping;
+use crate::common::app::track_mapping;
+use crate::common::fake_segment::Fault;
 use crate::submit_rows::{rows, rows_from, setup, setup_with};
 use segment_connections::grpc::proto;
 use segment_connections::grpc::proto::stream_rows_request::Message;

@@ -7,8 +7,8 @@ use std::time::Duration;
 
 use tonic::Code;
 
-use crate::fake_segment::{FakeSegment, Fault, Random};
-use crate::helpers::{TestApp, order_row, track_mapping};
+use crate::common::app::{TestApp, order_row, track_mapping};
+use crate::common::fake_segment::{FakeSegment, Fault, Random};
 use segment_connections::grpc::proto;
 use segment_connections::grpc::proto::ResultStatus;
 

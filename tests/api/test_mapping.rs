@@ -3,7 +3,7 @@
 
 use tonic::Code;
 
-use crate::helpers::{MAX_TEST_ROWS, TestApp, order_row, track_mapping};
+use crate::common::app::{MAX_TEST_ROWS, TestApp, order_row, track_mapping};
 use segment_connections::grpc::convert::test_result_from_proto;
 use segment_connections::grpc::proto;
 use segment_connections::issue::IssueCode;

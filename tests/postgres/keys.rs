@@ -4,8 +4,9 @@
 use segment_connections::grpc::proto;
 use segment_connections::store::KeyRing;
 
-use crate::helpers::{Server, cli, create_destination, key_id, text};
-use crate::pg_support::TestDb;
+use crate::common::bin::{cli, text};
+use crate::common::pg::TestDb;
+use crate::common::serve::{Server, create_destination, key_id};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_key_is_required_with_postgres() {

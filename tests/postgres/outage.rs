@@ -7,8 +7,9 @@ use tonic::Code;
 use tonic_health::pb::HealthCheckRequest;
 use tonic_health::pb::health_client::HealthClient;
 
-use crate::fake_segment::FakeSegment;
-use crate::helpers::{Cluster, Server, create_destination, track_mapping};
+use crate::common::fake_segment::FakeSegment;
+use crate::common::pg::Cluster;
+use crate::common::serve::{Server, create_destination, track_mapping};
 use segment_connections::grpc::proto;
 use segment_connections::store::KeyRing;
 
@@ -16,7 +17,7 @@ use segment_connections::store::KeyRing;
 async fn calls_fail_unavailable_while_postgres_is_down_and_recover_after() {
     // Its own cluster (the shared one must stay up for the other tests); run only where the
     // PostgreSQL tests run.
-    if !crate::helpers::have_pg_bin() {
+    if !crate::common::pg::have_pg_bin() {
         return;
     }
     let cluster = Cluster::start();
@@ -39,7 +40,7 @@ async fn calls_fail_unavailable_while_postgres_is_down_and_recover_after() {
     let submit = |id: &str| proto::SubmitRowsRequest {
         destination_id: d.id.clone(),
         model: "orders".into(),
-        rows: vec![crate::helpers::order_row(id)],
+        rows: vec![crate::common::serve::order_row(id)],
         ..Default::default()
     };
     let delivered = |r: proto::SubmitRowsResponse| r.counts.map(|c| c.delivered);
@@ -58,7 +59,7 @@ async fn calls_fail_unavailable_while_postgres_is_down_and_recover_after() {
             m.id.clone(),
         )),
         destination_id: None,
-        rows: vec![crate::helpers::order_row("o-1")],
+        rows: vec![crate::common::serve::order_row("o-1")],
     };
     let (mut c1, mut c2, mut c3, mut c4, mut c5, mut c6, mut c7, mut c8, mut c9, mut c10, mut c11) = (
         c.clone(),
@@ -148,7 +149,7 @@ async fn calls_fail_unavailable_while_postgres_is_down_and_recover_after() {
                 track_mapping("inline", "Inline"),
             )),
             destination_id: None,
-            rows: vec![crate::helpers::order_row("o-1")],
+            rows: vec![crate::common::serve::order_row("o-1")],
         })
         .await
         .unwrap()

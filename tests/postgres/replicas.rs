@@ -5,9 +5,9 @@ use std::time::{Duration, Instant};
 
 use tonic::Code;
 
-use crate::fake_segment::FakeSegment;
-use crate::helpers::{Server, create_destination, order_row, rendered_event, track_mapping};
-use crate::pg_support::TestDb;
+use crate::common::fake_segment::FakeSegment;
+use crate::common::pg::TestDb;
+use crate::common::serve::{Server, create_destination, order_row, rendered_event, track_mapping};
 use segment_connections::grpc::proto::{self, ConnectionsClient, ResultStatus};
 use segment_connections::store::KeyRing;
 use tonic::transport::Channel;

@@ -4,8 +4,9 @@
 use segment_connections::grpc::proto;
 use segment_connections::store::KeyRing;
 
-use crate::helpers::{Server, cli, pg_dump, text, track_mapping};
-use crate::pg_support::TestDb;
+use crate::common::bin::{cli, text};
+use crate::common::pg::TestDb;
+use crate::common::serve::{Server, pg_dump, track_mapping};
 
 fn hex(s: &str) -> String {
     s.bytes().map(|b| format!("{b:02x}")).collect()
@@ -17,7 +18,7 @@ async fn the_write_key_is_nowhere_in_logs_responses_or_the_database() {
         return;
     };
     // pg_dump.
-    if !crate::helpers::have_pg_bin() {
+    if !crate::common::pg::have_pg_bin() {
         return;
     }
     let mut nonce = [0u8; 8];
@@ -113,7 +114,7 @@ async fn the_write_key_is_nowhere_in_logs_responses_or_the_database() {
                 m.mapping.unwrap().id
             )),
             destination_id: Some(d.id.clone()),
-            rows: vec![crate::helpers::order_row("o-1")],
+            rows: vec![crate::common::serve::order_row("o-1")],
         })
         .await
         .unwrap()

@@ -25,6 +25,7 @@ pub enum Fault {
     /// 429 with `Retry-After: secs`.
     RetryAfter(u64),
     /// Answer normally after this long.
+    #[allow(dead_code, reason = "not by tests/postgres")]
     Slow(Duration),
     /// Close the connection without answering.
     Drop,
@@ -40,18 +41,24 @@ pub struct Random {
     pub per_mille_503: u32,
     pub per_mille_drop: u32,
     pub per_mille_drop_after_accept: u32,
+    #[allow(dead_code, reason = "tests/api only")]
     pub seed: u64,
 }
 
 #[derive(Debug, Clone)]
 pub struct Request {
+    #[allow(dead_code, reason = "tests/api only")]
     pub at: Instant,
+    #[allow(dead_code, reason = "tests/api only")]
     pub status: u16,
+    #[allow(dead_code, reason = "tests/api only")]
     pub events: usize,
+    #[allow(dead_code, reason = "tests/api only")]
     pub bytes: usize,
+    #[allow(dead_code, reason = "tests/api only")]
     pub user_agent: String,
     /// The W3C trace context the request carried, if any (read by tests/otlp.rs).
-    #[allow(dead_code)]
+    #[allow(dead_code, reason = "tests/otlp only")]
     pub traceparent: Option<String>,
 }
 
@@ -153,10 +160,12 @@ impl FakeSegment {
     }
 
     /// Faults for the next requests, in order.
+    #[allow(dead_code, reason = "not by tests/otlp or tests/postgres")]
     pub fn script(&self, faults: impl IntoIterator<Item = Fault>) {
         self.shared.inner.lock().unwrap().script.extend(faults);
     }
 
+    #[allow(dead_code, reason = "tests/api only")]
     pub fn random(&self, r: Random) {
         let mut i = self.shared.inner.lock().unwrap();
         i.rng = r.seed | 1;
@@ -164,11 +173,13 @@ impl FakeSegment {
     }
 
     /// Bodies over `bytes` are answered 413, as an upstream with a smaller limit than ours.
+    #[allow(dead_code, reason = "tests/api only")]
     pub fn max_body_bytes(&self, bytes: usize) {
         self.shared.max_body_bytes.store(bytes, Ordering::SeqCst);
     }
 
     /// A batch holding this messageId is answered 400.
+    #[allow(dead_code, reason = "tests/api only")]
     pub fn poison(&self, message_id: &str) {
         self.shared
             .inner
@@ -179,21 +190,25 @@ impl FakeSegment {
     }
 
     /// Every accepted messageId, in arrival order (a resend after a lost answer appears twice).
+    #[allow(dead_code, reason = "not by tests/otlp")]
     pub fn accepted(&self) -> Vec<String> {
         self.shared.inner.lock().unwrap().accepted.clone()
     }
 
     /// The body of the last batch accepted, as the fake received it (text: the test's own JSON
     /// parser would round long integers).
+    #[allow(dead_code, reason = "tests/api only")]
     pub fn last_body(&self) -> String {
         String::from_utf8_lossy(&self.shared.inner.lock().unwrap().last_body).into_owned()
     }
 
     /// The most requests the fake was ever handling at once.
+    #[allow(dead_code, reason = "tests/api only")]
     pub fn max_in_progress(&self) -> usize {
         self.shared.max_in_progress.load(Ordering::SeqCst)
     }
 
+    #[allow(dead_code, reason = "not by tests/metrics or tests/postgres")]
     pub fn requests(&self) -> Vec<Request> {
         self.shared.inner.lock().unwrap().requests.clone()
     }

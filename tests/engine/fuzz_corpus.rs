@@ -1,12 +1,9 @@
 //! Replays the fuzz seed corpus (and any regression input added to it) through the fuzz target's
 //! own check, on stable, so the fuzz logic does not rot while CI never builds `fuzz/`.
 
-#[path = "support/fuzz_check.rs"]
-mod fuzz_check;
-
 use std::collections::BTreeMap;
 
-use fuzz_check::Outcome;
+use crate::common::fuzz_check::{self, Outcome};
 
 #[test]
 fn corpus_replays_clean() {

@@ -1,6 +1,6 @@
-//! Helpers shared by the integration tests: build a mapping and a row from JSON, render through
-//! the public API (`MappingDoc` → `Mapping::compile` → `Mapping::test`), and read the outcome.
-#![allow(dead_code)] // each test crate uses a different subset
+//! The engine suites' builders and checks (tests/engine): a mapping and a row from JSON,
+//! rendered through the public API (`MappingDoc` → `Mapping::compile` → `Mapping::test`), and
+//! the outcome read back.
 
 use serde_json::{Value, json};
 
@@ -90,37 +90,4 @@ pub fn codes(result: &TestResult) -> Vec<(IssueCode, &str)> {
         .iter()
         .map(|i| (i.code, i.pointer.as_str()))
         .collect()
-}
-
-/// A unique scratch directory under the system temp dir (removed by the returned guard).
-pub struct TempDir(pub std::path::PathBuf);
-
-impl TempDir {
-    pub fn new(tag: &str) -> TempDir {
-        use std::sync::atomic::{AtomicU32, Ordering};
-        static NEXT: AtomicU32 = AtomicU32::new(0);
-        let nanos = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_nanos());
-        let dir = std::env::temp_dir().join(format!(
-            "segment-connections-{tag}-{}-{nanos}-{}",
-            std::process::id(),
-            NEXT.fetch_add(1, Ordering::Relaxed)
-        ));
-        std::fs::create_dir_all(&dir).unwrap();
-        TempDir(dir)
-    }
-
-    /// Writes `contents` to `name` in the directory and returns its path.
-    pub fn file(&self, name: &str, contents: impl AsRef<[u8]>) -> std::path::PathBuf {
-        let path = self.0.join(name);
-        std::fs::write(&path, contents).unwrap();
-        path
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
 }

@@ -2,14 +2,12 @@
 //! Segment's code), the messageId (docs/DESIGN.md, D5), the Tracking API acceptance checks (D6) and
 //! triggers against every op.
 
-mod support;
-
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 
+use crate::common::engine::{added, codes, compile, doc, row, test};
 use segment_connections::issue::IssueCode;
 use segment_connections::mapping::{Identity, Mapping, TestResult};
-use support::{added, codes, compile, doc, row, test};
 
 /// A track mapping with the fixed user, event and messageId plus `extra` fields.
 fn track(extra: Value) -> Value {

@@ -1,9 +1,8 @@
 //! The invariants every (mapping, row) input keeps: compiling and rendering never panic, an
 //! event that is produced is valid JSON, and it is at most 32,768 bytes or carries an
 //! `EVENT_TOO_LARGE` issue. One check shared by the cargo-fuzz target
-//! (`fuzz/fuzz_targets/compile_render.rs`), the corpus replay (`tests/fuzz_corpus.rs`) and the
-//! proptest (`tests/never_panics.rs`), all of which include this file with `#[path]`.
-#![allow(dead_code)] // each includer uses a different part
+//! (`fuzz/fuzz_targets/compile_render.rs`, which includes this file with `#[path]`), the corpus
+//! replay (`tests/engine/fuzz_corpus.rs`) and the proptest (`tests/engine/never_panics.rs`).
 
 use serde_json::Value;
 

@@ -24,13 +24,16 @@ pub const MAX_TEST_ROWS: usize = 5;
 pub const MAX_REQUEST_BYTES: usize = 256 * 1024;
 
 pub struct TestApp {
+    #[allow(dead_code, reason = "not by tests/otlp")]
     pub addr: SocketAddr,
     /// `/metrics`, when the settings asked for it (read by tests/metrics.rs).
-    #[allow(dead_code)]
+    #[allow(dead_code, reason = "tests/metrics only")]
     pub metrics_addr: Option<SocketAddr>,
     /// The plaintext health port, when the settings asked for it.
+    #[allow(dead_code, reason = "tests/api only")]
     pub health_addr: Option<SocketAddr>,
     pub client: ConnectionsClient<Channel>,
+    #[allow(dead_code, reason = "tests/api only")]
     pub dir: Arc<TempDir>,
     stop: Option<oneshot::Sender<()>>,
     task: Option<JoinHandle<()>>,
@@ -38,11 +41,13 @@ pub struct TestApp {
 
 impl TestApp {
     /// A server over a fresh temporary directory.
+    #[allow(dead_code, reason = "tests/api only")]
     pub async fn spawn() -> TestApp {
         TestApp::spawn_in(Arc::new(tempfile::tempdir().unwrap())).await
     }
 
     /// A server over `dir` (its store and key file), e.g. after a restart.
+    #[allow(dead_code, reason = "tests/api only")]
     pub async fn spawn_in(dir: Arc<TempDir>) -> TestApp {
         TestApp::spawn_with(dir, |_| {}).await
     }
@@ -85,10 +90,12 @@ impl TestApp {
         }
     }
 
+    #[allow(dead_code, reason = "not by tests/metrics or tests/otlp")]
     pub fn url(&self) -> String {
         format!("http://{}", self.addr)
     }
 
+    #[allow(dead_code, reason = "not by tests/otlp")]
     pub async fn channel(&self) -> Channel {
         Channel::from_shared(self.url())
             .unwrap()
@@ -97,11 +104,13 @@ impl TestApp {
             .unwrap()
     }
 
+    #[allow(dead_code, reason = "tests/api only")]
     pub fn db_path(&self) -> PathBuf {
         self.dir.path().join("connections.db")
     }
 
     /// Stops the server gracefully and waits for it; returns its directory.
+    #[allow(dead_code, reason = "not by tests/metrics")]
     pub async fn stop(mut self) -> Arc<TempDir> {
         self.stop.take().unwrap().send(()).ok();
         tokio::time::timeout(Duration::from_secs(20), self.task.take().unwrap())
@@ -112,11 +121,13 @@ impl TestApp {
     }
 
     /// Stops the server and starts a new one over the same store.
+    #[allow(dead_code, reason = "tests/api only")]
     pub async fn restart(self) -> TestApp {
         let dir = self.stop().await;
         TestApp::spawn_in(dir).await
     }
 
+    #[allow(dead_code, reason = "tests/api only")]
     pub async fn create_destination(&self, name: &str) -> proto::Destination {
         self.client
             .clone()
@@ -251,6 +262,7 @@ pub fn order_row(id: &str, user: &str) -> proto::Row {
 }
 
 /// The bad-request violations of a status, as (field, description).
+#[allow(dead_code, reason = "tests/api only")]
 pub fn violations(status: &tonic::Status) -> Vec<(String, String)> {
     use tonic_types::StatusExt as _;
     status

@@ -2,11 +2,9 @@
 //! Segment's code (the oracle) unless a deviation (docs/SEGMENT_SPEC.md D1–D7) says otherwise;
 //! then mapping validation: every violation listed with its pointer into the mapping document.
 
-mod support;
-
 use serde_json::{Value, json};
 
-use support::{
+use crate::common::engine::{
     added, pointers, render_properties, row, test, track_event, track_with_properties, violations,
 };
 
@@ -726,7 +724,7 @@ fn field_keys_per_action() {
         let m = json!({"action": action, "fields": fields});
         assert!(
             segment_connections::mapping::Mapping::compile(
-                &support::doc(m),
+                &crate::common::engine::doc(m),
                 segment_connections::mapping::Identity::offline("t")
             )
             .is_ok(),
@@ -834,7 +832,7 @@ fn required_fields_must_be_mapped() {
     );
     // Page, screen and identify require none.
     for action in ["page", "screen", "identify"] {
-        support::compile(json!({"action": action, "fields": {"user_id": "u"}}));
+        crate::common::engine::compile(json!({"action": action, "fields": {"user_id": "u"}}));
     }
 }
 
@@ -872,7 +870,9 @@ fn triggers() {
         json!("deleted"),
         json!({"fql": "event = \"new\" and properties.plan != null"}),
     ] {
-        support::compile(json!({"action": "track", "trigger": t, "fields": {"event_name": "E"}}));
+        crate::common::engine::compile(
+            json!({"action": "track", "trigger": t, "fields": {"event_name": "E"}}),
+        );
     }
 }
 

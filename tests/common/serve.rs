@@ -1,7 +1,7 @@
 //! Real `serve` processes on one PostgreSQL database, their logs captured.
 
 use std::io::BufRead as _;
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -10,9 +10,8 @@ use tonic::transport::Channel;
 
 use segment_connections::grpc::proto::{self, ConnectionsClient};
 
-pub use crate::pg_support::{Cluster, have_pg_bin, pg_bin};
-
-pub const BIN: &str = env!("CARGO_BIN_EXE_segment-connections");
+use crate::common::bin::{BIN, clean_env, text};
+use crate::common::pg::pg_bin;
 
 /// A log line and when it was read.
 pub type Line = (Instant, String);
@@ -165,39 +164,6 @@ impl Drop for Server {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
-}
-
-/// Nothing from the caller's environment leaks into a child.
-pub fn clean_env(cmd: &mut Command) {
-    for (k, _) in std::env::vars() {
-        if k.starts_with("SEGMENT_CONNECTIONS_") {
-            cmd.env_remove(k);
-        }
-    }
-    // Servers run side by side: none may take the default metrics port.
-    cmd.env("SEGMENT_CONNECTIONS_METRICS_LISTEN", "off");
-}
-
-/// Runs the binary with `args` and `envs` (off the runtime).
-pub async fn cli(args: &[&str], envs: &[(&str, &str)]) -> Output {
-    let args: Vec<String> = args.iter().map(|s| s.to_string()).collect();
-    let envs: Vec<(String, String)> = envs
-        .iter()
-        .map(|(k, v)| (k.to_string(), v.to_string()))
-        .collect();
-    tokio::task::spawn_blocking(move || {
-        let mut cmd = Command::new(BIN);
-        cmd.args(&args);
-        clean_env(&mut cmd);
-        cmd.envs(envs);
-        cmd.output().unwrap()
-    })
-    .await
-    .unwrap()
-}
-
-pub fn text(bytes: &[u8]) -> String {
-    String::from_utf8_lossy(bytes).into_owned()
 }
 
 /// The id `serve` logs and stores for a key (`k` + 8 hex digits).

@@ -1,16 +1,13 @@
 //! Random mapping documents (valid and junk field keys, nested directives from the whole set with
 //! random arguments, raw JSON) against random rows (unicode, nulls, big numbers, nesting):
 //! compiling and rendering never panic, and every event produced keeps the invariants of
-//! `support/fuzz_check.rs`.
-
-#[path = "support/fuzz_check.rs"]
-mod fuzz_check;
+//! `tests/common/fuzz_check.rs`.
 
 use proptest::prelude::*;
 use proptest::sample::select;
 use serde_json::{Map, Number, Value, json};
 
-use fuzz_check::Outcome;
+use crate::common::fuzz_check::{self, Outcome};
 
 const FIELD_KEYS: &[&str] = &[
     "user_id",
