@@ -8,11 +8,11 @@ use tokio::time::Instant;
 use tower::ServiceExt as _;
 use tower::util::BoxCloneSyncService;
 
+use super::WriteKey;
 use super::attempt::{Attempt, Progress, SegmentRequest, SegmentResponse};
 use super::http::SegmentHttp;
 use super::retry::{self, Class, attempt_of_error};
 use super::{BoxError, RetrySettings, stack};
-use crate::store::WriteKey;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct Sent {

@@ -6,11 +6,11 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::{Duration, SystemTime};
 
+use super::WriteKey;
 use super::attempt::{SegmentRequest, SegmentResponse};
 use super::retry::parse_retry_after;
 use super::{BoxError, RetrySettings};
 use crate::metrics::{self, StatusClass};
-use crate::store::WriteKey;
 
 /// `User-Agent` of every request: the service's name and version.
 pub(super) const USER_AGENT: &str = concat!(env!("CARGO_PKG_NAME"), "/", env!("CARGO_PKG_VERSION"));

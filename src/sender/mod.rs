@@ -1,9 +1,10 @@
 //! The Tracking API sender, one per destination: batch bodies packed within the API's limits
 //! (`batch`), sent by [`SegmentClient`] (`client`) through the tower stack built in one place
 //! (`stack`): the concurrency limit, the retry policy (`retry`), the per-attempt timeout, the
-//! dispatch record (`attempt`) and at the bottom the HTTP POST with the write key (`http`).
+//! dispatch record (`attempt`) and at the bottom the HTTP POST with the destination's
+//! [`WriteKey`] (`http`, `write_key`).
 //!
-//! Inside the folder: client → stack → retry → attempt, client → http → attempt.
+//! Inside the folder: client → stack → retry → attempt, client → http → attempt, write_key.
 
 mod attempt;
 pub(crate) mod batch;
@@ -11,12 +12,15 @@ mod client;
 mod http;
 mod retry;
 mod stack;
+mod write_key;
 
 use std::time::Duration;
 
 pub(crate) use attempt::Attempt;
 pub(crate) use client::{SegmentClient, SendError, Sent};
 pub(crate) use http::SegmentHttp;
+pub use write_key::WriteKey;
+pub(crate) use write_key::hex;
 
 /// Errors inside the tower stack. Never leaves `sender/`: [`SegmentClient::send`] turns them
 /// into [`SendError`].

@@ -8,7 +8,7 @@ use aes_gcm::aead::{Aead, KeyInit, Payload};
 use aes_gcm::{Aes256Gcm, Nonce};
 use sha2::{Digest, Sha256};
 
-use super::secret::hex;
+use crate::sender::hex;
 
 /// Bytes in a key.
 pub(crate) const KEY_LEN: usize = 32;

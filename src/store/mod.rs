@@ -14,7 +14,6 @@ mod model;
 mod postgres;
 mod redact;
 mod rows;
-mod secret;
 mod shared;
 mod sql;
 mod sqlite;
@@ -23,6 +22,7 @@ mod watch;
 use std::fmt;
 use std::future::Future;
 
+pub use crate::sender::WriteKey;
 pub use any::AnyStore;
 pub use crypto::{CryptoError, KeyRing};
 pub use model::{
@@ -31,7 +31,6 @@ pub use model::{
 };
 pub use postgres::{PostgresOptions, PostgresStore};
 pub(crate) use redact::redact_store_url;
-pub use secret::WriteKey;
 pub use sqlite::SqliteStore;
 pub use watch::watch_changes;
 
@@ -286,5 +285,5 @@ fn check_mapping_count(destination_id: &str, count: Option<i64>) -> Result<()> {
 fn new_id(prefix: &str) -> Result<String> {
     let mut bytes = [0u8; 10];
     getrandom::fill(&mut bytes).map_err(|e| StoreError::Backend(Box::new(e)))?;
-    Ok(format!("{prefix}{}", secret::hex(&bytes)))
+    Ok(format!("{prefix}{}", crate::sender::hex(&bytes)))
 }

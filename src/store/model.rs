@@ -3,7 +3,7 @@
 
 use std::fmt;
 
-use super::secret::WriteKey;
+use crate::sender::WriteKey;
 
 /// The most mappings one destination may have (docs/DESIGN.md).
 pub const MAX_MAPPINGS_PER_DESTINATION: usize = 50;

@@ -300,7 +300,11 @@ macro_rules! sql_store {
                             .bind(key_id)
                             .bind(nonce)
                             .bind(ciphertext)
-                            .bind(write_key.as_ref().map($crate::store::WriteKey::fingerprint))
+                            .bind(
+                                write_key
+                                    .as_ref()
+                                    .map($crate::sender::WriteKey::fingerprint),
+                            )
                             .bind(enabled)
                             .bind(id)
                             .bind(version as i64)
@@ -336,7 +340,7 @@ macro_rules! sql_store {
             async fn destination_write_key(
                 &self,
                 id: &str,
-            ) -> $crate::store::Result<$crate::store::WriteKey> {
+            ) -> $crate::store::Result<$crate::sender::WriteKey> {
                 let row: Option<(String, Vec<u8>, Vec<u8>)> =
                     sqlx::query_as(Self::SQL.destination_write_key)
                         .bind(id)

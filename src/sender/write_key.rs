@@ -1,4 +1,6 @@
 //! The write key: a secret that never prints, never logs and is only read back as a fingerprint.
+//! Only the sender's HTTP layer (`http.rs`) exposes it, in the Basic auth header; the store
+//! exposes it only to encrypt it.
 
 use std::fmt;
 
@@ -10,7 +12,7 @@ use sha2::{Digest, Sha256};
 pub struct WriteKey(String);
 
 /// The longest write key accepted (Segment's are 32 characters).
-pub(super) const MAX_WRITE_KEY_LEN: usize = 256;
+pub(crate) const MAX_WRITE_KEY_LEN: usize = 256;
 
 impl WriteKey {
     /// Checks the shape only: non-empty, at most [`MAX_WRITE_KEY_LEN`] bytes, printable ASCII
