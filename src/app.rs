@@ -16,12 +16,11 @@ use anyhow::Context as _;
 use tokio::net::TcpListener;
 use tonic::service::interceptor::InterceptedService;
 use tonic::transport::Server;
-use tonic::transport::{Certificate, Identity, ServerTlsConfig};
+use tonic::transport::{Certificate, Identity as TlsIdentity, ServerTlsConfig};
 
 use crate::config::{KeySource, Settings, StoreLocation};
 use crate::grpc::proto::{self, ConnectionsServer};
 use crate::grpc::{self, BearerAuth, ConnectionsService, Gate, RpcLayer};
-use crate::limits::RequestLimits;
 use crate::metrics;
 use crate::store::{AnyStore, KeyRing, PostgresStore, SqliteStore};
 
@@ -108,12 +107,8 @@ impl App {
         let reflection_v1 = reflection().build_v1()?;
         let reflection_v1alpha = reflection().build_v1alpha()?;
 
-        let limits = RequestLimits {
-            max_test_rows: settings.max_test_rows,
-            rows: settings.row_limits,
-        };
-        let service =
-            ConnectionsService::new(store.clone(), limits).with_delivery(settings.delivery.clone());
+        let service = ConnectionsService::new(store.clone(), settings.limits)
+            .with_delivery(settings.delivery.clone());
         // Writes through any replica (PostgreSQL LISTEN/NOTIFY, else polling the store's change
         // version) make the row path re-read at once.
         let delivery = service.delivery();
@@ -282,7 +277,7 @@ fn tls_config(tls: &crate::config::TlsFiles) -> anyhow::Result<ServerTlsConfig> 
     let read = |path: &Path, what: &str| {
         std::fs::read(path).with_context(|| format!("reading the {what} {}", path.display()))
     };
-    let identity = Identity::from_pem(
+    let identity = TlsIdentity::from_pem(
         read(&tls.cert, "TLS certificate")?,
         read(&tls.key, "TLS key")?,
     );

@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use crate::delivery::DeliverySettings;
-use crate::limits::{DEFAULT_MAX_ROW_BYTES, DEFAULT_MAX_VALUE_BYTES, RowLimits};
+use crate::limits::{DEFAULT_MAX_ROW_BYTES, DEFAULT_MAX_VALUE_BYTES, RequestLimits, RowLimits};
 use crate::sender::RetrySettings;
 use crate::store::AllowedUpstreams;
 use crate::store::redact_store_url;
@@ -235,7 +235,8 @@ pub struct Settings {
     pub store: StoreLocation,
     pub encryption_key: KeySource,
     pub max_request_bytes: usize,
-    pub max_test_rows: usize,
+    /// What a request may carry: rows per call, row and value sizes.
+    pub limits: RequestLimits,
     pub shutdown_grace: Duration,
     pub log_format: LogFormat,
     /// Sending rows to the Tracking API.
@@ -249,7 +250,6 @@ pub struct Settings {
     pub auth_tokens: Vec<KeyText>,
     /// TLS on the gRPC port, if any.
     pub tls: Option<TlsFiles>,
-    pub row_limits: RowLimits,
     pub max_concurrent_streams: u32,
     pub max_concurrent_calls: usize,
     pub max_row_streams: usize,
@@ -459,7 +459,6 @@ impl TryFrom<ServeArgs> for Settings {
                 ..defaults.retry.clone()
             },
             default_deadline: Duration::from_secs(deadline_seconds),
-            max_rows: max_submit_rows,
             stream_rows_in_flight,
             stream_idle: Duration::from_secs(stream_idle_seconds),
             stream_dedup_window,
@@ -473,9 +472,13 @@ impl TryFrom<ServeArgs> for Settings {
             health_listen,
             auth_tokens,
             tls,
-            row_limits: RowLimits {
-                max_row_bytes,
-                max_value_bytes,
+            limits: RequestLimits {
+                max_rows: max_submit_rows,
+                max_test_rows,
+                rows: RowLimits {
+                    max_row_bytes,
+                    max_value_bytes,
+                },
             },
             max_concurrent_streams,
             max_concurrent_calls,
@@ -484,7 +487,6 @@ impl TryFrom<ServeArgs> for Settings {
             store,
             encryption_key,
             max_request_bytes,
-            max_test_rows,
             shutdown_grace: Duration::from_secs(shutdown_grace_seconds),
             log_format,
             delivery,
@@ -559,7 +561,7 @@ mod tests {
         assert_eq!(s.health_listen, None);
         assert!(s.auth_tokens.is_empty());
         assert_eq!(s.tls, None);
-        assert_eq!(s.row_limits, RowLimits::default());
+        assert_eq!(s.limits.rows, RowLimits::default());
         assert_eq!(s.delivery.max_render_bytes_per_row, 4 * 1024 * 1024);
         let s = settings(&["--max-render-bytes-per-row", "65536"]).unwrap();
         assert_eq!(s.delivery.max_render_bytes_per_row, 65536);

@@ -18,8 +18,11 @@ pub const MAX_ROW_ID_BYTES: usize = 256;
 
 /// What the handlers check of a request before any row is read (tonic bounds the message size).
 #[derive(Debug, Clone, Copy)]
-pub(crate) struct RequestLimits {
-    /// The most rows one TestMapping request may carry.
+pub struct RequestLimits {
+    /// The most rows one SubmitRows request, or one StreamRows chunk, may carry
+    /// (`--max-submit-rows`).
+    pub max_rows: usize,
+    /// The most rows one TestMapping request may carry (`--max-test-rows`).
     pub max_test_rows: usize,
     /// Row and column value sizes (`grpc::convert::row`).
     pub rows: RowLimits,

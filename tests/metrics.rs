@@ -293,7 +293,7 @@ async fn a_stream_that_ends_badly_counts_what_was_sent() {
     let _turn = REGISTRY.lock().await;
     let app = TestApp::spawn_with(Arc::new(tempfile::tempdir().unwrap()), |s| {
         s.metrics_listen = Some("127.0.0.1:0".parse().unwrap());
-        s.delivery.max_rows = 5;
+        s.limits.max_rows = 5;
     })
     .await;
     let metrics = app.metrics_addr.expect("metrics are served");

@@ -41,8 +41,6 @@ pub struct DeliverySettings {
     pub default_deadline: Duration,
     /// Sending stops this long before the deadline, to answer in time.
     pub deadline_margin: Duration,
-    /// The most rows one SubmitRows request (or one StreamRows chunk) may carry.
-    pub max_rows: usize,
     /// StreamRows: the most rows in flight per stream; reading pauses while full.
     pub stream_rows_in_flight: usize,
     /// StreamRows: a stream with no message and nothing in flight for this long is closed.
@@ -70,7 +68,6 @@ impl Default for DeliverySettings {
             max_bisect_requests: 64,
             default_deadline: Duration::from_secs(30),
             deadline_margin: Duration::from_millis(500),
-            max_rows: 10_000,
             stream_rows_in_flight: 10_000,
             stream_idle: Duration::from_secs(60),
             stream_dedup_window: 100_000,

@@ -33,8 +33,8 @@ pub(crate) struct ChunkAnswer {
 }
 
 /// Why a stream ended other than by the caller half-closing it: the caller's own stream failed
-/// (`Caller`, passed through), or the service ended it (`Error`: an oversize chunk, the idle
-/// timeout, a target that went away).
+/// (`Caller`, passed through: a message the transport refused, such as an oversize chunk), or
+/// the service ended it (`Error`: the idle timeout, a target that went away).
 #[derive(Debug)]
 pub(crate) enum StreamEnd<E> {
     Caller(E),
@@ -69,7 +69,7 @@ impl<S: Store> Delivery<S> {
         self.target(&destination_id, &model, stop_of_chunk())
             .await?;
         let settings = &self.settings;
-        let (idle, max_rows) = (settings.stream_idle, settings.max_rows);
+        let idle = settings.stream_idle;
         let in_flight = settings.stream_rows_in_flight.max(1);
         let seen = Arc::new(SeenIds::window(settings.stream_dedup_window));
         let budget = Arc::new(tokio::sync::Semaphore::new(in_flight));
@@ -93,16 +93,6 @@ impl<S: Store> Delivery<S> {
                     Some(Ok(chunk)) => chunk,
                     Some(Err(e)) => break Some(StreamEnd::Caller(e)),
                 };
-                if rows.len() > max_rows {
-                    let e = Error::invalid(
-                        "chunk.rows",
-                        format!(
-                            "chunk {id}: {} rows; at most {max_rows} per chunk (--max-submit-rows)",
-                            rows.len(),
-                        ),
-                    );
-                    break Some(StreamEnd::Error(e));
-                }
                 let weight = rows.len().clamp(1, in_flight) as u32;
                 let Ok(permit) = budget.clone().acquire_many_owned(weight).await else {
                     break None;

@@ -83,7 +83,7 @@ impl<S: Store> ConnectionsService<S> {
     }
 
     fn check_row_count(&self, field: &str, n: usize) -> Result<(), Error> {
-        let max = self.delivery.settings().max_rows;
+        let max = self.limits.max_rows;
         if n > max {
             return Err(Error::invalid(
                 field,
@@ -440,7 +440,18 @@ impl<S: Store> proto::Connections for ConnectionsService<S> {
         let filter = convert::result_filter("header.results", filter)?;
         let destination_id = convert::id("header.destination_id", destination_id)?;
         check_model(&model).map_err(|e| Error::invalid("header.model", e))?;
-        let chunks = inbound.map(|m| match m {
+        let max_rows = self.limits.max_rows;
+        let chunks = inbound.map(move |m| match m {
+            Ok(proto::StreamRowsRequest {
+                message: Some(Message::Chunk(proto::RowChunk { chunk_id, rows })),
+            }) if rows.len() > max_rows => Err(Error::invalid(
+                "chunk.rows",
+                format!(
+                    "chunk {chunk_id}: {} rows; at most {max_rows} per chunk (--max-submit-rows)",
+                    rows.len()
+                ),
+            )
+            .into()),
             Ok(proto::StreamRowsRequest {
                 message: Some(Message::Chunk(proto::RowChunk { chunk_id, rows })),
             }) => Ok(Chunk { id: chunk_id, rows }),

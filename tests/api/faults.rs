@@ -105,7 +105,7 @@ async fn an_upstream_with_a_smaller_body_limit_gets_every_event() {
 /// delivered) before the stream ends with the error.
 #[tokio::test]
 async fn a_bad_message_mid_stream_loses_no_answer() {
-    let (app, fake, d) = setup_with(|s| s.delivery.max_rows = 50).await;
+    let (app, fake, d) = setup_with(|s| s.limits.max_rows = 50).await;
     app.create_mapping(&d, &track_mapping("orders")).await;
     // Slow answers, so the good chunks are still in flight when the bad message arrives.
     fake.script((0..4).map(|_| Fault::Slow(Duration::from_millis(300))));

@@ -10,7 +10,7 @@ use segment_connections::limits::RowLimits;
 #[tokio::test]
 async fn rows_and_values_over_their_limits_are_row_too_large() {
     let app = TestApp::spawn_with(Arc::new(tempfile::tempdir().unwrap()), |s| {
-        s.row_limits = RowLimits {
+        s.limits.rows = RowLimits {
             max_row_bytes: 2048,
             max_value_bytes: 512,
         };

@@ -155,7 +155,7 @@ async fn the_five_actions_are_delivered() {
 
 #[tokio::test]
 async fn request_level_errors() {
-    let (app, _fake, d) = setup_with(|s| s.delivery.max_rows = 3).await;
+    let (app, _fake, d) = setup_with(|s| s.limits.max_rows = 3).await;
     app.create_mapping(&d, &track_mapping("orders")).await;
     let mut c = app.client.clone();
     let code = |r: Result<tonic::Response<proto::SubmitRowsResponse>, tonic::Status>| {
@@ -252,7 +252,7 @@ async fn a_model_no_mapping_reads_is_not_found_naming_the_models() {
 
 #[tokio::test]
 async fn every_row_is_accounted_for() {
-    let (app, fake, d) = setup_with(|s| s.row_limits.max_row_bytes = 1_000).await;
+    let (app, fake, d) = setup_with(|s| s.limits.rows.max_row_bytes = 1_000).await;
     app.create_mapping(&d, &track_with_message_id("orders"))
         .await;
     let mut input = rows(2);

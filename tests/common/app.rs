@@ -14,7 +14,7 @@ use segment_connections::app::App;
 use segment_connections::config::{KeySource, LogFormat, Settings, StoreLocation};
 use segment_connections::delivery::DeliverySettings;
 use segment_connections::grpc::proto::{self, ConnectionsClient};
-use segment_connections::limits::RowLimits;
+use segment_connections::limits::{RequestLimits, RowLimits};
 use segment_connections::sender::RetrySettings;
 use segment_connections::store::AllowedUpstreams;
 
@@ -195,14 +195,17 @@ pub fn settings(dir: PathBuf) -> Settings {
         store: StoreLocation::Sqlite(dir.join("connections.db")),
         encryption_key: KeySource::CreateIfMissing(dir.join("master.key")),
         max_request_bytes: MAX_REQUEST_BYTES,
-        max_test_rows: MAX_TEST_ROWS,
+        limits: RequestLimits {
+            max_rows: 10_000,
+            max_test_rows: MAX_TEST_ROWS,
+            rows: RowLimits::default(),
+        },
         shutdown_grace: Duration::from_secs(5),
         log_format: LogFormat::Plain,
         metrics_listen: None,
         health_listen: None,
         auth_tokens: Vec::new(),
         tls: None,
-        row_limits: RowLimits::default(),
         max_concurrent_streams: 100,
         max_concurrent_calls: 1000,
         max_row_streams: 100,
