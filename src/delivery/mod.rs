@@ -154,15 +154,15 @@ impl<S: Store> Delivery<S> {
         if !entry.destination.enabled {
             return Err(Error::DestinationDisabled(destination_id.to_owned()));
         }
-        if !entry.models.iter().any(|m| m == model) {
+        let Some(mappings) = entry.mappings_for(model) else {
             return Err(Error::UnknownModel {
                 destination_id: destination_id.to_owned(),
                 model: model.to_owned(),
-                models: entry.models.clone(),
+                models: entry.models().map(str::to_owned).collect(),
             });
-        }
+        };
         Ok(Target {
-            mappings: entry.mappings_for(model).cloned().collect(),
+            mappings: mappings.clone(),
             upstream: entry.upstream.clone(),
         })
     }

@@ -44,19 +44,26 @@ pub(crate) struct Entry {
     pub upstream: Upstream,
     /// Enabled mappings that compiled, by name.
     pub mappings: Vec<Arc<Mapping>>,
-    /// The models its mappings read, enabled or not, sorted.
-    pub models: Vec<String>,
+    /// Every model its mappings read, enabled or not, sorted, with its enabled mappings: a
+    /// call takes its list without copying it.
+    by_model: Vec<(String, Arc<[Arc<Mapping>]>)>,
     checked: Instant,
     generation: u64,
 }
 
 impl Entry {
-    /// The enabled mappings of `model`.
-    pub(crate) fn mappings_for<'a>(
-        &'a self,
-        model: &'a str,
-    ) -> impl Iterator<Item = &'a Arc<Mapping>> {
-        self.mappings.iter().filter(move |m| m.model == model)
+    /// The enabled mappings of `model`; `None` when no mapping (enabled or not) reads it.
+    pub(crate) fn mappings_for(&self, model: &str) -> Option<&Arc<[Arc<Mapping>]>> {
+        let i = self
+            .by_model
+            .binary_search_by(|(m, _)| m.as_str().cmp(model))
+            .ok()?;
+        Some(&self.by_model[i].1)
+    }
+
+    /// The models its mappings read, sorted.
+    pub(crate) fn models(&self) -> impl Iterator<Item = &str> {
+        self.by_model.iter().map(|(m, _)| m.as_str())
     }
 }
 
@@ -229,11 +236,22 @@ impl<S: Store> Cache<S> {
                 }
             }
         }
+        let by_model = models
+            .into_iter()
+            .map(|model| {
+                let of: Arc<[_]> = mappings
+                    .iter()
+                    .filter(|m| m.model == model)
+                    .cloned()
+                    .collect();
+                (model, of)
+            })
+            .collect();
         Ok(Entry {
             destination,
             upstream,
             mappings,
-            models,
+            by_model,
             checked,
             generation,
         })
@@ -307,9 +325,13 @@ mod tests {
         let cache = Cache::new(store.clone(), senders(), Duration::from_secs(3600));
         let e1 = cache.destination(&d.id).await.unwrap();
         assert_eq!(e1.mappings.len(), 1, "disabled mappings are left out");
-        assert_eq!(e1.models, ["orders"], "but their models are known");
-        assert_eq!(e1.mappings_for("orders").count(), 1);
-        assert_eq!(e1.mappings_for("users").count(), 0);
+        assert_eq!(
+            e1.models().collect::<Vec<_>>(),
+            ["orders"],
+            "but their models are known"
+        );
+        assert_eq!(e1.mappings_for("orders").map(|m| m.len()), Some(1));
+        assert!(e1.mappings_for("users").is_none());
         assert!(matches!(e1.upstream, Upstream::Client(_)));
 
         // Fresh: the same entry, no store read.
