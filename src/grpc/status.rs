@@ -1,11 +1,21 @@
 //! The one mapping from [`Error`] to a gRPC [`Status`]: exhaustive, no catch-all arm, so a new
 //! error variant has to be given its code here.
 
+use std::time::Duration;
+
 use tonic::{Code, Status};
 use tonic_types::{ErrorDetails, StatusExt};
 
 use crate::error::Error;
 use crate::store::StoreError;
+
+/// How long a caller should wait before retrying a refused call (`google.rpc.RetryInfo`):
+/// another replica takes a call refused for shutdown at once; a full server frees a place
+/// within about a second; a store outage or a full disk takes longer to mend.
+pub(crate) const RETRY_SHUTTING_DOWN: Duration = Duration::from_millis(100);
+pub(crate) const RETRY_BUSY: Duration = Duration::from_secs(1);
+pub(crate) const RETRY_STORE_UNAVAILABLE: Duration = Duration::from_secs(2);
+pub(crate) const RETRY_STORE_FULL: Duration = Duration::from_secs(30);
 
 /// What a caller hears when the store has no space left for a write.
 pub(super) const STORE_FULL: &str =
@@ -37,21 +47,25 @@ impl From<Error> for Status {
             }
             Error::Store(StoreError::StaleVersion { .. }) => Status::aborted(message),
             Error::DestinationDisabled(_) => Status::failed_precondition(message),
-            Error::ShuttingDown => Status::unavailable(message),
+            Error::ShuttingDown => retry_after(Code::Unavailable, message, RETRY_SHUTTING_DOWN),
             Error::StreamIdle(_) => Status::deadline_exceeded(message),
             Error::TooManyCalls { .. } | Error::TooManyStreams { .. } => {
-                Status::resource_exhausted(message)
+                retry_after(Code::ResourceExhausted, message, RETRY_BUSY)
             }
             // Retryable; the cause (host, port) stays in the logs.
             Error::Store(StoreError::Unavailable(_)) => {
                 tracing::warn!(error = %message, "store unavailable");
 
-                Status::unavailable("store unavailable, retry later")
+                retry_after(
+                    Code::Unavailable,
+                    "store unavailable, retry later".into(),
+                    RETRY_STORE_UNAVAILABLE,
+                )
             }
             // Retryable once space is freed; the cause (the file, the volume) stays in the logs.
             Error::Store(StoreError::Full(_)) => {
                 tracing::error!(error = %message, "store full: writes fail until space is freed");
-                Status::resource_exhausted(STORE_FULL)
+                retry_after(Code::ResourceExhausted, STORE_FULL.into(), RETRY_STORE_FULL)
             }
             Error::Store(StoreError::Crypto(_))
             | Error::Store(StoreError::UndecryptableWriteKeys { .. })
@@ -62,6 +76,17 @@ impl From<Error> for Status {
             }
         }
     }
+}
+
+/// A status that tells the caller when to retry: `google.rpc.RetryInfo` in the details, and
+/// `grpc-retry-pushback-ms`, which gRPC clients' own retry policies honour.
+fn retry_after(code: Code, message: String, delay: Duration) -> Status {
+    let mut status =
+        Status::with_error_details(code, message, ErrorDetails::with_retry_info(Some(delay)));
+    if let Ok(ms) = delay.as_millis().to_string().parse() {
+        status.metadata_mut().insert("grpc-retry-pushback-ms", ms);
+    }
+    status
 }
 
 fn bad_request(
@@ -161,6 +186,21 @@ mod tests {
             let shown = error.to_string();
             let status = Status::from(error);
             assert_eq!(status.code(), code, "{shown}");
+            // Every refusal a retry may cure says when to retry; no other status does.
+            let retry = status.get_details_retry_info().and_then(|r| r.retry_delay);
+            let pushback = status.metadata().get("grpc-retry-pushback-ms");
+            match code {
+                Code::Unavailable | Code::ResourceExhausted => {
+                    let delay = retry.filter(|d| *d > Duration::ZERO).expect(&shown);
+                    let ms = delay.as_millis().to_string();
+                    assert_eq!(
+                        pushback.and_then(|v| v.to_str().ok()),
+                        Some(&*ms),
+                        "{shown}"
+                    );
+                }
+                _ => assert!(retry.is_none() && pushback.is_none(), "{shown}"),
+            }
             if code == Code::Internal {
                 // Details stay in the logs.
                 assert_eq!(status.message(), "internal error");

@@ -120,6 +120,20 @@ async fn calls_beyond_the_concurrency_limit_are_resource_exhausted() {
         tonic::Code::ResourceExhausted,
         "{refused:?}"
     );
+    // It says when to retry (google.rpc.RetryInfo), so a client's retry policy can wait.
+    use tonic_types::StatusExt as _;
+    let delay = refused.get_details_retry_info().and_then(|r| r.retry_delay);
+    assert_eq!(
+        delay,
+        Some(std::time::Duration::from_secs(1)),
+        "{refused:?}"
+    );
+    let pushback = refused.metadata().get("grpc-retry-pushback-ms");
+    assert_eq!(
+        pushback.and_then(|v| v.to_str().ok()),
+        Some("1000"),
+        "{refused:?}"
+    );
     assert!(
         refused.message().contains("--max-concurrent-calls") && refused.message().contains('2'),
         "{refused:?}"
