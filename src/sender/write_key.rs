@@ -80,6 +80,15 @@ mod tests {
         assert!(fp.bytes().all(|b| b.is_ascii_hexdigit()));
     }
 
+    /// The README's tour shows this fingerprint: it must be the real one.
+    #[test]
+    fn the_tours_fingerprint_is_real() {
+        let k = WriteKey::parse("YOUR_WRITE_KEY".into()).unwrap();
+        assert_eq!(k.fingerprint(), "d28b8fe4");
+        let readme = include_str!("../../README.md");
+        assert!(readme.contains("write_key_fingerprint: d28b8fe4"));
+    }
+
     #[test]
     fn checks_the_shape() {
         assert!(WriteKey::parse(String::new()).is_err());
