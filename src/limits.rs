@@ -1,7 +1,11 @@
-//! Per-row size limits, shared by every RPC that takes rows: TestMapping (via
+//! What a request may carry and an answer may hold, in one place: rows per call
+//! ([`RequestLimits`], checked by the handlers before any row is read), the answer's size, and
+//! per-row size limits, shared by every RPC that takes rows: TestMapping (via
 //! `grpc::convert::row`) and the delivery path (SubmitRows, StreamRows), which must convert
 //! rows through the same function. A row over a limit is that row's `ROW_TOO_LARGE` issue,
-//! never a failed call; the message names the limit and its flag.
+//! never a failed call; the message names the limit and its flag. (Limits of the domain stay
+//! with it: a mapping document's size in `mapping/`, an event's in `spec/accept.rs`, a batch's in
+//! `sender/batch.rs`.)
 
 use std::io;
 
@@ -12,6 +16,13 @@ use crate::json::Columns;
 pub(crate) const DEFAULT_MAX_ROW_BYTES: usize = 512 * 1024;
 /// The largest single column value (as JSON) by default: 128 KiB.
 pub(crate) const DEFAULT_MAX_VALUE_BYTES: usize = 128 * 1024;
+
+/// The largest row-call response, encoded: 64 KiB under the 4 MiB gRPC clients take by default.
+pub const MAX_RESPONSE_BYTES: usize = 4 * 1024 * 1024 - 64 * 1024;
+
+/// The largest event TestMapping echoes (twice the Tracking API's limit, so an event rejected as
+/// too large can still be seen when it is close); a larger one is left out, its size exact.
+pub const MAX_ECHOED_EVENT_BYTES: usize = 64 * 1024;
 
 /// The longest row id (bytes): it is echoed in every result of the row.
 pub const MAX_ROW_ID_BYTES: usize = 256;

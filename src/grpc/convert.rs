@@ -8,7 +8,7 @@ use crate::delivery::{Counts, Input, RowResult, RowStatus};
 use crate::error::{Error, FieldViolation};
 use crate::issue::{Issue, IssueCode};
 use crate::json::Columns;
-use crate::limits::{MAX_ROW_ID_BYTES, RowLimits};
+use crate::limits::{MAX_ECHOED_EVENT_BYTES, MAX_RESPONSE_BYTES, MAX_ROW_ID_BYTES, RowLimits};
 use crate::mapping::{self, Op, Row, TestResult};
 use crate::store::{
     Destination, DestinationPatch, MappingContent, MappingRecord, Name, NewDestination, Region,
@@ -350,10 +350,6 @@ pub(crate) fn to_proto_issue(issue: Issue) -> proto::Issue {
     }
 }
 
-/// The largest event TestMapping echoes (twice the Tracking API's limit, so an event rejected as
-/// too large can still be seen when it is close); a larger one is left out, its size exact.
-pub const MAX_ECHOED_EVENT_BYTES: usize = 64 * 1024;
-
 /// A TestMapping response within [`MAX_RESPONSE_BYTES`]: when the results would pass it, their
 /// events are left out from the last row back until they fit.
 pub(super) fn test_response(results: Vec<proto::TestRowResult>) -> proto::TestMappingResponse {
@@ -519,9 +515,6 @@ pub(crate) fn to_proto_counts(c: Counts) -> proto::ResultCounts {
         skipped,
     }
 }
-
-/// The largest row-call response, encoded: 64 KiB under the 4 MiB gRPC clients take by default.
-pub const MAX_RESPONSE_BYTES: usize = 4 * 1024 * 1024 - 64 * 1024;
 
 /// What a response holds besides its results (counts, omissions, a chunk id), at most.
 const RESPONSE_OVERHEAD: usize = 64;

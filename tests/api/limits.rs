@@ -178,7 +178,7 @@ async fn calls_beyond_the_concurrency_limit_are_resource_exhausted() {
 async fn a_large_answer_fits_a_default_client_and_says_what_it_left_out() {
     use prost::Message as _;
     use proto::ResultStatus;
-    use segment_connections::grpc::convert::MAX_RESPONSE_BYTES;
+    use segment_connections::limits::MAX_RESPONSE_BYTES;
 
     let (app, fake, d) = crate::submit_rows::setup().await;
     for m in 0..5 {
@@ -330,7 +330,7 @@ fn padded_row(id: &str, pad: usize) -> proto::Row {
 /// size still exact. Row ids and mapping documents have limits named in their errors.
 #[tokio::test]
 async fn test_mapping_caps_what_it_echoes_and_ids_and_documents_are_bounded() {
-    use segment_connections::grpc::convert::MAX_ECHOED_EVENT_BYTES;
+    use segment_connections::limits::MAX_ECHOED_EVENT_BYTES;
     use segment_connections::limits::MAX_ROW_ID_BYTES;
     use segment_connections::mapping::MAX_DOCUMENT_BYTES;
 
