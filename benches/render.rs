@@ -113,5 +113,41 @@ fn from_json(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, render, from_json);
+/// What `--upstream-gzip` costs and saves: one full batch body of rendered track events (as the
+/// sender packs them, up to 475,000 bytes) gzip-compressed. Throughput in body bytes; the ratio
+/// is printed once.
+fn gzip(c: &mut Criterion) {
+    let w = workload();
+    let rows = rows();
+    let m = mapping(&w, "track");
+    let mut body = b"{\"batch\":[".to_vec();
+    let mut event = Vec::with_capacity(1024);
+    for row in rows.iter().cycle() {
+        event.clear();
+        assert!(m.render(row, &mut event).accepted());
+        if body.len() + event.len() + 3 > 475_000 {
+            break;
+        }
+        if body.len() > 10 {
+            body.push(b',');
+        }
+        body.extend_from_slice(&event);
+    }
+    body.extend_from_slice(b"]}");
+    let gz = segment_connections::sender::gzip(&body).unwrap();
+    eprintln!(
+        "gzip/batch: {} bytes -> {} bytes ({:.1}x)",
+        body.len(),
+        gz.len(),
+        body.len() as f64 / gz.len() as f64
+    );
+    let mut group = c.benchmark_group("gzip");
+    group.throughput(Throughput::Bytes(body.len() as u64));
+    group.bench_function("batch", |b| {
+        b.iter(|| std::hint::black_box(segment_connections::sender::gzip(&body).unwrap()))
+    });
+    group.finish();
+}
+
+criterion_group!(benches, render, from_json, gzip);
 criterion_main!(benches);

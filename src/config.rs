@@ -104,6 +104,15 @@ pub struct ServeArgs {
         default_value_t = 32
     )]
     pub max_in_flight_batches: usize,
+    /// Gzip-compress request bodies to the Tracking API (`Content-Encoding: gzip`); `false`
+    /// sends them as plain JSON.
+    #[arg(
+        long,
+        env = "SEGMENT_CONNECTIONS_UPSTREAM_GZIP",
+        default_value_t = true,
+        action = clap::ArgAction::Set
+    )]
+    pub upstream_gzip: bool,
     /// StreamRows: rows in flight per stream; reading pauses while full.
     #[arg(
         long,
@@ -354,6 +363,7 @@ impl TryFrom<ServeArgs> for Settings {
             max_attempts,
             attempt_timeout_seconds,
             max_in_flight_batches,
+            upstream_gzip,
             stream_rows_in_flight,
             stream_idle_seconds,
             stream_dedup_window,
@@ -456,6 +466,7 @@ impl TryFrom<ServeArgs> for Settings {
                 max_attempts,
                 attempt_timeout: Duration::from_secs(attempt_timeout_seconds),
                 max_in_flight: max_in_flight_batches,
+                gzip: upstream_gzip,
                 ..defaults.retry.clone()
             },
             default_deadline: Duration::from_secs(deadline_seconds),

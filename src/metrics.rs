@@ -45,8 +45,11 @@ pub(crate) const UPSTREAM_IN_FLIGHT: &str = "segment_connections_upstream_in_fli
 pub(crate) const UPSTREAM_RETRIES: &str = "segment_connections_upstream_retries_total";
 /// Events per batch sent.
 pub(crate) const BATCH_EVENTS: &str = "segment_connections_batch_events";
-/// Bytes per batch body sent.
+/// Bytes per batch body sent, before compression.
 pub(crate) const BATCH_BYTES: &str = "segment_connections_batch_bytes";
+/// Bytes of request bodies put on the wire to the Tracking API (each attempt; gzip-compressed
+/// unless `--upstream-gzip false`).
+pub(crate) const UPSTREAM_BYTES: &str = "segment_connections_upstream_bytes_total";
 
 const DURATION_BUCKETS: &[f64] = &[
     0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
@@ -121,7 +124,16 @@ fn describe() {
     describe_gauge!(UPSTREAM_IN_FLIGHT, "Tracking API requests in progress");
     describe_counter!(UPSTREAM_RETRIES, "Tracking API retries");
     describe_histogram!(BATCH_EVENTS, "events per batch");
-    describe_histogram!(BATCH_BYTES, Unit::Bytes, "bytes per batch body");
+    describe_histogram!(
+        BATCH_BYTES,
+        Unit::Bytes,
+        "bytes per batch body, uncompressed"
+    );
+    describe_counter!(
+        UPSTREAM_BYTES,
+        Unit::Bytes,
+        "request body bytes sent to the Tracking API"
+    );
 }
 
 // === GET /metrics ===
@@ -478,6 +490,11 @@ pub fn record_retry() {
 pub fn record_batch(events: usize, bytes: usize) {
     histogram!(BATCH_EVENTS).record(events as f64);
     histogram!(BATCH_BYTES).record(bytes as f64);
+}
+
+/// One attempt's request body, as sent.
+pub fn record_upstream_bytes(bytes: usize) {
+    counter!(UPSTREAM_BYTES).increment(bytes as u64);
 }
 
 /// Marks one Tracking API request in progress until the guard drops.

@@ -32,6 +32,8 @@ pub(crate) enum Attempt {
 #[derive(Debug, Clone)]
 pub(crate) struct SegmentRequest {
     pub body: Bytes,
+    /// The body is gzip-compressed (sent with `Content-Encoding: gzip`).
+    pub gzip: bool,
     /// Retries stop when the next wait would pass this instant.
     pub deadline: Option<Instant>,
     pub progress: Arc<Progress>,
@@ -41,6 +43,7 @@ impl SegmentRequest {
     pub(crate) fn new(body: Bytes, deadline: Option<Instant>) -> SegmentRequest {
         SegmentRequest {
             body,
+            gzip: false,
             deadline,
             progress: Arc::default(),
         }

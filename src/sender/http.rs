@@ -67,12 +67,19 @@ impl tower::Service<SegmentRequest> for SegmentHttp {
 
     fn call(&mut self, req: SegmentRequest) -> Self::Future {
         // The caller's trace continues into the upstream request (`traceparent`, when exported).
-        let mut trace = http::HeaderMap::new();
-        crate::telemetry::inject_current(&mut trace);
+        let mut headers = http::HeaderMap::new();
+        crate::telemetry::inject_current(&mut headers);
+        if req.gzip {
+            headers.insert(
+                reqwest::header::CONTENT_ENCODING,
+                http::HeaderValue::from_static("gzip"),
+            );
+        }
+        metrics::record_upstream_bytes(req.body.len());
         let send = self
             .client
             .post(&*self.url)
-            .headers(trace)
+            .headers(headers)
             .basic_auth(self.write_key.expose(), Some(""))
             .header(reqwest::header::CONTENT_TYPE, "application/json")
             .body(req.body)

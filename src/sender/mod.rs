@@ -17,6 +17,7 @@ mod write_key;
 use std::time::Duration;
 
 pub(crate) use attempt::Attempt;
+pub use client::gzip;
 pub(crate) use client::{SegmentClient, SendError, Sent};
 pub(crate) use http::SegmentHttp;
 pub use write_key::WriteKey;
@@ -42,6 +43,8 @@ pub struct RetrySettings {
     pub connect_timeout: Duration,
     /// Batches in flight per destination, backoff sleeps included.
     pub max_in_flight: usize,
+    /// Bodies are gzip-compressed (`Content-Encoding: gzip`), once per batch.
+    pub gzip: bool,
 }
 
 impl Default for RetrySettings {
@@ -54,6 +57,7 @@ impl Default for RetrySettings {
             attempt_timeout: Duration::from_secs(10),
             connect_timeout: Duration::from_secs(5),
             max_in_flight: 32,
+            gzip: true,
         }
     }
 }

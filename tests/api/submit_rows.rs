@@ -634,3 +634,32 @@ async fn integers_too_long_for_64_bits_keep_their_digits() {
     let event = tested.results[0].event_json.as_deref().unwrap();
     assert!(event.contains(&format!(r#""big":{BIG}"#)), "{event}");
 }
+
+/// Bodies go to the Tracking API gzip-compressed (`Content-Encoding: gzip`), each one a valid
+/// batch once decoded and several times smaller on the wire; `--upstream-gzip false` sends plain
+/// JSON. Either way every event arrives once.
+#[tokio::test]
+async fn bodies_are_gzip_compressed_unless_turned_off() {
+    for gzip in [true, false] {
+        let (app, fake, d) = setup_with(|s| s.delivery.retry.gzip = gzip).await;
+        app.create_mapping(&d, &track_mapping("m")).await;
+        let answer = submit(&app, request(&d, rows(200))).await;
+        assert_eq!(answer.counts.unwrap().delivered, 200);
+        let requests = fake.requests();
+        assert!(!requests.is_empty());
+        for r in &requests {
+            assert_eq!(r.status, 200);
+            assert_eq!(r.gzip, gzip);
+            match gzip {
+                true => assert!(
+                    r.wire_bytes * 3 < r.bytes,
+                    "{} of {}",
+                    r.wire_bytes,
+                    r.bytes
+                ),
+                false => assert_eq!(r.wire_bytes, r.bytes),
+            }
+        }
+        assert_eq!(fake.accepted().len(), 200);
+    }
+}

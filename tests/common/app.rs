@@ -225,6 +225,7 @@ pub fn test_delivery() -> DeliverySettings {
             attempt_timeout: Duration::from_secs(2),
             connect_timeout: Duration::from_secs(2),
             max_in_flight: 16,
+            gzip: true,
         },
         // The fake Tracking APIs listen here.
         allowed_upstreams: AllowedUpstreams::parse(&["127.0.0.1"]).unwrap(),

@@ -60,6 +60,12 @@ pub struct Request {
     /// The W3C trace context the request carried, if any (read by tests/otlp.rs).
     #[allow(dead_code, reason = "tests/otlp only")]
     pub traceparent: Option<String>,
+    /// The body came gzip-compressed (`Content-Encoding: gzip`); `bytes` is its size decoded.
+    #[allow(dead_code, reason = "tests/api only")]
+    pub gzip: bool,
+    /// The body's size on the wire.
+    #[allow(dead_code, reason = "tests/api only")]
+    pub wire_bytes: usize,
 }
 
 #[derive(Default)]
@@ -225,8 +231,30 @@ async fn batch(State(shared): State<Arc<Shared>>, headers: HeaderMap, body: Byte
     }
 }
 
-async fn handle(shared: Arc<Shared>, headers: HeaderMap, body: Bytes) -> Response {
+/// The most a gzip body may decode to: far above the API's 500 KB, a bomb stops here.
+const MAX_DECODED_BYTES: u64 = 8 * 1024 * 1024;
+
+async fn handle(shared: Arc<Shared>, headers: HeaderMap, wire: Bytes) -> Response {
     let at = Instant::now();
+    let wire_bytes = wire.len();
+    let gzip = match headers.get(header::CONTENT_ENCODING).map(|v| v.as_bytes()) {
+        None => false,
+        Some(b"gzip") => true,
+        Some(_) => return (StatusCode::UNSUPPORTED_MEDIA_TYPE, "unknown encoding").into_response(),
+    };
+    let body = if gzip {
+        use std::io::Read as _;
+        let mut out = Vec::new();
+        let decoded = flate2::read::GzDecoder::new(&wire[..])
+            .take(MAX_DECODED_BYTES)
+            .read_to_end(&mut out);
+        match decoded {
+            Ok(_) => Bytes::from(out),
+            Err(_) => return (StatusCode::BAD_REQUEST, "bad gzip").into_response(),
+        }
+    } else {
+        wire
+    };
     let _counted = InProgress::new(&shared);
     let shared = &shared;
     let user_agent = headers
@@ -246,6 +274,8 @@ async fn handle(shared: Arc<Shared>, headers: HeaderMap, body: Bytes) -> Respons
             bytes: body.len(),
             user_agent: user_agent.clone(),
             traceparent: traceparent.clone(),
+            gzip,
+            wire_bytes,
         });
     };
     if headers
