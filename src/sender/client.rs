@@ -356,6 +356,57 @@ mod tests {
         assert_eq!(s.gaps(), [Duration::from_secs(7)]);
     }
 
+    /// A 429 with Retry-After pauses the whole destination: a batch sent meanwhile by another
+    /// caller waits until the pause is over before its first attempt.
+    #[tokio::test(start_paused = true)]
+    async fn a_429_pauses_every_batch_of_the_destination() {
+        let s = Script::new([Answer::Status(429, Some(Duration::from_secs(7)))]);
+        let client = SegmentClient::new(s.clone(), &settings());
+        let started = Instant::now();
+        let first = client.send(Bytes::from_static(b"{}"), in_a_minute());
+        let second = async {
+            // Sent after the 429 was answered, while the pause is on.
+            tokio::time::sleep(Duration::from_secs(1)).await;
+            client.send(Bytes::from_static(b"{}"), in_a_minute()).await
+        };
+        let (a, b) = tokio::join!(first, second);
+        assert_eq!((a, b), (Ok(Sent { attempts: 2 }), Ok(Sent { attempts: 1 })));
+        let calls = s.calls.lock().unwrap().clone();
+        assert_eq!(calls.len(), 3);
+        // Nothing reached the API between the 429 and the end of its pause.
+        assert!(
+            calls[1..]
+                .iter()
+                .all(|t| *t - started >= Duration::from_secs(7)),
+            "{calls:?}"
+        );
+    }
+
+    /// Waiting out rate limits costs no attempt: six 429s, then success, with four attempts
+    /// allowed.
+    #[tokio::test(start_paused = true)]
+    async fn rate_limits_do_not_use_up_attempts() {
+        let s = Script::new((0..6).map(|_| Answer::Status(429, Some(Duration::from_secs(1)))));
+        assert_eq!(send(&s, in_a_minute()).await, Ok(Sent { attempts: 7 }));
+    }
+
+    /// A down upstream is not hammered: with every answer a 503, 50 batches make far fewer than
+    /// the 200 attempts four each would; the retry budget lets one in five retry, plus a few.
+    #[tokio::test(start_paused = true)]
+    async fn the_retry_budget_bounds_retries_of_a_down_upstream() {
+        let s = Script::new((0..1000).map(|_| Answer::Status(503, None)));
+        let client = SegmentClient::new(s.clone(), &settings());
+        for _ in 0..50 {
+            let e = client.send(Bytes::from_static(b"{}"), in_a_minute()).await;
+            assert!(
+                matches!(e, Err(SendError::RetriesExhausted { .. })),
+                "{e:?}"
+            );
+        }
+        let calls = s.calls.lock().unwrap().len();
+        assert!((50..=50 + 10 + 10 + 5).contains(&calls), "{calls} calls");
+    }
+
     #[tokio::test(start_paused = true)]
     async fn does_not_retry_a_permanent_4xx() {
         let s = Script::new([Answer::Status(400, None)]);

@@ -1,14 +1,100 @@
 //! What to do after one attempt: the pure [`classify`] table, jittered exponential
 //! [`backoff`], `Retry-After` parsing, and the tower [`RetryPolicy`] that puts them together.
+//! Politeness, per destination ([`Pacing`], shared by all its requests): a 429 with
+//! `Retry-After` pauses every request to the destination, not only the one answered (the
+//! [`Paused`] layer holds each attempt until then); waits for rate limits do not count as
+//! attempts; and a retry budget bounds the retries of other failures to a share of the requests,
+//! so a down upstream is not hammered by every batch retrying at once.
 
-use std::sync::Arc;
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
 use std::time::{Duration, SystemTime};
 
 use tokio::time::Instant;
+use tower::ServiceExt as _;
+use tower::retry::budget::{Budget as _, TpsBudget};
 
 use super::attempt::{Attempt, SegmentRequest, SegmentResponse};
 use super::{BoxError, RetrySettings};
+
+/// Retries of failures other than 429 allowed per destination: one in five requests of the last
+/// ten seconds, plus one a second whatever the traffic.
+const RETRY_BUDGET_PERCENT: f32 = 0.2;
+const RETRY_BUDGET_MIN_PER_SEC: u32 = 1;
+const RETRY_BUDGET_TTL: Duration = Duration::from_secs(10);
+/// 429s one request may wait out before it gives up (the deadline usually comes first).
+const MAX_RATE_LIMITED: u32 = 64;
+
+/// One destination's pacing: until when the API asked it to pause, and its retry budget.
+#[derive(Debug)]
+pub(super) struct Pacing {
+    paused_until: Mutex<Option<Instant>>,
+    budget: TpsBudget,
+}
+
+impl Pacing {
+    pub(super) fn new() -> Pacing {
+        Pacing {
+            paused_until: Mutex::new(None),
+            budget: TpsBudget::new(
+                RETRY_BUDGET_TTL,
+                RETRY_BUDGET_MIN_PER_SEC,
+                RETRY_BUDGET_PERCENT,
+            ),
+        }
+    }
+
+    fn pause_for(&self, wait: Duration) {
+        let until = Instant::now() + wait;
+        let mut p = self.paused_until.lock().unwrap_or_else(|e| e.into_inner());
+        if p.is_none_or(|at| at < until) {
+            *p = Some(until);
+        }
+    }
+
+    fn paused_until(&self) -> Option<Instant> {
+        let p = *self.paused_until.lock().unwrap_or_else(|e| e.into_inner());
+        p.filter(|at| *at > Instant::now())
+    }
+}
+
+/// Holds each attempt until the destination's pause (after a 429 with `Retry-After`) is over,
+/// before its timeout starts: a paused destination sends nothing, and the wait costs no attempt.
+#[derive(Clone)]
+pub(super) struct Paused<S> {
+    pub(super) inner: S,
+    pub(super) pacing: Arc<Pacing>,
+}
+
+impl<S> tower::Service<SegmentRequest> for Paused<S>
+where
+    S: tower::Service<SegmentRequest, Response = SegmentResponse> + Clone + Send + 'static,
+    S::Error: Into<BoxError>,
+    S::Future: Send + 'static,
+{
+    type Response = SegmentResponse;
+    type Error = BoxError;
+    type Future = Pin<Box<dyn Future<Output = Result<SegmentResponse, BoxError>> + Send>>;
+
+    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), BoxError>> {
+        // Readiness is the inner service's, checked when the pause is over.
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, req: SegmentRequest) -> Self::Future {
+        let (inner, pacing) = (self.inner.clone(), self.pacing.clone());
+        Box::pin(async move {
+            // A caller that gives up meanwhile aborts this wait (nothing was sent).
+            while let Some(until) = pacing.paused_until() {
+                tokio::time::sleep_until(until).await;
+            }
+            inner.oneshot(req).await.map_err(Into::into)
+        })
+    }
+}
 
 /// What to do after an attempt.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -87,16 +173,21 @@ pub(super) fn attempt_of_error(e: &(dyn std::error::Error + 'static)) -> Attempt
 #[derive(Clone)]
 pub(super) struct RetryPolicy {
     settings: Arc<RetrySettings>,
+    pacing: Arc<Pacing>,
     /// Attempts made so far for this request.
     attempts: u32,
+    /// Of them, those answered 429: they do not count against `max_attempts`.
+    rate_limited: u32,
     rng: u64,
 }
 
 impl RetryPolicy {
-    pub(super) fn new(settings: Arc<RetrySettings>) -> RetryPolicy {
+    pub(super) fn new(settings: Arc<RetrySettings>, pacing: Arc<Pacing>) -> RetryPolicy {
         RetryPolicy {
             settings,
+            pacing,
             attempts: 0,
+            rate_limited: 0,
             rng: 0,
         }
     }
@@ -138,15 +229,22 @@ impl tower::retry::Policy<SegmentRequest, SegmentResponse, BoxError> for RetryPo
         result: &mut Result<SegmentResponse, BoxError>,
     ) -> Option<Self::Future> {
         self.attempts += 1;
+        if self.attempts == 1 {
+            // Each request earns the destination a share of a retry.
+            self.pacing.budget.deposit();
+        }
         let attempt = attempt_of(result);
         req.progress.record(self.attempts, attempt);
+        let rate_limited = attempt == Attempt::Status(429);
+        self.rate_limited += u32::from(rate_limited);
         if attempt == Attempt::Timeout {
             // The HTTP layer never saw an answer: the attempt took its whole timeout.
             let class = crate::metrics::StatusClass::Timeout;
             crate::metrics::record_upstream_request(class, self.settings.attempt_timeout);
         }
         if classify(attempt) != Class::Retry
-            || self.attempts >= self.settings.max_attempts
+            || self.attempts - self.rate_limited >= self.settings.max_attempts
+            || self.rate_limited > MAX_RATE_LIMITED
             || req.progress.is_cancelled()
         {
             return None;
@@ -157,6 +255,15 @@ impl tower::retry::Policy<SegmentRequest, SegmentResponse, BoxError> for RetryPo
             && Instant::now() + wait >= deadline
         {
             req.progress.stopped_for_deadline();
+            return None;
+        }
+        if rate_limited {
+            if retry_after.is_some() {
+                // The whole destination waits, not just this batch.
+                self.pacing.pause_for(wait);
+            }
+        } else if !self.pacing.budget.withdraw() {
+            tracing::debug!("retry budget spent: not retrying");
             return None;
         }
         crate::metrics::record_retry();
@@ -246,7 +353,7 @@ mod tests {
 
     #[test]
     fn jitter_is_in_range_and_varies() {
-        let mut p = RetryPolicy::new(Arc::new(RetrySettings::default()));
+        let mut p = RetryPolicy::new(Arc::new(RetrySettings::default()), Arc::new(Pacing::new()));
         let units: Vec<f64> = (0..100).map(|_| p.unit()).collect();
         assert!(units.iter().all(|u| (0.0..1.0).contains(u)));
         assert!(units.windows(2).any(|w| w[0] != w[1]));

@@ -7,7 +7,7 @@ use tower::ServiceBuilder;
 use tower::util::BoxCloneSyncService;
 
 use super::attempt::{Dispatched, SegmentRequest, SegmentResponse};
-use super::retry::RetryPolicy;
+use super::retry::{Pacing, Paused, RetryPolicy};
 use super::{BoxError, RetrySettings};
 
 pub(super) fn build<S>(
@@ -19,13 +19,20 @@ where
     S::Error: Into<BoxError>,
     S::Future: Send + 'static,
 {
+    let pacing = Arc::new(Pacing::new());
     let stack = ServiceBuilder::new()
         // Bounds the batches in flight to this destination, those sleeping in backoff included,
         // which bounds memory and load on the API; shared by every clone.
         .concurrency_limit(settings.max_in_flight)
         // Retries what `classify` calls retryable, after Retry-After or a jittered exponential
-        // backoff, up to `max_attempts`, never sleeping past the request's deadline.
-        .retry(RetryPolicy::new(Arc::new(settings.clone())))
+        // backoff, up to `max_attempts` (429s not counted), never sleeping past the request's
+        // deadline, within the destination's retry budget.
+        .retry(RetryPolicy::new(Arc::new(settings.clone()), pacing.clone()))
+        // Holds each attempt while the destination is paused by a 429's Retry-After.
+        .layer_fn(move |inner| Paused {
+            inner,
+            pacing: pacing.clone(),
+        })
         // Each attempt gets its own deadline, so one slow answer costs one attempt.
         .timeout(settings.attempt_timeout)
         // Counts each attempt as on the wire until it ends, and dispatches none once the caller
