@@ -97,6 +97,10 @@ pub(super) struct Compiler {
     pub violations: Vec<Violation>,
 }
 
+/// The key of mapping-kit's root directive: in a mapping (and in `@transform`'s `apply`), the
+/// directive whose result the other keys are resolved against.
+pub(super) const ROOT_DIRECTIVE_KEY: &str = "__segment_internal_directive";
+
 /// The deepest directives may nest (a directive inside another's argument is one level down).
 pub(crate) const MAX_DIRECTIVE_DEPTH: usize = 32;
 
@@ -609,8 +613,118 @@ impl Compiler {
             };
             return self.missing(key);
         };
-        let apply = Box::new(self.at("apply", |c| c.object_or_directive(apply)));
+        let apply = Box::new(self.at("apply", |c| c.apply(apply)));
         let mapping = Box::new(self.at("mapping", |c| c.object_or_directive(mapping)));
         Expr::Transform { apply, mapping }
+    }
+
+    /// `@transform`'s `apply`, which mapping-kit runs through `transform()` (not `resolve()`), so
+    /// a raw object of it may hold a root directive of its own: the rest of it is then resolved
+    /// against that directive's result, as a `@transform` would be. (The whole mapping is
+    /// validated before that happens, with the nested root directive as an ordinary
+    /// `@transform`: there its `mapping` is required, though overwritten at run time.)
+    fn apply(&mut self, v: &Value) -> Expr {
+        match v {
+            Value::Object(m) if !is_directive(m) && m.contains_key(ROOT_DIRECTIVE_KEY) => {
+                let inner = self.at(ROOT_DIRECTIVE_KEY, |c| {
+                    c.root_directive(&m[ROOT_DIRECTIVE_KEY], true)
+                });
+                let rest = m
+                    .iter()
+                    .filter(|(k, _)| k.as_str() != ROOT_DIRECTIVE_KEY)
+                    .map(|(k, v)| (k.clone(), v.clone()))
+                    .collect();
+                Expr::Transform {
+                    apply: Box::new(inner),
+                    mapping: Box::new(self.value(&Value::Object(rest))),
+                }
+            }
+            v => self.object_or_directive(v),
+        }
+    }
+
+    /// A boolean field that is checked and then dropped (never evaluated): a raw boolean, or a
+    /// directive (a field value may be one), compiled for its violations; anything else is a
+    /// violation, `why` saying what the field is for.
+    pub(super) fn ignored_boolean(&mut self, v: &Value, why: &str) {
+        match v {
+            Value::Bool(_) => {}
+            Value::Object(m) if is_directive(m) => {
+                self.directive(m);
+            }
+            other => {
+                let t = type_of(other);
+                self.fail(format!(
+                    "should be a boolean (true or false) or a directive but it is {} {t} ({why})",
+                    article(t)
+                ));
+            }
+        }
+    }
+
+    /// The value of a root directive key (`__segment_internal_directive`), compiled to its
+    /// `apply`: what the mapping's other keys are resolved against.
+    ///
+    /// mapping-kit (`getMappingToProcess` in `@segment/actions-core`'s `mapping-kit/index.ts`)
+    /// takes that value as the mapping to process: it must have a single key, whose argument is
+    /// an object, and it sets that argument's `mapping` to the other keys, overwriting any
+    /// `mapping` written there; `validate` and `resolve` then run on it. Only `@transform` reads
+    /// `mapping` (it resolves `apply` against the payload, then `mapping` against the result),
+    /// so any other directive would throw the other keys away: refused here. A `mapping` written
+    /// in it is ignored, as Segment's code overwrites it unread; but `nested` (in an `apply`),
+    /// it must be there and be valid, as the validation of the enclosing mapping requires.
+    pub(super) fn root_directive(&mut self, v: &Value, nested: bool) -> Expr {
+        const SHAPE: &str = "{\"@transform\": {\"apply\": ...}}";
+        let m = match v {
+            Value::Object(m) if m.len() == 1 => m,
+            Value::Object(m) => {
+                return self.fail(format!(
+                    "should be a single directive object, {SHAPE}, but it has {} keys",
+                    m.len()
+                ));
+            }
+            other => {
+                let t = type_of(other);
+                return self.fail(format!(
+                    "should be a single directive object, {SHAPE}, but it is {} {t}",
+                    article(t)
+                ));
+            }
+        };
+        let (name, arg) = m.iter().next().expect("one key");
+        if name != "@transform" {
+            return self.fail(format!(
+                "should be a @transform directive ({SHAPE}), the one directive that resolves the \
+                 other fields against its result, but it is {name:?}"
+            ));
+        }
+        if self.depth == MAX_DIRECTIVE_DEPTH {
+            return self.fail(format!(
+                "nests directives more than {MAX_DIRECTIVE_DEPTH} deep (the limit)"
+            ));
+        }
+        self.depth += 1;
+        let apply = self.at(name, |c| {
+            let opts = c.options(arg)?;
+            let apply = match opts.get("apply") {
+                Some(apply) => Some(c.at("apply", |c| c.apply(apply))),
+                None => {
+                    c.missing("apply");
+                    None
+                }
+            };
+            match opts.get("mapping") {
+                _ if !nested => {}
+                Some(m) => {
+                    c.at("mapping", |c| c.object_or_directive(m));
+                }
+                None => {
+                    c.missing("mapping");
+                }
+            }
+            apply
+        });
+        self.depth -= 1;
+        apply.unwrap_or(Expr::Const(Value::Null))
     }
 }

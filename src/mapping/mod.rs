@@ -26,7 +26,7 @@ pub(crate) use trigger::Trigger;
 use crate::issue::pointer;
 use crate::spec::{Action, Field};
 use crate::store::{MappingContent, Name, check_model};
-use expr::{Compiler, Expr};
+use expr::{Compiler, Expr, ROOT_DIRECTIVE_KEY};
 
 /// Hidden keys Segment's runtime reads and then strips; a mapping copied out of Segment may
 /// carry them, so they are accepted and ignored.
@@ -34,6 +34,12 @@ const IGNORED_KEYS: [&str; 2] = [
     "__segment_internal_sync_mode",
     "__segment_internal_matching_key",
 ];
+
+/// "Batch Data to Segment": a boolean field every action of Segment's destination once had
+/// (hidden, always `false` pending its removal). Segment's code accepts it and ignores it, so
+/// it is accepted (a raw boolean, or a directive, which a field value may be) and changes
+/// nothing: events always go out through `/v1/batch`. It never reaches the event.
+const ENABLE_BATCHING: &str = "enable_batching";
 
 /// A mapping document as written (docs/DESIGN.md): only its JSON shape is checked here.
 #[derive(Debug, Clone, Deserialize)]
@@ -130,6 +136,9 @@ pub struct Mapping {
     pub trigger: Trigger,
     pub enabled: bool,
     identity: Identity,
+    /// The `apply` of the root directive (`__segment_internal_directive`): when set, the fields
+    /// are resolved against its result rather than the envelope.
+    root: Option<Expr>,
     fields: Box<[(Field, Expr)]>,
     /// The compiled event of a flat mapping (its rows rendered without a tree of values).
     flat: Option<render::Flat>,
@@ -200,6 +209,7 @@ impl Mapping {
             },
         };
         let mut fields = Vec::new();
+        let mut root = None;
         match (&doc.fields, action) {
             (None, _) => violation(
                 "/fields",
@@ -211,13 +221,24 @@ impl Mapping {
                     if IGNORED_KEYS.contains(&key.as_str()) {
                         continue;
                     }
+                    if key == ROOT_DIRECTIVE_KEY {
+                        let mut c = Compiler::new(&ptr);
+                        root = Some(c.root_directive(value, false));
+                        for v in c.violations {
+                            violation(&v.pointer, v.message);
+                        }
+                        continue;
+                    }
+                    if key == ENABLE_BATCHING {
+                        let mut c = Compiler::new(&ptr);
+                        c.ignored_boolean(value, "Batch Data to Segment changes nothing here: events always go out through /v1/batch");
+                        for v in c.violations {
+                            violation(&v.pointer, v.message);
+                        }
+                        continue;
+                    }
                     let Some(field) = Field::from_key(key) else {
-                        let hint = if key == "__segment_internal_directive" {
-                            "is not supported: map each field on its own".to_owned()
-                        } else {
-                            "is not a field key".to_owned()
-                        };
-                        violation(&ptr, hint);
+                        violation(&ptr, "is not a field key".to_owned());
                         continue;
                     };
                     if let Some(action) = action
@@ -247,7 +268,13 @@ impl Mapping {
         }
         match (action, trigger) {
             (Some(action), Some(trigger)) if violations.is_empty() => Ok(Mapping {
-                flat: render::Flat::compile(action, &fields),
+                // The plan reads the row itself: not for fields resolved against a root
+                // directive's result.
+                flat: match root {
+                    None => render::Flat::compile(action, &fields),
+                    Some(_) => None,
+                },
+                root,
                 name: doc.name.clone().unwrap_or_default(),
                 model: doc.model.clone().unwrap_or_default(),
                 action,
@@ -262,5 +289,89 @@ impl Mapping {
 
     pub(crate) fn identity(&self) -> &Identity {
         &self.identity
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+    use crate::issue::IssueCode;
+
+    fn mapping(fields: serde_json::Value) -> String {
+        json!({"name": "n", "model": "m", "action": "track", "fields": fields}).to_string()
+    }
+
+    /// Registration takes "Batch Data to Segment" as a boolean and refuses anything else at its
+    /// pointer.
+    #[test]
+    fn registration_takes_enable_batching_as_a_boolean() {
+        for b in [true, false] {
+            let doc = mapping(json!({"event_name": "E", "enable_batching": b}));
+            assert!(register(doc).is_ok(), "{b}");
+        }
+        let refused = register(mapping(
+            json!({"event_name": "E", "enable_batching": "yes"}),
+        ));
+        let v = refused.err().unwrap();
+        assert_eq!(v.len(), 1, "{v:?}");
+        assert_eq!(v[0].pointer, "/fields/enable_batching");
+        assert!(
+            v[0].message.starts_with(
+                "should be a boolean (true or false) or a directive but it is a string"
+            ),
+            "{}",
+            v[0].message
+        );
+    }
+
+    /// A mapping with a root directive is never planned, however flat its fields: they are
+    /// resolved against the directive's result, which the plan (reading the row) cannot see.
+    #[test]
+    fn a_root_directive_is_not_flat() {
+        let fields = json!({
+            "event_name": "E",
+            "user_id": {"@path": "$.properties.u"},
+            "message_id": {"@path": "$.messageId"},
+        });
+        let flat = Mapping::from_json(mapping(fields.clone()).as_bytes(), None).unwrap();
+        assert!(flat.is_flat());
+        let mut with_root = fields;
+        with_root[ROOT_DIRECTIVE_KEY] = json!({"@transform": {"apply": {"@path": "$."}}});
+        let m = Mapping::from_json(mapping(with_root).as_bytes(), None).unwrap();
+        assert!(!m.is_flat());
+        // And it renders what the envelope holds, through the general path.
+        let columns = serde_json::from_value(json!({"u": "u-1"})).unwrap();
+        let row = Row::new(None, Op::Added, columns, Some("m-1".into()));
+        let got = m.test(&row);
+        assert!(got.accepted, "{got:?}");
+        assert_eq!(got.event.unwrap()["userId"], "u-1");
+    }
+
+    /// The root directive renders within the row's budget: past it, `RENDER_LIMIT` at its key.
+    #[test]
+    fn the_root_directive_counts_against_the_render_budget() {
+        let fields = json!({
+            "__segment_internal_directive": {"@transform": {"apply": {
+                "big": {"@template": "{{properties.s}}{{properties.s}}{{properties.s}}"},
+            }}},
+            "event_name": "E",
+            "user_id": "u",
+        });
+        let m = Mapping::from_json(mapping(fields).as_bytes(), None).unwrap();
+        let columns = serde_json::from_value(json!({"s": "x".repeat(1000)})).unwrap();
+        let row = Row::new(None, Op::Added, columns, None);
+        assert!(m.test_within(&row, 64 * 1024).issues.is_empty());
+        let got = m.test_within(&row, 2000);
+        let codes: Vec<_> = got
+            .issues
+            .iter()
+            .map(|i| (i.code, i.pointer.as_str()))
+            .collect();
+        assert_eq!(
+            codes,
+            [(IssueCode::RenderLimit, "/__segment_internal_directive")]
+        );
     }
 }

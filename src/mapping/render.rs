@@ -8,7 +8,7 @@ use super::Mapping;
 use super::budget::{Budget, DEFAULT_RENDER_BYTES, OverBudget};
 use super::envelope::{Envelope, Scope};
 use super::eval::{EvalError, eval};
-use super::expr::{Expr, Violation};
+use super::expr::{Expr, ROOT_DIRECTIVE_KEY, Violation};
 use super::path::Path;
 use super::row::Row;
 use crate::issue::{Issue, IssueCode, pointer};
@@ -95,6 +95,34 @@ impl Mapping {
                 pointer("", field.key()),
                 e.to_string(),
             )
+        };
+        // The root directive first: the fields see its result (mapping-kit's `transform` runs
+        // it as the mapping; see `Compiler::root_directive`). Borrowed, not copied: the fields'
+        // values borrow from it until the event is written.
+        let applied;
+        let scope = match &self.root {
+            None => scope,
+            Some(apply) => {
+                let at = || pointer("", ROOT_DIRECTIVE_KEY);
+                applied = match eval(apply, scope, budget) {
+                    Ok(v) => v,
+                    Err(EvalError::Invalid(e)) => {
+                        return rejected(vec![Issue::new(IssueCode::InvalidMapping, at(), e)]);
+                    }
+                    Err(EvalError::Limit(e)) => {
+                        return rejected(vec![Issue::new(
+                            IssueCode::RenderLimit,
+                            at(),
+                            e.to_string(),
+                        )]);
+                    }
+                };
+                match &applied {
+                    Some(v) => Scope::Node(v.as_ref()),
+                    // `transform()` of nothing: every path of the fields is undefined.
+                    None => Scope::Nothing,
+                }
+            }
         };
         let mut values: [Option<Val<'_>>; Field::COUNT] = [const { None }; Field::COUNT];
         let mut issues = Vec::new();

@@ -685,6 +685,7 @@ fn field_keys_per_action() {
         "properties": {},
         "page_name": "p",
         "not_a_field": 1,
+        // Only a @transform may be the root directive (tests/engine/hidden_keys.rs).
         "__segment_internal_directive": {"@path": "$."},
         // Accepted and ignored (Segment's runtime strips them).
         "__segment_internal_sync_mode": "upsert",
@@ -699,7 +700,8 @@ fn field_keys_per_action() {
             ("/fields/not_a_field", "is not a field key"),
             (
                 "/fields/__segment_internal_directive",
-                "is not supported: map each field on its own"
+                "should be a @transform directive ({\"@transform\": {\"apply\": ...}}), the one \
+                 directive that resolves the other fields against its result, but it is \"@path\""
             ),
         ]
         .map(|(p, m)| (p.to_owned(), m.to_owned()))

@@ -12,4 +12,5 @@ mod coercion;
 mod conformance;
 mod directives;
 mod fuzz_corpus;
+mod hidden_keys;
 mod never_panics;

@@ -40,6 +40,7 @@ const FIELD_KEYS: &[&str] = &[
     "",
     "__segment_internal_directive",
     "__segment_internal_sync_mode",
+    "enable_batching",
 ];
 
 /// Sub-keys of declared objects, so object fields get some of their own keys.
@@ -431,6 +432,21 @@ fn valid_doc() -> BoxedStrategy<Value> {
                 1 => text().prop_map(Value::from),
                 1 => mapping_value(),
             ];
+            // Sometimes a root directive: the payload merged with a value, or a value alone
+            // (the fields then see what it built); sometimes "Batch Data to Segment".
+            let root = prop::option::weighted(
+                0.15,
+                (any::<bool>(), mapping_value()).prop_map(|(merged, v)| {
+                    let apply = if merged {
+                        json!({"@merge": {"direction": "right",
+                                          "objects": [{"@path": "$."}, {"extra": v}]}})
+                    } else {
+                        json!({"properties": v, "uid": {"@path": "$.properties.uid"}})
+                    };
+                    json!({"@transform": {"apply": apply}})
+                }),
+            );
+            let batching = prop::option::weighted(0.1, any::<bool>());
             (
                 Just(action),
                 trigger,
@@ -438,25 +454,35 @@ fn valid_doc() -> BoxedStrategy<Value> {
                 required,
                 fields,
                 prop::option::of(text()),
+                root,
+                batching,
             )
         })
-        .prop_map(|(action, trigger, id, required, fields, name)| {
-            let mut f = Map::new();
-            if let Some(id) = id {
-                f.insert("user_id".into(), json!({"@path": id}));
-            }
-            for (k, v) in fields {
-                f.insert(k.to_owned(), v);
-            }
-            match action {
-                "track" => f.insert("event_name".into(), required),
-                "group" => f.insert("group_id".into(), required),
-                _ => None,
-            };
-            let d = json!({"action": action, "fields": f});
-            let d = with(d, "trigger", trigger);
-            with(d, "name", name.map(Value::from))
-        })
+        .prop_map(
+            |(action, trigger, id, required, fields, name, root, batching)| {
+                let mut f = Map::new();
+                if let Some(root) = root {
+                    f.insert("__segment_internal_directive".into(), root);
+                }
+                if let Some(b) = batching {
+                    f.insert("enable_batching".into(), b.into());
+                }
+                if let Some(id) = id {
+                    f.insert("user_id".into(), json!({"@path": id}));
+                }
+                for (k, v) in fields {
+                    f.insert(k.to_owned(), v);
+                }
+                match action {
+                    "track" => f.insert("event_name".into(), required),
+                    "group" => f.insert("group_id".into(), required),
+                    _ => None,
+                };
+                let d = json!({"action": action, "fields": f});
+                let d = with(d, "trigger", trigger);
+                with(d, "name", name.map(Value::from))
+            },
+        )
         .boxed()
 }
 
