@@ -120,10 +120,10 @@ impl<S: Store> ConnectionsService<S> {
                         ),
                     ));
                 }
+                // The ids SubmitRows derives from; the document gives the content part.
                 let identity = Identity {
                     destination_id: record.destination_id,
                     mapping_id: record.id,
-                    version: record.version,
                 };
                 Ok(Mapping::from_json(
                     record.document.as_bytes(),

@@ -18,7 +18,7 @@ use serde::Deserialize;
 use serde_json::{Map, Value};
 
 pub(crate) use expr::Violation;
-pub use message_id::Identity;
+pub use message_id::{Content, Identity};
 pub use render::{Render, TestResult};
 pub use row::{Op, Row};
 pub(crate) use trigger::Trigger;
@@ -130,6 +130,8 @@ pub struct Mapping {
     pub trigger: Trigger,
     pub enabled: bool,
     identity: Identity,
+    /// What it does, for the derived messageId (computed here, once).
+    content: Content,
     fields: Box<[(Field, Expr)]>,
     /// The compiled event of a flat mapping (its rows rendered without a tree of values).
     flat: Option<render::Flat>,
@@ -254,6 +256,7 @@ impl Mapping {
                 trigger,
                 enabled: doc.enabled.unwrap_or(true),
                 identity,
+                content: Content::of(doc),
                 fields: fields.into(),
             }),
             _ => Err(violations),
@@ -262,5 +265,10 @@ impl Mapping {
 
     pub(crate) fn identity(&self) -> &Identity {
         &self.identity
+    }
+
+    /// What the mapping does, as the derived messageId hashes it.
+    pub fn content(&self) -> &Content {
+        &self.content
     }
 }
