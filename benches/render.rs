@@ -28,7 +28,6 @@ fn mapping(w: &Value, action: &str) -> Mapping {
     let identity = Identity {
         destination_id: "dest-1".into(),
         mapping_id: format!("map-{action}"),
-        version: 1,
     };
     Mapping::compile(&doc, identity).unwrap()
 }

@@ -315,7 +315,7 @@ fn readme_example_is_accepted() {
     let mut event = v["event"].clone();
     // No message_id in the row: the derived id (offline identity), shown in both places.
     let id = event["messageId"].as_str().unwrap().to_owned();
-    assert!(id.starts_with("sc1-") && id.len() == 36, "{id}");
+    assert!(id.starts_with("sc2-") && id.len() == 36, "{id}");
     assert_eq!(v["message_id"], id);
     event.as_object_mut().unwrap().remove("messageId");
     assert_eq!(

@@ -64,11 +64,26 @@ fn new_destination(name: &str, write_key: &str) -> NewDestination {
 }
 
 fn mapping(name: &str) -> MappingContent {
+    mapping_of(name, "orders")
+}
+
+/// A mapping that reads `model`.
+fn mapping_of(name: &str, model: &str) -> MappingContent {
     MappingContent {
         name: Name::parse(name.into()).unwrap(),
-        model: "orders".into(),
+        model: model.into(),
         enabled: true,
-        document: format!(r#"{{"name":"{name}","model":"orders","action":"track","fields":{{}}}}"#),
+        document: format!(
+            r#"{{"name":"{name}","model":"{model}","action":"track","fields":{{}}}}"#
+        ),
+    }
+}
+
+/// A patch that changes something: it sets `enabled`.
+fn enable(enabled: bool) -> DestinationPatch {
+    DestinationPatch {
+        enabled: Some(enabled),
+        ..Default::default()
     }
 }
 
@@ -96,6 +111,7 @@ macro_rules! suite {
 
 suite!(
     destinations_crud,
+    an_update_to_what_is_stored_changes_nothing,
     lists_are_in_byte_order_on_both_backends,
     names_are_unique,
     stale_versions_and_unknown_ids,
@@ -109,6 +125,74 @@ suite!(
 );
 
 // === the cases ===
+
+async fn an_update_to_what_is_stored_changes_nothing(b: &Backend) {
+    let s = b.open(key()).await;
+    let mut changes = s.subscribe_changes().unwrap();
+    let d = s
+        .create_destination(new_destination("prod", "k-1"))
+        .await
+        .unwrap();
+    let m = s.create_mapping(&d.id, mapping("m")).await.unwrap();
+    let before = s.catalog_version().await.unwrap();
+    while changes.try_recv().is_ok() {}
+
+    // The same mapping again: the stored record back, no version moves, nothing announced.
+    assert_eq!(s.update_mapping(&m.id, 1, mapping("m")).await.unwrap(), m);
+    // A document that differs only in whitespace and key order is the same document; the text
+    // stored stays.
+    let mut reformatted = mapping("m");
+    reformatted.document =
+        "{\n  \"fields\": {},\n  \"action\": \"track\",\n  \"model\": \"orders\", \"name\": \"m\"\n}\n"
+            .into();
+    assert_eq!(s.update_mapping(&m.id, 1, reformatted).await.unwrap(), m);
+    // The same destination: an empty patch, or one that gives the stored values and write key.
+    assert_eq!(
+        s.update_destination(&d.id, 1, DestinationPatch::default())
+            .await
+            .unwrap(),
+        d
+    );
+    let same = DestinationPatch {
+        name: Some(Name::parse("prod".into()).unwrap()),
+        region: Some(Region::Us),
+        write_key: Some(WriteKey::parse("k-1".into()).unwrap()),
+        enabled: Some(true),
+    };
+    assert_eq!(s.update_destination(&d.id, 1, same).await.unwrap(), d);
+    assert_eq!(s.catalog_version().await.unwrap(), before);
+    assert_eq!(s.get_mapping(&m.id).await.unwrap(), m);
+    assert_eq!(s.get_destination(&d.id).await.unwrap(), d);
+    // Nothing was announced: the next announcement is the next real write's.
+    let changed = s
+        .update_mapping(&m.id, 1, mapping_of("m", "users"))
+        .await
+        .unwrap();
+    assert_eq!(changed.version, 2);
+    let v = tokio::time::timeout(Duration::from_secs(10), changes.recv())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(v, before + 1);
+
+    // A new write key is a change, even with everything else the same.
+    let new_key = DestinationPatch {
+        write_key: Some(WriteKey::parse("k-2".into()).unwrap()),
+        ..Default::default()
+    };
+    assert_eq!(
+        s.update_destination(&d.id, 1, new_key)
+            .await
+            .unwrap()
+            .version,
+        2
+    );
+    assert_eq!(
+        s.destination_write_key(&d.id).await.unwrap().expose(),
+        "k-2"
+    );
+    assert_eq!(s.catalog_version().await.unwrap(), before + 2);
+}
 
 async fn destinations_crud(b: &Backend) {
     let s = b.open(key()).await;
@@ -165,12 +249,12 @@ async fn destinations_crud(b: &Backend) {
         s.destination_write_key(&d.id).await.unwrap().expose(),
         "wk_rotated"
     );
-    // An empty patch still bumps the version; the rest stays.
+    // An empty patch changes nothing, the version included.
     let same = s
         .update_destination(&d.id, 2, DestinationPatch::default())
         .await
         .unwrap();
-    assert_eq!((same.name.as_str(), same.version), ("production", 3));
+    assert_eq!(same, updated);
 
     s.delete_destination(&d.id).await.unwrap();
     assert!(matches!(
@@ -272,13 +356,8 @@ async fn stale_versions_and_unknown_ids(b: &Backend) {
         .create_destination(new_destination("prod", "k"))
         .await
         .unwrap();
-    s.update_destination(&d.id, 1, DestinationPatch::default())
-        .await
-        .unwrap();
-    match s
-        .update_destination(&d.id, 1, DestinationPatch::default())
-        .await
-    {
+    s.update_destination(&d.id, 1, enable(false)).await.unwrap();
+    match s.update_destination(&d.id, 1, enable(true)).await {
         Err(StoreError::StaleVersion {
             expected: 1,
             actual: 2,
@@ -292,14 +371,23 @@ async fn stale_versions_and_unknown_ids(b: &Backend) {
         Err(StoreError::NotFound { .. })
     ));
     let m = s.create_mapping(&d.id, mapping("m")).await.unwrap();
-    s.update_mapping(&m.id, 1, mapping("m")).await.unwrap();
-    match s.update_mapping(&m.id, 1, mapping("m")).await {
-        Err(StoreError::StaleVersion {
-            kind: Kind::Mapping,
-            expected: 1,
-            actual: 2,
-            ..
-        }) => {}
+    s.update_mapping(&m.id, 1, mapping_of("m", "users"))
+        .await
+        .unwrap();
+    // A stale version is refused whatever the update: a change, or what is stored already.
+    for content in [mapping("m"), mapping_of("m", "users")] {
+        match s.update_mapping(&m.id, 1, content).await {
+            Err(StoreError::StaleVersion {
+                kind: Kind::Mapping,
+                expected: 1,
+                actual: 2,
+                ..
+            }) => {}
+            other => panic!("{other:?}"),
+        }
+    }
+    match s.update_destination(&d.id, 1, enable(false)).await {
+        Err(StoreError::StaleVersion { actual: 2, .. }) => {}
         other => panic!("{other:?}"),
     }
     assert!(matches!(
@@ -410,9 +498,11 @@ async fn of_concurrent_updates_exactly_one_wins(b: &Backend) {
     let m = a.create_mapping(&d.id, mapping("m")).await.unwrap();
     for round in 0..10u64 {
         let version = round + 1;
+        // Each a change (an update to what is stored would change nothing).
+        let model = format!("model-{round}");
         let (x, y) = tokio::join!(
-            a.update_mapping(&m.id, version, mapping("m")),
-            c.update_mapping(&m.id, version, mapping("m"))
+            a.update_mapping(&m.id, version, mapping_of("m", &model)),
+            c.update_mapping(&m.id, version, mapping_of("m", &model))
         );
         let stale = [&x, &y]
             .iter()
@@ -423,9 +513,10 @@ async fn of_concurrent_updates_exactly_one_wins(b: &Backend) {
             (1, 1),
             "{x:?} {y:?}"
         );
+        let enabled = round % 2 == 1;
         let (x, y) = tokio::join!(
-            a.update_destination(&d.id, version, DestinationPatch::default()),
-            c.update_destination(&d.id, version, DestinationPatch::default())
+            a.update_destination(&d.id, version, enable(enabled)),
+            c.update_destination(&d.id, version, enable(enabled))
         );
         assert_eq!(x.is_ok() as u32 + y.is_ok() as u32, 1, "{x:?} {y:?}");
     }
@@ -461,13 +552,13 @@ async fn every_write_bumps_the_catalog_version_and_is_announced(b: &Backend) {
         .await
         .unwrap();
     expect_bump(&s, "create destination").await;
-    s.update_destination(&d.id, 1, DestinationPatch::default())
-        .await
-        .unwrap();
+    s.update_destination(&d.id, 1, enable(false)).await.unwrap();
     expect_bump(&s, "update destination").await;
     let m = s.create_mapping(&d.id, mapping("m")).await.unwrap();
     expect_bump(&s, "create mapping").await;
-    s.update_mapping(&m.id, 1, mapping("m")).await.unwrap();
+    s.update_mapping(&m.id, 1, mapping_of("m", "users"))
+        .await
+        .unwrap();
     expect_bump(&s, "update mapping").await;
     s.create_mapping(&d.id, mapping("m2")).await.unwrap();
     expect_bump(&s, "create mapping 2").await;
@@ -478,7 +569,7 @@ async fn every_write_bumps_the_catalog_version_and_is_announced(b: &Backend) {
     s.get_destination(&d.id).await.unwrap();
     s.list_mappings(&d.id).await.unwrap();
     s.update_mapping(&m.id, 1, mapping("m")).await.unwrap_err();
-    s.update_destination(&d.id, 1, DestinationPatch::default())
+    s.update_destination(&d.id, 1, enable(true))
         .await
         .unwrap_err();
     s.create_destination(new_destination("prod", "k"))

@@ -83,7 +83,12 @@ async fn execute(args: ClientArgs, command: MappingsCommand) -> Result<ExitCode,
                         .into_inner()
                         .mapping
                         .unwrap_or_default();
-                    (m, "updated")
+                    // The same mapping again changes nothing, its version included.
+                    let what = match m.version == old.version {
+                        true => "unchanged",
+                        false => "updated",
+                    };
+                    (m, what)
                 }
                 None => {
                     let m = c

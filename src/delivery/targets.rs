@@ -44,6 +44,8 @@ pub(crate) struct Entry {
     pub upstream: Upstream,
     /// Enabled mappings that compiled, by name.
     pub mappings: Vec<Arc<Mapping>>,
+    /// The stored version each of `mappings` was compiled from, in the same order.
+    versions: Vec<u64>,
     /// Every model its mappings read, enabled or not, sorted, with its enabled mappings: a
     /// call takes its list without copying it.
     by_model: Vec<(String, Arc<[Arc<Mapping>]>)>,
@@ -212,24 +214,28 @@ impl<S: Store> Cache<S> {
         models.sort_unstable();
         models.dedup();
         let mut mappings = Vec::with_capacity(records.len());
+        let mut versions = Vec::with_capacity(records.len());
         for r in records.into_iter().filter(|r| r.enabled) {
             let reuse = old.and_then(|o| {
-                o.mappings.iter().find(|m| {
-                    let i = m.identity();
-                    i.mapping_id == r.id && i.version == r.version
-                })
+                o.mappings
+                    .iter()
+                    .zip(&o.versions)
+                    .find(|(m, v)| m.identity().mapping_id == r.id && **v == r.version)
             });
-            if let Some(m) = reuse {
+            if let Some((m, _)) = reuse {
                 mappings.push(m.clone());
+                versions.push(r.version);
                 continue;
             }
             let identity = Identity {
                 destination_id: r.destination_id.clone(),
                 mapping_id: r.id.clone(),
-                version: r.version,
             };
             match Mapping::from_json(r.document.as_bytes(), Some(identity)) {
-                Ok(m) => mappings.push(Arc::new(m)),
+                Ok(m) => {
+                    mappings.push(Arc::new(m));
+                    versions.push(r.version);
+                }
                 // Validated when it was stored: only a newer, stricter build gets here.
                 Err(v) => {
                     tracing::error!(mapping_id = %r.id, violations = ?v, "stored mapping skipped")
@@ -251,6 +257,7 @@ impl<S: Store> Cache<S> {
             destination,
             upstream,
             mappings,
+            versions,
             by_model,
             checked,
             generation,
@@ -343,16 +350,11 @@ mod tests {
             .update_mapping(&a.id, 1, content("a", "A2", true))
             .await
             .unwrap();
-        assert_eq!(
-            cache.destination(&d.id).await.unwrap().mappings[0]
-                .identity()
-                .version,
-            1
-        );
+        assert_eq!(cache.destination(&d.id).await.unwrap().versions, [1]);
         // ...and is after.
         cache.invalidate();
         let e3 = cache.destination(&d.id).await.unwrap();
-        assert_eq!(e3.mappings[0].identity().version, a2.version);
+        assert_eq!(e3.versions, [a2.version]);
 
         // Unchanged mappings are reused, not recompiled.
         cache.invalidate();

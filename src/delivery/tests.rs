@@ -22,7 +22,6 @@ fn mapping(id: &str, doc: serde_json::Value) -> Arc<Mapping> {
             Identity {
                 destination_id: "dst_1".into(),
                 mapping_id: id.into(),
-                version: 1,
             },
         )
         .unwrap(),
@@ -164,7 +163,7 @@ async fn every_row_gets_its_results_in_order() {
             .message_id
             .as_deref()
             .unwrap()
-            .starts_with("sc1-")
+            .starts_with("sc2-")
     );
     assert_eq!(fake.bodies.lock().unwrap().len(), 1);
     assert_eq!(

@@ -120,10 +120,10 @@ impl<S: Store> ConnectionsService<S> {
                         ),
                     ));
                 }
+                // The ids SubmitRows derives from; the document gives the content part.
                 let identity = Identity {
                     destination_id: record.destination_id,
                     mapping_id: record.id,
-                    version: record.version,
                 };
                 Ok(Mapping::from_json(
                     record.document.as_bytes(),
@@ -209,8 +209,13 @@ impl<S: Store> proto::Connections for ConnectionsService<S> {
             .update_destination(&id, version, patch)
             .await
             .map_err(Error::from)?;
-        self.changed();
-        tracing::info!(destination_id = %d.id, version = d.version, "destination updated");
+        // An update that changed nothing keeps its version (docs/DESIGN.md, "The store").
+        if d.version == version {
+            tracing::info!(destination_id = %d.id, version = d.version, "destination unchanged");
+        } else {
+            self.changed();
+            tracing::info!(destination_id = %d.id, version = d.version, "destination updated");
+        }
         Ok(Response::new(proto::UpdateDestinationResponse {
             destination: Some(convert::to_proto_destination(d)),
         }))
@@ -295,8 +300,13 @@ impl<S: Store> proto::Connections for ConnectionsService<S> {
             .update_mapping(&id, version, content)
             .await
             .map_err(Error::from)?;
-        self.changed();
-        tracing::info!(mapping_id = %m.id, version = m.version, "mapping updated");
+        // An update that changed nothing keeps its version (docs/DESIGN.md, "The store").
+        if m.version == version {
+            tracing::info!(mapping_id = %m.id, version = m.version, "mapping unchanged");
+        } else {
+            self.changed();
+            tracing::info!(mapping_id = %m.id, version = m.version, "mapping updated");
+        }
         Ok(Response::new(proto::UpdateMappingResponse {
             mapping: Some(convert::to_proto_mapping(m)),
         }))

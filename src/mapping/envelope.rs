@@ -5,7 +5,7 @@ use std::cell::OnceCell;
 
 use serde_json::{Map, Value};
 
-use super::message_id::{self, Identity};
+use super::message_id::{self, Content, Identity};
 use super::row::Row;
 use crate::json::VRef;
 
@@ -14,6 +14,7 @@ use crate::json::VRef;
 pub(crate) struct Envelope<'a> {
     row: &'a Row,
     identity: &'a Identity,
+    content: &'a Content,
     derived: OnceCell<String>,
     value: OnceCell<Value>,
 }
@@ -56,10 +57,11 @@ pub(super) enum Scope<'a> {
 }
 
 impl<'a> Envelope<'a> {
-    pub(crate) fn new(row: &'a Row, identity: &'a Identity) -> Envelope<'a> {
+    pub(crate) fn new(row: &'a Row, identity: &'a Identity, content: &'a Content) -> Envelope<'a> {
         Envelope {
             row,
             identity,
+            content,
             derived: OnceCell::new(),
             value: OnceCell::new(),
         }
@@ -72,7 +74,7 @@ impl<'a> Envelope<'a> {
     /// The derived messageId of this row under this mapping (docs/DESIGN.md, "messageId").
     pub(crate) fn derived_message_id(&self) -> &str {
         self.derived
-            .get_or_init(|| message_id::derive(self.identity, self.row))
+            .get_or_init(|| message_id::derive(self.identity, self.content, self.row))
     }
 
     /// `$.messageId`: the caller's id for the row, else the derived one.

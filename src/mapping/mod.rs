@@ -18,7 +18,7 @@ use serde::Deserialize;
 use serde_json::{Map, Value};
 
 pub(crate) use expr::Violation;
-pub use message_id::Identity;
+pub use message_id::{Content, Identity};
 pub use render::{Render, TestResult};
 pub use row::{Op, Row};
 pub(crate) use trigger::Trigger;
@@ -139,6 +139,8 @@ pub struct Mapping {
     /// The `apply` of the root directive (`__segment_internal_directive`): when set, the fields
     /// are resolved against its result rather than the envelope.
     root: Option<Expr>,
+    /// What it does, for the derived messageId (computed here, once).
+    content: Content,
     fields: Box<[(Field, Expr)]>,
     /// The compiled event of a flat mapping (its rows rendered without a tree of values).
     flat: Option<render::Flat>,
@@ -281,6 +283,7 @@ impl Mapping {
                 trigger,
                 enabled: doc.enabled.unwrap_or(true),
                 identity,
+                content: Content::of(doc),
                 fields: fields.into(),
             }),
             _ => Err(violations),
@@ -289,6 +292,11 @@ impl Mapping {
 
     pub(crate) fn identity(&self) -> &Identity {
         &self.identity
+    }
+
+    /// What the mapping does, as the derived messageId hashes it.
+    pub fn content(&self) -> &Content {
+        &self.content
     }
 }
 

@@ -43,7 +43,7 @@ impl Mapping {
     /// (`out[out.len() - size..]` afterwards). Problems are issues, never errors; a render that
     /// would compute more than `budget` bytes (see [`super::budget`]) stops with `RENDER_LIMIT`.
     pub(crate) fn render_within(&self, row: &Row, out: &mut Vec<u8>, budget: usize) -> Render {
-        let env = Envelope::new(row, self.identity());
+        let env = Envelope::new(row, self.identity(), self.content());
         if !self.trigger.matches(&env) {
             return Render {
                 skipped: true,
@@ -372,7 +372,7 @@ impl Mapping {
     /// leaves the row to the general builder.
     fn planned(&self, row: &Row, out: &mut Vec<u8>) -> Option<Built> {
         let flat = self.flat.as_ref()?;
-        let env = Envelope::new(row, self.identity());
+        let env = Envelope::new(row, self.identity(), self.content());
         let derived = || env.derived_message_id().to_owned();
         flat.plan.write(|i| flat.value(i, &env), derived, out)
     }

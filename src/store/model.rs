@@ -218,6 +218,21 @@ pub struct DestinationPatch {
 }
 
 impl DestinationPatch {
+    /// Whether applying this patch to `current` would change nothing: every value it gives is
+    /// the stored one. `stored_key` is the stored write key, decrypted (read only when the patch
+    /// gives one; `None` when it does not open, which counts as a change).
+    pub(crate) fn unchanged(&self, current: &Destination, stored_key: Option<&WriteKey>) -> bool {
+        self.name
+            .as_ref()
+            .is_none_or(|n| n.as_str() == current.name)
+            && self.region.as_ref().is_none_or(|r| *r == current.region)
+            && self.enabled.is_none_or(|e| e == current.enabled)
+            && self
+                .write_key
+                .as_ref()
+                .is_none_or(|k| stored_key == Some(k))
+    }
+
     /// Why this patch may not be applied to a destination now at `current`: a new region at
     /// another origin (scheme, host, port; `us` and `eu` are two) needs the write key in the
     /// same patch, so a stored key is never sent anywhere its owner did not send it.
@@ -255,6 +270,30 @@ pub struct MappingContent {
     pub model: String,
     pub enabled: bool,
     pub document: String,
+}
+
+impl MappingContent {
+    /// Whether storing this over `stored` would change nothing: the same name, model and
+    /// enabled, and the same document. Documents are compared as canonical JSON (the messageId's
+    /// form: keys sorted, no whitespace, strings and numbers as JavaScript reads them), so a
+    /// document re-indented, with its keys in another order, `1.0` for `1` or `\u0041` for `A`
+    /// is the same document; anything that parses to another value is not.
+    pub(crate) fn unchanged(&self, stored: &MappingRecord) -> bool {
+        self.name.as_str() == stored.name
+            && self.model == stored.model
+            && self.enabled == stored.enabled
+            && (self.document == stored.document
+                || canonical(&self.document)
+                    .is_some_and(|c| canonical(&stored.document) == Some(c)))
+    }
+}
+
+/// `document` as canonical JSON; `None` if it is not JSON.
+fn canonical(document: &str) -> Option<Vec<u8>> {
+    let value: serde_json::Value = serde_json::from_str(document).ok()?;
+    let mut out = Vec::with_capacity(document.len());
+    crate::json::write_canonical(&mut out, &value);
+    Some(out)
 }
 
 #[cfg(test)]

@@ -38,6 +38,14 @@ impl<DB: sqlx::Database> Write<DB> {
     }
 }
 
+/// What a write that may find nothing to change did.
+pub(super) enum Outcome<T> {
+    /// It wrote `T`.
+    Changed(T),
+    /// What it would have written is what is stored (`T`): rolled back, no version moves.
+    Unchanged(T),
+}
+
 impl<DB: sqlx::Database> Drop for Write<DB> {
     fn drop(&mut self) {
         if !self.done {
@@ -93,6 +101,37 @@ macro_rules! sql_store {
                     .await
                     .map_err(Self::error)?;
                 Ok(v.map(|(v,)| v as u64))
+            }
+
+            /// The sealed write key of the destination `id` (`NotFound` when there is none).
+            async fn sealed_write_key(
+                db: impl sqlx::Executor<'_, Database = $db>,
+                id: &str,
+            ) -> $crate::store::Result<$crate::store::crypto::Sealed> {
+                let row: Option<(String, Vec<u8>, Vec<u8>)> =
+                    sqlx::query_as(Self::SQL.destination_write_key)
+                        .bind(id)
+                        .fetch_optional(db)
+                        .await
+                        .map_err(Self::error)?;
+                let (key_id, nonce, ciphertext) = row.ok_or_else(|| {
+                    $crate::store::StoreError::not_found($crate::store::Kind::Destination, id)
+                })?;
+                Ok($crate::store::crypto::Sealed {
+                    key_id,
+                    nonce,
+                    ciphertext,
+                })
+            }
+
+            /// The stored write key of `id`, decrypted; `None` when it does not open.
+            async fn stored_write_key(
+                &self,
+                db: impl sqlx::Executor<'_, Database = $db>,
+                id: &str,
+            ) -> $crate::store::Result<Option<$crate::sender::WriteKey>> {
+                let sealed = Self::sealed_write_key(db, id).await?;
+                Ok($crate::store::open_write_key(&self.keys, &sealed, id).ok())
             }
 
             /// The stored write keys; with `stale_only`, those not sealed with the current key.
@@ -167,6 +206,26 @@ macro_rules! sql_store {
                 drop(tx);
                 self.feed.publish(version, "write");
                 Ok(value)
+            }
+
+            /// Ends a write whose result says whether it changed anything: one that did not
+            /// is rolled back, so neither the change version nor any row moves and nothing is
+            /// announced.
+            async fn finish_unless_unchanged<T>(
+                &self,
+                tx: $crate::store::shared::Write<$db>,
+                result: $crate::store::Result<$crate::store::shared::Outcome<T>>,
+            ) -> $crate::store::Result<T> {
+                match result {
+                    Ok($crate::store::shared::Outcome::Unchanged(value)) => {
+                        Self::rollback(tx).await;
+                        Ok(value)
+                    }
+                    Ok($crate::store::shared::Outcome::Changed(value)) => {
+                        self.finish(tx, Ok(value)).await
+                    }
+                    Err(e) => self.finish(tx, Err(e)).await,
+                }
             }
 
             /// Ends a write that is to change nothing.
@@ -279,33 +338,59 @@ macro_rules! sql_store {
                 version: u64,
                 patch: $crate::store::DestinationPatch,
             ) -> $crate::store::Result<$crate::store::Destination> {
-                let $crate::store::DestinationPatch {
-                    name,
-                    region,
-                    write_key,
-                    enabled,
-                } = patch;
-                let sealed = write_key
+                let sealed = patch
+                    .write_key
                     .as_ref()
                     .map(|k| self.keys.seal(k.expose().as_bytes(), id.as_bytes()))
                     .transpose()?;
                 let (key_id, nonce, ciphertext) = $crate::store::crypto::Sealed::columns(sealed);
-                let taken = name.as_ref().map(|n| n.as_str()).unwrap_or_default();
+                let taken = patch.name.as_ref().map(|n| n.as_str()).unwrap_or_default();
                 let mut tx = self.begin().await?;
                 let result = async {
+                    // In the write's transaction (writers are serialised): the state it changes.
+                    let current: Option<$crate::store::rows::DestinationRow> =
+                        sqlx::query_as(Self::SQL.get_destination)
+                            .bind(id)
+                            .fetch_optional(tx.conn())
+                            .await
+                            .map_err(Self::error)?;
+                    let current = current
+                        .ok_or_else(|| {
+                            $crate::store::StoreError::not_found(
+                                $crate::store::Kind::Destination,
+                                id,
+                            )
+                        })?
+                        .into_destination()?;
+                    if current.version != version {
+                        return Err($crate::store::StoreError::stale_or_missing(
+                            $crate::store::Kind::Destination,
+                            id,
+                            version,
+                            Some(current.version),
+                        ));
+                    }
+                    let stored_key = match &patch.write_key {
+                        None => None,
+                        Some(_) => self.stored_write_key(tx.conn(), id).await?,
+                    };
+                    if patch.unchanged(&current, stored_key.as_ref()) {
+                        return Ok($crate::store::shared::Outcome::Unchanged(current));
+                    }
                     let row: Option<$crate::store::rows::DestinationRow> =
                         sqlx::query_as(Self::SQL.update_destination)
-                            .bind(name.as_ref().map(|n| n.as_str()))
-                            .bind(region.as_ref().map(|r| r.as_str()))
+                            .bind(patch.name.as_ref().map(|n| n.as_str()))
+                            .bind(patch.region.as_ref().map(|r| r.as_str()))
                             .bind(key_id)
                             .bind(nonce)
                             .bind(ciphertext)
                             .bind(
-                                write_key
+                                patch
+                                    .write_key
                                     .as_ref()
                                     .map($crate::sender::WriteKey::fingerprint),
                             )
-                            .bind(enabled)
+                            .bind(patch.enabled)
                             .bind(id)
                             .bind(version as i64)
                             .fetch_optional(tx.conn())
@@ -314,7 +399,9 @@ macro_rules! sql_store {
                                 Self::name_error(e, $crate::store::Kind::Destination, taken, None)
                             })?;
                     match row {
-                        Some(row) => row.into_destination(),
+                        Some(row) => row
+                            .into_destination()
+                            .map($crate::store::shared::Outcome::Changed),
                         // In the write's transaction: the state that made it miss.
                         None => Err($crate::store::StoreError::stale_or_missing(
                             $crate::store::Kind::Destination,
@@ -325,7 +412,7 @@ macro_rules! sql_store {
                     }
                 }
                 .await;
-                self.finish(tx, result).await
+                self.finish_unless_unchanged(tx, result).await
             }
 
             async fn delete_destination(&self, id: &str) -> $crate::store::Result<()> {
@@ -341,20 +428,7 @@ macro_rules! sql_store {
                 &self,
                 id: &str,
             ) -> $crate::store::Result<$crate::sender::WriteKey> {
-                let row: Option<(String, Vec<u8>, Vec<u8>)> =
-                    sqlx::query_as(Self::SQL.destination_write_key)
-                        .bind(id)
-                        .fetch_optional(&self.pool)
-                        .await
-                        .map_err(Self::error)?;
-                let (key_id, nonce, ciphertext) = row.ok_or_else(|| {
-                    $crate::store::StoreError::not_found($crate::store::Kind::Destination, id)
-                })?;
-                let sealed = $crate::store::crypto::Sealed {
-                    key_id,
-                    nonce,
-                    ciphertext,
-                };
+                let sealed = Self::sealed_write_key(&self.pool, id).await?;
                 $crate::store::open_write_key(&self.keys, &sealed, id)
             }
 
@@ -454,6 +528,42 @@ macro_rules! sql_store {
                 } = content;
                 let mut tx = self.begin().await?;
                 let result = async {
+                    // In the write's transaction (writers are serialised): the state it changes.
+                    let current: Option<$crate::store::rows::MappingRow> =
+                        sqlx::query_as(Self::SQL.get_mapping)
+                            .bind(id)
+                            .fetch_optional(tx.conn())
+                            .await
+                            .map_err(Self::error)?;
+                    let current: $crate::store::MappingRecord = current
+                        .ok_or_else(|| {
+                            $crate::store::StoreError::not_found($crate::store::Kind::Mapping, id)
+                        })?
+                        .into();
+                    // A stale version is ABORTED even when the content is unchanged.
+                    if current.version != version {
+                        return Err($crate::store::StoreError::stale_or_missing(
+                            $crate::store::Kind::Mapping,
+                            id,
+                            version,
+                            Some(current.version),
+                        ));
+                    }
+                    let content = $crate::store::MappingContent {
+                        name,
+                        model,
+                        enabled,
+                        document,
+                    };
+                    if content.unchanged(&current) {
+                        return Ok($crate::store::shared::Outcome::Unchanged(current));
+                    }
+                    let $crate::store::MappingContent {
+                        name,
+                        model,
+                        enabled,
+                        document,
+                    } = content;
                     let row: Option<$crate::store::rows::MappingRow> =
                         sqlx::query_as(Self::SQL.update_mapping)
                             .bind(name.as_str())
@@ -473,7 +583,7 @@ macro_rules! sql_store {
                                 )
                             })?;
                     match row {
-                        Some(row) => Ok(row.into()),
+                        Some(row) => Ok($crate::store::shared::Outcome::Changed(row.into())),
                         None => Err($crate::store::StoreError::stale_or_missing(
                             $crate::store::Kind::Mapping,
                             id,
@@ -483,7 +593,7 @@ macro_rules! sql_store {
                     }
                 }
                 .await;
-                self.finish(tx, result).await
+                self.finish_unless_unchanged(tx, result).await
             }
 
             async fn delete_mapping(&self, id: &str) -> $crate::store::Result<()> {

@@ -160,7 +160,7 @@ async fn the_tour_create_a_destination_apply_a_mapping_test_it() {
     assert!(tested.status.success(), "{}", text(&tested.stderr));
     let result: Value = serde_json::from_slice(&tested.stdout).unwrap();
     assert_eq!(result["accepted"], true);
-    assert!(result["message_id"].as_str().unwrap().starts_with("sc1-"));
+    assert!(result["message_id"].as_str().unwrap().starts_with("sc2-"));
     // Inline, compared with the offline command byte for byte.
     let inline = cli(
         &[

@@ -13,6 +13,7 @@ mod faults;
 mod health_reflection;
 mod limits;
 mod mappings;
+mod message_ids;
 mod render_limits;
 mod security;
 mod starvation;

@@ -203,10 +203,13 @@ async fn a_stale_version_is_aborted() {
     let d = app.create_destination("prod").await;
     let m = app.create_mapping(&d.id, &track_mapping("orders")).await;
     let mut c = app.client.clone();
+    // A change: the same document again would change nothing.
+    let mut changed: serde_json::Value = serde_json::from_str(&track_mapping("orders")).unwrap();
+    changed["enabled"] = false.into();
     let update = |version| proto::UpdateMappingRequest {
         id: m.id.clone(),
         version,
-        mapping_json: track_mapping("orders"),
+        mapping_json: changed.to_string(),
     };
     assert_eq!(
         c.update_mapping(update(1))
@@ -218,8 +221,18 @@ async fn a_stale_version_is_aborted() {
             .version,
         2
     );
+    // Stale, though what it gives is what version 2 holds: ABORTED, the rule has no exception.
     let err = c.update_mapping(update(1)).await.unwrap_err();
     assert_eq!(err.code(), Code::Aborted, "{err:?}");
+    // Current and unchanged: OK, nothing moves.
+    let same = c
+        .update_mapping(update(2))
+        .await
+        .unwrap()
+        .into_inner()
+        .mapping
+        .unwrap();
+    assert_eq!(same.version, 2);
     let err = c.update_mapping(update(0)).await.unwrap_err();
     assert_eq!(err.code(), Code::InvalidArgument, "{err:?}");
     let err = c
@@ -282,7 +295,7 @@ async fn destinations_and_mappings_survive_a_restart() {
         .update_mapping(proto::UpdateMappingRequest {
             id: m.id,
             version: 1,
-            mapping_json: track_mapping("orders"),
+            mapping_json: track_mapping("orders").replace("Order Completed", "Order Placed"),
         })
         .await
         .unwrap()
@@ -329,10 +342,11 @@ async fn of_concurrent_updates_from_one_version_exactly_one_wins() {
             let mut c = app.client.clone();
             let id = m.id.clone();
             tokio::spawn(async move {
+                // A change (the document as stored would change nothing, and all would win).
                 c.update_mapping(proto::UpdateMappingRequest {
                     id,
                     version: 1,
-                    mapping_json: track_mapping("orders"),
+                    mapping_json: track_mapping("orders").replace("Order Completed", "Placed"),
                 })
                 .await
                 .map(|_| ())

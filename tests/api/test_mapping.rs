@@ -41,16 +41,16 @@ async fn a_registered_mapping_uses_the_real_ids_for_the_message_id() {
     let identity = Identity {
         destination_id: d.id.clone(),
         mapping_id: m.id.clone(),
-        version: 1,
     };
     let row = Row::from_json(ROW.as_bytes()).unwrap();
     let doc = MappingDoc::parse(track_mapping("orders").as_bytes()).unwrap();
-    let expected = Mapping::compile(&doc, identity.clone()).unwrap().test(&row);
+    let compiled = Mapping::compile(&doc, identity.clone()).unwrap();
+    let expected = compiled.test(&row);
     assert_eq!(got, vec![expected]);
     assert!(got[0].accepted, "{:?}", got[0]);
     assert_eq!(
         got[0].message_id.as_deref(),
-        Some(message_id::derive(&identity, &row).as_str())
+        Some(message_id::derive(&identity, compiled.content(), &row).as_str())
     );
     assert_eq!(got[0].event.as_ref().unwrap()["event"], "Order Completed");
 }

@@ -420,24 +420,51 @@ fn track_mapping(message_id: Option<Value>) -> Value {
     json!({"action": "track", "fields": fields})
 }
 
-/// docs/DESIGN.md's recipe, computed here independently: `sc1-` + 32 hex digits of SHA-256 over the
+/// `v` with every object's keys sorted (serde_json keeps insertion order).
+fn sorted(v: &Value) -> Value {
+    match v {
+        Value::Object(map) => {
+            let mut keys: Vec<&String> = map.keys().collect();
+            keys.sort();
+            Value::Object(
+                keys.into_iter()
+                    .map(|k| (k.clone(), sorted(&map[k])))
+                    .collect(),
+            )
+        }
+        Value::Array(items) => Value::Array(items.iter().map(sorted).collect()),
+        other => other.clone(),
+    }
+}
+
+/// The mapping's content part: 32 hex digits of SHA-256 over its document as canonical JSON,
+/// without `name`, `enabled` and null keys.
+fn content(mapping: &Value) -> String {
+    let mut doc = mapping.as_object().unwrap().clone();
+    doc.retain(|k, v| k != "name" && k != "enabled" && !v.is_null());
+    let canonical = serde_json::to_string(&sorted(&Value::Object(doc))).unwrap();
+    let digest = Sha256::digest(canonical.as_bytes());
+    digest[..16].iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// docs/DESIGN.md's recipe, computed here independently: `sc2-` + 32 hex digits of SHA-256 over the
 /// length-prefixed parts.
 fn recipe(
     destination: &str,
-    mapping: &str,
-    version: u64,
+    mapping_id: &str,
+    mapping: &Value,
     row_id: &str,
     op: &str,
     cols: &str,
 ) -> String {
     let mut h = Sha256::new();
-    for part in [destination, mapping, &version.to_string(), row_id, op, cols] {
+    for part in [destination, mapping_id, &content(mapping), row_id, op, cols] {
         h.update((part.len() as u64).to_be_bytes());
         h.update(part.as_bytes());
     }
     let digest = h.finalize();
     let hex: String = digest[..16].iter().map(|b| format!("{b:02x}")).collect();
-    format!("sc1-{hex}")
+    format!("sc2-{hex}")
 }
 
 #[test]
@@ -465,37 +492,43 @@ fn message_id_mapped() {
 fn message_id_derived_when_nothing_is_mapped_d5() {
     let columns = json!({"b": 2, "a": "x"});
     let r = row(json!({"id": "r-7", "op": "updated", "columns": columns}));
-    let want = recipe("offline", "t", 0, "r-7", "updated", r#"{"a":"x","b":2}"#);
+    let cols = r#"{"a":"x","b":2}"#;
+    let unmapped = track_mapping(None);
+    let want = recipe("offline", "t", &unmapped, "r-7", "updated", cols);
     // The golden value pins the recipe: a change here breaks dedupe of re-submitted rows.
-    assert_eq!(want, "sc1-d732434ff68aee4a47685421ae06afef");
-    let unmapped = test(track_mapping(None), &r);
-    assert_eq!(message_id_of(&unmapped), want);
-    // Mapped but resolving to nothing (missing, null, "") is the same derived id.
+    assert_eq!(want, "sc2-84747a6b6ec3adde78404bfe7026689d");
+    assert_eq!(message_id_of(&test(unmapped.clone(), &r)), want);
+    // Mapped but resolving to nothing (missing, null, "") is that mapping's derived id.
     for m in [
         json!({"@path": "$.properties.missing"}),
         json!({"@path": "$.properties.nul"}),
         json!(""),
         json!(null),
     ] {
-        let r = row(json!({"id": "r-7", "op": "updated", "columns": columns}));
-        let got = test(track_mapping(Some(m.clone())), &r);
-        assert_eq!(message_id_of(&got), want, "{m}");
+        let mapping = track_mapping(Some(m.clone()));
+        let got = test(mapping.clone(), &r);
+        assert_eq!(
+            message_id_of(&got),
+            recipe("offline", "t", &mapping, "r-7", "updated", cols),
+            "{m}"
+        );
     }
     // `$.messageId` without a caller id is the derived id too.
-    let got = test(track_mapping(Some(json!({"@path": "$.messageId"}))), &r);
-    assert_eq!(message_id_of(&got), want);
+    let mapping = track_mapping(Some(json!({"@path": "$.messageId"})));
+    assert_eq!(
+        message_id_of(&test(mapping.clone(), &r)),
+        recipe("offline", "t", &mapping, "r-7", "updated", cols)
+    );
     // A caller id does not replace the derived id unless the mapping maps `$.messageId`.
     let with_caller =
         row(json!({"id": "r-7", "op": "updated", "columns": columns, "message_id": "caller-1"}));
-    assert_eq!(
-        message_id_of(&test(track_mapping(None), &with_caller)),
-        want
-    );
+    assert_eq!(message_id_of(&test(unmapped, &with_caller)), want);
 }
 
 #[test]
 fn message_id_derived_is_stable_and_changes_with_the_row() {
     let base = json!({"id": "r-1", "op": "added", "columns": {"a": 1, "b": [1, {"y": 2, "x": 1}]}});
+    let cols = r#"{"a":1,"b":[1,{"x":1,"y":2}]}"#;
     let id = |r: Value| {
         let m = compile(track_mapping(None));
         message_id_of(&m.test(&row(r))).to_owned()
@@ -503,14 +536,7 @@ fn message_id_derived_is_stable_and_changes_with_the_row() {
     let first = id(base.clone());
     assert_eq!(
         first,
-        recipe(
-            "offline",
-            "t",
-            0,
-            "r-1",
-            "added",
-            r#"{"a":1,"b":[1,{"x":1,"y":2}]}"#
-        )
+        recipe("offline", "t", &track_mapping(None), "r-1", "added", cols)
     );
     // Stable: compiled again, rendered again, columns in another order.
     assert_eq!(id(base.clone()), first);
@@ -532,35 +558,49 @@ fn message_id_derived_is_stable_and_changes_with_the_row() {
         assert!(!changed.contains(&other), "{r}");
         changed.push(other);
     }
-    // A different mapping identity (another mapping or version) gives another id.
+    // In the service: the real ids, and what the mapping does.
     let r = row(base);
     let ident = Identity {
         destination_id: "d-1".into(),
         mapping_id: "m-1".into(),
-        version: 3,
     };
-    let m = Mapping::compile(&doc(track_mapping(None)), ident.clone()).unwrap();
-    let in_service = message_id_of(&m.test(&r)).to_owned();
-    assert_eq!(
-        in_service,
-        recipe(
-            "d-1",
-            "m-1",
-            3,
-            "r-1",
-            "added",
-            r#"{"a":1,"b":[1,{"x":1,"y":2}]}"#
-        )
-    );
-    let bumped = Mapping::compile(
-        &doc(track_mapping(None)),
+    let in_service = |mapping: Value| {
+        let m = Mapping::compile(&doc(mapping), ident.clone()).unwrap();
+        message_id_of(&m.test(&r)).to_owned()
+    };
+    let registered = json!({"name": "orders", "model": "orders", "enabled": true,
+        "action": "track", "fields": {"event_name": "E", "user_id": "u"}});
+    let got = in_service(registered.clone());
+    assert_eq!(got, recipe("d-1", "m-1", &registered, "r-1", "added", cols));
+    // Its name and whether it is enabled do not change the event, nor the id...
+    let mut renamed = registered.clone();
+    renamed["name"] = json!("orders-v2");
+    renamed["enabled"] = json!(false);
+    assert_eq!(in_service(renamed), got);
+    // ...its fields, action, trigger and model do.
+    for (key, value) in [
+        ("fields", json!({"event_name": "F", "user_id": "u"})),
+        ("trigger", json!("added")),
+        ("model", json!("users")),
+        ("action", json!("identify")),
+    ] {
+        let mut other = registered.clone();
+        other[key] = value;
+        if key == "action" {
+            other["fields"] = json!({"user_id": "u"});
+        }
+        assert_ne!(in_service(other), got, "{key}");
+    }
+    // Another mapping id with the same content gets another id.
+    let m = Mapping::compile(
+        &doc(registered),
         Identity {
-            version: 4,
-            ..ident
+            mapping_id: "m-2".into(),
+            ..ident.clone()
         },
     )
     .unwrap();
-    assert_ne!(message_id_of(&bumped.test(&r)), in_service);
+    assert_ne!(message_id_of(&m.test(&r)), got);
 }
 
 // === acceptance checks (D6) ===

@@ -135,7 +135,7 @@ fn deviate(n: u32, expected: &mut Value, ours: &mut Value) -> Vec<&'static str> 
             .remove("messageId")
             .expect("D5: a messageId is always set");
         assert!(
-            id.as_str().unwrap().starts_with("sc1-"),
+            id.as_str().unwrap().starts_with("sc2-"),
             "D5: derived id, got {id}"
         );
         applied.push("D5");

@@ -100,7 +100,7 @@ fn path_sees_the_envelope_ids() {
     let props = &got.event.as_ref().unwrap()["properties"];
     let derived = props["message_id"].as_str().unwrap();
     assert!(
-        derived.starts_with("sc1-") && derived.len() == 36,
+        derived.starts_with("sc2-") && derived.len() == 36,
         "{derived}"
     );
     assert_eq!(props.get("segment_id"), None);

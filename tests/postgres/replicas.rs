@@ -130,7 +130,7 @@ async fn two_replicas_share_destinations_and_mappings() {
         rendered_event(&mut ca, &m.id).await.unwrap(),
         "Order Updated"
     );
-    // A sends with the new version: the same row gets a new derived messageId.
+    // A sends with the new mapping: the same row gets a new derived messageId.
     let deadline = Instant::now() + Duration::from_secs(10);
     let on_a_sent = loop {
         let r = submit_until(&mut ca, &d.id, ResultStatus::Delivered).await;
@@ -171,9 +171,10 @@ async fn two_replicas_share_destinations_and_mappings() {
             mapping_json: track_mapping("orders", event),
         };
         let (mut xa, mut xb) = (ca.clone(), cb.clone());
+        // Each round's a change: an update to what is stored would change nothing and win too.
         let (ra, rb) = tokio::join!(
-            xa.update_mapping(request("From A")),
-            xb.update_mapping(request("From B"))
+            xa.update_mapping(request(&format!("From A {round}"))),
+            xb.update_mapping(request(&format!("From B {round}")))
         );
         let (won, lost) = match (ra, rb) {
             (Ok(w), Err(l)) | (Err(l), Ok(w)) => (w.into_inner().mapping.unwrap(), l),
