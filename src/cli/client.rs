@@ -91,7 +91,12 @@ fn chain(e: &(dyn std::error::Error + 'static)) -> String {
     let mut parts: Vec<String> = Vec::new();
     let mut next = Some(e);
     while let Some(e) = next {
-        let text = e.to_string();
+        // One line, whatever a source writes.
+        let text = e
+            .to_string()
+            .split_whitespace()
+            .collect::<Vec<_>>()
+            .join(" ");
         if !text.is_empty() && !parts.iter().any(|p| p.contains(&text)) {
             parts.push(text);
         }
@@ -456,4 +461,92 @@ pub(crate) fn mapping_json(m: &proto::Mapping) -> Value {
         "version": version,
         "mapping": doc,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{ClientArgs, Failure, Peer, Target, explain, target};
+
+    fn args(server: &str, ca: bool) -> ClientArgs {
+        ClientArgs {
+            server: server.into(),
+            json: false,
+            token: None,
+            ca_file: ca.then(|| "ca.pem".into()),
+            cert_file: None,
+            key_file: None,
+        }
+    }
+
+    #[test]
+    fn server_values() {
+        for (given, ca, uri, tls) in [
+            ("127.0.0.1:50051", false, "http://127.0.0.1:50051", false),
+            ("127.0.0.1:50051", true, "https://127.0.0.1:50051", true),
+            ("[::1]:50051", false, "http://[::1]:50051", false),
+            ("localhost:1", false, "http://localhost:1", false),
+            ("http://127.0.0.1:1", false, "http://127.0.0.1:1", false),
+            (
+                "https://h.example:443/",
+                false,
+                "https://h.example:443/",
+                true,
+            ),
+        ] {
+            let t = target(&args(given, ca)).unwrap();
+            assert_eq!(
+                t,
+                Target {
+                    uri: uri.into(),
+                    tls
+                },
+                "{given}"
+            );
+        }
+        for bad in [
+            "",
+            "not a url",
+            "ftp://h:1",
+            "h:1/x",
+            "http://u@h:1",
+            "h:1?q",
+        ] {
+            match target(&args(bad, false)) {
+                Err(Failure::Usage(m)) => assert!(m.contains("expected HOST:PORT"), "{m}"),
+                other => panic!("{bad:?}: {other:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn peers_from_their_first_bytes() {
+        assert_eq!(Peer::of(b"HTTP/1.1 400 Bad Request\r\n"), Peer::Http1);
+        assert_eq!(Peer::of(b"\x15\x03\x03\x00\x02\x02\x32"), Peer::Tls);
+        assert_eq!(
+            Peer::of(b"\x00\x00\x06\x04\x00\x00\x00\x00\x00"),
+            Peer::PlainHttp2
+        );
+        assert_eq!(Peer::of(b""), Peer::Unknown);
+        assert_eq!(Peer::of(b"SSH-2.0-OpenSSH"), Peer::Unknown);
+    }
+
+    #[test]
+    fn every_explanation_is_one_line() {
+        for tls in [false, true] {
+            let t = Target {
+                uri: "http://127.0.0.1:9".into(),
+                tls,
+            };
+            for peer in [
+                Peer::Refused,
+                Peer::PlainHttp2,
+                Peer::Tls,
+                Peer::Http1,
+                Peer::Unknown,
+            ] {
+                let m = explain(&t, peer, "transport error: boom");
+                assert!(!m.contains('\n') && m.contains("127.0.0.1:9"), "{m}");
+            }
+        }
+    }
 }
