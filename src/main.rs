@@ -3,7 +3,7 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory as _, FromArgMatches as _, Parser, Subcommand};
 
 use segment_connections::cli::client::ClientArgs;
 use segment_connections::cli::destinations::{self, DestinationsCommand};
@@ -69,11 +69,44 @@ enum Command {
         #[command(subcommand)]
         command: RowsCommand,
     },
+    /// Print a shell completion script, e.g. `segment-connections completions bash >
+    /// ~/.local/share/bash-completion/completions/segment-connections`.
+    Completions {
+        /// The shell.
+        shell: clap_complete::Shell,
+    },
+}
+
+/// Whether NO_COLOR asks for no colour: set to anything but the empty string (no-color.org).
+fn no_color() -> bool {
+    std::env::var_os("NO_COLOR").is_some_and(|v| !v.is_empty())
+}
+
+/// The command line, coloured only where clap's own detection says so, and never with NO_COLOR.
+fn command() -> clap::Command {
+    let command = Cli::command();
+    if no_color() {
+        command.color(clap::ColorChoice::Never)
+    } else {
+        command
+    }
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = match Cli::from_arg_matches(&command().get_matches()) {
+        Ok(cli) => cli,
+        Err(e) => e.format(&mut command()).exit(),
+    };
     match cli.command {
+        Command::Completions { shell } => {
+            clap_complete::generate(
+                shell,
+                &mut command(),
+                "segment-connections",
+                &mut std::io::stdout(),
+            );
+            ExitCode::SUCCESS
+        }
         Command::Serve(args) => serve(args),
         Command::Destinations { client, command } => destinations::run(client, command),
         Command::Mappings { client, command } => mappings::run(client, command),
@@ -152,7 +185,7 @@ fn init_logs(
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()) && !no_color())
         .with_writer(std::io::stderr);
     let traces = match format {
         LogFormat::Plain => {
@@ -169,4 +202,43 @@ fn init_logs(
         }
     };
     Ok(traces)
+}
+
+/// The command tree (named `cli` so that the CLI's test filter, `test(/cli::/)`, selects it).
+#[cfg(test)]
+mod cli {
+    use clap::CommandFactory as _;
+
+    /// Every subcommand has an about and every argument a help text (clap's own `help` and
+    /// `version` aside), at every depth.
+    #[test]
+    fn every_subcommand_and_argument_has_help() {
+        fn walk(command: &clap::Command, path: &str, missing: &mut Vec<String>) {
+            for arg in command.get_arguments() {
+                let id = arg.get_id().as_str();
+                if matches!(id, "help" | "version") {
+                    continue;
+                }
+                if arg.get_help().is_none() {
+                    missing.push(format!("{path} <{id}>"));
+                }
+            }
+            for sub in command.get_subcommands() {
+                let name = sub.get_name();
+                if name == "help" {
+                    continue;
+                }
+                let path = format!("{path} {name}");
+                if sub.get_about().is_none() {
+                    missing.push(path.clone());
+                }
+                walk(sub, &path, missing);
+            }
+        }
+        let command = super::Cli::command();
+        command.clone().debug_assert();
+        let mut missing = Vec::new();
+        walk(&command, command.get_name(), &mut missing);
+        assert!(missing.is_empty(), "no help text: {missing:#?}");
+    }
 }

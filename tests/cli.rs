@@ -417,3 +417,149 @@ fn render_bombs_stop_at_the_budget_in_bounded_memory() {
         assert!(message.contains("4194304 bytes"), "{message}");
     }
 }
+
+// === The rest of the command line ===
+
+#[test]
+fn completions_for_bash_zsh_and_fish() {
+    for (shell, needle) in [
+        ("bash", "complete -F _segment__connections"),
+        ("zsh", "#compdef segment-connections"),
+        ("fish", "complete -c segment-connections"),
+    ] {
+        let out = command().args(["completions", shell]).output().unwrap();
+        let script = String::from_utf8_lossy(&out.stdout);
+        assert_eq!(out.status.code(), Some(0), "{shell}");
+        assert!(script.contains(needle), "{shell}: {script}");
+        // Subcommands and their flags are in it.
+        for word in ["destinations", "rows", "delivered-ids", "server"] {
+            assert!(script.contains(word), "{shell}: {word}");
+        }
+    }
+    let out = command().args(["completions", "tcsh"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(2));
+}
+
+const ESC: &str = "\u{1b}[";
+
+/// `shell_command` run by sh in a pseudo-terminal (util-linux's `script`), with NO_COLOR set
+/// or removed; what the terminal showed. None without `script`.
+fn in_terminal(shell_command: &str, no_color: Option<&str>) -> Option<String> {
+    let mut cmd = Command::new("script");
+    cmd.args(["-q", "-e", "-c", shell_command, "/dev/null"])
+        .env("SHELL", "/bin/sh")
+        .env("TERM", "xterm-256color")
+        .env_remove("CLICOLOR_FORCE")
+        .env_remove("CLICOLOR")
+        .env_remove("SEGMENT_CONNECTIONS_STORE")
+        .env_remove("SEGMENT_CONNECTIONS_ENCRYPTION_KEY")
+        .env_remove("SEGMENT_CONNECTIONS_ENCRYPTION_KEY_FILE")
+        .env("SEGMENT_CONNECTIONS_METRICS_LISTEN", "off")
+        .stdin(std::process::Stdio::null());
+    match no_color {
+        Some(v) => cmd.env("NO_COLOR", v),
+        None => cmd.env_remove("NO_COLOR"),
+    };
+    match cmd.output() {
+        Ok(out) => Some(String::from_utf8_lossy(&out.stdout).into_owned()),
+        Err(e) => {
+            eprintln!("skipped: no `script` to make a pseudo-terminal ({e})");
+            None
+        }
+    }
+}
+
+/// `--help`, a usage error and a short `serve` (stopped by SIGTERM after it logs "serving").
+fn colour_cases(dir: &Path) -> [(&'static str, String); 3] {
+    [
+        ("--help", format!("'{BIN}' --help")),
+        ("error", format!("'{BIN}' destinations create --name x")),
+        (
+            "serve",
+            format!(
+                "cd '{}' && timeout -s TERM 4 '{BIN}' serve --listen 127.0.0.1:0",
+                dir.display()
+            ),
+        ),
+    ]
+}
+
+/// NO_COLOR (any non-empty value) takes every escape out of a terminal's output: clap's help and
+/// errors and `serve`'s log; without it the terminal gets colour (so the check means something).
+#[test]
+fn no_color_is_honoured_in_a_terminal() {
+    let dir = tempfile::tempdir().unwrap();
+    for (name, shell_command) in colour_cases(dir.path()) {
+        let Some(plain) = in_terminal(&shell_command, Some("1")) else {
+            return;
+        };
+        assert!(!plain.contains(ESC), "{name} with NO_COLOR: {plain:?}");
+        assert!(plain.len() > 20, "{name}: {plain:?}");
+        if name == "serve" {
+            assert!(plain.contains("serving"), "{plain:?}");
+        }
+        let coloured = in_terminal(&shell_command, None).unwrap();
+        assert!(
+            coloured.contains(ESC),
+            "{name} without NO_COLOR: {coloured:?}"
+        );
+        // An empty NO_COLOR is no request.
+        let empty = in_terminal(&shell_command, Some("")).unwrap();
+        assert!(empty.contains(ESC), "{name} with NO_COLOR=\"\": {empty:?}");
+    }
+}
+
+/// Not a terminal (a pipe): no escapes with or without NO_COLOR, and the same text.
+#[test]
+fn no_escapes_into_a_pipe() {
+    let dir = tempfile::tempdir().unwrap();
+    for no_color in [Some("1"), None] {
+        let run = |args: &[&str]| {
+            let mut cmd = command();
+            cmd.args(args).current_dir(dir.path());
+            match no_color {
+                Some(v) => cmd.env("NO_COLOR", v),
+                None => cmd.env_remove("NO_COLOR"),
+            };
+            cmd.output().unwrap()
+        };
+        let help = run(&["--help"]);
+        let error = run(&["destinations", "create", "--name", "x"]);
+        assert_eq!(error.status.code(), Some(2));
+        for out in [&help, &error] {
+            let all = [&out.stdout[..], &out.stderr[..]].concat();
+            assert!(!String::from_utf8_lossy(&all).contains(ESC), "{no_color:?}");
+        }
+        assert!(String::from_utf8_lossy(&help.stdout).contains("Usage: segment-connections"));
+    }
+    // serve's log on a pipe.
+    let mut child = command()
+        .args([
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--metrics-listen",
+            "off",
+        ])
+        .env_remove("NO_COLOR")
+        .env_remove("SEGMENT_CONNECTIONS_STORE")
+        .env_remove("SEGMENT_CONNECTIONS_ENCRYPTION_KEY")
+        .env_remove("SEGMENT_CONNECTIONS_ENCRYPTION_KEY_FILE")
+        .current_dir(dir.path())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut log = String::new();
+    let mut stderr = std::io::BufReader::new(child.stderr.take().unwrap());
+    while !log.contains("serving") {
+        let mut line = String::new();
+        if std::io::BufRead::read_line(&mut stderr, &mut line).unwrap() == 0 {
+            break;
+        }
+        log.push_str(&line);
+    }
+    child.kill().ok();
+    child.wait().ok();
+    assert!(log.contains("serving"), "{log}");
+    assert!(!log.contains(ESC), "{log:?}");
+}

@@ -15,9 +15,9 @@ pub enum DestinationsCommand {
         /// A unique name.
         #[arg(long, env = "SEGMENT_CONNECTIONS_NAME")]
         name: String,
-        /// `us`, `eu`, or an http(s) base URL of the Tracking API (its host must be in the
-        /// server's --allowed-upstreams).
-        #[arg(long, env = "SEGMENT_CONNECTIONS_REGION")]
+        /// `us`, `eu` (any case), or an http(s) base URL of the Tracking API (its host must be
+        /// in the server's --allowed-upstreams).
+        #[arg(long, env = "SEGMENT_CONNECTIONS_REGION", value_parser = region)]
         region: String,
         /// A file holding the source's write key (surrounding whitespace is ignored).
         #[arg(
@@ -36,13 +36,17 @@ pub enum DestinationsCommand {
     },
     /// Change a destination: only the fields given change.
     Update {
+        /// The destination's id.
         id: String,
         /// The version read (stale: the server refuses). Default: the current version.
         #[arg(long, env = "SEGMENT_CONNECTIONS_VERSION")]
         version: Option<u64>,
+        /// A new unique name.
         #[arg(long, env = "SEGMENT_CONNECTIONS_NAME")]
         name: Option<String>,
-        #[arg(long, env = "SEGMENT_CONNECTIONS_REGION")]
+        /// A new region: `us`, `eu` (any case), or an http(s) base URL (its host in the
+        /// server's --allowed-upstreams).
+        #[arg(long, env = "SEGMENT_CONNECTIONS_REGION", value_parser = region)]
         region: Option<String>,
         /// A file holding the new write key.
         #[arg(
@@ -61,14 +65,29 @@ pub enum DestinationsCommand {
     /// List destinations by name.
     List,
     /// Print one destination.
-    Get { id: String },
+    Get {
+        /// The destination's id.
+        id: String,
+    },
     /// Delete a destination and its mappings.
-    Delete { id: String },
+    Delete {
+        /// The destination's id.
+        id: String,
+    },
+}
+
+/// `--region`: `us` and `eu` in any case become `us` and `eu`; anything else (a base URL) is
+/// passed on unchanged for the server to check.
+fn region(s: &str) -> Result<String, std::convert::Infallible> {
+    Ok(match s {
+        _ if s.eq_ignore_ascii_case("us") => "us".to_owned(),
+        _ if s.eq_ignore_ascii_case("eu") => "eu".to_owned(),
+        _ => s.to_owned(),
+    })
 }
 
 pub fn run(args: ClientArgs, command: DestinationsCommand) -> ExitCode {
-    let json = args.json;
-    client::run(json, execute(args, command))
+    client::run(&args.clone(), execute(args, command))
 }
 
 async fn execute(args: ClientArgs, command: DestinationsCommand) -> Result<ExitCode, Failure> {
@@ -222,5 +241,25 @@ fn print_one(d: &proto::Destination, json: bool, what: Option<&str>) {
             other => other.to_string(),
         };
         println!("{:<22} {value}", format!("{key}:"));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn region_names_in_any_case_and_urls_unchanged() {
+        for (given, sent) in [
+            ("us", "us"),
+            ("US", "us"),
+            ("Us", "us"),
+            ("eu", "eu"),
+            ("EU", "eu"),
+            ("eU", "eu"),
+            ("http://127.0.0.1:8089/V1/", "http://127.0.0.1:8089/V1/"),
+            ("HTTPS://Proxy.Example/x", "HTTPS://Proxy.Example/x"),
+            ("mars", "mars"),
+        ] {
+            assert_eq!(super::region(given).unwrap(), sent, "{given}");
+        }
     }
 }

@@ -27,9 +27,15 @@ pub enum MappingsCommand {
         destination: String,
     },
     /// Print one mapping.
-    Get { id: String },
+    Get {
+        /// The mapping's id.
+        id: String,
+    },
     /// Delete one mapping.
-    Delete { id: String },
+    Delete {
+        /// The mapping's id.
+        id: String,
+    },
     /// Render rows through a registered mapping (ID) or a mapping file (-f) on the server and
     /// print, per row, what `test-mapping` prints. Sends nothing, writes nothing. Exit 0 when
     /// every row is accepted or skipped, 1 otherwise.
@@ -50,8 +56,7 @@ pub enum MappingsCommand {
 }
 
 pub fn run(args: ClientArgs, command: MappingsCommand) -> ExitCode {
-    let json = args.json;
-    client::run(json, execute(args, command))
+    client::run(&args.clone(), execute(args, command))
 }
 
 async fn execute(args: ClientArgs, command: MappingsCommand) -> Result<ExitCode, Failure> {

@@ -538,7 +538,9 @@ async fn rows_submit_delivers_a_jsonl_file_and_reports_what_was_not_delivered() 
     lines.push(r#"{"id": "anon", "op": "added", "columns": {"order_id": "x"}}"#.into());
     // Deleted: no mapping's trigger matches.
     lines.push(r#"{"id": "gone", "op": "deleted", "columns": {"user_id": "u"}}"#.into());
-    let file = write(dir.path(), "rows.jsonl", &(lines.join("\n") + "\n\n"));
+    // A blank line after the third row: from there a row's line is its index plus 2.
+    let text_rows = format!("{}\n\n{}\n\n", lines[..3].join("\n"), lines[3..].join("\n"));
+    let file = write(dir.path(), "rows.jsonl", &text_rows);
     let server = app.url();
     let args = [
         "rows",
@@ -561,9 +563,11 @@ async fn rows_submit_delivers_a_jsonl_file_and_reports_what_was_not_delivered() 
         stdout.starts_with("delivered 5, rejected 1, failed 0, skipped 1\n"),
         "{stdout}"
     );
-    assert!(stdout.contains("row 5 (id \"anon\")"), "{stdout}");
+    // Rows are named by their line in the file (1-based, the blank line counted).
+    assert!(stdout.contains("line 7 (id \"anon\")"), "{stdout}");
     assert!(stdout.contains("MISSING_IDENTITY"), "{stdout}");
-    assert!(stdout.contains("row 6 (id \"gone\"): SKIPPED"), "{stdout}");
+    assert!(stdout.contains("line 8 (id \"gone\"): SKIPPED"), "{stdout}");
+    assert!(!stdout.contains("DELIVERED"), "{stdout}");
     assert_eq!(fake.accepted().len(), 5);
 
     let mut json_args = args.to_vec();
@@ -582,10 +586,63 @@ async fn rows_submit_delivers_a_jsonl_file_and_reports_what_was_not_delivered() 
     );
     let results = v["results"].as_array().unwrap();
     assert_eq!(results.len(), 2);
+    // The API's 0-based row_index, and the file's line.
     assert_eq!(results[0]["row_index"], 5);
+    assert_eq!(results[0]["line"], 7);
     assert_eq!(results[0]["status"], "REJECTED");
     assert_eq!(results[0]["issues"][0]["code"], "MISSING_IDENTITY");
     assert_eq!(results[1]["status"], "SKIPPED");
+    assert_eq!(
+        (
+            results[1]["row_index"].as_u64(),
+            results[1]["line"].as_u64()
+        ),
+        (Some(6), Some(8))
+    );
+    assert!(v.get("delivered_ids").is_none(), "{v}");
+
+    // --delivered-ids lists the DELIVERED results with their messageIds: those the API got.
+    json_args.push("--delivered-ids");
+    let out = cli(&json_args, &[]).await;
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out.stderr));
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["delivered"], 5);
+    assert_eq!(v["results"].as_array().unwrap().len(), 2, "{v}");
+    let ids = v["delivered_ids"].as_array().unwrap();
+    assert_eq!(ids.len(), 5, "{v}");
+    assert_eq!(v["delivered_unlisted"], 0);
+    let accepted: std::collections::BTreeSet<String> = fake.accepted().into_iter().collect();
+    let listed: std::collections::BTreeSet<String> = ids
+        .iter()
+        .map(|d| d["message_id"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(listed, accepted);
+    let lines_of: Vec<(u64, u64)> = ids
+        .iter()
+        .map(|d| {
+            (
+                d["row_index"].as_u64().unwrap(),
+                d["line"].as_u64().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(lines_of, [(0, 1), (1, 2), (2, 3), (3, 5), (4, 6)]);
+    assert_eq!(ids[3]["row_id"], "3");
+    assert!(ids[3]["mapping_id"].as_str().unwrap().starts_with("map_"));
+    // In text, a line per delivered result.
+    let mut text_args = args.to_vec();
+    text_args.push("--delivered-ids");
+    let out = cli(&text_args, &[]).await;
+    let stdout = text(&out.stdout);
+    assert_eq!(
+        stdout.matches(": DELIVERED messageId sc2-").count(),
+        5,
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("line 5 (id \"3\") mapping map_"),
+        "{stdout}"
+    );
 
     // Only deliverable rows: exit 0.
     let ok = write(dir.path(), "ok.jsonl", &lines[..5].join("\n"));
@@ -615,7 +672,7 @@ async fn rows_submit_delivers_a_jsonl_file_and_reports_what_was_not_delivered() 
     let bad = write(
         dir.path(),
         "bad.jsonl",
-        "{\"op\": \"added\", \"columns\": {}}\nnope\n",
+        "\n{\"op\": \"added\", \"columns\": {}}\n\nnope\n",
     );
     let out = cli(
         &[
@@ -635,7 +692,7 @@ async fn rows_submit_delivers_a_jsonl_file_and_reports_what_was_not_delivered() 
     .await;
     assert_eq!(out.status.code(), Some(2));
     assert!(
-        text(&out.stderr).contains("bad.jsonl:2"),
+        text(&out.stderr).contains("bad.jsonl:4:"),
         "{}",
         text(&out.stderr)
     );
@@ -776,4 +833,251 @@ async fn sigterm_mid_submit_rows_answers_every_row() {
     }
     let status = exit_status(child).await;
     assert!(status.success(), "{status:?}");
+}
+
+fn tls_fixture(name: &str) -> String {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures/tls")
+        .join(name)
+        .to_string_lossy()
+        .into_owned()
+}
+
+/// A server serving TLS with the test certificate (for `localhost` and 127.0.0.1).
+async fn tls_app() -> TestApp {
+    TestApp::spawn_with(std::sync::Arc::new(tempfile::tempdir().unwrap()), |s| {
+        s.tls = Some(segment_connections::config::TlsFiles {
+            cert: tls_fixture("server.pem").into(),
+            key: tls_fixture("server.key").into(),
+            client_ca: None,
+        });
+    })
+    .await
+}
+
+/// A failed connection: exit 1, one line on stderr holding every `needle`.
+fn assert_unreachable(out: &Output, needles: &[&str]) {
+    let stderr = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert_eq!(stderr.trim_end().lines().count(), 1, "{stderr}");
+    assert!(!stderr.contains("transport error\n"), "{stderr}");
+    for needle in needles {
+        assert!(stderr.contains(needle), "{needle:?} not in {stderr}");
+    }
+}
+
+#[tokio::test]
+async fn server_without_a_scheme_connects_and_a_bad_value_says_what_is_expected() {
+    let app = TestApp::spawn().await;
+    let bare = app.addr.to_string();
+    assert!(!bare.contains("://"));
+    let out = cli(&["destinations", "list", "--json", "--server", &bare], &[]).await;
+    assert_eq!(stdout_json(&out), serde_json::json!([]));
+    // From the environment too.
+    let out = cli(
+        &["destinations", "list", "--json"],
+        &[("SEGMENT_CONNECTIONS_SERVER", bare.as_str())],
+    )
+    .await;
+    assert_eq!(stdout_json(&out), serde_json::json!([]));
+
+    // With TLS files, HOST:PORT means https.
+    let tls = tls_app().await;
+    let bare = tls.addr.to_string();
+    let ca = tls_fixture("ca.pem");
+    let out = cli(
+        &[
+            "destinations",
+            "list",
+            "--json",
+            "--server",
+            &bare,
+            "--ca-file",
+            &ca,
+        ],
+        &[],
+    )
+    .await;
+    assert_eq!(stdout_json(&out), serde_json::json!([]));
+
+    for bad in [
+        "not a url",
+        "ftp://127.0.0.1:50051",
+        "127.0.0.1:50051/some/path",
+        "http://user@127.0.0.1:50051",
+        "",
+    ] {
+        let out = cli(&["destinations", "list", "--server", bad], &[]).await;
+        let stderr = text(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{bad:?}: {stderr}");
+        assert!(
+            stderr.contains("expected HOST:PORT, http://HOST:PORT or https://HOST:PORT"),
+            "{bad:?}: {stderr}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn connection_failures_name_their_cause() {
+    // Refused: a port nobody listens on any more.
+    let port = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap().port()
+    };
+    let server = format!("127.0.0.1:{port}");
+    let out = cli(&["destinations", "list", "--server", &server], &[]).await;
+    assert_unreachable(
+        &out,
+        &["connection refused", "nothing listens on", "--server"],
+    );
+    let out = cli(
+        &["destinations", "list", "--json", "--server", &server],
+        &[],
+    )
+    .await;
+    assert_eq!(out.status.code(), Some(1));
+    let err: Value = serde_json::from_slice(&out.stderr).unwrap();
+    assert_eq!(err["error"]["code"], "UNAVAILABLE");
+    assert!(
+        err["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("connection refused"),
+        "{err}"
+    );
+
+    // TLS to a plaintext server.
+    let plain = TestApp::spawn().await;
+    let ca = tls_fixture("ca.pem");
+    let server = format!("https://{}", plain.addr);
+    let out = cli(
+        &[
+            "destinations",
+            "list",
+            "--server",
+            &server,
+            "--ca-file",
+            &ca,
+        ],
+        &[],
+    )
+    .await;
+    assert_unreachable(
+        &out,
+        &[
+            "TLS mismatch",
+            "does not use TLS",
+            &format!("--server http://{}", plain.addr),
+        ],
+    );
+
+    // Plaintext to a TLS server.
+    let tls = tls_app().await;
+    for server in [format!("http://{}", tls.addr), tls.addr.to_string()] {
+        let out = cli(&["destinations", "list", "--server", &server], &[]).await;
+        assert_unreachable(
+            &out,
+            &[
+                "TLS mismatch",
+                "uses TLS",
+                &format!("--server https://{}", tls.addr),
+            ],
+        );
+    }
+
+    // An HTTP/1 server.
+    let http1 = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let http1_addr = http1.local_addr().unwrap();
+    let answering = tokio::spawn(async move {
+        use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+        // Bounded: a few connections, then it stops.
+        for _ in 0..8 {
+            let Ok((mut s, _)) = http1.accept().await else {
+                return;
+            };
+            let mut buf = [0u8; 1024];
+            let _ = tokio::time::timeout(Duration::from_secs(2), s.read(&mut buf)).await;
+            let _ = s
+                .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\nconnection: close\r\n\r\nok")
+                .await;
+        }
+    });
+    let out = cli(
+        &["destinations", "list", "--server", &http1_addr.to_string()],
+        &[],
+    )
+    .await;
+    assert_unreachable(&out, &["answers HTTP/1, not gRPC", "--listen"]);
+    answering.abort();
+}
+
+#[tokio::test]
+async fn region_names_are_taken_in_any_case() {
+    let app = TestApp::spawn().await;
+    let url = app.url();
+    let out = cli(
+        &[
+            "destinations",
+            "create",
+            "--name",
+            "eu-prod",
+            "--region",
+            "EU",
+            "--write-key",
+            "wk-region-0001",
+            "--json",
+            "--server",
+            &url,
+        ],
+        &[],
+    )
+    .await;
+    let d = stdout_json(&out);
+    assert_eq!(d["region"], "eu");
+    let id = d["id"].as_str().unwrap();
+    let out = cli(
+        &[
+            "destinations",
+            "update",
+            id,
+            "--region",
+            "Us",
+            "--write-key",
+            "wk-region-0001",
+            "--json",
+            "--server",
+            &url,
+        ],
+        &[],
+    )
+    .await;
+    assert_eq!(stdout_json(&out)["region"], "us");
+    // From the environment too.
+    let out = cli(
+        &["destinations", "update", id, "--json", "--server", &url],
+        &[
+            ("SEGMENT_CONNECTIONS_REGION", "eU"),
+            ("SEGMENT_CONNECTIONS_WRITE_KEY", "wk-region-0001"),
+        ],
+    )
+    .await;
+    assert_eq!(stdout_json(&out)["region"], "eu");
+    // A base URL is passed on as given (the server strips a trailing `/v1/`).
+    let out = cli(
+        &[
+            "destinations",
+            "update",
+            id,
+            "--region",
+            "http://127.0.0.1:9/v1/",
+            "--write-key",
+            "wk-region-0001",
+            "--json",
+            "--server",
+            &url,
+        ],
+        &[],
+    )
+    .await;
+    assert_eq!(stdout_json(&out)["region"], "http://127.0.0.1:9");
 }
