@@ -75,6 +75,9 @@ enum Command {
         /// The shell.
         shell: clap_complete::Shell,
     },
+    /// Ask a running server's gRPC health whether a service is SERVING (the chart's `helm test`).
+    /// Exit 0 SERVING, 1 not serving or unreachable, 2 usage or file error.
+    Health(segment_connections::cli::health::HealthArgs),
 }
 
 /// Whether NO_COLOR asks for no colour: set to anything but the empty string (no-color.org).
@@ -112,6 +115,7 @@ fn main() -> ExitCode {
         Command::Mappings { client, command } => mappings::run(client, command),
         Command::Keys { command } => keys::run(command),
         Command::Rows { client, command } => rows::run(client, command),
+        Command::Health(args) => segment_connections::cli::health::run(args),
         Command::TestMapping { mapping, row } => match test_mapping::run(&mapping, &row) {
             Ok(result) => {
                 println!(

@@ -35,7 +35,8 @@ pub(crate) const RPC_IN_FLIGHT: &str = "segment_connections_rpc_in_flight";
 pub(crate) const ROWS_RECEIVED: &str = "segment_connections_rows_received_total";
 /// Events (one per row and matching mapping) by `action` and `result`.
 pub(crate) const EVENTS: &str = "segment_connections_events_total";
-/// Tracking API requests (each attempt) by `status_class` (`2xx`…`5xx`, `timeout`, `error`).
+/// Tracking API requests (each attempt) by `status_class`: `1xx`…`5xx`, `429` (rate limited;
+/// `4xx` then counts the other 4xx), `other`, `timeout`, `error`.
 pub(crate) const UPSTREAM_REQUESTS: &str = "segment_connections_upstream_requests_total";
 /// Tracking API request duration in seconds by `status_class`.
 pub(crate) const UPSTREAM_DURATION: &str = "segment_connections_upstream_duration_seconds";
@@ -449,7 +450,8 @@ pub fn record_skipped_rows(n: u64) {
 /// The outcome of one Tracking API request, as a bounded label.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum StatusClass {
-    /// An HTTP status (classed `1xx`…`5xx`).
+    /// An HTTP status, classed `1xx`…`5xx`, except 429 (Too Many Requests), which is its own
+    /// class `429` so rate limiting can be counted: `4xx` excludes it.
     Http(u16),
     /// The per-attempt timeout elapsed.
     Timeout,
@@ -464,6 +466,7 @@ impl StatusClass {
                 100..=199 => "1xx",
                 200..=299 => "2xx",
                 300..=399 => "3xx",
+                429 => "429",
                 400..=499 => "4xx",
                 500..=599 => "5xx",
                 _ => "other",
@@ -697,7 +700,10 @@ mod tests {
     #[test]
     fn status_classes() {
         assert_eq!(StatusClass::Http(204).as_str(), "2xx");
-        assert_eq!(StatusClass::Http(429).as_str(), "4xx");
+        assert_eq!(StatusClass::Http(429).as_str(), "429");
+        assert_eq!(StatusClass::Http(400).as_str(), "4xx");
+        assert_eq!(StatusClass::Http(428).as_str(), "4xx");
+        assert_eq!(StatusClass::Http(430).as_str(), "4xx");
         assert_eq!(StatusClass::Http(503).as_str(), "5xx");
         assert_eq!(StatusClass::Http(99).as_str(), "other");
         assert_eq!(StatusClass::Timeout.as_str(), "timeout");

@@ -164,6 +164,7 @@ async fn metrics_count_what_happened() {
     m::record_skipped_rows(2);
     m::record_upstream_request(StatusClass::Http(200), std::time::Duration::from_millis(20));
     m::record_upstream_request(StatusClass::Http(503), std::time::Duration::from_millis(5));
+    m::record_upstream_request(StatusClass::Http(429), std::time::Duration::from_millis(5));
     m::record_upstream_request(StatusClass::Timeout, std::time::Duration::from_secs(1));
     m::record_retry();
     m::record_batch(3, 1200);
@@ -191,6 +192,10 @@ async fn metrics_count_what_happened() {
             1.0,
         ),
         (
+            r#"segment_connections_upstream_requests_total{status_class="429"}"#,
+            1.0,
+        ),
+        (
             r#"segment_connections_upstream_requests_total{status_class="timeout"}"#,
             1.0,
         ),
@@ -206,6 +211,13 @@ async fn metrics_count_what_happened() {
         let added = sample(&body, series).map(|v| v - sample(&before, series).unwrap_or(0.0));
         assert_eq!(added, Some(value), "{series} in {body}");
     }
+    // A 429 is its own class: `4xx` does not count it.
+    let other_4xx = r#"segment_connections_upstream_requests_total{status_class="4xx"}"#;
+    assert_eq!(
+        sample(&body, other_4xx),
+        sample(&before, other_4xx),
+        "{body}"
+    );
     drop(in_flight);
     let (_, body) = get(metrics, "/metrics").await;
     assert_eq!(
@@ -229,8 +241,11 @@ async fn delivery_metrics_count_what_happened() {
         .create_destination_at("m", &fake.url(), "wk-metrics-0123")
         .await;
     app.create_mapping(&d.id, &track_mapping("orders")).await;
-    // The first attempt gets a 503, the retry a 200.
-    fake.script([common::fake_segment::Fault::Status(503)]);
+    // The first attempt gets a 503, the second a 429, the third a 200.
+    fake.script([
+        common::fake_segment::Fault::Status(503),
+        common::fake_segment::Fault::RetryAfter(0),
+    ]);
     let (_, before) = get(metrics, "/metrics").await;
     let mut rows: Vec<proto::Row> = (0..3)
         .map(|i| order_row(&format!("o-{i}"), "u-1"))
@@ -276,10 +291,14 @@ async fn delivery_metrics_count_what_happened() {
         1.0
     );
     assert_eq!(
+        at(r#"segment_connections_upstream_requests_total{status_class="429"}"#),
+        1.0
+    );
+    assert_eq!(
         at(r#"segment_connections_upstream_requests_total{status_class="2xx"}"#),
         1.0
     );
-    assert_eq!(at("segment_connections_upstream_retries_total"), 1.0);
+    assert_eq!(at("segment_connections_upstream_retries_total"), 2.0);
     assert_eq!(at("segment_connections_batch_events_count"), 1.0);
     assert_eq!(at("segment_connections_batch_events_sum"), 3.0);
 }

@@ -237,10 +237,23 @@ pub(crate) async fn connect(args: &ClientArgs) -> Result<Client, Failure> {
                 .map_err(|_| Failure::Usage("--token: not a valid header value".into()))?,
         ),
     };
+    let channel = channel(args, Duration::from_secs(5)).await?;
+    Ok(ConnectionsClient::with_interceptor(
+        channel,
+        BearerToken(token),
+    ))
+}
+
+/// A channel to `--server` (with TLS when it is https:// or `--ca-file` is given), connecting
+/// within `connect_timeout`.
+pub(crate) async fn channel(
+    args: &ClientArgs,
+    connect_timeout: Duration,
+) -> Result<tonic::transport::Channel, Failure> {
     let target = target(args)?;
     let mut endpoint = Endpoint::from_shared(target.uri.clone())
         .map_err(|e| Failure::Usage(format!("--server {:?}: {e}", args.server)))?
-        .connect_timeout(Duration::from_secs(5));
+        .connect_timeout(connect_timeout);
     if target.tls {
         let mut tls = ClientTlsConfig::new();
         match &args.ca_file {
@@ -254,14 +267,10 @@ pub(crate) async fn connect(args: &ClientArgs) -> Result<Client, Failure> {
             .tls_config(tls)
             .map_err(|e| Failure::Usage(format!("TLS settings: {e}")))?;
     }
-    let channel = endpoint
+    endpoint
         .connect()
         .await
-        .map_err(|e| Failure::Transport(chain(&e)))?;
-    Ok(ConnectionsClient::with_interceptor(
-        channel,
-        BearerToken(token),
-    ))
+        .map_err(|e| Failure::Transport(chain(&e)))
 }
 
 /// What answers on a port, from the first bytes it sends back to an HTTP/2 preface.

@@ -5,6 +5,7 @@
 
 pub mod client;
 pub mod destinations;
+pub mod health;
 pub mod keys;
 pub mod mappings;
 pub mod rows;

@@ -1081,3 +1081,105 @@ async fn region_names_are_taken_in_any_case() {
     .await;
     assert_eq!(stdout_json(&out)["region"], "http://127.0.0.1:9");
 }
+
+// === health (the chart's `helm test`) ===
+
+#[tokio::test]
+async fn health_exits_0_when_the_service_is_serving() {
+    let app = TestApp::spawn().await;
+    let url = app.url();
+    let out = cli(&["health", "--server", &url], &[]).await;
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert_eq!(
+        text(&out.stdout),
+        format!("segment_connections.v1.Connections at {url} is SERVING\n")
+    );
+    // The server as a whole, and the server from the environment.
+    let out = cli(
+        &["health", "--service", ""],
+        &[("SEGMENT_CONNECTIONS_SERVER", &url)],
+    )
+    .await;
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert_eq!(
+        text(&out.stdout),
+        format!("the server at {url} is SERVING\n")
+    );
+    // A service the server does not know.
+    let out = cli(
+        &["health", "--server", &url, "--service", "nope.v1.Nope"],
+        &[],
+    )
+    .await;
+    assert_eq!(out.status.code(), Some(1));
+    let err = text(&out.stderr);
+    assert!(err.starts_with("error: NOT_FOUND: "), "{err}");
+    assert_eq!(err.lines().count(), 1, "{err}");
+}
+
+#[tokio::test]
+async fn health_exits_1_when_nothing_listens() {
+    // A port just freed: nothing listens there.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let url = format!("http://127.0.0.1:{port}");
+    let out = cli(&["health", "--server", &url], &[]).await;
+    assert_eq!(out.status.code(), Some(1));
+    assert!(out.stdout.is_empty(), "{}", text(&out.stdout));
+    let err = text(&out.stderr);
+    assert!(
+        err.starts_with(&format!("error: cannot reach the server at {url}: ")),
+        "{err}"
+    );
+    assert!(err.to_lowercase().contains("refused"), "{err}");
+    assert_eq!(err.lines().count(), 1, "{err}");
+    // A malformed --server is a usage error.
+    let out = cli(&["health", "--server", "not a url"], &[]).await;
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out.stderr));
+}
+
+#[tokio::test]
+async fn health_exits_1_when_the_server_does_not_answer_in_time() {
+    // Connections are accepted (by the kernel) but never answered.
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let started = std::time::Instant::now();
+    let out = cli(&["health", "--server", &url, "--timeout-seconds", "1"], &[]).await;
+    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(
+        text(&out.stderr),
+        format!("error: {url} did not answer a health check within 1 s\n")
+    );
+    assert!(started.elapsed() < Duration::from_secs(5));
+    drop(listener);
+}
+
+#[tokio::test]
+async fn health_exits_1_when_the_service_is_not_serving() {
+    use tonic_health::ServingStatus;
+    // A health server whose Connections service is NOT_SERVING (as during shutdown).
+    let (reporter, service) = tonic_health::server::health_reporter();
+    reporter
+        .set_service_status(
+            segment_connections::grpc::proto::SERVICE_NAME,
+            ServingStatus::NotServing,
+        )
+        .await;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let server = tokio::spawn(
+        tonic::transport::Server::builder()
+            .add_service(service)
+            .serve_with_incoming(tokio_stream::wrappers::TcpListenerStream::new(listener)),
+    );
+    let out = cli(&["health", "--server", &url], &[]).await;
+    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(
+        text(&out.stderr),
+        format!("error: segment_connections.v1.Connections at {url} is NOT_SERVING\n")
+    );
+    server.abort();
+}

@@ -274,6 +274,72 @@ async fn mtls_requires_a_client_certificate_from_the_ca() {
 }
 
 #[tokio::test]
+async fn the_health_command_speaks_tls_and_mtls() {
+    let f = |n: &str| fixture(n).to_string_lossy().into_owned();
+    let app = with_tls(false).await;
+    let server = format!("https://localhost:{}", app.addr.port());
+    let out = cli(args(&[
+        "health",
+        "--server",
+        &server,
+        "--ca-file",
+        &f("ca.pem"),
+    ]))
+    .await;
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // Without the CA the server's certificate is not trusted.
+    let out = cli(args(&["health", "--server", &server])).await;
+    assert_eq!(out.status.code(), Some(1));
+
+    let app = with_tls(true).await;
+    let server = format!("https://localhost:{}", app.addr.port());
+    let with_cert = [
+        "--cert-file",
+        &f("client.pem"),
+        "--key-file",
+        &f("client.key"),
+    ];
+    let out = cli(args(
+        &[
+            &["health", "--server", &server, "--ca-file", &f("ca.pem")][..],
+            &with_cert,
+        ]
+        .concat(),
+    ))
+    .await;
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // Without a client certificate the server does not answer.
+    let out = cli(args(&[
+        "health",
+        "--server",
+        &server,
+        "--ca-file",
+        &f("ca.pem"),
+    ]))
+    .await;
+    assert_eq!(out.status.code(), Some(1));
+    // Health needs no token, even where every other call does.
+    let app = with_tokens(&["a-token"]).await;
+    let out = cli(args(&["health", "--server", &app.url()])).await;
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[tokio::test]
 async fn a_missing_certificate_stops_start_up_with_its_path() {
     let dir = tempfile::tempdir().unwrap();
     let mut settings = crate::common::app::settings(dir.path().into());

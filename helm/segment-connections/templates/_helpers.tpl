@@ -35,11 +35,35 @@ app.kubernetes.io/name: {{ include "sc.name" . }}
 app.kubernetes.io/instance: {{ .Release.Name }}
 {{- end }}
 
+{{/* The `helm test` Pod's labels: not the selector labels, so that neither the Service, the PDB,
+the spread constraints nor the NetworkPolicy's podSelector pick it. */}}
+{{- define "sc.testLabels" -}}
+helm.sh/chart: {{ include "sc.chart" . }}
+{{ include "sc.testSelectorLabels" . }}
+app.kubernetes.io/managed-by: {{ .Release.Service }}
+{{- end }}
+
+{{- define "sc.testSelectorLabels" -}}
+app.kubernetes.io/part-of: {{ include "sc.name" . }}
+app.kubernetes.io/instance: {{ .Release.Name }}
+app.kubernetes.io/component: helm-test
+{{- end }}
+
 {{- define "sc.serviceAccountName" -}}
 {{- if .Values.serviceAccount.create }}
 {{- default (include "sc.fullname" .) .Values.serviceAccount.name }}
 {{- else }}
 {{- default "default" .Values.serviceAccount.name }}
+{{- end }}
+{{- end }}
+
+{{/* The image: repository@digest when a digest is given (the tag is then ignored), else
+repository:tag (the tag defaulting to the chart's appVersion). */}}
+{{- define "sc.image" -}}
+{{- if .Values.image.digest }}
+{{- printf "%s@%s" .Values.image.repository .Values.image.digest }}
+{{- else }}
+{{- printf "%s:%s" .Values.image.repository (.Values.image.tag | default .Chart.AppVersion) }}
 {{- end }}
 {{- end }}
 
@@ -61,6 +85,12 @@ app.kubernetes.io/instance: {{ .Release.Name }}
 {{/* The port the gRPC probes use: plaintext health port under TLS, else the gRPC port. */}}
 {{- define "sc.probePort" -}}
 {{- if .Values.tls.enabled }}{{ .Values.service.healthPort }}{{ else }}{{ .Values.service.port }}{{ end }}
+{{- end }}
+
+{{/* The PromQL label matchers of this release's series: metrics.prometheusRule.selector, or
+the namespace and job a ServiceMonitor scrape gives them (job: the Service's name). */}}
+{{- define "sc.ruleSelector" -}}
+{{- .Values.metrics.prometheusRule.selector | default (printf "namespace=%q,job=%q" .Release.Namespace (include "sc.fullname" .)) }}
 {{- end }}
 
 {{/* Checks across values that the JSON schema cannot express. */}}
@@ -87,5 +117,8 @@ app.kubernetes.io/instance: {{ .Release.Name }}
 {{- end }}
 {{- if and .Values.tls.clientAuth (not .Values.tls.enabled) }}
 {{- fail "tls.clientAuth needs tls.enabled" }}
+{{- end }}
+{{- if and .Values.tests.enabled .Values.tls.clientAuth (not .Values.tests.tls.clientCertSecretName) }}
+{{- fail "tls.clientAuth: the helm test Pod needs a client certificate: tests.tls.clientCertSecretName (a kubernetes.io/tls Secret signed by the client CA), or tests.enabled: false" }}
 {{- end }}
 {{- end }}
