@@ -46,6 +46,34 @@ pub(crate) const UPSTREAM_IN_FLIGHT: &str = "segment_connections_upstream_in_fli
 pub(crate) const UPSTREAM_RETRIES: &str = "segment_connections_upstream_retries_total";
 /// Events per batch sent.
 pub(crate) const BATCH_EVENTS: &str = "segment_connections_batch_events";
+/// Always 1, labelled with the service's `version`: which build runs where.
+pub(crate) const BUILD_INFO: &str = "segment_connections_build_info";
+/// The process's resident memory, open file descriptors and CPU time (user + system, seconds),
+/// read from `/proc/self` at each scrape (Linux; absent elsewhere).
+pub(crate) const PROCESS_RESIDENT_BYTES: &str = "segment_connections_process_resident_memory_bytes";
+pub(crate) const PROCESS_OPEN_FDS: &str = "segment_connections_process_open_fds";
+pub(crate) const PROCESS_CPU_SECONDS: &str = "segment_connections_process_cpu_seconds";
+
+/// The actions and results `events_total` is labelled with, each series present from the start
+/// at zero, so a rate or a ratio over them is defined before the first event (the action names
+/// are `spec::Action::as_str`'s, which a test there holds to this list).
+pub(crate) const ACTIONS: [&str; 5] = ["track", "identify", "page", "screen", "group"];
+const EVENT_RESULTS: [EventResult; 4] = [
+    EventResult::Delivered,
+    EventResult::Rejected,
+    EventResult::Failed,
+    EventResult::Skipped,
+];
+/// The upstream status classes present from the start at zero.
+const STATUS_CLASSES: [StatusClass; 6] = [
+    StatusClass::Http(200),
+    StatusClass::Http(429),
+    StatusClass::Http(400),
+    StatusClass::Http(500),
+    StatusClass::Timeout,
+    StatusClass::Error,
+];
+
 /// Bytes per batch body sent, before compression.
 pub(crate) const BATCH_BYTES: &str = "segment_connections_batch_bytes";
 /// Bytes of request bodies put on the wire to the Tracking API (each attempt; gzip-compressed
@@ -95,6 +123,7 @@ pub(crate) fn install() -> Option<PrometheusHandle> {
             match metrics::set_global_recorder(recorder) {
                 Ok(()) => {
                     describe();
+                    start_at_zero();
                     Some(handle)
                 }
                 Err(_) => {
@@ -106,9 +135,68 @@ pub(crate) fn install() -> Option<PrometheusHandle> {
         .clone()
 }
 
+/// The build-info gauge, and every delivery series of a closed label set at zero.
+fn start_at_zero() {
+    gauge!(BUILD_INFO, "version" => env!("CARGO_PKG_VERSION")).set(1.0);
+    for action in ACTIONS {
+        for result in EVENT_RESULTS {
+            counter!(EVENTS, "action" => action, "result" => result.as_str()).increment(0);
+        }
+    }
+    counter!(EVENTS, "action" => "none", "result" => EventResult::Skipped.as_str()).increment(0);
+    for class in STATUS_CLASSES {
+        counter!(UPSTREAM_REQUESTS, "status_class" => class.as_str()).increment(0);
+    }
+    counter!(UPSTREAM_RETRIES).increment(0);
+    counter!(UPSTREAM_BYTES).increment(0);
+    gauge!(UPSTREAM_IN_FLIGHT).set(0.0);
+}
+
+/// Reads the process's figures from `/proc/self` into their gauges (Linux; elsewhere, or when
+/// a file cannot be read, the gauge is left as it was).
+fn sample_process() {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    let rss_kib = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok());
+    if let Some(kib) = rss_kib {
+        gauge!(PROCESS_RESIDENT_BYTES).set(kib * 1024.0);
+    }
+    if let Ok(fds) = std::fs::read_dir("/proc/self/fd") {
+        gauge!(PROCESS_OPEN_FDS).set(fds.count() as f64);
+    }
+    if let Some(ticks) = std::fs::read_to_string("/proc/self/stat")
+        .ok()
+        .as_deref()
+        .and_then(cpu_ticks)
+    {
+        // USER_HZ, the unit of /proc's times, is 100 on every Linux architecture.
+        gauge!(PROCESS_CPU_SECONDS).set(ticks as f64 / 100.0);
+    }
+}
+
+/// User plus system time, in clock ticks, from a `/proc/<pid>/stat` line: fields 14 and 15,
+/// counted after the command name's closing parenthesis (the name may hold spaces).
+fn cpu_ticks(stat: &str) -> Option<u64> {
+    let rest = &stat[stat.rfind(')')? + 1..];
+    let mut fields = rest.split_whitespace().skip(11);
+    let utime: u64 = fields.next()?.parse().ok()?;
+    let stime: u64 = fields.next()?.parse().ok()?;
+    Some(utime + stime)
+}
+
 fn describe() {
     use metrics::{Unit, describe_counter, describe_gauge, describe_histogram};
     describe_counter!(RPC_REQUESTS, "gRPC calls by service, method and code");
+    describe_gauge!(BUILD_INFO, "1, labelled with the running build's version");
+    describe_gauge!(PROCESS_RESIDENT_BYTES, Unit::Bytes, "resident memory");
+    describe_gauge!(PROCESS_OPEN_FDS, "open file descriptors");
+    describe_gauge!(
+        PROCESS_CPU_SECONDS,
+        Unit::Seconds,
+        "CPU time, user and system"
+    );
     describe_histogram!(RPC_DURATION, Unit::Seconds, "gRPC call duration");
     describe_gauge!(RPC_IN_FLIGHT, "gRPC calls in progress");
     describe_counter!(ROWS_RECEIVED, "rows received by method");
@@ -235,6 +323,7 @@ fn router(handle: PrometheusHandle) -> axum::Router {
             "/metrics",
             axum::routing::get(
                 |axum::extract::State(handle): axum::extract::State<PrometheusHandle>| async move {
+                    sample_process();
                     ([(header::CONTENT_TYPE, CONTENT_TYPE)], handle.render())
                 },
             ),
@@ -695,6 +784,59 @@ mod tests {
         assert!(started.elapsed() < SHUTDOWN_FLUSH + Duration::from_millis(500));
         // And the port is closed.
         assert!(TcpStream::connect(addr).await.is_err());
+    }
+
+    /// Before any event, a ratio over `events_total` is defined: every series of the closed
+    /// label sets is there at zero, with the build's version.
+    #[test]
+    fn delivery_series_start_at_zero() {
+        let recorder = PrometheusBuilder::new().build_recorder();
+        let handle = recorder.handle();
+        ::metrics::with_local_recorder(&recorder, start_at_zero);
+        let text = handle.render();
+        for action in ACTIONS {
+            for result in ["delivered", "rejected", "failed", "skipped"] {
+                let series = format!(
+                    "segment_connections_events_total{{action=\"{action}\",result=\"{result}\"}} 0"
+                );
+                assert!(text.contains(&series), "{series} in\n{text}");
+            }
+        }
+        assert!(
+            text.contains(r#"segment_connections_upstream_requests_total{status_class="429"} 0"#)
+        );
+        let version = env!("CARGO_PKG_VERSION");
+        assert!(text.contains(&format!(
+            "segment_connections_build_info{{version=\"{version}\"}} 1"
+        )));
+    }
+
+    /// The process's memory, descriptors and CPU time come from /proc at each scrape.
+    #[test]
+    fn process_figures_are_read_from_proc() {
+        let recorder = PrometheusBuilder::new().build_recorder();
+        let handle = recorder.handle();
+        ::metrics::with_local_recorder(&recorder, sample_process);
+        let text = handle.render();
+        let value = |name: &str| -> f64 {
+            let line = text
+                .lines()
+                .find(|l| l.starts_with(name))
+                .unwrap_or_else(|| {
+                    panic!("{name} in\n{text}");
+                });
+            line.rsplit(' ').next().unwrap().parse().unwrap()
+        };
+        assert!(value(PROCESS_RESIDENT_BYTES) > 1e6);
+        assert!(value(PROCESS_OPEN_FDS) >= 3.0);
+        assert!(value(PROCESS_CPU_SECONDS) >= 0.0);
+    }
+
+    #[test]
+    fn cpu_ticks_are_read_after_the_command_name() {
+        let stat = "42 (a (b) c) S 1 2 3 4 5 6 7 8 9 10 250 50 0 0 20 0 1";
+        assert_eq!(cpu_ticks(stat), Some(300));
+        assert_eq!(cpu_ticks("garbage"), None);
     }
 
     #[test]

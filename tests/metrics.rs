@@ -52,6 +52,30 @@ async fn metrics_count_what_happened() {
     })
     .await;
     let metrics = app.metrics_addr.expect("metrics are served");
+    // What an operator alerts on is there from the first scrape: the build, the process, and
+    // the delivery series at zero.
+    let (_, first) = get(metrics, "/metrics").await;
+    let version = env!("CARGO_PKG_VERSION");
+    let build = format!("segment_connections_build_info{{version=\"{version}\"}}");
+    assert_eq!(sample(&first, &build), Some(1.0), "{first}");
+    for series in [
+        "segment_connections_process_resident_memory_bytes",
+        "segment_connections_process_open_fds",
+        "segment_connections_process_cpu_seconds",
+    ] {
+        assert!(
+            sample(&first, series).is_some_and(|v| v > 0.0 || series.ends_with("seconds")),
+            "{series}: {first}"
+        );
+    }
+    assert!(
+        sample(
+            &first,
+            r#"segment_connections_events_total{action="group",result="rejected"}"#
+        )
+        .is_some(),
+        "{first}"
+    );
     let mut client = app.client.clone();
     let request = |rows: Vec<proto::Row>| proto::TestMappingRequest {
         mapping: Some(proto::test_mapping_request::Mapping::MappingJson(

@@ -307,3 +307,18 @@ impl Field {
 pub(crate) fn sub<'s>(subs: &'s [Sub], key: &str) -> Option<&'s Sub> {
     subs.iter().find(|s| s.key == key)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `events_total`'s series start at zero for these names (`metrics::ACTIONS`).
+    #[test]
+    fn the_metrics_know_every_action() {
+        let mut ours: Vec<&str> = Action::ALL.iter().map(|a| a.as_str()).collect();
+        let mut theirs = crate::metrics::ACTIONS.to_vec();
+        ours.sort_unstable();
+        theirs.sort_unstable();
+        assert_eq!(ours, theirs);
+    }
+}
