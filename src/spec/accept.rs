@@ -67,6 +67,78 @@ pub(crate) fn is_rfc3339(s: &str) -> bool {
     }
 }
 
+/// D8: a `timestamp` string as warehouses write it, as RFC 3339, or `None` when it is no such
+/// form (it then stays `INVALID_TIMESTAMP`). Taken: `2024-05-01 12:00:00` and naive
+/// `2024-05-01T12:00:00` (both UTC), a trailing `UTC` or `Z` (after a space or not), an offset
+/// `+0000`, `+00` or `+00:00` (after a space or not), and a date alone (midnight UTC). The date,
+/// the time and the fraction are kept as written; only the separator and the offset change.
+pub(crate) fn normalize_timestamp(s: &str) -> Option<String> {
+    let b = s.as_bytes();
+    if b.len() == 10 {
+        let t = format!("{s}T00:00:00Z");
+        return is_rfc3339(&t).then_some(t);
+    }
+    if b.len() < 19 || !s.is_char_boundary(19) || !matches!(b[10], b'T' | b't' | b' ') {
+        return None;
+    }
+    let mut i = 19;
+    if b.get(i) == Some(&b'.') {
+        i += 1 + b[i + 1..].iter().take_while(|c| c.is_ascii_digit()).count();
+    }
+    let (head, rest) = s.split_at(i);
+    let rest = rest.strip_prefix(' ').unwrap_or(rest);
+    let offset = match rest.as_bytes() {
+        [] | b"Z" | b"z" | b"UTC" => "Z".to_owned(),
+        [sign @ (b'+' | b'-'), h1, h2] => {
+            format!("{}{}{}:00", *sign as char, *h1 as char, *h2 as char)
+        }
+        [sign @ (b'+' | b'-'), h1, h2, m1, m2] => format!(
+            "{}{}{}:{}{}",
+            *sign as char, *h1 as char, *h2 as char, *m1 as char, *m2 as char
+        ),
+        [b'+' | b'-', _, _, b':', _, _] => rest.to_owned(),
+        _ => return None,
+    };
+    let t = format!("{}T{}{offset}", &head[..10], &head[11..]);
+    (is_rfc3339(&t) && t != s).then_some(t)
+}
+
+/// D8: epoch seconds, or milliseconds for a magnitude of 10^11 and more (past the year 5138 in
+/// seconds), as an RFC 3339 UTC date-time: milliseconds shown when there are any. `None` outside
+/// the years 0000 to 9999, or for a value that is not finite.
+pub(crate) fn epoch_timestamp(n: f64) -> Option<String> {
+    if !n.is_finite() {
+        return None;
+    }
+    let ms = if n.abs() < 1e11 { n * 1000.0 } else { n };
+    let ms = ms.round();
+    // 0000-01-01T00:00:00Z and 9999-12-31T23:59:59.999Z.
+    if !(-62_167_219_200_000.0..=253_402_300_799_999.0).contains(&ms) {
+        return None;
+    }
+    #[allow(clippy::cast_possible_truncation)]
+    let ms = ms as i64;
+    let (days, ms_of_day) = (ms.div_euclid(86_400_000), ms.rem_euclid(86_400_000));
+    // Howard Hinnant's civil_from_days.
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    let secs = ms_of_day / 1000;
+    let (h, m, sec, milli) = (secs / 3600, secs / 60 % 60, secs % 60, ms_of_day % 1000);
+    let mut t = format!("{year:04}-{month:02}-{day:02}T{h:02}:{m:02}:{sec:02}");
+    if milli != 0 {
+        t.push_str(&format!(".{milli:03}"));
+    }
+    t.push('Z');
+    Some(t)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -105,6 +177,70 @@ mod tests {
             "２０２４-05-01T12:00:00Z",
         ] {
             assert!(!is_rfc3339(bad), "{bad}");
+        }
+    }
+
+    #[test]
+    fn warehouse_timestamps_are_normalised() {
+        for (from, to) in [
+            ("2024-05-01 12:00:00", "2024-05-01T12:00:00Z"),
+            ("2024-05-01T12:00:00", "2024-05-01T12:00:00Z"),
+            ("2024-05-01 12:00:00.123456", "2024-05-01T12:00:00.123456Z"),
+            ("2024-05-01 12:00:00 UTC", "2024-05-01T12:00:00Z"),
+            ("2024-05-01T12:00:00UTC", "2024-05-01T12:00:00Z"),
+            ("2024-05-01 12:00:00.5 UTC", "2024-05-01T12:00:00.5Z"),
+            ("2024-05-01 12:00:00+0000", "2024-05-01T12:00:00+00:00"),
+            ("2024-05-01T12:00:00-0530", "2024-05-01T12:00:00-05:30"),
+            ("2024-05-01 12:00:00 +0200", "2024-05-01T12:00:00+02:00"),
+            ("2024-05-01 12:00:00+00", "2024-05-01T12:00:00+00:00"),
+            ("2024-05-01 12:00:00Z", "2024-05-01T12:00:00Z"),
+            ("2024-05-01 12:00:00+02:00", "2024-05-01T12:00:00+02:00"),
+            ("2024-05-01", "2024-05-01T00:00:00Z"),
+            ("2024-02-29", "2024-02-29T00:00:00Z"),
+        ] {
+            assert_eq!(normalize_timestamp(from).as_deref(), Some(to), "{from}");
+            assert!(is_rfc3339(to));
+        }
+        for bad in [
+            "2024-05-01T12:00:00Z",
+            "2023-02-29",
+            "2024-13-01 00:00:00",
+            "2024-05-01 24:00:00",
+            "2024-05-01 12:00",
+            "2024-05-01 12:00:00 PST",
+            "2024-05-01 12:00:00+2",
+            "2024-05-01 12:00:00+02000",
+            "2024-05-01 12:00:00+9900",
+            "2024-05-01 12:00:00  UTC",
+            "2024-05-01 12:00:00.",
+            "05/01/2024",
+            "1714564800",
+            "yesterday",
+            "2024-05-01 12:00:0é",
+            "",
+        ] {
+            assert_eq!(normalize_timestamp(bad), None, "{bad}");
+        }
+    }
+
+    #[test]
+    fn epoch_numbers_are_normalised() {
+        for (n, to) in [
+            (1_714_564_800.0, "2024-05-01T12:00:00Z"),
+            (1_714_564_800_123.0, "2024-05-01T12:00:00.123Z"),
+            (1_714_564_800.5, "2024-05-01T12:00:00.500Z"),
+            (0.0, "1970-01-01T00:00:00Z"),
+            (-1.0, "1969-12-31T23:59:59Z"),
+            (951_782_400.0, "2000-02-29T00:00:00Z"),
+            (99_999_999_999.0, "5138-11-16T09:46:39Z"),
+            (100_000_000_000.0, "1973-03-03T09:46:40Z"),
+            (253_402_300_799_999.0, "9999-12-31T23:59:59.999Z"),
+        ] {
+            assert_eq!(epoch_timestamp(n).as_deref(), Some(to), "{n}");
+            assert!(is_rfc3339(to));
+        }
+        for bad in [f64::NAN, f64::INFINITY, 1e20, -1e20, 253_402_300_800_000.0] {
+            assert_eq!(epoch_timestamp(bad), None, "{bad}");
         }
     }
 }

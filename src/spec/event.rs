@@ -103,6 +103,20 @@ pub(super) fn coerce<'v>(v: VRef<'v>, ty: Scalar) -> Result<Coerced<'v>, &'stati
     }
 }
 
+/// D8: a mapped `timestamp` as RFC 3339 when it is a warehouse's form of one (a number as epoch
+/// seconds or milliseconds); `None` leaves it to the string coercion (and `INVALID_TIMESTAMP`).
+pub(crate) fn timestamp(v: VRef<'_>) -> Option<String> {
+    let v = match v.kind() {
+        Kind::Array(a) if a.len() == 1 => a.get(0).unwrap_or(v),
+        _ => v,
+    };
+    match v.kind() {
+        Kind::Number(n) => accept::epoch_timestamp(n.as_f64()?),
+        Kind::Str(s) if !accept::is_rfc3339(s) => accept::normalize_timestamp(s),
+        _ => None,
+    }
+}
+
 /// `removeEmptyValues` at the root: `""` and `null` are removed whatever the field's type.
 pub(super) fn present(v: Option<VRef<'_>>) -> Option<VRef<'_>> {
     let r = v?;
@@ -158,7 +172,7 @@ pub(crate) fn build<'v>(
         .filter(|ts| !accept::is_rfc3339(ts))
         .map(|ts| {
             let message =
-                format!("timestamp {ts:?} is not an RFC 3339 date-time (2024-05-01T12:00:00Z)");
+                format!("timestamp {ts:?} is not an RFC 3339 date-time (2024-05-01T12:00:00Z) nor a warehouse form of one (2024-05-01 12:00:00, a date, epoch seconds as a number)");
             Issue::new(IssueCode::InvalidTimestamp, "/timestamp", message)
         });
     let Builder {
@@ -215,6 +229,12 @@ impl<'v> Builder<'v, '_> {
         for f in Field::ALL {
             let Some(v) = self.get(f) else { continue };
             let ptr = || pointer("", f.key());
+            if f == Field::Timestamp
+                && let Some(ts) = timestamp(v)
+            {
+                self.strings[f.index()] = Some(Cow::Owned(ts));
+                continue;
+            }
             match f.ty() {
                 FieldType::Str => match coerce(v, Scalar::Str) {
                     Ok(Coerced::Str(s)) => self.strings[f.index()] = Some(s),

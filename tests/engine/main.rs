@@ -14,3 +14,4 @@ mod directives;
 mod fuzz_corpus;
 mod hidden_keys;
 mod never_panics;
+mod timestamps;
