@@ -5,9 +5,13 @@ use serde_json::{Map, Value};
 
 use super::liquid::LiquidTemplate;
 use super::path::Path;
+use super::suggest;
 use super::template::Template;
 use crate::issue::push_pointer;
+use crate::json::VRef;
 use crate::json::js_len;
+use crate::spec::fields::FieldType;
+use crate::spec::{Field, accept, event};
 
 /// A compiled mapping value.
 #[derive(Debug)]
@@ -94,6 +98,8 @@ pub(super) struct Compiler {
     pointer: String,
     /// Directives around the value being compiled.
     depth: usize,
+    /// Inside `@literal`: raw objects are not checked for directives without their `@`.
+    literal: bool,
     pub violations: Vec<Violation>,
 }
 
@@ -146,6 +152,129 @@ fn is_directive(m: &Map<String, Value>) -> bool {
     m.keys().any(|k| k.starts_with('@'))
 }
 
+/// A directive written without its `@` (`{"path": "$.properties.x"}`): an object of one key,
+/// a directive's name, whose argument is what that directive takes (a path, a template), which
+/// as raw data would be sent as that object. The key and the message.
+pub(super) fn missing_at(m: &Map<String, Value>) -> Option<(&str, String)> {
+    let [(key, Value::String(arg))] = m.iter().collect::<Vec<_>>()[..] else {
+        return None;
+    };
+    let looks_like = match key.as_str() {
+        "path" | "arrayPath" => arg.starts_with("$.") || arg.starts_with("properties."),
+        "template" | "liquid" => arg.contains("{{") || arg.contains("{%"),
+        _ => false,
+    };
+    looks_like.then(|| {
+        (
+            key.as_str(),
+            format!(
+                "is a directive without its @, which would be sent as the object {}; did you \
+                 mean {{\"@{key}\": {}}}?",
+                Value::Object(m.clone()),
+                Value::String(arg.clone())
+            ),
+        )
+    })
+}
+
+/// Why a raw value (no directive at its top) can never fit `field`: every row would be
+/// rejected. The pointer's suffix (a key of the value, or `""`) and the message.
+pub(super) fn never_fits(field: Field, v: &Value) -> Option<(String, String)> {
+    let t = type_of(v);
+    let whole = |message: String| Some((String::new(), message));
+    match (field.ty(), v) {
+        (_, Value::Object(m)) if is_directive(m) => None,
+        (FieldType::Str, Value::Object(m)) => match missing_at(m) {
+            Some((key, why)) => Some((key.to_owned(), why)),
+            None => whole(format!(
+                "is an object, which {} (a string) never takes: every row would be rejected \
+                 TYPE_MISMATCH; map a string, a number or a directive giving one",
+                field.label()
+            )),
+        },
+        (FieldType::Str, Value::Array(a))
+            if a.len() != 1
+                || matches!(a[0], Value::Array(_) | Value::Object(_))
+                    && !contains_directive(&a[0]) =>
+        {
+            whole(format!(
+                "is an array of {} items, which {} (a string) never takes: every row would be \
+                 rejected TYPE_MISMATCH",
+                a.len(),
+                field.label()
+            ))
+        }
+        (FieldType::Str, v) if field == Field::Timestamp && !contains_directive(v) => {
+            let ok = v.as_str().is_some_and(accept::is_rfc3339)
+                || event::timestamp(VRef::Json(v)).is_some()
+                || matches!(v, Value::Null | Value::Array(_))
+                || v.as_str() == Some("");
+            (!ok).then(|| {
+                (
+                    String::new(),
+                    format!(
+                        "{v} is not a timestamp: every row would be rejected INVALID_TIMESTAMP; \
+                         write an RFC 3339 date-time (2024-05-01T12:00:00Z), a warehouse form of \
+                         one (2024-05-01 12:00:00) or epoch seconds"
+                    ),
+                )
+            })
+        }
+        (FieldType::Object(_) | FieldType::FreeObject, Value::Null) => None,
+        (FieldType::Object(_) | FieldType::FreeObject, Value::String(s)) if s.is_empty() => None,
+        (FieldType::Object(_) | FieldType::FreeObject, Value::Object(_)) => None,
+        (FieldType::Object(_) | FieldType::FreeObject, _) => whole(format!(
+            "is {} {t}, which {} (an object) never takes: every row would be rejected \
+             TYPE_MISMATCH; map an object of keys, or a directive giving one",
+            article(t),
+            field.label()
+        )),
+        _ => None,
+    }
+}
+
+/// Why `src` (an `@path` argument) can never resolve as meant, with the path it likely means:
+/// `$` not followed by `.`, a template's braces, spaces around it, an unclosed bracket.
+pub(super) fn path_mistake(src: &str) -> Option<String> {
+    let suggest = |why: &str, meant: String| {
+        Some(format!(
+            "is not a usable path ({why}): {src:?}; did you mean {meant:?}?"
+        ))
+    };
+    let trimmed = src.trim();
+    if trimmed != src && !trimmed.is_empty() {
+        return suggest("spaces around it", trimmed.to_owned());
+    }
+    if let Some(inner) = trimmed
+        .strip_prefix("{{")
+        .and_then(|t| t.strip_suffix("}}"))
+    {
+        let inner = inner.trim();
+        let inner = inner.strip_prefix("$.").unwrap_or(inner);
+        return suggest("a template's braces", format!("$.{inner}"));
+    }
+    if let Some(rest) = src.strip_prefix('$')
+        && !rest.starts_with('.')
+    {
+        return suggest("a path starts with \"$.\"", format!("$.{rest}"));
+    }
+    let opens = src.matches('[').count();
+    let closes = src.matches(']').count();
+    if opens != closes {
+        if opens < closes {
+            return Some(format!("is not a usable path (a ] without its [): {src:?}"));
+        }
+        // The last bracket unclosed: closed, with its quote when it opened one.
+        let tail = &src[src.rfind('[').unwrap_or(0) + 1..];
+        let quote = match tail.chars().next() {
+            Some(q @ ('\'' | '"')) if tail.len() == 1 || !tail.ends_with(q) => q.to_string(),
+            _ => String::new(),
+        };
+        return suggest("an unclosed [", format!("{src}{quote}]"));
+    }
+    None
+}
+
 /// JavaScript truthiness of a raw mapping value.
 fn truthy(v: &Value) -> bool {
     match v {
@@ -170,6 +299,7 @@ impl Compiler {
         Compiler {
             pointer: pointer.to_owned(),
             depth: 0,
+            literal: false,
             violations: Vec::new(),
         }
     }
@@ -191,11 +321,48 @@ impl Compiler {
         out
     }
 
+    /// A path written as an `@path` or `@arrayPath` argument: one that can never resolve as
+    /// meant (see [`path_mistake`]) is a violation with the path it likely means.
+    fn path(&mut self, src: &str) -> Expr {
+        match path_mistake(src) {
+            Some(why) => self.fail(why),
+            None => Expr::Path(Path::parse_directive(src)),
+        }
+    }
+
+    /// Raw JSON (no directive inside): every object in it that is a directive written without
+    /// its `@` is a violation at that key.
+    fn scan_missing_at(&mut self, v: &Value) {
+        match v {
+            Value::Object(m) => match missing_at(m) {
+                Some((key, why)) => {
+                    self.at(key, |c| c.fail(why));
+                }
+                None => {
+                    for (k, item) in m {
+                        self.at(k, |c| c.scan_missing_at(item));
+                    }
+                }
+            },
+            Value::Array(a) => {
+                for (i, item) in a.iter().enumerate() {
+                    self.at(&i.to_string(), |c| c.scan_missing_at(item));
+                }
+            }
+            _ => {}
+        }
+    }
+
     /// Any mapping value: raw JSON or a directive.
     pub(super) fn value(&mut self, v: &Value) -> Expr {
         match v {
             Value::Object(m) if is_directive(m) => self.directive(m),
-            v if !contains_directive(v) => Expr::Const(v.clone()),
+            v if !contains_directive(v) => {
+                if !self.literal {
+                    self.scan_missing_at(v);
+                }
+                Expr::Const(v.clone())
+            }
             Value::Object(m) => Expr::Object(
                 m.iter()
                     .map(|(k, item)| (k.clone(), self.at(k, |c| c.value(item))))
@@ -233,7 +400,12 @@ impl Compiler {
             return self.fail("should be a directive object");
         };
         if !DIRECTIVES.contains(&name.as_str()) {
-            return self.fail(format!("has an invalid directive: {name}"));
+            return match suggest::nearest(name, DIRECTIVES) {
+                Some(near) => self.fail(format!(
+                    "has an invalid directive: {name}; did you mean {near}?"
+                )),
+                None => self.fail(format!("has an invalid directive: {name}")),
+            };
         }
         if self.depth == MAX_DIRECTIVE_DEPTH {
             return self.fail(format!(
@@ -249,7 +421,7 @@ impl Compiler {
     fn directive_arg(&mut self, name: &str, arg: &Value) -> Expr {
         match name {
             "@path" => match arg {
-                Value::String(s) => Expr::Path(Path::parse_directive(s)),
+                Value::String(s) => self.path(s),
                 _ => self
                     .string_or_directive(arg)
                     .map_or(Expr::Const(Value::Null), |e| Expr::PathOf(Box::new(e))),
@@ -260,7 +432,13 @@ impl Compiler {
                     .string_or_directive(arg)
                     .map_or(Expr::Const(Value::Null), |e| Expr::TemplateOf(Box::new(e))),
             },
-            "@literal" => self.value(arg),
+            // Literally what it says: an object like `{"path": "$.x"}` is meant.
+            "@literal" => {
+                let was = std::mem::replace(&mut self.literal, true);
+                let e = self.value(arg);
+                self.literal = was;
+                e
+            }
             "@excludeWhenNull" => Expr::ExcludeWhenNull(Box::new(self.value(arg))),
             "@liquid" => match arg {
                 Value::String(s) => match LiquidTemplate::parse(s) {
@@ -494,7 +672,7 @@ impl Compiler {
             return self.fail(format!("should be an array but it is {} {t}", article(t)));
         };
         let root = match items.first() {
-            Some(Value::String(s)) => Expr::Path(Path::parse_directive(s)),
+            Some(Value::String(s)) => self.at("0", |c| c.path(s)),
             Some(v) => match self.at("0", |c| c.string_or_directive(v)) {
                 Some(e) => e,
                 None => return Expr::Const(Value::Null),

@@ -11,6 +11,7 @@ pub mod message_id;
 mod path;
 mod render;
 pub(crate) mod row;
+mod suggest;
 mod template;
 pub(crate) mod trigger;
 
@@ -240,13 +241,27 @@ impl Mapping {
                         continue;
                     }
                     let Some(field) = Field::from_key(key) else {
-                        violation(&ptr, "is not a field key".to_owned());
+                        let keys = Field::ALL.iter().map(|f| f.key());
+                        let message = match suggest::nearest(key, keys) {
+                            Some(near) => format!("is not a field key; did you mean {near:?}?"),
+                            None => "is not a field key".to_owned(),
+                        };
+                        violation(&ptr, message);
                         continue;
                     };
                     if let Some(action) = action
                         && !field.allowed(action)
                     {
                         violation(&ptr, format!("is not a field of {}", action.as_str()));
+                        continue;
+                    }
+                    if let Some((key, message)) = expr::never_fits(field, value) {
+                        let at = if key.is_empty() {
+                            ptr
+                        } else {
+                            pointer(&ptr, &key)
+                        };
+                        violation(&at, message);
                         continue;
                     }
                     let mut c = Compiler::new(&ptr);
@@ -332,6 +347,140 @@ mod tests {
             "{}",
             v[0].message
         );
+    }
+
+    /// The violations of registering `fields` in a track mapping, as (pointer, message).
+    fn slips(fields: serde_json::Value) -> Vec<(String, String)> {
+        register(mapping(fields))
+            .err()
+            .unwrap_or_default()
+            .into_iter()
+            .map(|v| (v.pointer, v.message))
+            .collect()
+    }
+
+    /// Each common slip is one violation at its pointer, naming what was likely meant.
+    #[test]
+    fn registration_suggests_what_a_slip_meant() {
+        let cases = [
+            (
+                json!({"user_id": {"@paht": "$.properties.u"}}),
+                "/fields/user_id",
+                "has an invalid directive: @paht; did you mean @path?",
+            ),
+            (
+                json!({"user_id": {"@Template": "{{properties.u}}"}}),
+                "/fields/user_id",
+                "has an invalid directive: @Template; did you mean @template?",
+            ),
+            (
+                json!({"user_id": {"path": "$.properties.u"}}),
+                "/fields/user_id/path",
+                "is a directive without its @, which would be sent as the object \
+                 {\"path\":\"$.properties.u\"}; did you mean {\"@path\": \"$.properties.u\"}?",
+            ),
+            // Nested in raw data too, where it would be sent as that object.
+            (
+                json!({"user_id": "u", "properties": {"total": {"template": "{{properties.t}}"}}}),
+                "/fields/properties/total/template",
+                "is a directive without its @, which would be sent as the object \
+                 {\"template\":\"{{properties.t}}\"}; did you mean {\"@template\": \"{{properties.t}}\"}?",
+            ),
+            (
+                json!({"user_id": {"a": 1}}),
+                "/fields/user_id",
+                "is an object, which User ID (a string) never takes: every row would be rejected \
+                 TYPE_MISMATCH; map a string, a number or a directive giving one",
+            ),
+            (
+                json!({"user_id": ["a", "b"]}),
+                "/fields/user_id",
+                "is an array of 2 items, which User ID (a string) never takes: every row would be \
+                 rejected TYPE_MISMATCH",
+            ),
+            (
+                json!({"user_id": "u", "traits": 5}),
+                "/fields/traits",
+                "is a number, which Traits (an object) never takes: every row would be rejected \
+                 TYPE_MISMATCH; map an object of keys, or a directive giving one",
+            ),
+            (
+                json!({"user_id": "u", "timestamp": "yesterday"}),
+                "/fields/timestamp",
+                "\"yesterday\" is not a timestamp: every row would be rejected INVALID_TIMESTAMP; \
+                 write an RFC 3339 date-time (2024-05-01T12:00:00Z), a warehouse form of one \
+                 (2024-05-01 12:00:00) or epoch seconds",
+            ),
+            (
+                json!({"user_id": {"@path": "$properties.u"}}),
+                "/fields/user_id/@path",
+                "is not a usable path (a path starts with \"$.\"): \"$properties.u\"; did you mean \
+                 \"$.properties.u\"?",
+            ),
+            (
+                json!({"user_id": {"@path": " $.properties.u"}}),
+                "/fields/user_id/@path",
+                "is not a usable path (spaces around it): \" $.properties.u\"; did you mean \
+                 \"$.properties.u\"?",
+            ),
+            (
+                json!({"user_id": {"@path": "{{ properties.u }}"}}),
+                "/fields/user_id/@path",
+                "is not a usable path (a template's braces): \"{{ properties.u }}\"; did you mean \
+                 \"$.properties.u\"?",
+            ),
+            (
+                json!({"user_id": {"@path": "$.properties['first name"}}),
+                "/fields/user_id/@path",
+                "is not a usable path (an unclosed [): \"$.properties['first name\"; did you mean \
+                 \"$.properties['first name']\"?",
+            ),
+            (
+                json!({"user_id": "u", "properties": {"xs": {"@arrayPath": ["$.properties.xs]", {}]}}}),
+                "/fields/properties/xs/@arrayPath/0",
+                "is not a usable path (a ] without its [): \"$.properties.xs]\"",
+            ),
+            (
+                json!({"userid": "u"}),
+                "/fields/userid",
+                "is not a field key; did you mean \"user_id\"?",
+            ),
+        ];
+        for (fields, pointer, message) in cases {
+            let mut fields = fields;
+            fields["event_name"] = json!("E");
+            assert_eq!(
+                slips(fields.clone()),
+                [(pointer.to_owned(), message.to_owned())],
+                "{fields}"
+            );
+        }
+    }
+
+    /// What Segment's mappings do write stays accepted: objects of directive names as data in
+    /// `@literal`, keys named like directives with other values, timestamps in any form D8
+    /// takes, empty values, one-element arrays.
+    #[test]
+    fn registration_keeps_what_works() {
+        for fields in [
+            json!({"user_id": "u", "properties": {"@literal": {"path": "$.properties.x"}}}),
+            json!({"user_id": "u", "properties": {"path": "/home", "template": "plain"}}),
+            json!({"user_id": "u", "properties": {"case": {"operator": "lower"}}}),
+            json!({"user_id": ["u"], "anonymous_id": 7, "message_id": true}),
+            json!({"user_id": "u", "properties": null, "traits": ""}),
+            json!({"user_id": "u", "timestamp": "2024-05-01 12:00:00"}),
+            json!({"user_id": "u", "timestamp": 1714564800}),
+            json!({"user_id": "u", "timestamp": "2024-05-01T12:00:00Z"}),
+            json!({"user_id": {"@path": "$.properties['first name']"}}),
+            json!({"user_id": {"@path": "$.properties.a[0].b"}}),
+            json!({"user_id": {"@path": "properties.u"}}),
+            json!({"user_id": {"@path": "$."}}),
+            json!({"user_id": [{"@path": "$.properties.u"}]}),
+        ] {
+            let mut fields = fields;
+            fields["event_name"] = json!("E");
+            assert_eq!(slips(fields.clone()), [], "{fields}");
+        }
     }
 
     /// A mapping with a root directive is never planned, however flat its fields: they are

@@ -140,6 +140,74 @@ async fn an_invalid_mapping_lists_every_violation_with_its_pointer() {
     assert_eq!(err.code(), Code::InvalidArgument, "{err:?}");
 }
 
+/// The common slips are caught at CreateMapping, each at its pointer with what was likely meant,
+/// rather than as every row REJECTED later; nothing is stored.
+#[tokio::test]
+async fn registration_points_at_slips_with_a_suggestion() {
+    let app = TestApp::spawn().await;
+    let d = app.create_destination("prod").await;
+    let doc = serde_json::json!({
+        "name": "slips", "model": "orders", "action": "track",
+        "fields": {
+            "event_name": "Order",
+            "user_id": {"path": "$.properties.user"},
+            "anonymous_id": {"@paht": "$.properties.anon"},
+            "properties": "revenue",
+            "timestamp": {"@path": "$properties.created_at"},
+            "userId": "x",
+        }
+    });
+    let err = app
+        .client
+        .clone()
+        .create_mapping(proto::CreateMappingRequest {
+            destination_id: d.id.clone(),
+            mapping_json: doc.to_string(),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::InvalidArgument, "{err:?}");
+    let mut got = violations(&err);
+    got.sort();
+    let want = [
+        (
+            "/fields/anonymous_id",
+            "has an invalid directive: @paht; did you mean @path?",
+        ),
+        (
+            "/fields/properties",
+            "is a string, which Properties (an object) never takes: every row would be rejected \
+             TYPE_MISMATCH; map an object of keys, or a directive giving one",
+        ),
+        (
+            "/fields/timestamp/@path",
+            "is not a usable path (a path starts with \"$.\"): \"$properties.created_at\"; did you \
+             mean \"$.properties.created_at\"?",
+        ),
+        (
+            "/fields/userId",
+            "is not a field key; did you mean \"user_id\"?",
+        ),
+        (
+            "/fields/user_id/path",
+            "is a directive without its @, which would be sent as the object \
+             {\"path\":\"$.properties.user\"}; did you mean {\"@path\": \"$.properties.user\"}?",
+        ),
+    ]
+    .map(|(p, m)| (p.to_owned(), m.to_owned()));
+    assert_eq!(got, want);
+    let listed = app
+        .client
+        .clone()
+        .list_mappings(proto::ListMappingsRequest {
+            destination_id: d.id.clone(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(listed.mappings.is_empty(), "{listed:?}");
+}
+
 #[tokio::test]
 async fn names_are_unique_per_destination() {
     let app = TestApp::spawn().await;

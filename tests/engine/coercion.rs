@@ -730,10 +730,12 @@ fn all_acceptance_issues_are_reported_together() {
     let got = test(
         track(json!({
             "message_id": {"@path": "$.properties.mid"},
-            "timestamp": "yesterday",
+            "timestamp": {"@path": "$.properties.when"},
             "properties": {"pad": {"@path": "$.properties.pad"}},
         })),
-        &added(json!({"mid": "m".repeat(101), "pad": "x".repeat(32_768 - base)})),
+        &added(
+            json!({"mid": "m".repeat(101), "when": "yesterday", "pad": "x".repeat(32_768 - base)}),
+        ),
     );
     assert_eq!(
         codes(&got),

@@ -716,7 +716,7 @@ fn field_keys_per_action() {
         ("group", "traits"),
         ("page", "properties"),
     ] {
-        let mut fields = json!({"user_id": "u", key: "x"});
+        let mut fields = json!({"user_id": "u", key: {"@path": "$.properties.x"}});
         if action == "track" {
             fields["event_name"] = json!("E");
         }
