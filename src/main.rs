@@ -122,6 +122,7 @@ fn main() -> ExitCode {
                     "{}",
                     serde_json::to_string_pretty(&result).unwrap_or_default()
                 );
+                test_mapping::print_warnings(&result);
                 if result.accepted || result.skipped {
                     ExitCode::SUCCESS
                 } else {

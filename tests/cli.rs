@@ -118,7 +118,72 @@ fn accepted_exits_0_with_the_event() {
             "message_id": "msg-1",
             "size_bytes": size,
             "issues": [],
+            "warnings": [{
+                "code": "COERCED",
+                "pointer": "/fields/user_id",
+                "message": "User ID is a string: the number 7 was sent as \"7\"",
+            }],
         })
+    );
+    // And as a line of text on stderr.
+    assert_eq!(
+        String::from_utf8_lossy(&out.stderr),
+        "warning: /fields/user_id: User ID is a string: the number 7 was sent as \"7\"\n"
+    );
+}
+
+/// Warnings: a path that resolved to nothing, with the row's nearest column; a field dropped as
+/// empty; a warehouse timestamp normalised. The row is still accepted (exit 0).
+#[test]
+fn warnings_beside_issues_keep_the_row_accepted() {
+    let mapping = json!({
+        "name": "w",
+        "action": "track",
+        "fields": {
+            "event_name": "Order",
+            "user_id": {"@path": "$.properties.uid"},
+            "anonymous_id": {"@path": "$.properties.anon"},
+            "timestamp": {"@path": "$.properties.created_at"},
+            "properties": {"revenue": {"@path": "$.properties.revnue"}},
+        }
+    });
+    let out = run(
+        mapping,
+        row(
+            "added",
+            json!({"uid": "u-1", "anon": "", "created_at": "2024-05-01 12:00:00", "revenue": 5}),
+        ),
+    );
+    let (code, v) = printed(&out);
+    assert_eq!(code, 0, "{v}");
+    assert_eq!(v["accepted"], true);
+    assert_eq!(v["issues"], json!([]));
+    assert_eq!(v["event"]["timestamp"], "2024-05-01T12:00:00Z");
+    assert_eq!(
+        v["warnings"],
+        json!([
+            {
+                "code": "PATH_UNRESOLVED",
+                "pointer": "/fields/properties/revenue/@path",
+                "message": "$.properties.revnue resolved to nothing in this row; did you mean $.properties.revenue?",
+            },
+            {
+                "code": "DROPPED_EMPTY",
+                "pointer": "/fields/anonymous_id",
+                "message": "anonymous_id resolved to an empty string, so the event has no Anonymous ID",
+            },
+            {
+                "code": "COERCED",
+                "pointer": "/fields/timestamp",
+                "message": "timestamp \"2024-05-01 12:00:00\" was sent as \"2024-05-01T12:00:00Z\" (RFC 3339, D8)",
+            },
+        ])
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(stderr.lines().count(), 3, "{stderr}");
+    assert!(
+        stderr.starts_with("warning: /fields/properties/revenue/@path: $.properties.revnue"),
+        "{stderr}"
     );
 }
 
@@ -136,6 +201,7 @@ fn skipped_exits_0_with_no_event() {
             "message_id": null,
             "size_bytes": null,
             "issues": [],
+            "warnings": [],
         })
     );
 }
@@ -157,6 +223,11 @@ fn rejected_exits_1_with_the_issue() {
                 "code": "TYPE_MISMATCH",
                 "pointer": "/user_id",
                 "message": "User ID must be a string but it was an object.",
+            }],
+            "warnings": [{
+                "code": "PATH_UNRESOLVED",
+                "pointer": "/fields/properties/plan/@path",
+                "message": "$.properties.plan resolved to nothing in this row",
             }],
         })
     );
@@ -199,6 +270,7 @@ fn invalid_mapping_exits_1_listing_every_violation() {
                     "message": "is required for track but not mapped",
                 },
             ],
+            "warnings": [],
         })
     );
 }

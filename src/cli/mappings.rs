@@ -197,6 +197,7 @@ async fn execute(args: ClientArgs, command: MappingsCommand) -> Result<ExitCode,
             } else {
                 for r in &results {
                     client::print_json(r);
+                    crate::cli::test_mapping::print_warnings(r);
                 }
             }
             if !results.iter().all(|r| r.accepted || r.skipped) {

@@ -45,3 +45,11 @@ pub fn run(mapping: &Path, row: &Path) -> Result<TestResult, FileError> {
         Err(violations) => TestResult::invalid_mapping(&violations),
     })
 }
+
+/// The warnings of a result as text lines on stderr (`warning: POINTER: MESSAGE`), beside the
+/// JSON on stdout, which holds them too.
+pub fn print_warnings(r: &TestResult) {
+    for w in &r.warnings {
+        eprintln!("warning: {}: {}", w.pointer, w.message);
+    }
+}

@@ -9,7 +9,7 @@ use crate::error::{Error, FieldViolation};
 use crate::issue::{Issue, IssueCode};
 use crate::json::Columns;
 use crate::limits::{MAX_ECHOED_EVENT_BYTES, MAX_RESPONSE_BYTES, MAX_ROW_ID_BYTES, RowLimits};
-use crate::mapping::{self, Op, Row, TestResult};
+use crate::mapping::{self, Op, Row, TestResult, Warning, WarningCode};
 use crate::store::{
     Destination, DestinationPatch, MappingContent, MappingRecord, Name, NewDestination, Region,
     WriteKey,
@@ -374,6 +374,15 @@ fn bounded_test_response(
             size = size - before + field(r.encoded_len());
         }
     }
+    // Still over: the warnings go too, from the last rows back.
+    for r in results.iter_mut().rev() {
+        if size <= limit {
+            break;
+        }
+        let before = field(r.encoded_len());
+        r.warnings.clear();
+        size = size - before + field(r.encoded_len());
+    }
     proto::TestMappingResponse { results }
 }
 
@@ -386,6 +395,7 @@ pub(crate) fn to_proto_test_result(row_index: usize, r: TestResult) -> proto::Te
         message_id,
         size_bytes,
         issues,
+        warnings,
     } = r;
     let event_omitted = event.is_some() && size_bytes.is_some_and(|s| s > MAX_ECHOED_EVENT_BYTES);
     proto::TestRowResult {
@@ -397,7 +407,46 @@ pub(crate) fn to_proto_test_result(row_index: usize, r: TestResult) -> proto::Te
         size_bytes: size_bytes.map(|s| s as u64),
         issues: issues.into_iter().map(to_proto_issue).collect(),
         event_omitted,
+        warnings: warnings.into_iter().map(to_proto_warning).collect(),
     }
+}
+
+fn to_proto_warning(w: Warning) -> proto::Warning {
+    let Warning {
+        code,
+        pointer,
+        message,
+    } = w;
+    let code = match code {
+        WarningCode::PathUnresolved => proto::WarningCode::PathUnresolved,
+        WarningCode::DroppedEmpty => proto::WarningCode::DroppedEmpty,
+        WarningCode::Coerced => proto::WarningCode::Coerced,
+    };
+    proto::Warning {
+        code: code.into(),
+        pointer,
+        message,
+    }
+}
+
+/// Back to a domain warning; `None` for a code this build does not know.
+fn warning_from_proto(w: proto::Warning) -> Option<Warning> {
+    let proto::Warning {
+        code,
+        pointer,
+        message,
+    } = w;
+    let code = match proto::WarningCode::try_from(code).ok()? {
+        proto::WarningCode::Unspecified => return None,
+        proto::WarningCode::PathUnresolved => WarningCode::PathUnresolved,
+        proto::WarningCode::DroppedEmpty => WarningCode::DroppedEmpty,
+        proto::WarningCode::Coerced => WarningCode::Coerced,
+    };
+    Some(Warning {
+        code,
+        pointer,
+        message,
+    })
 }
 
 /// Back to a domain issue; `None` for a code this build does not know.
@@ -426,6 +475,7 @@ pub fn test_result_from_proto(r: proto::TestRowResult) -> TestResult {
         size_bytes,
         issues,
         event_omitted: _,
+        warnings,
     } = r;
     TestResult {
         accepted,
@@ -437,6 +487,10 @@ pub fn test_result_from_proto(r: proto::TestRowResult) -> TestResult {
         message_id,
         size_bytes: size_bytes.map(|s| s as usize),
         issues: issues.into_iter().filter_map(issue_from_proto).collect(),
+        warnings: warnings
+            .into_iter()
+            .filter_map(warning_from_proto)
+            .collect(),
     }
 }
 
@@ -767,5 +821,45 @@ mod tests {
         assert_eq!(omitted, [false, false, true, true]);
         assert!(r.results[3].event_json.is_none());
         assert_eq!(r.results[3].size_bytes, Some(1_010), "the size stays exact");
+    }
+
+    /// Past the limit even without events, the warnings go too, from the last row back.
+    #[test]
+    fn warnings_are_left_out_after_the_events() {
+        use prost::Message as _;
+        let results: Vec<_> = (0..4)
+            .map(|i| proto::TestRowResult {
+                warnings: vec![
+                    proto::Warning {
+                        code: proto::WarningCode::PathUnresolved.into(),
+                        pointer: "/fields/x/@path".into(),
+                        message: "m".repeat(400),
+                    };
+                    2
+                ],
+                ..event_result(i, 100)
+            })
+            .collect();
+        let r = bounded_test_response(results, 2_500);
+        assert!(r.encoded_len() <= 2_500, "{}", r.encoded_len());
+        assert!(r.results.iter().all(|r| r.event_omitted));
+        let kept: Vec<usize> = r.results.iter().map(|r| r.warnings.len()).collect();
+        assert_eq!(kept, [2, 2, 0, 0]);
+    }
+
+    /// A warning's code and its text survive the trip to proto and back (the CLI's path).
+    #[test]
+    fn warnings_round_trip() {
+        let w = Warning {
+            code: WarningCode::Coerced,
+            pointer: "/fields/user_id".into(),
+            message: "m".into(),
+        };
+        assert_eq!(warning_from_proto(to_proto_warning(w.clone())), Some(w));
+        let unknown = proto::Warning {
+            code: 99,
+            ..Default::default()
+        };
+        assert_eq!(warning_from_proto(unknown), None);
     }
 }

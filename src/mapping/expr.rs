@@ -86,6 +86,16 @@ pub(super) enum JsonMode {
     Neither,
 }
 
+/// A path of the mapping that TestMapping checks against the sample row.
+#[derive(Debug, Clone)]
+pub(super) struct Seen {
+    /// Into the mapping document: the `@path` (or `@template`) key.
+    pub pointer: String,
+    pub path: Path,
+    /// A template's placeholder (shown as `{{...}}`) rather than an `@path`.
+    pub in_template: bool,
+}
+
 /// A problem found compiling a mapping: a JSON pointer into the mapping document and a message.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Violation {
@@ -100,6 +110,12 @@ pub(super) struct Compiler {
     depth: usize,
     /// Inside `@literal`: raw objects are not checked for directives without their `@`.
     literal: bool,
+    /// Inside directives whose paths do not all see the row unconditionally (`@if`,
+    /// `@arrayPath`, `@transform`): their paths are not listed in `paths`.
+    quiet: usize,
+    /// The paths that see the row whenever the field renders, each at its pointer, for
+    /// TestMapping's warnings (never read on the row path).
+    pub paths: Vec<Seen>,
     pub violations: Vec<Violation>,
 }
 
@@ -300,6 +316,8 @@ impl Compiler {
             pointer: pointer.to_owned(),
             depth: 0,
             literal: false,
+            quiet: 0,
+            paths: Vec::new(),
             violations: Vec::new(),
         }
     }
@@ -326,7 +344,17 @@ impl Compiler {
     fn path(&mut self, src: &str) -> Expr {
         match path_mistake(src) {
             Some(why) => self.fail(why),
-            None => Expr::Path(Path::parse_directive(src)),
+            None => {
+                let path = Path::parse_directive(src);
+                if self.quiet == 0 {
+                    self.paths.push(Seen {
+                        pointer: self.pointer.clone(),
+                        path: path.clone(),
+                        in_template: false,
+                    });
+                }
+                Expr::Path(path)
+            }
         }
     }
 
@@ -412,8 +440,11 @@ impl Compiler {
                 "nests directives more than {MAX_DIRECTIVE_DEPTH} deep (the limit)"
             ));
         }
+        let quiet = usize::from(matches!(name.as_str(), "@if" | "@arrayPath" | "@transform"));
         self.depth += 1;
+        self.quiet += quiet;
         let e = self.at(name, |c| c.directive_arg(name, arg));
+        self.quiet -= quiet;
         self.depth -= 1;
         e
     }
@@ -427,7 +458,19 @@ impl Compiler {
                     .map_or(Expr::Const(Value::Null), |e| Expr::PathOf(Box::new(e))),
             },
             "@template" => match arg {
-                Value::String(s) => Expr::Template(Template::compile(s)),
+                Value::String(s) => {
+                    let t = Template::compile(s);
+                    if self.quiet == 0 {
+                        for path in t.paths() {
+                            self.paths.push(Seen {
+                                pointer: self.pointer.clone(),
+                                path: path.clone(),
+                                in_template: true,
+                            });
+                        }
+                    }
+                    Expr::Template(t)
+                }
                 _ => self
                     .string_or_directive(arg)
                     .map_or(Expr::Const(Value::Null), |e| Expr::TemplateOf(Box::new(e))),

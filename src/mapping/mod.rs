@@ -4,6 +4,7 @@
 pub(crate) mod budget;
 mod envelope;
 mod eval;
+mod explain;
 mod expr;
 pub(crate) mod fql;
 pub(crate) mod liquid;
@@ -18,6 +19,7 @@ pub(crate) mod trigger;
 use serde::Deserialize;
 use serde_json::{Map, Value};
 
+pub use explain::{Warning, WarningCode};
 pub(crate) use expr::Violation;
 pub use message_id::{Content, Identity};
 pub use render::{Render, TestResult};
@@ -143,6 +145,8 @@ pub struct Mapping {
     /// What it does, for the derived messageId (computed here, once).
     content: Content,
     fields: Box<[(Field, Expr)]>,
+    /// The paths every render reads, for TestMapping's warnings (see [`explain`]).
+    paths: Box<[expr::Seen]>,
     /// The compiled event of a flat mapping (its rows rendered without a tree of values).
     flat: Option<render::Flat>,
 }
@@ -212,6 +216,7 @@ impl Mapping {
             },
         };
         let mut fields = Vec::new();
+        let mut paths = Vec::new();
         let mut root = None;
         match (&doc.fields, action) {
             (None, _) => violation(
@@ -269,6 +274,7 @@ impl Mapping {
                     for v in c.violations {
                         violation(&v.pointer, v.message);
                     }
+                    paths.extend(c.paths);
                     fields.push((field, expr));
                 }
                 if let Some(action) = action {
@@ -300,6 +306,7 @@ impl Mapping {
                 identity,
                 content: Content::of(doc),
                 fields: fields.into(),
+                paths: paths.into(),
             }),
             _ => Err(violations),
         }

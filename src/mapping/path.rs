@@ -114,8 +114,7 @@ impl Path {
             .all(|k| &**k != "length" && array_index(k).is_none())
     }
 
-    #[cfg(test)]
-    fn keys(&self) -> impl Iterator<Item = &str> {
+    pub(super) fn keys(&self) -> impl Iterator<Item = &str> {
         self.keys.iter().map(|k| &**k)
     }
 

@@ -8,6 +8,7 @@ use super::Mapping;
 use super::budget::{Budget, DEFAULT_RENDER_BYTES, OverBudget};
 use super::envelope::{Envelope, Scope};
 use super::eval::{EvalError, eval};
+use super::explain::Warning;
 use super::expr::{Expr, ROOT_DIRECTIVE_KEY, Violation};
 use super::path::Path;
 use super::row::Row;
@@ -168,6 +169,12 @@ impl Mapping {
         let mut out = Vec::with_capacity(512);
         let r = self.render_within(row, &mut out, budget);
         let event_json = r.built.size.and_then(|_| String::from_utf8(out).ok());
+        // A pass of its own, here only: the row path never pays for warnings.
+        let warnings = if r.skipped {
+            Vec::new()
+        } else {
+            self.explain(row, budget)
+        };
         TestResult {
             accepted: r.accepted(),
             skipped: r.skipped,
@@ -178,6 +185,7 @@ impl Mapping {
             message_id: r.built.message_id,
             size_bytes: r.built.size,
             issues: r.built.issues,
+            warnings,
         }
     }
 }
@@ -208,6 +216,8 @@ pub struct TestResult {
     pub message_id: Option<String>,
     pub size_bytes: Option<usize>,
     pub issues: Vec<Issue>,
+    /// What is probably not as meant, though accepted (TestMapping only; see `explain`).
+    pub warnings: Vec<Warning>,
 }
 
 impl TestResult {
@@ -221,6 +231,7 @@ impl TestResult {
             message_id: None,
             size_bytes: None,
             issues,
+            warnings: Vec::new(),
         }
     }
 

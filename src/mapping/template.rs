@@ -45,6 +45,14 @@ impl Template {
         }
     }
 
+    /// Its placeholders' paths (none for a triple-brace template, rendered in two passes).
+    pub(super) fn paths(&self) -> impl Iterator<Item = &Path> {
+        self.parts.iter().filter_map(|p| match p {
+            Part::Var(path) => Some(path),
+            Part::Lit(_) => None,
+        })
+    }
+
     /// The rendered text, each piece counted against `b` before it is appended.
     pub(super) fn render(&self, scope: &Scope<'_>, b: &Budget) -> Result<String, OverBudget> {
         match &self.triple {

@@ -260,3 +260,72 @@ async fn test_mapping_writes_nothing() {
         .unwrap();
     assert_eq!(got_d, d);
 }
+
+/// TestMapping returns warnings beside the issues, the row still accepted: a path that resolved
+/// to nothing with the row's nearest column, a field dropped as empty, a value coerced.
+#[tokio::test]
+async fn warnings_beside_issues_with_the_nearest_column() {
+    let app = TestApp::spawn().await;
+    let doc = serde_json::json!({
+        "name": "warn", "model": "orders", "action": "track",
+        "fields": {
+            "event_name": "Order Completed",
+            "user_id": {"@path": "$.properties.user_id"},
+            "anonymous_id": {"@path": "$.properties.coupon"},
+            "properties": {
+                "revenue": {"@path": "$.properties.revnue"},
+                "order": {"@path": "$.properties.order_id"},
+            },
+        }
+    });
+    let mut row = order_row("o-1", "u-1");
+    row.columns_json = serde_json::to_vec(&serde_json::json!({
+        "user_id": 12345, "order_id": "o-1", "revenue": 19.99, "coupon": null
+    }))
+    .unwrap();
+    let resp = app
+        .client
+        .clone()
+        .test_mapping(proto::TestMappingRequest {
+            mapping: Some(proto::test_mapping_request::Mapping::MappingJson(
+                doc.to_string(),
+            )),
+            destination_id: None,
+            rows: vec![row],
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let r = &resp.results[0];
+    assert!(r.accepted && r.issues.is_empty(), "{r:?}");
+    let got: Vec<(proto::WarningCode, &str, &str)> = r
+        .warnings
+        .iter()
+        .map(|w| (w.code(), w.pointer.as_str(), w.message.as_str()))
+        .collect();
+    assert_eq!(
+        got,
+        [
+            (
+                proto::WarningCode::PathUnresolved,
+                "/fields/properties/revenue/@path",
+                "$.properties.revnue resolved to nothing in this row; did you mean \
+                 $.properties.revenue?"
+            ),
+            (
+                proto::WarningCode::Coerced,
+                "/fields/user_id",
+                "User ID is a string: the number 12345 was sent as \"12345\""
+            ),
+            (
+                proto::WarningCode::DroppedEmpty,
+                "/fields/anonymous_id",
+                "anonymous_id resolved to null, so the event has no Anonymous ID"
+            ),
+        ]
+    );
+    // The CLI's conversion keeps them.
+    let back = test_result_from_proto(r.clone());
+    assert_eq!(back.warnings.len(), 3);
+    assert!(back.accepted);
+}

@@ -784,6 +784,7 @@ fn named_triggers_against_each_op() {
                     message_id: None,
                     size_bytes: None,
                     issues: vec![],
+                    warnings: vec![],
                 };
                 assert_eq!(got, skipped, "{trigger}/{op}");
             }
