@@ -40,7 +40,7 @@ pub fn run(mapping: &Path, row: &Path) -> Result<TestResult, FileError> {
         source,
     })?;
     let identity = Identity::offline(doc.name.as_deref().unwrap_or_default());
-    Ok(match Mapping::compile(&doc, identity) {
+    Ok(match Mapping::compile_authored(&doc, identity) {
         Ok(m) => m.test(&row),
         Err(violations) => TestResult::invalid_mapping(&violations),
     })

@@ -110,6 +110,10 @@ pub(super) struct Compiler {
     depth: usize,
     /// Inside `@literal`: raw objects are not checked for directives without their `@`.
     literal: bool,
+    /// Authoring checks on (registration, inline TestMapping, the offline CLI): the slips
+    /// Segment's rules let through (a malformed path, a directive without its `@`) are
+    /// violations. Off for stored mappings, which compile under the rules they were stored by.
+    pub authoring: bool,
     /// Inside directives whose paths do not all see the row unconditionally (`@if`,
     /// `@arrayPath`, `@transform`): their paths are not listed in `paths`.
     quiet: usize,
@@ -316,6 +320,7 @@ impl Compiler {
             pointer: pointer.to_owned(),
             depth: 0,
             literal: false,
+            authoring: false,
             quiet: 0,
             paths: Vec::new(),
             violations: Vec::new(),
@@ -342,7 +347,7 @@ impl Compiler {
     /// A path written as an `@path` or `@arrayPath` argument: one that can never resolve as
     /// meant (see [`path_mistake`]) is a violation with the path it likely means.
     fn path(&mut self, src: &str) -> Expr {
-        match path_mistake(src) {
+        match path_mistake(src).filter(|_| self.authoring) {
             Some(why) => self.fail(why),
             None => {
                 let path = Path::parse_directive(src);
@@ -386,7 +391,7 @@ impl Compiler {
         match v {
             Value::Object(m) if is_directive(m) => self.directive(m),
             v if !contains_directive(v) => {
-                if !self.literal {
+                if self.authoring && !self.literal {
                     self.scan_missing_at(v);
                 }
                 Expr::Const(v.clone())

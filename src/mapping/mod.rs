@@ -94,7 +94,7 @@ impl MappingDoc {
 /// violation is listed, each with its pointer into the document.
 pub(crate) fn register(json: String) -> Result<MappingContent, Vec<Violation>> {
     let doc = MappingDoc::parse(json.as_bytes()).map_err(|v| vec![v])?;
-    let mut violations = Mapping::compile(&doc, Identity::offline(""))
+    let mut violations = Mapping::compile_authored(&doc, Identity::offline(""))
         .err()
         .unwrap_or_default();
     let mut check = |pointer: &str, r: Result<(), &str>| {
@@ -154,19 +154,45 @@ pub struct Mapping {
 impl Mapping {
     /// Parses and compiles a document: the one way document bytes become a mapping (stored ones,
     /// TestMapping's inline ones, the CLI's files). `identity` `None`: offline, named after the
-    /// document.
+    /// document, and being written, so with the authoring checks ([`Mapping::compile_authored`]);
+    /// a stored mapping compiles without them.
     pub(crate) fn from_json(
         bytes: &[u8],
         identity: Option<Identity>,
     ) -> Result<Mapping, Vec<Violation>> {
         let doc = MappingDoc::parse(bytes).map_err(|v| vec![v])?;
-        let identity =
-            identity.unwrap_or_else(|| Identity::offline(doc.name.as_deref().unwrap_or_default()));
-        Mapping::compile(&doc, identity)
+        match identity {
+            Some(identity) => Mapping::compile(&doc, identity),
+            None => {
+                let identity = Identity::offline(doc.name.as_deref().unwrap_or_default());
+                Mapping::compile_authored(&doc, identity)
+            }
+        }
     }
 
     /// Validates and compiles `doc`, listing every violation with its pointer into the document.
+    /// Segment's rules (and ours): what a stored mapping is compiled by.
     pub fn compile(doc: &MappingDoc, identity: Identity) -> Result<Mapping, Vec<Violation>> {
+        Mapping::compile_checked(doc, identity, false)
+    }
+
+    /// [`Mapping::compile`] plus the authoring checks, for a mapping being written (registration,
+    /// inline TestMapping, the offline CLI): the slips that would fail or be lost on every row (a
+    /// raw value whose type never fits its field, a malformed path, a directive without its `@`)
+    /// are violations too. Not applied to stored mappings, so a mapping stored before a check
+    /// existed still loads.
+    pub fn compile_authored(
+        doc: &MappingDoc,
+        identity: Identity,
+    ) -> Result<Mapping, Vec<Violation>> {
+        Mapping::compile_checked(doc, identity, true)
+    }
+
+    fn compile_checked(
+        doc: &MappingDoc,
+        identity: Identity,
+        authoring: bool,
+    ) -> Result<Mapping, Vec<Violation>> {
         let mut violations = Vec::new();
         let mut violation = |pointer: &str, message: String| {
             violations.push(Violation {
@@ -231,6 +257,7 @@ impl Mapping {
                     }
                     if key == ROOT_DIRECTIVE_KEY {
                         let mut c = Compiler::new(&ptr);
+                        c.authoring = authoring;
                         root = Some(c.root_directive(value, false));
                         for v in c.violations {
                             violation(&v.pointer, v.message);
@@ -260,7 +287,7 @@ impl Mapping {
                         violation(&ptr, format!("is not a field of {}", action.as_str()));
                         continue;
                     }
-                    if let Some((key, message)) = expr::never_fits(field, value) {
+                    if authoring && let Some((key, message)) = expr::never_fits(field, value) {
                         let at = if key.is_empty() {
                             ptr
                         } else {
@@ -270,6 +297,7 @@ impl Mapping {
                         continue;
                     }
                     let mut c = Compiler::new(&ptr);
+                    c.authoring = authoring;
                     let expr = c.value(value);
                     for v in c.violations {
                         violation(&v.pointer, v.message);
@@ -462,6 +490,28 @@ mod tests {
                 "{fields}"
             );
         }
+    }
+
+    /// The authoring checks are for mappings being written: a stored mapping with such a slip
+    /// (stored before the check existed) still compiles, as Segment's rules take it.
+    #[test]
+    fn stored_mappings_compile_without_the_authoring_checks() {
+        let fields = json!({
+            "event_name": "E",
+            "user_id": {"@path": "$properties.u"},
+            "properties": {"x": {"path": "$.properties.x"}},
+            "traits": "t",
+        });
+        assert_eq!(slips(fields.clone()).len(), 3);
+        let doc = MappingDoc::parse(mapping(fields.clone()).as_bytes()).unwrap();
+        assert!(Mapping::compile(&doc, Identity::offline("")).is_ok());
+        assert!(Mapping::compile_authored(&doc, Identity::offline("")).is_err());
+        let identity = Identity {
+            destination_id: "d".into(),
+            mapping_id: "m".into(),
+        };
+        assert!(Mapping::from_json(mapping(fields.clone()).as_bytes(), Some(identity)).is_ok());
+        assert!(Mapping::from_json(mapping(fields).as_bytes(), None).is_err());
     }
 
     /// What Segment's mappings do write stays accepted: objects of directive names as data in
