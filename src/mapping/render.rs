@@ -417,6 +417,10 @@ mod plan_against_general {
             prop::sample::select(vec![
                 "u-1",
                 "2024-05-01T12:00:00Z",
+                "2024-05-01 12:00:00",
+                "2024-05-01",
+                "2024-05-01T12:00:00.5 UTC",
+                "2024-05-01 12:00:00+0200",
                 "not a date",
                 "48.85",
                 "1e3",
@@ -724,6 +728,32 @@ mod plan_used {
                 "{action}: {}",
                 String::from_utf8_lossy(&out)
             );
+        }
+    }
+
+    /// A warehouse timestamp (D8) stays on the plan: normalised as it is written.
+    #[test]
+    fn warehouse_timestamps_are_written_by_the_plan() {
+        let doc: MappingDoc = serde_json::from_value(serde_json::json!({
+            "action": "track",
+            "fields": {"event_name": "E", "user_id": "u", "timestamp": {"@path": "$.properties.ts"}},
+        }))
+        .unwrap();
+        let m = Mapping::compile(&doc, Identity::offline("")).unwrap();
+        for (ts, want) in [
+            (
+                serde_json::json!("2024-05-01 12:00:00"),
+                "2024-05-01T12:00:00Z",
+            ),
+            (serde_json::json!(1714564800), "2024-05-01T12:00:00Z"),
+        ] {
+            let columns: Columns = serde_json::from_value(serde_json::json!({ "ts": ts })).unwrap();
+            let row = Row::new(None, Op::Added, columns, None);
+            let mut out = Vec::new();
+            let built = m.planned(&row, &mut out).expect("planned");
+            assert!(built.issues.is_empty(), "{built:?}");
+            let event: Value = serde_json::from_slice(&out).unwrap();
+            assert_eq!(event["timestamp"], want);
         }
     }
 }

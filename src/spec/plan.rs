@@ -7,7 +7,7 @@
 //! (`mapping::render::plan_against_general`).
 
 use super::accept::{self, MAX_EVENT_BYTES, MAX_MESSAGE_ID_CHARS};
-use super::event::{Built, Coerced, coerce, present, removed};
+use super::event::{Built, Coerced, coerce, present, removed, timestamp};
 use super::fields::{Action, Field, FieldType, Scalar, sub};
 use crate::json::{self, Kind, VRef};
 
@@ -454,7 +454,12 @@ impl Plan {
                         continue;
                     };
                     if *role == Role::Timestamp && !v.as_str().is_some_and(accept::is_rfc3339) {
-                        return None;
+                        // A warehouse form (D8) is written as its RFC 3339 text; anything else
+                        // is the general builder's to report.
+                        let ts = timestamp(v)?;
+                        key.write(out);
+                        json::write_str(out, &ts);
+                        continue;
                     }
                     key.write(out);
                     let at = out.len();
