@@ -1183,3 +1183,56 @@ async fn health_exits_1_when_the_service_is_not_serving() {
     );
     server.abort();
 }
+
+/// `mappings test` prints TestMapping's warnings: in the JSON, and as text lines on stderr
+/// unless `--json`; the row is still accepted (exit 0).
+#[tokio::test]
+async fn mappings_test_prints_the_warnings() {
+    let app = TestApp::spawn().await;
+    let url = app.url();
+    let server = ["--server", url.as_str()];
+    let files = tempfile::tempdir().unwrap();
+    let mapping = write(
+        files.path(),
+        "m.json",
+        r#"{"name": "w", "action": "track", "fields": {"event_name": "E",
+            "user_id": {"@path": "$.properties.user_id"},
+            "properties": {"revenue": {"@path": "$.properties.revnue"}}}}"#,
+    );
+    let row = write(
+        files.path(),
+        "row.json",
+        r#"{"id": "o-1", "op": "added", "columns": {"user_id": "u-1", "revenue": 5}}"#,
+    );
+    let message =
+        "$.properties.revnue resolved to nothing in this row; did you mean $.properties.revenue?";
+    let out = cli(
+        &[
+            &["mappings", "test", "-f", &mapping, "--row", &row][..],
+            &server,
+        ]
+        .concat(),
+        &[],
+    )
+    .await;
+    let printed = stdout_json(&out);
+    assert_eq!(printed["accepted"], true);
+    assert_eq!(printed["warnings"][0]["code"], "PATH_UNRESOLVED");
+    assert_eq!(printed["warnings"][0]["message"], message);
+    assert_eq!(
+        text(&out.stderr),
+        format!("warning: /fields/properties/revenue/@path: {message}\n")
+    );
+    let out = cli(
+        &[
+            &["mappings", "test", "-f", &mapping, "--row", &row, "--json"][..],
+            &server,
+        ]
+        .concat(),
+        &[],
+    )
+    .await;
+    let printed = stdout_json(&out);
+    assert_eq!(printed[0]["warnings"][0]["message"], message);
+    assert_eq!(text(&out.stderr), "");
+}
