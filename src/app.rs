@@ -108,7 +108,7 @@ impl App {
         let reflection_v1alpha = reflection().build_v1alpha()?;
 
         let service = ConnectionsService::new(store.clone(), settings.limits)
-            .with_delivery(settings.delivery.clone());
+            .with_delivery(settings.delivery.clone(), settings.sync.clone());
         // Writes through any replica (PostgreSQL LISTEN/NOTIFY, else polling the store's change
         // version) make the row path re-read at once.
         let delivery = service.delivery();

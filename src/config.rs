@@ -11,6 +11,7 @@ use crate::limits::{DEFAULT_MAX_ROW_BYTES, DEFAULT_MAX_VALUE_BYTES, RequestLimit
 use crate::sender::RetrySettings;
 use crate::store::AllowedUpstreams;
 use crate::store::redact_store_url;
+use crate::sync::SyncSettings;
 
 /// The default store: an SQLite file, created on first run.
 pub(crate) const DEFAULT_STORE: &str = "sqlite://./data/connections.db";
@@ -136,6 +137,36 @@ pub struct ServeArgs {
         default_value_t = 100_000
     )]
     pub stream_dedup_window: usize,
+    /// Syncs: a record whose event failed (retryably) is retried by at most this many syncs of
+    /// its model, then given up (GAVE_UP, until its row changes or the model is reset).
+    #[arg(
+        long,
+        env = "SEGMENT_CONNECTIONS_SYNC_RETRY_SYNCS",
+        default_value_t = 5
+    )]
+    pub sync_retry_syncs: u32,
+    /// Syncs: … and for at most this many days after it first failed.
+    #[arg(
+        long,
+        env = "SEGMENT_CONNECTIONS_SYNC_RETRY_DAYS",
+        default_value_t = 14
+    )]
+    pub sync_retry_days: u64,
+    /// Syncs: how many days a sync stays in the history (GetSync, ListSyncs).
+    #[arg(
+        long,
+        env = "SEGMENT_CONNECTIONS_SYNC_HISTORY_DAYS",
+        default_value_t = 14
+    )]
+    pub sync_history_days: u64,
+    /// Syncs: a running sync whose replica has not renewed its lease for this long is released
+    /// (recorded ABANDONED) when the next sync of its model starts.
+    #[arg(
+        long,
+        env = "SEGMENT_CONNECTIONS_SYNC_LEASE_SECONDS",
+        default_value_t = 30
+    )]
+    pub sync_lease_seconds: u64,
     /// Hosts a destination's custom base URL may name (comma-separated host names or IP
     /// addresses, any port); none by default: write keys go only to `us` and `eu`.
     #[arg(
@@ -250,6 +281,8 @@ pub struct Settings {
     pub log_format: LogFormat,
     /// Sending rows to the Tracking API.
     pub delivery: DeliverySettings,
+    /// Syncs' retries, history and lease.
+    pub sync: SyncSettings,
     // === Operations ===
     /// Where /metrics is served; `None`: not served.
     pub metrics_listen: Option<SocketAddr>,
@@ -367,6 +400,10 @@ impl TryFrom<ServeArgs> for Settings {
             stream_rows_in_flight,
             stream_idle_seconds,
             stream_dedup_window,
+            sync_retry_syncs,
+            sync_retry_days,
+            sync_history_days,
+            sync_lease_seconds,
             allowed_upstreams,
             log_format,
             metrics_listen,
@@ -401,6 +438,10 @@ impl TryFrom<ServeArgs> for Settings {
             ("stream-idle-seconds", stream_idle_seconds),
             ("stream-dedup-window", stream_dedup_window as u64),
             ("max-row-streams", max_row_streams as u64),
+            ("sync-retry-syncs", u64::from(sync_retry_syncs)),
+            ("sync-retry-days", sync_retry_days),
+            ("sync-history-days", sync_history_days),
+            ("sync-lease-seconds", sync_lease_seconds),
         ] {
             if value == 0 {
                 return Err(ConfigError::Zero(flag));
@@ -501,6 +542,13 @@ impl TryFrom<ServeArgs> for Settings {
             shutdown_grace: Duration::from_secs(shutdown_grace_seconds),
             log_format,
             delivery,
+            sync: SyncSettings {
+                retry_syncs: sync_retry_syncs,
+                retry_for: Duration::from_secs(sync_retry_days.saturating_mul(86_400)),
+                history_for: Duration::from_secs(sync_history_days.saturating_mul(86_400)),
+                lease: Duration::from_secs(sync_lease_seconds),
+                ..SyncSettings::default()
+            },
         })
     }
 }

@@ -63,6 +63,18 @@ pub enum Error {
         .0.as_secs()
     )]
     StreamIdle(std::time::Duration),
+    /// Another sync of the same destination and model is running.
+    #[error(
+        "sync {sync_id} of destination {destination_id}, model {model:?} is running: one sync per model at a time; retry when it has ended (or its lease has run out)"
+    )]
+    SyncRunning {
+        destination_id: String,
+        model: String,
+        sync_id: String,
+    },
+    /// The sync's lease ran out and another replica took it over.
+    #[error("sync {0} lost its lease (it was recorded ABANDONED); start a new sync")]
+    SyncLost(String),
     /// The server has begun shutting down and takes no new calls.
     #[error("the server is shutting down: retry the call, another replica will take it")]
     ShuttingDown,

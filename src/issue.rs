@@ -23,6 +23,8 @@ pub enum IssueCode {
     Deadline,
     ShuttingDown,
     UpstreamNotAllowed,
+    /// Syncs: a record id already received in the same sync.
+    DuplicateRecordId,
 }
 
 impl IssueCode {
@@ -45,8 +47,35 @@ impl IssueCode {
             IssueCode::Deadline => "DEADLINE",
             IssueCode::ShuttingDown => "SHUTTING_DOWN",
             IssueCode::UpstreamNotAllowed => "UPSTREAM_NOT_ALLOWED",
+            IssueCode::DuplicateRecordId => "DUPLICATE_RECORD_ID",
         }
     }
+
+    /// The code [`IssueCode::as_str`] names.
+    pub(crate) fn parse(s: &str) -> Option<IssueCode> {
+        IssueCode::ALL.into_iter().find(|c| c.as_str() == s)
+    }
+
+    const ALL: [IssueCode; 18] = [
+        IssueCode::InvalidMapping,
+        IssueCode::InvalidRow,
+        IssueCode::RowTooLarge,
+        IssueCode::MissingIdentity,
+        IssueCode::RequiredField,
+        IssueCode::TypeMismatch,
+        IssueCode::EventTooLarge,
+        IssueCode::InvalidTimestamp,
+        IssueCode::MessageIdTooLong,
+        IssueCode::RenderLimit,
+        IssueCode::DuplicateMessageId,
+        IssueCode::UpstreamRejected,
+        IssueCode::UpstreamUnavailable,
+        IssueCode::RetriesExhausted,
+        IssueCode::Deadline,
+        IssueCode::ShuttingDown,
+        IssueCode::UpstreamNotAllowed,
+        IssueCode::DuplicateRecordId,
+    ];
 }
 
 impl std::fmt::Display for IssueCode {

@@ -15,6 +15,7 @@
 //! | `app` | `serve`: wires the store, delivery and the gRPC server | everything below |
 //! | `config` | `serve`'s flags, validated | everything below |
 //! | `grpc` | the API: handlers, conversions, the per-call layer, errors → statuses | everything below |
+//! | `sync` | syncs: the diff against the ledger, retries, deletions, the history | below |
 //! | `delivery` | the row path: targets cache, render pool, batching, results, streams | below |
 //! | `error` | why an RPC fails | below |
 //! | `mapping` | mapping documents: registration, compilation, rendering | below |
@@ -41,6 +42,7 @@ pub mod metrics;
 pub mod sender;
 pub mod spec;
 pub mod store;
+pub mod sync;
 pub mod telemetry;
 
 /// The layers of the table above, top first: a module may use only those after it.
@@ -50,6 +52,7 @@ const LAYERS: &[&[&str]] = &[
     &["app"],
     &["config"],
     &["grpc"],
+    &["sync"],
     &["delivery"],
     &["error"],
     &["mapping"],

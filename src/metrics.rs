@@ -46,6 +46,28 @@ pub(crate) const UPSTREAM_IN_FLIGHT: &str = "segment_connections_upstream_in_fli
 pub(crate) const UPSTREAM_RETRIES: &str = "segment_connections_upstream_retries_total";
 /// Events per batch sent.
 pub(crate) const BATCH_EVENTS: &str = "segment_connections_batch_events";
+/// Syncs ended, by `status` (`COMPLETED`, `COMPLETED_WITH_FAILURES`, `INCOMPLETE`, `FAILED`).
+pub(crate) const SYNCS: &str = "segment_connections_syncs_total";
+/// Syncs in progress on this replica.
+pub(crate) const SYNCS_RUNNING: &str = "segment_connections_syncs_running";
+/// What syncs found and did per (record, mapping), by `outcome`: `added`, `updated`,
+/// `deleted`, `unchanged`, `retried`, `gave_up`.
+pub(crate) const SYNC_RECORDS: &str = "segment_connections_sync_records_total";
+/// The statuses and outcomes the two sync counters are labelled with, present from the start.
+const SYNC_STATUSES: [&str; 4] = [
+    "COMPLETED",
+    "COMPLETED_WITH_FAILURES",
+    "INCOMPLETE",
+    "FAILED",
+];
+const SYNC_OUTCOMES: [&str; 6] = [
+    "added",
+    "updated",
+    "deleted",
+    "unchanged",
+    "retried",
+    "gave_up",
+];
 /// Always 1, labelled with the service's `version`: which build runs where.
 pub(crate) const BUILD_INFO: &str = "segment_connections_build_info";
 /// The process's resident memory, open file descriptors and CPU time (user + system, seconds),
@@ -148,6 +170,13 @@ fn start_at_zero() {
         counter!(UPSTREAM_REQUESTS, "status_class" => class.as_str()).increment(0);
     }
     counter!(UPSTREAM_RETRIES).increment(0);
+    for status in SYNC_STATUSES {
+        counter!(SYNCS, "status" => status).increment(0);
+    }
+    for outcome in SYNC_OUTCOMES {
+        counter!(SYNC_RECORDS, "outcome" => outcome).increment(0);
+    }
+    gauge!(SYNCS_RUNNING).set(0.0);
     counter!(UPSTREAM_BYTES).increment(0);
     gauge!(UPSTREAM_IN_FLIGHT).set(0.0);
 }
@@ -189,6 +218,12 @@ fn cpu_ticks(stat: &str) -> Option<u64> {
 fn describe() {
     use metrics::{Unit, describe_counter, describe_gauge, describe_histogram};
     describe_counter!(RPC_REQUESTS, "gRPC calls by service, method and code");
+    describe_counter!(SYNCS, "syncs ended, by status");
+    describe_gauge!(SYNCS_RUNNING, "syncs in progress on this replica");
+    describe_counter!(
+        SYNC_RECORDS,
+        "records per mapping by what the sync found: added, updated, deleted, unchanged, retried, gave_up"
+    );
     describe_gauge!(BUILD_INFO, "1, labelled with the running build's version");
     describe_gauge!(PROCESS_RESIDENT_BYTES, Unit::Bytes, "resident memory");
     describe_gauge!(PROCESS_OPEN_FDS, "open file descriptors");
@@ -529,6 +564,20 @@ impl EventResult {
 /// [`record_skipped_rows`].
 pub fn record_events(action: &'static str, result: EventResult, n: u64) {
     counter!(EVENTS, "action" => action, "result" => result.as_str()).increment(n);
+}
+
+/// A sync started on this replica.
+pub(crate) fn record_sync_started() {
+    gauge!(SYNCS_RUNNING).increment(1.0);
+}
+
+/// A sync ended with `status`, having found `outcomes` (label, count) over its mappings.
+pub(crate) fn record_sync_ended(status: &'static str, outcomes: [(&'static str, u64); 6]) {
+    gauge!(SYNCS_RUNNING).decrement(1.0);
+    counter!(SYNCS, "status" => status).increment(1);
+    for (outcome, n) in outcomes {
+        counter!(SYNC_RECORDS, "outcome" => outcome).increment(n);
+    }
 }
 
 /// Counts rows that no mapping matched (`action="none"`, `result="skipped"`).

@@ -197,5 +197,20 @@ pub(crate) struct Target {
     upstream: Upstream,
 }
 
+impl Target {
+    /// The enabled mappings, in the cache's order.
+    pub(crate) fn mappings(&self) -> &[Arc<Mapping>] {
+        &self.mappings
+    }
+
+    /// The same target with only the mapping `i`.
+    pub(crate) fn only(&self, i: usize) -> Target {
+        Target {
+            mappings: Arc::from([self.mappings[i].clone()]),
+            upstream: self.upstream.clone(),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests;

@@ -309,6 +309,7 @@ pub(crate) fn to_proto_issue_code(code: IssueCode) -> proto::IssueCode {
         IssueCode::Deadline => proto::IssueCode::Deadline,
         IssueCode::ShuttingDown => proto::IssueCode::ShuttingDown,
         IssueCode::UpstreamNotAllowed => proto::IssueCode::UpstreamNotAllowed,
+        IssueCode::DuplicateRecordId => proto::IssueCode::DuplicateRecordId,
     }
 }
 
@@ -334,6 +335,7 @@ pub(crate) fn issue_code_from_proto(code: i32) -> Option<IssueCode> {
         proto::IssueCode::Deadline => IssueCode::Deadline,
         proto::IssueCode::ShuttingDown => IssueCode::ShuttingDown,
         proto::IssueCode::UpstreamNotAllowed => IssueCode::UpstreamNotAllowed,
+        proto::IssueCode::DuplicateRecordId => IssueCode::DuplicateRecordId,
     })
 }
 

@@ -1,4 +1,5 @@
-//! The gRPC transport: generated code (`proto`), thin handlers (`service`), proto⇄domain
+//! The gRPC transport: generated code (`proto`), thin handlers (`service`; the `Sync` stream's in
+//! `sync`), proto⇄domain
 //! conversion (`convert`), the one Error→Status mapping (`status`) and the gate calls pass
 //! (`gate`: the concurrent-call limit and shutdown's drain), and the connections a listener
 //! accepts (`incoming`: a failed accept is logged and paused on, not spun on), the codec
@@ -16,6 +17,7 @@ pub(crate) mod layer;
 pub mod proto;
 mod service;
 mod status;
+mod sync;
 
 pub(crate) use auth::BearerAuth;
 pub(crate) use gate::Gate;

@@ -18,7 +18,8 @@ use crate::delivery::{
 use crate::error::Error;
 use crate::limits::RequestLimits;
 use crate::mapping::{Identity, Mapping, TestResult, Violation};
-use crate::store::{AllowedUpstreams, NewDestination, Region, Store, check_model};
+use crate::store::{AllowedUpstreams, Ledger, NewDestination, Region, Store, check_model};
+use crate::sync::{SyncSettings, Syncs};
 
 /// The `segment_connections.v1.Connections` service over a store.
 #[derive(Debug)]
@@ -26,22 +27,36 @@ pub(crate) struct ConnectionsService<S> {
     store: Arc<S>,
     limits: RequestLimits,
     delivery: Arc<Delivery<S>>,
+    syncs: Arc<Syncs<S>>,
 }
 
-impl<S: Store> ConnectionsService<S> {
+impl<S: Store + Ledger> ConnectionsService<S> {
     pub(crate) fn new(store: Arc<S>, limits: RequestLimits) -> ConnectionsService<S> {
         let delivery = Arc::new(Delivery::new(store.clone(), DeliverySettings::default()));
+        let syncs = Arc::new(Syncs::new(
+            delivery.clone(),
+            store.clone(),
+            SyncSettings::default(),
+        ));
         ConnectionsService {
             store,
             limits,
             delivery,
+            syncs,
         }
     }
 
-    /// The same service with these delivery settings.
-    pub(crate) fn with_delivery(self, settings: DeliverySettings) -> ConnectionsService<S> {
+    /// The same service with these delivery and sync settings.
+    pub(crate) fn with_delivery(
+        self,
+        settings: DeliverySettings,
+        sync: SyncSettings,
+    ) -> ConnectionsService<S> {
+        let delivery = Arc::new(Delivery::new(self.store.clone(), settings));
+        let syncs = Arc::new(Syncs::new(delivery.clone(), self.store.clone(), sync));
         ConnectionsService {
-            delivery: Arc::new(Delivery::new(self.store.clone(), settings)),
+            delivery,
+            syncs,
             ..self
         }
     }
@@ -145,7 +160,7 @@ type ResponseStream =
     Pin<Box<dyn Stream<Item = Result<proto::StreamRowsResponse, Status>> + Send + 'static>>;
 
 #[tonic::async_trait]
-impl<S: Store> proto::Connections for ConnectionsService<S> {
+impl<S: Store + Ledger> proto::Connections for ConnectionsService<S> {
     // === Destinations ===
 
     async fn create_destination(
@@ -491,6 +506,151 @@ impl<S: Store> proto::Connections for ConnectionsService<S> {
             Err(StreamEnd::Error(e)) => Err(Status::from(e)),
         });
         Ok(Response::new(Box::pin(answers)))
+    }
+
+    // === Syncs ===
+
+    type SyncStream = super::sync::SyncStream;
+
+    async fn sync(
+        &self,
+        request: Request<Streaming<proto::SyncRequest>>,
+    ) -> Result<Response<Self::SyncStream>, Status> {
+        let settings = self.delivery.settings();
+        let deadline = grpc_timeout(request.metadata()).map(|t| Instant::now() + t);
+        let answers = super::sync::sync(
+            self.syncs.clone(),
+            self.limits,
+            settings.stream_idle,
+            deadline,
+            request.into_inner(),
+        )
+        .await?;
+        Ok(Response::new(answers))
+    }
+
+    async fn get_sync(
+        &self,
+        request: Request<proto::GetSyncRequest>,
+    ) -> Result<Response<proto::GetSyncResponse>, Status> {
+        let id = convert::id("sync_id", request.into_inner().sync_id)?;
+        let run = self.store.get_sync(&id).await.map_err(Error::from)?;
+        Ok(Response::new(proto::GetSyncResponse {
+            sync: Some(super::sync::info(&run)),
+        }))
+    }
+
+    async fn list_syncs(
+        &self,
+        request: Request<proto::ListSyncsRequest>,
+    ) -> Result<Response<proto::ListSyncsResponse>, Status> {
+        let proto::ListSyncsRequest {
+            destination_id,
+            model,
+            page_size,
+            page_token,
+        } = request.into_inner();
+        let destination_id = convert::id("destination_id", destination_id)?;
+        let before = super::sync::parse_syncs_token(&page_token)?;
+        let size = super::sync::page_size(page_size);
+        self.store
+            .get_destination(&destination_id)
+            .await
+            .map_err(Error::from)?;
+        let model = (!model.is_empty()).then_some(model.as_str());
+        let mut runs = self
+            .store
+            .list_syncs(&destination_id, model, before, size + 1)
+            .await
+            .map_err(Error::from)?;
+        let more = runs.len() > size as usize;
+        runs.truncate(size as usize);
+        let next_page_token = match (more, runs.last()) {
+            (true, Some(last)) => super::sync::syncs_token(last),
+            _ => String::new(),
+        };
+        Ok(Response::new(proto::ListSyncsResponse {
+            syncs: runs.iter().map(super::sync::info).collect(),
+            next_page_token,
+        }))
+    }
+
+    async fn list_sync_failures(
+        &self,
+        request: Request<proto::ListSyncFailuresRequest>,
+    ) -> Result<Response<proto::ListSyncFailuresResponse>, Status> {
+        let proto::ListSyncFailuresRequest {
+            sync_id,
+            page_size,
+            page_token,
+        } = request.into_inner();
+        let sync_id = convert::id("sync_id", sync_id)?;
+        let after: i64 = match page_token.as_str() {
+            "" => -1,
+            t => t.parse().map_err(|_| {
+                Error::invalid("page_token", "is not a token from a previous answer")
+            })?,
+        };
+        let size = super::sync::page_size(page_size);
+        self.store.get_sync(&sync_id).await.map_err(Error::from)?;
+        let mut rows = self
+            .store
+            .list_sync_failures(&sync_id, after, size + 1)
+            .await
+            .map_err(Error::from)?;
+        let more = rows.len() > size as usize;
+        rows.truncate(size as usize);
+        let next_page_token = match (more, rows.last()) {
+            (true, Some((seq, _))) => seq.to_string(),
+            _ => String::new(),
+        };
+        Ok(Response::new(proto::ListSyncFailuresResponse {
+            failures: rows
+                .into_iter()
+                .map(|(_, f)| super::sync::failure(f))
+                .collect(),
+            next_page_token,
+        }))
+    }
+
+    async fn reset_sync(
+        &self,
+        request: Request<proto::ResetSyncRequest>,
+    ) -> Result<Response<proto::ResetSyncResponse>, Status> {
+        let proto::ResetSyncRequest {
+            destination_id,
+            model,
+            mapping_id,
+        } = request.into_inner();
+        let destination_id = convert::id("destination_id", destination_id)?;
+        check_model(&model).map_err(|e| Error::invalid("model", e))?;
+        self.store
+            .get_destination(&destination_id)
+            .await
+            .map_err(Error::from)?;
+        let mapping_id = match mapping_id.as_str() {
+            "" => None,
+            id => {
+                let m = self.store.get_mapping(id).await.map_err(Error::from)?;
+                if m.destination_id != destination_id || m.model != model {
+                    return Err(Error::invalid(
+                        "mapping_id",
+                        format!(
+                            "mapping {id} reads model {:?} of destination {}",
+                            m.model, m.destination_id
+                        ),
+                    )
+                    .into());
+                }
+                Some(id)
+            }
+        };
+        let forgotten = self
+            .store
+            .reset_sync(&destination_id, &model, mapping_id)
+            .await
+            .map_err(Error::from)?;
+        Ok(Response::new(proto::ResetSyncResponse { forgotten }))
     }
 }
 

@@ -49,6 +49,7 @@ impl From<Error> for Status {
             Error::DestinationDisabled(_) => Status::failed_precondition(message),
             Error::ShuttingDown => retry_after(Code::Unavailable, message, RETRY_SHUTTING_DOWN),
             Error::StreamIdle(_) => Status::deadline_exceeded(message),
+            Error::SyncRunning { .. } | Error::SyncLost(_) => Status::aborted(message),
             Error::TooManyCalls { .. } | Error::TooManyStreams { .. } => {
                 retry_after(Code::ResourceExhausted, message, RETRY_BUSY)
             }

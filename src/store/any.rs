@@ -3,8 +3,9 @@
 use tokio::sync::broadcast;
 
 use super::{
-    Destination, DestinationPatch, MappingContent, MappingRecord, NewDestination, PostgresStore,
-    Result, SqliteStore, Store, WriteKey,
+    Destination, DestinationPatch, FailureRecord, Ledger, MappingContent, MappingRecord,
+    NewDestination, NewSync, PostgresStore, Progress, RecordState, Result, SqliteStore, StateWrite,
+    Store, SyncRun, WriteKey,
 };
 
 /// Either backend; every call goes to the one chosen.
@@ -115,5 +116,93 @@ impl Store for AnyStore {
 
     async fn reencrypt_write_keys(&self) -> Result<u64> {
         dispatch!(self, s => s.reencrypt_write_keys().await)
+    }
+}
+
+impl Ledger for AnyStore {
+    async fn start_sync(&self, new: &NewSync) -> Result<std::result::Result<SyncRun, String>> {
+        dispatch!(self, s => s.start_sync(new).await)
+    }
+
+    async fn renew_sync(&self, sync_id: &str, now: i64) -> Result<bool> {
+        dispatch!(self, s => s.renew_sync(sync_id, now).await)
+    }
+
+    async fn mark_seen(&self, sync_id: &str, ids: &[&str]) -> Result<Vec<String>> {
+        dispatch!(self, s => s.mark_seen(sync_id, ids).await)
+    }
+
+    async fn states(&self, mapping_id: &str, ids: &[&str]) -> Result<Vec<RecordState>> {
+        dispatch!(self, s => s.states(mapping_id, ids).await)
+    }
+
+    async fn unseen(
+        &self,
+        sync_id: &str,
+        mapping_id: &str,
+        pending_only: bool,
+        after: &str,
+        limit: u32,
+    ) -> Result<Vec<RecordState>> {
+        dispatch!(self, s => s.unseen(sync_id, mapping_id, pending_only, after, limit).await)
+    }
+
+    async fn record(
+        &self,
+        sync_id: &str,
+        writes: &[StateWrite],
+        failures: &[FailureRecord],
+        progress: Progress<'_>,
+    ) -> Result<()> {
+        dispatch!(self, s => s.record(sync_id, writes, failures, progress).await)
+    }
+
+    async fn finish_sync(
+        &self,
+        run: &SyncRun,
+        failures: &[FailureRecord],
+        first_failure: u64,
+    ) -> Result<()> {
+        dispatch!(self, s => s.finish_sync(run, failures, first_failure).await)
+    }
+
+    async fn get_sync(&self, id: &str) -> Result<SyncRun> {
+        dispatch!(self, s => s.get_sync(id).await)
+    }
+
+    async fn list_syncs(
+        &self,
+        destination_id: &str,
+        model: Option<&str>,
+        before: Option<(i64, String)>,
+        limit: u32,
+    ) -> Result<Vec<SyncRun>> {
+        dispatch!(self, s => s.list_syncs(destination_id, model, before, limit).await)
+    }
+
+    async fn list_sync_failures(
+        &self,
+        sync_id: &str,
+        after: i64,
+        limit: u32,
+    ) -> Result<Vec<(i64, FailureRecord)>> {
+        dispatch!(self, s => s.list_sync_failures(sync_id, after, limit).await)
+    }
+
+    async fn reset_sync(
+        &self,
+        destination_id: &str,
+        model: &str,
+        mapping_id: Option<&str>,
+    ) -> Result<u64> {
+        dispatch!(self, s => s.reset_sync(destination_id, model, mapping_id).await)
+    }
+
+    async fn last_columns(&self, destination_id: &str, model: &str) -> Result<String> {
+        dispatch!(self, s => s.last_columns(destination_id, model).await)
+    }
+
+    async fn prune_syncs(&self, before: i64) -> Result<u64> {
+        dispatch!(self, s => s.prune_syncs(before).await)
     }
 }

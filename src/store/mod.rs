@@ -10,6 +10,7 @@
 mod any;
 pub(crate) mod crypto;
 mod errors;
+pub(crate) mod ledger;
 mod model;
 mod postgres;
 mod redact;
@@ -25,6 +26,10 @@ use std::future::Future;
 pub use crate::sender::WriteKey;
 pub use any::AnyStore;
 pub use crypto::{CryptoError, KeyRing};
+pub use ledger::{
+    FailureRecord, Ledger, NewSync, Progress, RecordState, Settled, StateWrite, SyncMode, SyncRun,
+    SyncStatus,
+};
 pub use model::{
     AllowedUpstreams, Destination, DestinationPatch, MAX_MAPPINGS_PER_DESTINATION, MappingContent,
     MappingRecord, Name, NewDestination, Region, check_model,
@@ -76,6 +81,7 @@ impl Feed {
 pub enum Kind {
     Destination,
     Mapping,
+    Sync,
 }
 
 impl fmt::Display for Kind {
@@ -83,6 +89,7 @@ impl fmt::Display for Kind {
         f.write_str(match self {
             Kind::Destination => "destination",
             Kind::Mapping => "mapping",
+            Kind::Sync => "sync",
         })
     }
 }

@@ -64,6 +64,18 @@ sql_store!(
     errors::postgres
 );
 
+super::ledger::ledger_store!(
+    PostgresStore,
+    sqlx::Postgres,
+    super::ledger::POSTGRES,
+    text_ids
+);
+
+/// An id list as a `text[]`.
+fn text_ids(ids: &[&str]) -> Vec<String> {
+    ids.iter().map(|s| (*s).to_owned()).collect()
+}
+
 impl PostgresStore {
     /// Connects with the default options.
     pub async fn connect(url: &str, keys: KeyRing) -> Result<PostgresStore> {

@@ -30,6 +30,13 @@ sql_store!(
     errors::sqlite
 );
 
+super::ledger::ledger_store!(SqliteStore, sqlx::Sqlite, super::ledger::SQLITE, json_ids);
+
+/// An id list as SQLite's `json_each` reads it.
+fn json_ids(ids: &[&str]) -> String {
+    serde_json::to_string(ids).unwrap_or_else(|_| "[]".into())
+}
+
 impl SqliteStore {
     /// Opens (creating it and its directory if missing) the database at `path` and runs the
     /// migrations.

@@ -1,0 +1,912 @@
+//! What syncs keep (docs/DESIGN.md, "Syncs"): each sync's history, the record ids a running sync
+//! has received, and per mapping a ledger of each record's last settled checksum. The
+//! [`Ledger`] trait, its statements for both dialects, and [`ledger_store!`], which implements it
+//! for a backend as `shared.rs` does the catalog. No ledger write bumps the change version: a
+//! sync changes no destination or mapping.
+//!
+//! Every read takes ids by the chunk, never the whole ledger: a ledger of millions of records
+//! costs disk, not memory.
+
+use std::future::Future;
+
+use super::Result;
+use crate::mapping::Op;
+
+/// FULL: the stream holds every record of the model (what is missing was deleted);
+/// INCREMENTAL: only some (nothing is deleted).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum SyncMode {
+    Full,
+    Incremental,
+}
+
+impl SyncMode {
+    pub(crate) fn as_str(self) -> &'static str {
+        match self {
+            SyncMode::Full => "FULL",
+            SyncMode::Incremental => "INCREMENTAL",
+        }
+    }
+
+    fn parse(s: &str) -> SyncMode {
+        match s {
+            "INCREMENTAL" => SyncMode::Incremental,
+            _ => SyncMode::Full,
+        }
+    }
+}
+
+/// Where a sync is, or how it ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum SyncStatus {
+    Running,
+    /// Committed; every event delivered or skipped.
+    Completed,
+    /// Committed; some were rejected or failed.
+    CompletedWithFailures,
+    /// Ended without `commit`: nothing deleted, what was delivered recorded.
+    Incomplete,
+    /// Its replica stopped renewing its lease.
+    Abandoned,
+    /// Ended by an error of the service (the store, the destination gone).
+    Failed,
+}
+
+impl SyncStatus {
+    pub(crate) fn as_str(self) -> &'static str {
+        match self {
+            SyncStatus::Running => "RUNNING",
+            SyncStatus::Completed => "COMPLETED",
+            SyncStatus::CompletedWithFailures => "COMPLETED_WITH_FAILURES",
+            SyncStatus::Incomplete => "INCOMPLETE",
+            SyncStatus::Abandoned => "ABANDONED",
+            SyncStatus::Failed => "FAILED",
+        }
+    }
+
+    fn parse(s: &str) -> SyncStatus {
+        match s {
+            "RUNNING" => SyncStatus::Running,
+            "COMPLETED" => SyncStatus::Completed,
+            "COMPLETED_WITH_FAILURES" => SyncStatus::CompletedWithFailures,
+            "INCOMPLETE" => SyncStatus::Incomplete,
+            "ABANDONED" => SyncStatus::Abandoned,
+            _ => SyncStatus::Failed,
+        }
+    }
+}
+
+/// How a record's last event for a mapping settled.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Settled {
+    /// Delivered, or skipped by the trigger: the checksum is what the destination has.
+    Synced = 0,
+    /// Failed and retryable: retried on later syncs.
+    Pending = 1,
+    /// Rejected: not retried until the row changes.
+    Rejected = 2,
+    /// Failed past the retry limits: as rejected.
+    GaveUp = 3,
+}
+
+impl Settled {
+    fn from_i64(v: i64) -> Settled {
+        match v {
+            0 => Settled::Synced,
+            1 => Settled::Pending,
+            2 => Settled::Rejected,
+            _ => Settled::GaveUp,
+        }
+    }
+}
+
+fn op_code(op: Op) -> i64 {
+    match op {
+        Op::Added => 1,
+        Op::Updated => 2,
+        Op::Deleted => 3,
+    }
+}
+
+fn op_of(v: i64) -> Op {
+    match v {
+        1 => Op::Added,
+        3 => Op::Deleted,
+        _ => Op::Updated,
+    }
+}
+
+/// One record's ledger entry for one mapping.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RecordState {
+    pub record_id: String,
+    pub checksum: Vec<u8>,
+    pub status: Settled,
+    /// The change the unsettled event reports (for `Pending`, `Rejected`, `GaveUp`).
+    pub op: Op,
+    /// How many syncs have tried the pending event.
+    pub tries: u32,
+    /// When the pending event first failed (ms since the epoch).
+    pub since: i64,
+    /// For `Pending`: the row's columns as last received (JSON), to retry from.
+    pub columns: Option<Vec<u8>>,
+}
+
+/// A change to the ledger.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StateWrite {
+    Put {
+        mapping_id: String,
+        state: RecordState,
+    },
+    Remove {
+        mapping_id: String,
+        record_id: String,
+    },
+}
+
+/// A result of a sync that was not delivered, as its history keeps it.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct FailureRecord {
+    pub record_id: String,
+    pub mapping_id: String,
+    pub status: String,
+    pub code: String,
+    pub pointer: String,
+    pub message: String,
+    pub message_id: Option<String>,
+    pub event_json: Option<String>,
+}
+
+/// A sync as its history keeps it. `counts` and `columns` are JSON (the sync engine's).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SyncRun {
+    pub id: String,
+    pub destination_id: String,
+    pub model: String,
+    pub mode: SyncMode,
+    pub dry_run: bool,
+    pub status: SyncStatus,
+    pub started_at: i64,
+    pub ended_at: Option<i64>,
+    pub received: u64,
+    pub counts: String,
+    pub columns: String,
+    pub message: String,
+}
+
+/// A sync to start.
+#[derive(Debug, Clone)]
+pub struct NewSync {
+    pub destination_id: String,
+    pub model: String,
+    pub mode: SyncMode,
+    pub dry_run: bool,
+    pub now: i64,
+    /// A running sync not renewed for this long is abandoned (ms).
+    pub lease: i64,
+}
+
+/// Where a sync's progress stands, written with each batch of results.
+#[derive(Debug, Clone, Copy)]
+pub struct Progress<'a> {
+    pub received: u64,
+    pub counts: &'a str,
+    /// The sequence number of the first failure written with it.
+    pub first_failure: u64,
+}
+
+/// The sync state behind the `Sync` RPCs.
+pub trait Ledger: Send + Sync + 'static {
+    /// Starts a sync, abandoning a running one of the same (destination, model) whose lease
+    /// ran out. `Err(id)`: the running sync `id` holds it (dry runs hold nothing).
+    fn start_sync(
+        &self,
+        new: &NewSync,
+    ) -> impl Future<Output = Result<std::result::Result<SyncRun, String>>> + Send;
+    /// Renews the lease; `false` when the sync is no longer running (it was abandoned).
+    fn renew_sync(&self, sync_id: &str, now: i64) -> impl Future<Output = Result<bool>> + Send;
+    /// Records that the sync received `ids`; returns those it had not received before.
+    fn mark_seen(
+        &self,
+        sync_id: &str,
+        ids: &[&str],
+    ) -> impl Future<Output = Result<Vec<String>>> + Send;
+    /// The ledger entries of `mapping_id` for those of `ids` it has (columns left out).
+    fn states(
+        &self,
+        mapping_id: &str,
+        ids: &[&str],
+    ) -> impl Future<Output = Result<Vec<RecordState>>> + Send;
+    /// Up to `limit` entries of `mapping_id` after `after` (by record id, byte order) that the
+    /// sync has not received; with `pending_only`, only pending ones (with their columns).
+    fn unseen(
+        &self,
+        sync_id: &str,
+        mapping_id: &str,
+        pending_only: bool,
+        after: &str,
+        limit: u32,
+    ) -> impl Future<Output = Result<Vec<RecordState>>> + Send;
+    /// Writes results in one transaction: the ledger changes, the failures, the progress.
+    fn record(
+        &self,
+        sync_id: &str,
+        writes: &[StateWrite],
+        failures: &[FailureRecord],
+        progress: Progress<'_>,
+    ) -> impl Future<Output = Result<()>> + Send;
+    /// Ends a running sync with `status` (and forgets the ids it received).
+    fn finish_sync(
+        &self,
+        run: &SyncRun,
+        failures: &[FailureRecord],
+        first_failure: u64,
+    ) -> impl Future<Output = Result<()>> + Send;
+    fn get_sync(&self, id: &str) -> impl Future<Output = Result<SyncRun>> + Send;
+    /// Newest first, before `(started_at, id)` when given.
+    fn list_syncs(
+        &self,
+        destination_id: &str,
+        model: Option<&str>,
+        before: Option<(i64, String)>,
+        limit: u32,
+    ) -> impl Future<Output = Result<Vec<SyncRun>>> + Send;
+    /// The sync's failures after sequence number `after`, in order, with their numbers.
+    fn list_sync_failures(
+        &self,
+        sync_id: &str,
+        after: i64,
+        limit: u32,
+    ) -> impl Future<Output = Result<Vec<(i64, FailureRecord)>>> + Send;
+    /// Forgets the ledger of the destination's mappings of `model` (or of `mapping_id` only);
+    /// returns how many entries went.
+    fn reset_sync(
+        &self,
+        destination_id: &str,
+        model: &str,
+        mapping_id: Option<&str>,
+    ) -> impl Future<Output = Result<u64>> + Send;
+    /// The columns the last committed sync of (destination, model) received (JSON), `[]` if none.
+    fn last_columns(
+        &self,
+        destination_id: &str,
+        model: &str,
+    ) -> impl Future<Output = Result<String>> + Send;
+    /// Deletes syncs that started before `before` (not running ones); returns how many.
+    fn prune_syncs(&self, before: i64) -> impl Future<Output = Result<u64>> + Send;
+}
+
+/// The ledger's statements of one dialect.
+pub(super) struct LedgerSql {
+    pub begin: &'static str,
+    pub abandon_expired: &'static str,
+    pub insert_run: &'static str,
+    pub running: &'static str,
+    pub renew: &'static str,
+    pub mark_seen: &'static str,
+    pub states: &'static str,
+    pub unseen: &'static str,
+    pub unseen_pending: &'static str,
+    pub put_state: &'static str,
+    pub remove_state: &'static str,
+    pub insert_failure: &'static str,
+    pub progress: &'static str,
+    pub finish: &'static str,
+    pub forget_seen: &'static str,
+    pub get_run: &'static str,
+    pub list_runs: &'static str,
+    pub list_runs_model: &'static str,
+    pub list_failures: &'static str,
+    pub reset_model: &'static str,
+    pub reset_mapping: &'static str,
+    pub last_columns: &'static str,
+    pub prune: &'static str,
+}
+
+macro_rules! run_columns {
+    () => {
+        "id, destination_id, model, mode, dry_run, status, started_at, ended_at, received, \
+         counts, columns, message"
+    };
+}
+
+/// The statements, with the dialect's fragments: `begin` (as in `sql.rs`) and `ids`, a list of
+/// ids bound as `$2` (SQLite: a JSON array read by `json_each`; PostgreSQL: a `text[]`).
+macro_rules! ledger_stamp {
+    (begin: $begin:literal, ids: $ids:literal $(,)?) => {
+        LedgerSql {
+            begin: $begin,
+            abandon_expired: "UPDATE sync_runs SET status = 'ABANDONED', ended_at = $3, \
+                 message = 'its replica stopped renewing the lease' \
+                 WHERE destination_id = $1 AND model = $2 AND status = 'RUNNING' \
+                 AND heartbeat_at < $4",
+            insert_run: concat!(
+                "INSERT INTO sync_runs (id, destination_id, model, mode, dry_run, status, \
+                 started_at, heartbeat_at) VALUES ($1, $2, $3, $4, $5, 'RUNNING', $6, $6) \
+                 RETURNING ",
+                run_columns!()
+            ),
+            running: "SELECT id FROM sync_runs WHERE destination_id = $1 AND model = $2 \
+                 AND status = 'RUNNING' AND NOT dry_run",
+            renew: "UPDATE sync_runs SET heartbeat_at = $2 WHERE id = $1 AND status = 'RUNNING'",
+            mark_seen: concat!(
+                "INSERT INTO sync_seen (sync_id, record_id) SELECT $1, r FROM ",
+                $ids,
+                " WHERE true ON CONFLICT DO NOTHING RETURNING record_id"
+            ),
+            states: concat!(
+                "SELECT record_id, checksum, status, op, tries, since FROM sync_state \
+                 WHERE mapping_id = $1 AND record_id IN (SELECT r FROM ",
+                $ids,
+                ")"
+            ),
+            unseen: "SELECT record_id, checksum, status, op, tries, since, columns \
+                 FROM sync_state s WHERE mapping_id = $2 AND record_id > $3 AND NOT EXISTS \
+                 (SELECT 1 FROM sync_seen WHERE sync_id = $1 AND record_id = s.record_id) \
+                 ORDER BY record_id LIMIT $4",
+            unseen_pending: "SELECT record_id, checksum, status, op, tries, since, columns \
+                 FROM sync_state s WHERE mapping_id = $2 AND record_id > $3 AND status = 1 \
+                 AND NOT EXISTS \
+                 (SELECT 1 FROM sync_seen WHERE sync_id = $1 AND record_id = s.record_id) \
+                 ORDER BY record_id LIMIT $4",
+            put_state: "INSERT INTO sync_state (mapping_id, record_id, checksum, status, op, \
+                 tries, since, columns) VALUES ($1, $2, $3, $4, $5, $6, $7, $8) \
+                 ON CONFLICT (mapping_id, record_id) DO UPDATE SET checksum = excluded.checksum, \
+                 status = excluded.status, op = excluded.op, tries = excluded.tries, \
+                 since = excluded.since, columns = excluded.columns",
+            remove_state: "DELETE FROM sync_state WHERE mapping_id = $1 AND record_id = $2",
+            insert_failure: "INSERT INTO sync_failures (sync_id, seq, record_id, mapping_id, \
+                 status, code, pointer, message, message_id, event_json) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+            progress: "UPDATE sync_runs SET received = $2, counts = $3 WHERE id = $1",
+            finish: "UPDATE sync_runs SET status = $2, ended_at = $3, received = $4, \
+                 counts = $5, columns = $6, message = $7 WHERE id = $1 AND status = 'RUNNING'",
+            forget_seen: "DELETE FROM sync_seen WHERE sync_id = $1",
+            get_run: concat!("SELECT ", run_columns!(), " FROM sync_runs WHERE id = $1"),
+            list_runs: concat!(
+                "SELECT ",
+                run_columns!(),
+                " FROM sync_runs WHERE destination_id = $1 AND (started_at, id) < ($2, $3) \
+                 ORDER BY started_at DESC, id DESC LIMIT $4"
+            ),
+            list_runs_model: concat!(
+                "SELECT ",
+                run_columns!(),
+                " FROM sync_runs WHERE destination_id = $1 AND (started_at, id) < ($2, $3) \
+                 AND model = $5 ORDER BY started_at DESC, id DESC LIMIT $4"
+            ),
+            list_failures: "SELECT seq, record_id, mapping_id, status, code, pointer, message, \
+                 message_id, event_json FROM sync_failures WHERE sync_id = $1 AND seq > $2 \
+                 ORDER BY seq LIMIT $3",
+            reset_model: "DELETE FROM sync_state WHERE mapping_id IN \
+                 (SELECT id FROM mappings WHERE destination_id = $1 AND model = $2)",
+            reset_mapping: "DELETE FROM sync_state WHERE mapping_id IN \
+                 (SELECT id FROM mappings WHERE destination_id = $1 AND model = $2 AND id = $3)",
+            last_columns: "SELECT columns FROM sync_runs WHERE destination_id = $1 \
+                 AND model = $2 AND NOT dry_run AND status IN ('COMPLETED', \
+                 'COMPLETED_WITH_FAILURES') ORDER BY started_at DESC, id DESC LIMIT 1",
+            prune: "DELETE FROM sync_runs WHERE started_at < $1 AND status <> 'RUNNING'",
+        }
+    };
+}
+
+pub(super) const SQLITE: LedgerSql = ledger_stamp!(
+    begin: "BEGIN IMMEDIATE",
+    ids: "(SELECT value AS r FROM json_each($2)) AS ids",
+);
+
+pub(super) const POSTGRES: LedgerSql = ledger_stamp!(
+    begin: "BEGIN",
+    ids: "unnest($2::text[]) AS ids (r)",
+);
+
+/// A row of `sync_state` as selected.
+pub(super) type StateRow = (String, Vec<u8>, i64, i64, i64, i64);
+
+pub(super) fn state_of(row: StateRow, columns: Option<Vec<u8>>) -> RecordState {
+    let (record_id, checksum, status, op, tries, since) = row;
+    RecordState {
+        record_id,
+        checksum,
+        status: Settled::from_i64(status),
+        op: op_of(op),
+        tries: u32::try_from(tries).unwrap_or(u32::MAX),
+        since,
+        columns,
+    }
+}
+
+/// A row of `sync_runs` as selected.
+pub(super) type RunRow = (
+    String,
+    String,
+    String,
+    String,
+    bool,
+    String,
+    i64,
+    Option<i64>,
+    i64,
+    String,
+    String,
+    String,
+);
+
+pub(super) fn run_of(row: RunRow) -> SyncRun {
+    let (
+        id,
+        destination_id,
+        model,
+        mode,
+        dry_run,
+        status,
+        started_at,
+        ended_at,
+        received,
+        counts,
+        columns,
+        message,
+    ) = row;
+    SyncRun {
+        id,
+        destination_id,
+        model,
+        mode: SyncMode::parse(&mode),
+        dry_run,
+        status: SyncStatus::parse(&status),
+        started_at,
+        ended_at,
+        received: received as u64,
+        counts,
+        columns,
+        message,
+    }
+}
+
+pub(super) fn put_params(state: &RecordState) -> (i64, i64, i64) {
+    (
+        state.status as i64,
+        op_code(state.op),
+        i64::from(state.tries),
+    )
+}
+
+/// `ledger_store!(Store, Database, statements, ids)` implements [`Ledger`] for `Store` (as
+/// `sql_store!` does [`super::Store`]); `ids` turns `&[&str]` into the dialect's id list.
+macro_rules! ledger_store {
+    ($store:ident, $db:ty, $statements:expr, $ids:path $(,)?) => {
+        impl $store {
+            const LEDGER: &'static $crate::store::ledger::LedgerSql = &$statements;
+
+            /// A ledger write: a transaction of its own, without a version bump.
+            async fn begin_ledger(
+                &self,
+            ) -> $crate::store::Result<$crate::store::shared::Write<$db>> {
+                let mut conn = self.pool.acquire().await.map_err(Self::error)?;
+                sqlx::raw_sql(Self::LEDGER.begin)
+                    .execute(&mut *conn)
+                    .await
+                    .map_err(Self::error)?;
+                Ok($crate::store::shared::Write {
+                    conn,
+                    version: 0,
+                    done: false,
+                })
+            }
+
+            async fn end_ledger<T>(
+                mut tx: $crate::store::shared::Write<$db>,
+                result: $crate::store::Result<T>,
+            ) -> $crate::store::Result<T> {
+                let end = match result {
+                    Ok(_) => $crate::store::sql::COMMIT,
+                    Err(_) => $crate::store::sql::ROLLBACK,
+                };
+                let ended = sqlx::raw_sql(end).execute(tx.conn()).await;
+                match (result, ended) {
+                    (Ok(v), Ok(_)) => {
+                        tx.done = true;
+                        Ok(v)
+                    }
+                    (Ok(_), Err(e)) => Err(Self::error(e)),
+                    (Err(e), ended) => {
+                        tx.done = ended.is_ok();
+                        Err(e)
+                    }
+                }
+            }
+
+            async fn insert_failures(
+                conn: &mut <$db as sqlx::Database>::Connection,
+                sync_id: &str,
+                failures: &[$crate::store::ledger::FailureRecord],
+                first: u64,
+            ) -> $crate::store::Result<()> {
+                for (k, f) in failures.iter().enumerate() {
+                    sqlx::query(Self::LEDGER.insert_failure)
+                        .bind(sync_id)
+                        .bind((first + k as u64) as i64)
+                        .bind(&f.record_id)
+                        .bind(&f.mapping_id)
+                        .bind(&f.status)
+                        .bind(&f.code)
+                        .bind(&f.pointer)
+                        .bind(&f.message)
+                        .bind(&f.message_id)
+                        .bind(&f.event_json)
+                        .execute(&mut *conn)
+                        .await
+                        .map_err(Self::error)?;
+                }
+                Ok(())
+            }
+        }
+
+        impl $crate::store::ledger::Ledger for $store {
+            async fn start_sync(
+                &self,
+                new: &$crate::store::ledger::NewSync,
+            ) -> $crate::store::Result<std::result::Result<$crate::store::ledger::SyncRun, String>>
+            {
+                let id = $crate::store::new_id("sy_")?;
+                let tx = self.begin_ledger().await?;
+                let mut tx = tx;
+                let result = async {
+                    sqlx::query(Self::LEDGER.abandon_expired)
+                        .bind(&new.destination_id)
+                        .bind(&new.model)
+                        .bind(new.now)
+                        .bind(new.now - new.lease)
+                        .execute(tx.conn())
+                        .await
+                        .map_err(Self::error)?;
+                    if !new.dry_run {
+                        let running: Option<(String,)> = sqlx::query_as(Self::LEDGER.running)
+                            .bind(&new.destination_id)
+                            .bind(&new.model)
+                            .fetch_optional(tx.conn())
+                            .await
+                            .map_err(Self::error)?;
+                        if let Some((running,)) = running {
+                            return Ok(Err(running));
+                        }
+                    }
+                    let row: $crate::store::ledger::RunRow =
+                        sqlx::query_as(Self::LEDGER.insert_run)
+                            .bind(&id)
+                            .bind(&new.destination_id)
+                            .bind(&new.model)
+                            .bind(new.mode.as_str())
+                            .bind(new.dry_run)
+                            .bind(new.now)
+                            .fetch_one(tx.conn())
+                            .await
+                            .map_err(|e| {
+                                // Another replica's insert won the race for the lock.
+                                if e.as_database_error()
+                                    .is_some_and(|d| d.is_unique_violation())
+                                {
+                                    $crate::store::StoreError::Unavailable(
+                                        "another sync of this model started at the same time"
+                                            .into(),
+                                    )
+                                } else {
+                                    Self::error(e)
+                                }
+                            })?;
+                    Ok(Ok($crate::store::ledger::run_of(row)))
+                }
+                .await;
+                Self::end_ledger(tx, result).await
+            }
+
+            async fn renew_sync(&self, sync_id: &str, now: i64) -> $crate::store::Result<bool> {
+                let done = sqlx::query(Self::LEDGER.renew)
+                    .bind(sync_id)
+                    .bind(now)
+                    .execute(&self.pool)
+                    .await
+                    .map_err(Self::error)?;
+                Ok(done.rows_affected() > 0)
+            }
+
+            async fn mark_seen(
+                &self,
+                sync_id: &str,
+                ids: &[&str],
+            ) -> $crate::store::Result<Vec<String>> {
+                if ids.is_empty() {
+                    return Ok(Vec::new());
+                }
+                let rows: Vec<(String,)> = sqlx::query_as(Self::LEDGER.mark_seen)
+                    .bind(sync_id)
+                    .bind($ids(ids))
+                    .fetch_all(&self.pool)
+                    .await
+                    .map_err(Self::error)?;
+                Ok(rows.into_iter().map(|(r,)| r).collect())
+            }
+
+            async fn states(
+                &self,
+                mapping_id: &str,
+                ids: &[&str],
+            ) -> $crate::store::Result<Vec<$crate::store::ledger::RecordState>> {
+                if ids.is_empty() {
+                    return Ok(Vec::new());
+                }
+                let rows: Vec<$crate::store::ledger::StateRow> =
+                    sqlx::query_as(Self::LEDGER.states)
+                        .bind(mapping_id)
+                        .bind($ids(ids))
+                        .fetch_all(&self.pool)
+                        .await
+                        .map_err(Self::error)?;
+                Ok(rows
+                    .into_iter()
+                    .map(|r| $crate::store::ledger::state_of(r, None))
+                    .collect())
+            }
+
+            async fn unseen(
+                &self,
+                sync_id: &str,
+                mapping_id: &str,
+                pending_only: bool,
+                after: &str,
+                limit: u32,
+            ) -> $crate::store::Result<Vec<$crate::store::ledger::RecordState>> {
+                let sql = match pending_only {
+                    true => Self::LEDGER.unseen_pending,
+                    false => Self::LEDGER.unseen,
+                };
+                let rows: Vec<(String, Vec<u8>, i64, i64, i64, i64, Option<Vec<u8>>)> =
+                    sqlx::query_as(sql)
+                        .bind(sync_id)
+                        .bind(mapping_id)
+                        .bind(after)
+                        .bind(i64::from(limit))
+                        .fetch_all(&self.pool)
+                        .await
+                        .map_err(Self::error)?;
+                Ok(rows
+                    .into_iter()
+                    .map(|(a, b, c, d, e, f, columns)| {
+                        $crate::store::ledger::state_of((a, b, c, d, e, f), columns)
+                    })
+                    .collect())
+            }
+
+            async fn record(
+                &self,
+                sync_id: &str,
+                writes: &[$crate::store::ledger::StateWrite],
+                failures: &[$crate::store::ledger::FailureRecord],
+                progress: $crate::store::ledger::Progress<'_>,
+            ) -> $crate::store::Result<()> {
+                let mut tx = self.begin_ledger().await?;
+                let result = async {
+                    for w in writes {
+                        match w {
+                            $crate::store::ledger::StateWrite::Put { mapping_id, state } => {
+                                let (status, op, tries) = $crate::store::ledger::put_params(state);
+                                sqlx::query(Self::LEDGER.put_state)
+                                    .bind(mapping_id)
+                                    .bind(&state.record_id)
+                                    .bind(&state.checksum)
+                                    .bind(status)
+                                    .bind(op)
+                                    .bind(tries)
+                                    .bind(state.since)
+                                    .bind(&state.columns)
+                                    .execute(tx.conn())
+                                    .await
+                                    .map_err(Self::error)?;
+                            }
+                            $crate::store::ledger::StateWrite::Remove {
+                                mapping_id,
+                                record_id,
+                            } => {
+                                sqlx::query(Self::LEDGER.remove_state)
+                                    .bind(mapping_id)
+                                    .bind(record_id)
+                                    .execute(tx.conn())
+                                    .await
+                                    .map_err(Self::error)?;
+                            }
+                        }
+                    }
+                    Self::insert_failures(tx.conn(), sync_id, failures, progress.first_failure)
+                        .await?;
+                    sqlx::query(Self::LEDGER.progress)
+                        .bind(sync_id)
+                        .bind(progress.received as i64)
+                        .bind(progress.counts)
+                        .execute(tx.conn())
+                        .await
+                        .map_err(Self::error)?;
+                    Ok(())
+                }
+                .await;
+                Self::end_ledger(tx, result).await
+            }
+
+            async fn finish_sync(
+                &self,
+                run: &$crate::store::ledger::SyncRun,
+                failures: &[$crate::store::ledger::FailureRecord],
+                first_failure: u64,
+            ) -> $crate::store::Result<()> {
+                let mut tx = self.begin_ledger().await?;
+                let result = async {
+                    Self::insert_failures(tx.conn(), &run.id, failures, first_failure).await?;
+                    sqlx::query(Self::LEDGER.finish)
+                        .bind(&run.id)
+                        .bind(run.status.as_str())
+                        .bind(run.ended_at)
+                        .bind(run.received as i64)
+                        .bind(&run.counts)
+                        .bind(&run.columns)
+                        .bind(&run.message)
+                        .execute(tx.conn())
+                        .await
+                        .map_err(Self::error)?;
+                    sqlx::query(Self::LEDGER.forget_seen)
+                        .bind(&run.id)
+                        .execute(tx.conn())
+                        .await
+                        .map_err(Self::error)?;
+                    Ok(())
+                }
+                .await;
+                Self::end_ledger(tx, result).await
+            }
+
+            async fn get_sync(
+                &self,
+                id: &str,
+            ) -> $crate::store::Result<$crate::store::ledger::SyncRun> {
+                let row: Option<$crate::store::ledger::RunRow> =
+                    sqlx::query_as(Self::LEDGER.get_run)
+                        .bind(id)
+                        .fetch_optional(&self.pool)
+                        .await
+                        .map_err(Self::error)?;
+                row.map($crate::store::ledger::run_of).ok_or_else(|| {
+                    $crate::store::StoreError::not_found($crate::store::Kind::Sync, id)
+                })
+            }
+
+            async fn list_syncs(
+                &self,
+                destination_id: &str,
+                model: Option<&str>,
+                before: Option<(i64, String)>,
+                limit: u32,
+            ) -> $crate::store::Result<Vec<$crate::store::ledger::SyncRun>> {
+                let (at, id) = before.unwrap_or((i64::MAX, String::new()));
+                let sql = match model {
+                    Some(_) => Self::LEDGER.list_runs_model,
+                    None => Self::LEDGER.list_runs,
+                };
+                let mut q = sqlx::query_as(sql)
+                    .bind(destination_id)
+                    .bind(at)
+                    .bind(id)
+                    .bind(i64::from(limit));
+                if let Some(m) = model {
+                    q = q.bind(m);
+                }
+                let rows: Vec<$crate::store::ledger::RunRow> =
+                    q.fetch_all(&self.pool).await.map_err(Self::error)?;
+                Ok(rows
+                    .into_iter()
+                    .map($crate::store::ledger::run_of)
+                    .collect())
+            }
+
+            async fn list_sync_failures(
+                &self,
+                sync_id: &str,
+                after: i64,
+                limit: u32,
+            ) -> $crate::store::Result<Vec<(i64, $crate::store::ledger::FailureRecord)>> {
+                #[allow(clippy::type_complexity)]
+                let rows: Vec<(
+                    i64,
+                    String,
+                    String,
+                    String,
+                    String,
+                    String,
+                    String,
+                    Option<String>,
+                    Option<String>,
+                )> = sqlx::query_as(Self::LEDGER.list_failures)
+                    .bind(sync_id)
+                    .bind(after)
+                    .bind(i64::from(limit))
+                    .fetch_all(&self.pool)
+                    .await
+                    .map_err(Self::error)?;
+                Ok(rows
+                    .into_iter()
+                    .map(
+                        |(
+                            seq,
+                            record_id,
+                            mapping_id,
+                            status,
+                            code,
+                            pointer,
+                            message,
+                            message_id,
+                            event_json,
+                        )| {
+                            (
+                                seq,
+                                $crate::store::ledger::FailureRecord {
+                                    record_id,
+                                    mapping_id,
+                                    status,
+                                    code,
+                                    pointer,
+                                    message,
+                                    message_id,
+                                    event_json,
+                                },
+                            )
+                        },
+                    )
+                    .collect())
+            }
+
+            async fn reset_sync(
+                &self,
+                destination_id: &str,
+                model: &str,
+                mapping_id: Option<&str>,
+            ) -> $crate::store::Result<u64> {
+                let q = match mapping_id {
+                    Some(m) => sqlx::query(Self::LEDGER.reset_mapping)
+                        .bind(destination_id)
+                        .bind(model)
+                        .bind(m),
+                    None => sqlx::query(Self::LEDGER.reset_model)
+                        .bind(destination_id)
+                        .bind(model),
+                };
+                let done = q.execute(&self.pool).await.map_err(Self::error)?;
+                Ok(done.rows_affected())
+            }
+
+            async fn last_columns(
+                &self,
+                destination_id: &str,
+                model: &str,
+            ) -> $crate::store::Result<String> {
+                let row: Option<(String,)> = sqlx::query_as(Self::LEDGER.last_columns)
+                    .bind(destination_id)
+                    .bind(model)
+                    .fetch_optional(&self.pool)
+                    .await
+                    .map_err(Self::error)?;
+                Ok(row.map(|(c,)| c).unwrap_or_else(|| "[]".into()))
+            }
+
+            async fn prune_syncs(&self, before: i64) -> $crate::store::Result<u64> {
+                let done = sqlx::query(Self::LEDGER.prune)
+                    .bind(before)
+                    .execute(&self.pool)
+                    .await
+                    .map_err(Self::error)?;
+                Ok(done.rows_affected())
+            }
+        }
+    };
+}
+
+pub(super) use ledger_store;
