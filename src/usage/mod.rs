@@ -213,6 +213,8 @@ struct Entry {
     /// Bumped by every record; a flush clears `dirty` only if none came since it read.
     generation: u64,
     dirty: bool,
+    /// `users` gained a register since the last flush (else a flush sends no sketch).
+    users_dirty: bool,
 }
 
 impl Meter {
@@ -241,6 +243,7 @@ impl Meter {
         }
         e.generation += 1;
         e.dirty |= changed || !tally.counts.is_zero();
+        e.users_dirty |= changed;
     }
 
     /// What a flush should write: every entry recorded into since the last flush.
@@ -252,7 +255,7 @@ impl Meter {
                 destination_id: d.clone(),
                 month: *m,
                 counts: e.counts,
-                users: Some(e.users.clone()),
+                users: e.users_dirty.then(|| e.users.clone()),
                 generation: e.generation,
             })
             .collect()
@@ -268,6 +271,7 @@ impl Meter {
                 e.counts.sub(d.counts);
                 if e.generation == d.generation {
                     e.dirty = false;
+                    e.users_dirty = false;
                 }
             }
         }
@@ -393,5 +397,13 @@ mod tests {
         meter.flushed(&second);
         assert!(meter.pending().is_empty());
         assert_eq!(meter.local("dst_a", m).unwrap().counts, Counts::default());
+        // Calls of users already flushed: counts to add, no sketch to send.
+        meter.record("dst_a", m, &tally(1, &[1 << 60]));
+        let third = meter.pending();
+        assert_eq!(third[0].counts.calls, 1);
+        assert!(
+            third[0].users.is_none(),
+            "no new register since the last flush"
+        );
     }
 }
