@@ -356,6 +356,45 @@ mod tests {
         }
     }
 
+    /// `user_hash` reads the event as `spec::event` writes it, for every action: the userId,
+    /// else the anonymousId (a test may use any layer).
+    #[test]
+    fn the_user_of_every_action_as_rendered() {
+        use crate::mapping::{Mapping, Row};
+        for action in ["track", "identify", "page", "screen", "group"] {
+            let mut fields = serde_json::json!({
+                "user_id": {"@path": "$.properties.u"},
+                "anonymous_id": {"@path": "$.properties.a"},
+                "timestamp": {"@literal": "2026-12-01T00:00:00Z"}
+            });
+            match action {
+                "track" => fields["event_name"] = serde_json::json!({"@literal": "E"}),
+                "group" => fields["group_id"] = serde_json::json!({"@literal": "g"}),
+                _ => {}
+            }
+            let doc = serde_json::json!({
+                "name": "m", "model": "m", "action": action, "fields": fields
+            });
+            let m = Mapping::from_json(doc.to_string().as_bytes(), None).unwrap();
+            let render = |columns: serde_json::Value| {
+                let row = serde_json::json!({"id": "r", "op": "added", "columns": columns});
+                let row = Row::from_json(row.to_string().as_bytes()).unwrap();
+                let mut out = Vec::new();
+                assert!(m.render(&row, &mut out).accepted(), "{action}");
+                user_hash(&out)
+            };
+            let user = render(serde_json::json!({"u": "x\"1", "a": "anon-1"}));
+            assert_eq!(user, Some(hash(br#""x\"1""#)), "{action}");
+            let anon = render(serde_json::json!({"a": "anon-1"}));
+            assert!(anon.is_some() && anon != user, "{action}");
+            assert_eq!(
+                anon,
+                render(serde_json::json!({"u": "", "a": "anon-1"})),
+                "{action}"
+            );
+        }
+    }
+
     #[test]
     fn new_users_is_the_union_minus_the_month() {
         let ids = |r: std::ops::Range<u32>| r.map(|i| hash(format!("\"u{i}\"").as_bytes()));
