@@ -100,6 +100,17 @@ fn peak_rss_kib(pid: u32) -> Option<u64> {
         .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
 }
 
+/// The process's user + system CPU time in seconds (`/proc/<pid>/stat` fields 14 and 15, in
+/// USER_HZ = 100 ticks per second on Linux).
+fn cpu_seconds(pid: u32) -> Option<f64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let rest = &stat[stat.rfind(')')? + 1..];
+    let mut fields = rest.split_whitespace().skip(11);
+    let user: u64 = fields.next()?.parse().ok()?;
+    let system: u64 = fields.next()?.parse().ok()?;
+    Some((user + system) as f64 / 100.0)
+}
+
 struct Server(Child);
 
 impl Drop for Server {
@@ -216,6 +227,7 @@ async fn main() {
     );
 
     let queue = Arc::new(std::sync::Mutex::new(requests.into_iter()));
+    let cpu_before = cpu_seconds(pid);
     let start = Instant::now();
     let mut workers = Vec::new();
     for _ in 0..concurrency {
@@ -246,6 +258,9 @@ async fn main() {
     latencies.sort();
     let pct = |p: f64| latencies[((latencies.len() as f64 * p) as usize).min(latencies.len() - 1)];
     let rss = peak_rss_kib(pid);
+    let cpu = cpu_seconds(pid)
+        .zip(cpu_before)
+        .map(|(after, before)| after - before);
     let rows = (total_requests * rows_per_request) as f64;
     println!(
         "loadgen: {total_requests} requests x {rows_per_request} rows, concurrency {concurrency}"
@@ -268,6 +283,13 @@ async fn main() {
     match rss {
         Some(kib) => println!("loadgen: service peak RSS {:.1} MB", kib as f64 / 1024.0),
         None => println!("loadgen: service peak RSS unknown (no /proc)"),
+    }
+    // CPU per row is steadier than rows/s on a machine shared with other work.
+    if let Some(cpu) = cpu {
+        println!(
+            "loadgen: service CPU {cpu:.2} s: {:.2} us per row",
+            cpu * 1e6 / rows
+        );
     }
     drop(server);
 }

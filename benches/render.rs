@@ -148,5 +148,44 @@ fn gzip(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, render, from_json, gzip);
+/// What counting usage adds per delivered event (issue #15): a 1,000-event slice of rendered
+/// track events, each one's user read from its bytes and hashed, then recorded into the meter
+/// under one lock (what `delivery::deliver` does once per slice). Throughput per event.
+fn usage(c: &mut Criterion) {
+    use segment_connections::usage::{Counts, Meter, Month, Tally, user_hash};
+    let w = workload();
+    let rows = rows();
+    let m = mapping(&w, "track");
+    let mut arena = Vec::new();
+    let mut spans = Vec::new();
+    for row in &rows {
+        let start = arena.len();
+        assert!(m.render(row, &mut arena).accepted());
+        spans.push(start..arena.len());
+    }
+    assert!(spans.iter().all(|s| user_hash(&arena[s.clone()]).is_some()));
+    let meter = Meter::new();
+    let month = Month::now();
+    let mut group = c.benchmark_group("usage");
+    group.throughput(Throughput::Elements(ROWS as u64));
+    group.bench_function("slice_of_1000", |b| {
+        b.iter(|| {
+            let mut tally = Tally {
+                counts: Counts {
+                    calls: ROWS as u64,
+                    batches: 1,
+                    bytes: arena.len() as u64,
+                },
+                users: Vec::with_capacity(ROWS),
+            };
+            for s in &spans {
+                tally.users.extend(user_hash(&arena[s.clone()]));
+            }
+            meter.record("dst_1", month, &tally);
+        })
+    });
+    group.finish();
+}
+
+criterion_group!(benches, render, from_json, gzip, usage);
 criterion_main!(benches);

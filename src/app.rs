@@ -30,6 +30,10 @@ type Service = ConnectionsServer<ConnectionsService<AnyStore>>;
 const CHANGE_POLL: Duration = Duration::from_millis(500);
 /// After the drain, how long closing connections may take (answers still being written).
 const SHUTDOWN_FLUSH: Duration = Duration::from_secs(1);
+/// How often the usage counted in memory is written to the store.
+const USAGE_FLUSH: Duration = Duration::from_secs(5);
+/// How long the last usage flush, at shutdown, may wait on the store.
+const USAGE_FINAL_FLUSH: Duration = Duration::from_secs(5);
 
 /// A built server: store open and migrated, port bound, not yet serving.
 pub struct App {
@@ -117,6 +121,21 @@ impl App {
             crate::store::watch_changes(store.clone(), CHANGE_POLL, move |_| cache.invalidate());
         let connections =
             ConnectionsServer::new(service).max_decoding_message_size(settings.max_request_bytes);
+        // Usage is counted in memory and flushed to the store every few seconds (and once more
+        // at shutdown, below), never a write per call.
+        let usage_flusher = {
+            let delivery = delivery.clone();
+            tokio::spawn(async move {
+                let mut tick = tokio::time::interval(USAGE_FLUSH);
+                tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+                loop {
+                    tick.tick().await;
+                    if let Err(e) = delivery.flush_usage().await {
+                        tracing::warn!(error = %e, "usage flush failed; kept for the next");
+                    }
+                }
+            })
+        };
 
         // Every service but health needs a token when tokens are configured.
         let auth = BearerAuth::new(settings.auth_tokens.iter().map(|t| t.0.as_str()));
@@ -234,6 +253,12 @@ impl App {
             task.await.ok();
         }
         watcher.abort();
+        usage_flusher.abort();
+        match tokio::time::timeout(USAGE_FINAL_FLUSH, delivery.flush_usage()).await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => tracing::warn!(error = %e, "usage not flushed at shutdown"),
+            Err(_) => tracing::warn!("usage not flushed at shutdown: the store did not answer"),
+        }
         store.close().await;
         tracing::info!("stopped");
         Ok(())

@@ -23,7 +23,7 @@
 //! | `sender` | the Tracking API sender: batches, retries, HTTP, the write key | below |
 //! | `limits` | request and row limits | below |
 //! | `spec` | the Segment Spec: actions, fields, the event, its limits | below |
-//! | `metrics`, `telemetry`, `issue`, `json` | leaves: metric names, tracing, per-row issues, JavaScript-compatible JSON | nothing |
+//! | `metrics`, `telemetry`, `issue`, `json`, `usage` | leaves: metric names, tracing, per-row issues, JavaScript-compatible JSON, usage (calls, bytes, the users' sketch) | nothing |
 
 // Items are `pub(crate)` unless something outside the crate (the binary, tests, benches) uses them.
 #![warn(unreachable_pub)]
@@ -44,6 +44,7 @@ pub mod spec;
 pub mod store;
 pub mod sync;
 pub mod telemetry;
+pub mod usage;
 
 /// The layers of the table above, top first: a module may use only those after it.
 #[cfg(test)]
@@ -60,7 +61,7 @@ const LAYERS: &[&[&str]] = &[
     &["sender"],
     &["limits"],
     &["spec"],
-    &["metrics", "telemetry", "issue", "json"],
+    &["metrics", "telemetry", "issue", "json", "usage"],
 ];
 
 #[cfg(test)]

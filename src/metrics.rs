@@ -102,6 +102,12 @@ pub(crate) const BATCH_BYTES: &str = "segment_connections_batch_bytes";
 /// unless `--upstream-gzip false`).
 pub(crate) const UPSTREAM_BYTES: &str = "segment_connections_upstream_bytes_total";
 
+/// Tracking API calls (events delivered: Segment bills each as one API call) by
+/// `destination_id` (a bounded label: destinations are few, each an id).
+pub(crate) const USAGE_CALLS: &str = "segment_connections_usage_calls_total";
+/// Bytes of the batch bodies that delivered them (before compression), by `destination_id`.
+pub(crate) const USAGE_BYTES: &str = "segment_connections_usage_bytes_total";
+
 const DURATION_BUCKETS: &[f64] = &[
     0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
 ];
@@ -247,6 +253,15 @@ fn describe() {
     );
     describe_gauge!(UPSTREAM_IN_FLIGHT, "Tracking API requests in progress");
     describe_counter!(UPSTREAM_RETRIES, "Tracking API retries");
+    describe_counter!(
+        USAGE_CALLS,
+        "Tracking API calls (events delivered) by destination"
+    );
+    describe_counter!(
+        USAGE_BYTES,
+        Unit::Bytes,
+        "bytes of the batches that delivered them, by destination"
+    );
     describe_histogram!(BATCH_EVENTS, "events per batch");
     describe_histogram!(
         BATCH_BYTES,
@@ -631,6 +646,13 @@ pub fn record_retry() {
 pub fn record_batch(events: usize, bytes: usize) {
     histogram!(BATCH_EVENTS).record(events as f64);
     histogram!(BATCH_BYTES).record(bytes as f64);
+}
+
+/// Events a destination was delivered (API calls) and the bytes of their batches.
+pub fn record_usage(destination_id: &str, calls: u64, bytes: u64) {
+    let d = destination_id.to_owned();
+    counter!(USAGE_CALLS, "destination_id" => d.clone()).increment(calls);
+    counter!(USAGE_BYTES, "destination_id" => d).increment(bytes);
 }
 
 /// One attempt's request body, as sent.

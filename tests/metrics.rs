@@ -325,6 +325,23 @@ async fn delivery_metrics_count_what_happened() {
     assert_eq!(at("segment_connections_upstream_retries_total"), 2.0);
     assert_eq!(at("segment_connections_batch_events_count"), 1.0);
     assert_eq!(at("segment_connections_batch_events_sum"), 3.0);
+    // Usage by destination: three API calls, the delivered batch's bytes.
+    let calls = format!(
+        r#"segment_connections_usage_calls_total{{destination_id="{}"}}"#,
+        d.id
+    );
+    assert_eq!(at(&calls), 3.0);
+    let bytes = format!(
+        r#"segment_connections_usage_bytes_total{{destination_id="{}"}}"#,
+        d.id
+    );
+    let sent: usize = fake
+        .requests()
+        .iter()
+        .filter(|r| r.status == 200)
+        .map(|r| r.bytes)
+        .sum();
+    assert_eq!(at(&bytes), sent as f64);
 }
 
 /// A stream that ends with an error still counts what it delivered: the rows of its accepted

@@ -16,6 +16,7 @@ use segment_connections::store::{
 };
 
 use common::pg::TestDb;
+use segment_connections::usage::{Counts, Delta, Meter, Month, Sketch, Tally, Usage, hash};
 
 /// Where a case's store lives; each case may open it several times (as several replicas, or
 /// after a restart with other keys).
@@ -45,6 +46,24 @@ impl Backend {
 
     async fn open(&self, keys: &str) -> AnyStore {
         self.try_open(keys).await.unwrap()
+    }
+
+    /// Runs `sql` behind the store's back.
+    async fn execute(&self, sql: &str) {
+        use sqlx::{Connection as _, Executor as _};
+        let sql = sqlx::AssertSqlSafe(sql.to_owned());
+        match self {
+            Backend::Sqlite(dir) => {
+                let url = format!("sqlite://{}", dir.path().join("c.db").display());
+                let mut conn = sqlx::SqliteConnection::connect(&url).await.unwrap();
+                conn.execute(sql).await.unwrap();
+                conn.close().await.unwrap();
+            }
+            Backend::Postgres(db) => {
+                let mut conn = db.connect().await;
+                conn.execute(sql).await.unwrap();
+            }
+        }
     }
 }
 
@@ -122,9 +141,148 @@ suite!(
     rotation_reencrypts_under_the_newest_key,
     start_up_refuses_keys_that_cannot_open_stored_write_keys,
     watch_changes_calls_back_on_writes_from_any_replica,
+    usage_of_replicas_flushing_at_once_adds_up_and_merges,
+    an_unreadable_stored_sketch_is_counted_afresh,
 );
 
 // === the cases ===
+
+/// What a replica counted: `calls` events of users `u{first}..u{first + users}`, in one batch.
+fn usage_delta(
+    destination_id: &str,
+    month: Month,
+    calls: u64,
+    users: std::ops::Range<u32>,
+) -> Vec<Delta> {
+    let meter = Meter::new();
+    let tally = Tally {
+        counts: Counts {
+            calls,
+            batches: 1,
+            bytes: calls * 300,
+        },
+        users: users
+            .map(|i| hash(format!("\"u{i}\"").as_bytes()))
+            .collect(),
+    };
+    meter.record(destination_id, month, &tally);
+    meter.pending()
+}
+
+/// Two replicas flush the same destination's month at once, many times: every count is added,
+/// and the users are the union of both replicas' sketches (none lost to a concurrent flush).
+/// A catalog change it is not: no version moves.
+async fn usage_of_replicas_flushing_at_once_adds_up_and_merges(b: &Backend) {
+    let (a, c) = (Arc::new(b.open(key()).await), Arc::new(b.open(key()).await));
+    let d = a
+        .create_destination(new_destination("prod", "k-1"))
+        .await
+        .unwrap();
+    let month = Month::parse("2026-12").unwrap();
+    let version = a.catalog_version().await.unwrap();
+    assert_eq!(a.usage(&d.id, month).await.unwrap(), Usage::default());
+
+    // Replica a counts users 0..3000, replica c 2000..5000, in 20 flushes each, side by side.
+    let flushes = |s: Arc<AnyStore>, first: u32| {
+        let id = d.id.clone();
+        tokio::spawn(async move {
+            for k in 0..20u32 {
+                let from = first + k * 150;
+                s.add_usage(&usage_delta(&id, month, 10, from..from + 150))
+                    .await
+                    .unwrap();
+            }
+        })
+    };
+    let (x, y) = (flushes(a.clone(), 0), flushes(c.clone(), 2000));
+    x.await.unwrap();
+    y.await.unwrap();
+
+    let total = c.usage(&d.id, month).await.unwrap();
+    assert_eq!(
+        total.counts,
+        Counts {
+            calls: 400,
+            batches: 40,
+            bytes: 400 * 300
+        }
+    );
+    let mut union = Sketch::new();
+    for i in 0..5000u32 {
+        union.insert_hash(hash(format!("\"u{i}\"").as_bytes()));
+    }
+    assert_eq!(
+        total.users, union,
+        "register-wise max of both replicas' sketches"
+    );
+    let users = total.users.estimate();
+    assert!((4900..=5100).contains(&users), "{users}");
+    assert_eq!(
+        a.usage(&d.id, month).await.unwrap(),
+        total,
+        "every replica reads the same"
+    );
+    assert_eq!(
+        a.catalog_version().await.unwrap(),
+        version,
+        "usage is no catalog write"
+    );
+
+    // Other months and destinations are apart; unknown ones are NotFound; a flush for a
+    // destination deleted meanwhile is dropped, and the deletion takes its usage along.
+    let other = Month::parse("2026-11").unwrap();
+    assert_eq!(a.usage(&d.id, other).await.unwrap(), Usage::default());
+    assert!(matches!(
+        a.usage("dst_nope", month).await,
+        Err(StoreError::NotFound {
+            kind: Kind::Destination,
+            ..
+        })
+    ));
+    a.add_usage(&usage_delta("dst_nope", month, 5, 0..5))
+        .await
+        .unwrap();
+    a.delete_destination(&d.id).await.unwrap();
+    a.add_usage(&usage_delta(&d.id, month, 5, 0..5))
+        .await
+        .unwrap();
+    assert!(matches!(
+        a.usage(&d.id, month).await,
+        Err(StoreError::NotFound { .. })
+    ));
+}
+
+/// A stored sketch that is not one (a bad disk, a hand edit) reads as empty, and the next flush
+/// replaces it; the counters are kept.
+async fn an_unreadable_stored_sketch_is_counted_afresh(b: &Backend) {
+    let s = b.open(key()).await;
+    let d = s
+        .create_destination(new_destination("prod", "k-1"))
+        .await
+        .unwrap();
+    let month = Month::parse("2026-12").unwrap();
+    s.add_usage(&usage_delta(&d.id, month, 7, 0..100))
+        .await
+        .unwrap();
+    b.execute(&format!(
+        "UPDATE destination_usage SET users_sketch = {} WHERE destination_id = '{}'",
+        match b {
+            Backend::Sqlite(_) => "X'DEADBEEF'",
+            Backend::Postgres(_) => "'\\xdeadbeef'::bytea",
+        },
+        d.id
+    ))
+    .await;
+    let u = s.usage(&d.id, month).await.unwrap();
+    assert_eq!(u.counts.calls, 7);
+    assert!(u.users.is_empty());
+    s.add_usage(&usage_delta(&d.id, month, 1, 0..10))
+        .await
+        .unwrap();
+    let u = s.usage(&d.id, month).await.unwrap();
+    assert_eq!(u.counts.calls, 8);
+    assert_eq!(u.users.estimate(), 10);
+}
 
 async fn an_update_to_what_is_stored_changes_nothing(b: &Backend) {
     let s = b.open(key()).await;

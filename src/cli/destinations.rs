@@ -74,6 +74,20 @@ pub enum DestinationsCommand {
         /// The destination's id.
         id: String,
     },
+    /// A destination's usage in one calendar month (UTC): Tracking API calls (events
+    /// delivered), batches, bytes, and distinct users (the MTU estimate, ±0.8 %).
+    Usage {
+        /// The destination's id.
+        id: String,
+        /// The month, as YYYY-MM (e.g. 2026-12). Default: this month.
+        #[arg(long, env = "SEGMENT_CONNECTIONS_MONTH", value_parser = month)]
+        month: Option<String>,
+    },
+}
+
+/// `--month`: YYYY-MM.
+fn month(s: &str) -> Result<String, String> {
+    crate::usage::Month::parse(s).map(|m| m.to_string())
 }
 
 /// `--region`: `us` and `eu` in any case become `us` and `eu`; anything else (a base URL) is
@@ -205,6 +219,40 @@ async fn execute(args: ClientArgs, command: DestinationsCommand) -> Result<ExitC
                 client::print_json(&serde_json::json!({"id": id, "deleted": true}));
             } else {
                 println!("deleted destination {id}");
+            }
+        }
+        DestinationsCommand::Usage { id, month } => {
+            let mut c = client::connect(&args).await?;
+            let u = c
+                .get_usage(proto::GetUsageRequest {
+                    destination_id: id,
+                    month,
+                })
+                .await?
+                .into_inner();
+            let doc = serde_json::json!({
+                "month": u.month,
+                "calls": u.calls,
+                "batches": u.batches,
+                "bytes": u.bytes,
+                "users": u.users,
+            });
+            if args.json {
+                client::print_json(&doc);
+            } else {
+                for (key, what) in [
+                    ("month", "calendar month, UTC"),
+                    ("calls", "Tracking API calls: events delivered"),
+                    ("batches", "batch requests"),
+                    ("bytes", "batch bytes, before compression"),
+                    ("users", "distinct users (MTU estimate, about ±0.8 %)"),
+                ] {
+                    let value = match &doc[key] {
+                        Value::String(s) => s.clone(),
+                        other => other.to_string(),
+                    };
+                    println!("{:<10} {value:<12} {what}", format!("{key}:"));
+                }
             }
         }
     }

@@ -180,14 +180,16 @@ async fn execute(args: ClientArgs, command: MappingsCommand) -> Result<ExitCode,
                 })
                 .collect::<Result<Vec<_>, Failure>>()?;
             let mut c = client::connect(&args).await?;
-            let results: Vec<TestResult> = c
+            let answer = c
                 .test_mapping(proto::TestMappingRequest {
                     mapping: Some(subject),
                     destination_id: destination,
                     rows,
                 })
                 .await?
-                .into_inner()
+                .into_inner();
+            let estimate = answer.estimated_calls.zip(answer.estimated_new_users);
+            let results: Vec<TestResult> = answer
                 .results
                 .into_iter()
                 .map(convert::test_result_from_proto)
@@ -198,6 +200,13 @@ async fn execute(args: ClientArgs, command: MappingsCommand) -> Result<ExitCode,
                 for r in &results {
                     client::print_json(r);
                     crate::cli::test_mapping::print_warnings(r);
+                }
+                // On stderr: stdout stays one result per line.
+                if let Some((calls, users)) = estimate {
+                    eprintln!(
+                        "would make {calls} Tracking API call(s); ~{users} new user(s) (MTUs) \
+                         this month"
+                    );
                 }
             }
             if !results.iter().all(|r| r.accepted || r.skipped) {

@@ -22,6 +22,7 @@ use crate::metrics::{self, EventResult};
 use crate::sender::batch::{self, Span};
 use crate::sender::{Attempt, SegmentClient, SendError, Sent};
 use crate::spec::Action;
+use crate::usage::{Meter, Month, Tally, user_hash};
 
 /// Sends one batch body (the real one is [`SegmentClient`]).
 pub(crate) trait Sender: Send + Sync {
@@ -59,9 +60,42 @@ impl Sender for Upstream {
     }
 }
 
+/// Where a call's delivered events are counted: the process's meter, for one destination.
+#[derive(Clone, Copy)]
+pub(crate) struct UsageSink<'a> {
+    pub(crate) meter: &'a Meter,
+    pub(crate) destination_id: &'a str,
+}
+
+impl UsageSink<'_> {
+    /// What a slice delivered: each event one Tracking API call, each batch that delivered
+    /// them, its bytes, and each event's user (read from its rendered bytes). One lock.
+    fn record(self, plan: &Slice, outcomes: &[(Range<usize>, Settlement)]) {
+        let mut tally = Tally::default();
+        for (range, outcome) in outcomes {
+            let Settlement::Delivered { bytes, .. } = *outcome else {
+                continue;
+            };
+            tally.counts.calls += range.len() as u64;
+            tally.counts.batches += 1;
+            tally.counts.bytes += u64::from(bytes);
+            for span in &plan.spans[range.clone()] {
+                let event = &plan.arena[span.start as usize..(span.start + span.len) as usize];
+                tally.users.extend(user_hash(event));
+            }
+        }
+        if tally.counts.calls == 0 {
+            return;
+        }
+        metrics::record_usage(self.destination_id, tally.counts.calls, tally.counts.bytes);
+        self.meter.record(self.destination_id, Month::now(), &tally);
+    }
+}
+
 /// Renders every row through every mapping, sends what was accepted in packed batches, and
 /// reports one result per (row, matching mapping) — or one per row no mapping matched — in
-/// order. Sending stops at `stop`.
+/// order. Sending stops at `stop`. What is delivered is counted in `usage`.
+#[allow(clippy::too_many_arguments)]
 pub(crate) async fn deliver<S: Sender>(
     mappings: &Arc<[Arc<Mapping>]>,
     rows: Vec<Input>,
@@ -70,6 +104,7 @@ pub(crate) async fn deliver<S: Sender>(
     stop: Instant,
     shutdown: Shutdown,
     settings: &DeliverySettings,
+    usage: Option<UsageSink<'_>>,
 ) -> Vec<RowResult> {
     let total = rows.len();
     let shutdown = shutdown.reached();
@@ -132,6 +167,9 @@ pub(crate) async fn deliver<S: Sender>(
             for (i, _) in settled.iter().enumerate().filter(|(_, s)| !**s) {
                 outcomes.push((i..i + 1, Settlement::ShuttingDown));
             }
+        }
+        if let Some(usage) = usage {
+            usage.record(&plan, &outcomes);
         }
         for (range, outcome) in outcomes {
             for i in range {
@@ -340,6 +378,8 @@ impl Slice {
 enum Settlement {
     Delivered {
         attempts: u32,
+        /// The body's size (one batch request).
+        bytes: u32,
     },
     Failed(SendError),
     /// A 400 or 413 to a batch whose culprits bisection did not isolate within its budget: the
@@ -355,7 +395,7 @@ enum Settlement {
 impl Settlement {
     fn apply(self, r: &mut RowResult) {
         match self {
-            Settlement::Delivered { attempts } => {
+            Settlement::Delivered { attempts, .. } => {
                 r.status = RowStatus::Delivered;
                 r.attempts = attempts;
             }
@@ -491,18 +531,19 @@ async fn send_group<S: Sender>(
                 attempts: 0,
                 in_flight: false,
             };
-            return (range, Err(e));
+            return (range, 0, Err(e));
         }
         let body = batch::body(&plan.arena, &plan.spans[range.clone()]);
+        let bytes = u32::try_from(body.len()).unwrap_or(u32::MAX);
         metrics::record_batch(range.len(), body.len());
         let result = sender.send(body, stop).await;
-        (range, result)
+        (range, bytes, result)
     };
     let mut sends = FuturesUnordered::new();
     sends.push(send(group));
-    while let Some((range, result)) = sends.next().await {
+    while let Some((range, bytes, result)) = sends.next().await {
         let outcome = match result {
-            Ok(Sent { attempts }) => Settlement::Delivered { attempts },
+            Ok(Sent { attempts }) => Settlement::Delivered { attempts, bytes },
             Err(e) => match splits(&e) {
                 Some(_) if range.len() > 1 && budget >= 2 => {
                     budget -= 2;

@@ -29,6 +29,7 @@ use crate::mapping::Mapping;
 use crate::sender::batch;
 use crate::sender::{RetrySettings, SegmentHttp};
 use crate::store::{AllowedUpstreams, Store, StoreError};
+use crate::usage::{Meter, Month, Usage};
 
 /// Delivery settings (`serve` flags).
 #[derive(Debug, Clone)]
@@ -95,6 +96,12 @@ pub(crate) struct Delivery<S> {
     cache: Arc<Cache<S>>,
     settings: DeliverySettings,
     shutdown: tokio::sync::watch::Sender<Option<Instant>>,
+    /// Where usage is flushed and read.
+    store: Arc<S>,
+    /// What this process delivered and has not yet flushed to the store.
+    meter: Meter,
+    /// Held by a flush, and by a usage read, which so never sees a flush half-applied.
+    flush: tokio::sync::Mutex<()>,
 }
 
 impl<S> std::fmt::Debug for Delivery<S> {
@@ -114,10 +121,37 @@ impl<S: Store> Delivery<S> {
             allowed_upstreams: settings.allowed_upstreams.clone(),
         };
         Delivery {
-            cache: Arc::new(Cache::new(store, senders, settings.cache_max_age)),
+            cache: Arc::new(Cache::new(store.clone(), senders, settings.cache_max_age)),
+            store,
             settings,
             shutdown: tokio::sync::watch::channel(None).0,
+            meter: Meter::new(),
+            flush: tokio::sync::Mutex::new(()),
         }
+    }
+
+    /// Writes what the meter holds to the store (counts added, sketches merged). On failure
+    /// it stays pending, for the next flush.
+    pub(crate) async fn flush_usage(&self) -> Result<(), StoreError> {
+        let _flushing = self.flush.lock().await;
+        let pending = self.meter.pending();
+        if pending.is_empty() {
+            return Ok(());
+        }
+        self.store.add_usage(&pending).await?;
+        self.meter.flushed(&pending);
+        Ok(())
+    }
+
+    /// A destination's month: every replica's flushes, and what this process has not flushed
+    /// yet. `NotFound` for an unknown destination.
+    pub(crate) async fn usage(&self, destination_id: &str, month: Month) -> Result<Usage, Error> {
+        let _flushing = self.flush.lock().await;
+        let mut usage = self.store.usage(destination_id, month).await?;
+        if let Some(local) = self.meter.local(destination_id, month) {
+            usage.merge(&local);
+        }
+        Ok(usage)
     }
 
     /// The server is shutting down: calls in flight stop sending at `grace_end`.
@@ -162,6 +196,7 @@ impl<S: Store> Delivery<S> {
             });
         };
         Ok(Target {
+            destination_id: Arc::from(destination_id),
             mappings: mappings.clone(),
             upstream: entry.upstream.clone(),
         })
@@ -185,6 +220,10 @@ impl<S: Store> Delivery<S> {
             stop,
             shutdown,
             &self.settings,
+            Some(deliver::UsageSink {
+                meter: &self.meter,
+                destination_id: &target.destination_id,
+            }),
         )
         .await
     }
@@ -193,6 +232,7 @@ impl<S: Store> Delivery<S> {
 /// A destination's mappings of one model and its sender, resolved once per call.
 #[derive(Clone)]
 pub(crate) struct Target {
+    destination_id: Arc<str>,
     mappings: Arc<[Arc<Mapping>]>,
     upstream: Upstream,
 }
@@ -206,6 +246,7 @@ impl Target {
     /// The same target with only the mapping `i`.
     pub(crate) fn only(&self, i: usize) -> Target {
         Target {
+            destination_id: self.destination_id.clone(),
             mappings: Arc::from([self.mappings[i].clone()]),
             upstream: self.upstream.clone(),
         }

@@ -113,6 +113,7 @@ async fn run(mappings: &[Arc<Mapping>], input: Vec<Input>, fake: &Fake) -> Vec<R
         later(),
         Shutdown::never(),
         &DeliverySettings::default(),
+        None,
     )
     .await
 }
@@ -339,6 +340,7 @@ async fn a_duplicate_message_id_is_caught_across_calls_sharing_a_window() {
             later(),
             Shutdown::never(),
             &settings,
+            None,
         )
     };
     let statuses = |results: Vec<RowResult>| results.iter().map(|r| r.status).collect::<Vec<_>>();
@@ -399,6 +401,7 @@ async fn past_the_stop_nothing_is_sent_and_rows_fail_with_deadline() {
         stop,
         Shutdown::never(),
         &DeliverySettings::default(),
+        None,
     )
     .await;
     assert!(fake.bodies.lock().unwrap().is_empty());
@@ -427,6 +430,7 @@ async fn batches_respect_the_event_limit() {
         later(),
         Shutdown::never(),
         &settings,
+        None,
     )
     .await;
     assert!(results.iter().all(|r| r.status == RowStatus::Delivered));
@@ -457,6 +461,11 @@ async fn large_requests_are_rendered_and_sent_in_slices() {
     // A messageId repeated in a later slice is still a duplicate.
     input.push(row(20, serde_json::json!({"user_id": "x", "mid": "dup"})));
     input.push(row(21, serde_json::json!({"user_id": "y", "mid": "dup"})));
+    let meter = crate::usage::Meter::new();
+    let usage = super::deliver::UsageSink {
+        meter: &meter,
+        destination_id: "dst_1",
+    };
     let results = deliver(
         &Arc::from([track("m1")]),
         input,
@@ -465,10 +474,22 @@ async fn large_requests_are_rendered_and_sent_in_slices() {
         later(),
         Shutdown::never(),
         &settings,
+        Some(usage),
     )
     .await;
     let indexes: Vec<u32> = results.iter().map(|r| r.row_index).collect();
     assert_eq!(indexes, (0..22).collect::<Vec<u32>>());
+    // Usage: each delivered event one call, each body one batch; users u0..u19 and x (y's event
+    // was a duplicate, never sent).
+    let month = crate::usage::Month::now();
+    let used = meter.local("dst_1", month).expect("counted");
+    assert_eq!(used.counts.calls, 21);
+    assert_eq!(
+        used.counts.batches,
+        fake.bodies.lock().unwrap().len() as u64
+    );
+    assert!(used.counts.bytes > 21 * 50);
+    assert_eq!(used.users.estimate(), 21);
     assert!(
         results[..21]
             .iter()

@@ -385,7 +385,11 @@ fn bounded_test_response(
         r.warnings.clear();
         size = size - before + field(r.encoded_len());
     }
-    proto::TestMappingResponse { results }
+    proto::TestMappingResponse {
+        results,
+        estimated_calls: None,
+        estimated_new_users: None,
+    }
 }
 
 pub(crate) fn to_proto_test_result(row_index: usize, r: TestResult) -> proto::TestRowResult {

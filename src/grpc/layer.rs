@@ -114,6 +114,7 @@ const METHODS: &[(&str, &[&str])] = &[
             "TestMapping",
             "SubmitRows",
             "StreamRows",
+            "GetUsage",
         ],
     ),
     ("grpc.health.v1.Health", &["Check", "Watch"]),

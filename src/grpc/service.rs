@@ -20,6 +20,7 @@ use crate::limits::RequestLimits;
 use crate::mapping::{Identity, Mapping, TestResult, Violation};
 use crate::store::{AllowedUpstreams, Ledger, NewDestination, Region, Store, check_model};
 use crate::sync::{SyncSettings, Syncs};
+use crate::usage::{Month, new_users, user_hash};
 
 /// The `segment_connections.v1.Connections` service over a store.
 #[derive(Debug)]
@@ -366,27 +367,46 @@ impl<S: Store + Ledger> proto::Connections for ConnectionsService<S> {
             .into());
         }
         counts.add_rows(rows.len() as u64);
+        let by_id = matches!(
+            mapping,
+            Some(proto::test_mapping_request::Mapping::MappingId(_))
+        );
+        let given_destination = destination_id.clone();
         let subject = self.test_subject(mapping, destination_id).await?;
+        // The destination whose usage the rows would add to, when known.
+        let destination = match (by_id, &subject) {
+            (true, Ok(m)) => Some(m.identity().destination_id.clone()),
+            (true, Err(_)) => None,
+            (false, _) => given_destination,
+        };
         // Rendered off the async workers (see `render_pool`), unless small and flat.
         let inline = render_pool::cheap(rows.len(), subject.as_ref().is_ok_and(Mapping::is_flat));
         let (row_limits, budget) = (
             self.limits.rows,
             self.delivery.settings().max_render_bytes_per_row,
         );
-        let state = (rows.into_iter().enumerate(), Vec::new());
-        let (_, results) = render_pool::run(state, inline, move |(rows, results)| {
-            let Some((i, row)) = rows.next() else {
-                return false;
-            };
-            let result = match (convert::row(row, &row_limits), &subject) {
-                (Err(issue), _) => convert::invalid_row(issue),
-                (Ok(row), Ok(mapping)) => mapping.test_within(&row, budget),
-                (Ok(_), Err(violations)) => TestResult::invalid_mapping(violations),
-            };
-            results.push(convert::to_proto_test_result(i, result));
-            true
-        })
-        .await;
+        // The estimate: each accepted event one API call, and its user (as delivery counts it).
+        let state = (rows.into_iter().enumerate(), Vec::new(), Vec::new(), 0u64);
+        let (_, results, users, calls) =
+            render_pool::run(state, inline, move |(rows, results, users, calls)| {
+                let Some((i, row)) = rows.next() else {
+                    return false;
+                };
+                let result = match (convert::row(row, &row_limits), &subject) {
+                    (Err(issue), _) => convert::invalid_row(issue),
+                    (Ok(row), Ok(mapping)) => mapping.test_within(&row, budget),
+                    (Ok(_), Err(violations)) => TestResult::invalid_mapping(violations),
+                };
+                if result.accepted
+                    && let Some(event) = &result.event_json
+                {
+                    *calls += 1;
+                    users.extend(user_hash(event.as_bytes()));
+                }
+                results.push(convert::to_proto_test_result(i, result));
+                true
+            })
+            .await;
         for r in &results {
             let outcome = match (r.accepted, r.skipped) {
                 (_, true) => Outcome::Skipped,
@@ -395,7 +415,13 @@ impl<S: Store + Ledger> proto::Connections for ConnectionsService<S> {
             };
             counts.add(outcome, 1);
         }
-        Ok(Response::new(convert::test_response(results)))
+        let mut answer = convert::test_response(results);
+        if let Some(d) = destination {
+            let month = self.delivery.usage(&d, Month::now()).await?;
+            answer.estimated_calls = Some(calls);
+            answer.estimated_new_users = Some(new_users(&month.users, users));
+        }
+        Ok(Response::new(answer))
     }
 
     // === Rows ===
@@ -651,6 +677,30 @@ impl<S: Store + Ledger> proto::Connections for ConnectionsService<S> {
             .await
             .map_err(Error::from)?;
         Ok(Response::new(proto::ResetSyncResponse { forgotten }))
+    }
+    // === Usage ===
+
+    async fn get_usage(
+        &self,
+        request: Request<proto::GetUsageRequest>,
+    ) -> Result<Response<proto::GetUsageResponse>, Status> {
+        let proto::GetUsageRequest {
+            destination_id,
+            month,
+        } = request.into_inner();
+        let destination_id = convert::id("destination_id", destination_id)?;
+        let month = match month {
+            None => Month::now(),
+            Some(m) => Month::parse(&m).map_err(|e| Error::invalid("month", e))?,
+        };
+        let usage = self.delivery.usage(&destination_id, month).await?;
+        Ok(Response::new(proto::GetUsageResponse {
+            month: month.to_string(),
+            calls: usage.counts.calls,
+            batches: usage.counts.batches,
+            bytes: usage.counts.bytes,
+            users: usage.users.estimate(),
+        }))
     }
 }
 

@@ -117,6 +117,18 @@ impl Store for AnyStore {
     async fn reencrypt_write_keys(&self) -> Result<u64> {
         dispatch!(self, s => s.reencrypt_write_keys().await)
     }
+
+    async fn add_usage(&self, deltas: &[crate::usage::Delta]) -> Result<()> {
+        dispatch!(self, s => s.add_usage(deltas).await)
+    }
+
+    async fn usage(
+        &self,
+        destination_id: &str,
+        month: crate::usage::Month,
+    ) -> Result<crate::usage::Usage> {
+        dispatch!(self, s => s.usage(destination_id, month).await)
+    }
 }
 
 impl Ledger for AnyStore {

@@ -238,6 +238,20 @@ pub trait Store: Send + Sync + 'static {
     /// replaced only if it is still the ciphertext that was read. Changes no destination's
     /// version (the write key itself is unchanged).
     fn reencrypt_write_keys(&self) -> impl Future<Output = Result<u64>> + Send;
+
+    /// Adds each delta's counts to its destination's month and merges its sketch in (a read,
+    /// merge and write under the row's lock, so replicas flushing at once lose nothing).
+    /// Deltas of destinations that are gone are dropped. Not a catalog write: no change
+    /// version moves. A stored sketch that cannot be read is replaced by the delta's.
+    fn add_usage(&self, deltas: &[crate::usage::Delta]) -> impl Future<Output = Result<()>> + Send;
+
+    /// A destination's month as stored (every replica's flushes); zero for a month with none;
+    /// `NotFound` for an unknown destination.
+    fn usage(
+        &self,
+        destination_id: &str,
+        month: crate::usage::Month,
+    ) -> impl Future<Output = Result<crate::usage::Usage>> + Send;
 }
 
 /// A stored write key as read for the start-up check and re-encryption.

@@ -258,6 +258,72 @@ macro_rules! sql_store {
                 .await;
                 self.finish(tx, result).await
             }
+
+            /// A stored sketch, read; one that cannot be read counts as empty (and is
+            /// replaced at the next flush), with a warning.
+            fn stored_sketch(
+                destination_id: &str,
+                month: $crate::usage::Month,
+                bytes: Option<Vec<u8>>,
+            ) -> $crate::usage::Sketch {
+                match bytes.as_deref().map($crate::usage::Sketch::from_bytes) {
+                    None => $crate::usage::Sketch::new(),
+                    Some(Ok(s)) => s,
+                    Some(Err(e)) => {
+                        tracing::warn!(
+                            destination_id,
+                            %month,
+                            error = %e,
+                            "stored users sketch unreadable: counting the month's users afresh"
+                        );
+                        $crate::usage::Sketch::new()
+                    }
+                }
+            }
+
+            /// One delta, in the usage transaction `conn` is in.
+            async fn add_one_usage(
+                conn: &mut <$db as sqlx::Database>::Connection,
+                d: &$crate::usage::Delta,
+            ) -> $crate::store::Result<()> {
+                let month = d.month.to_string();
+                sqlx::query(Self::SQL.usage_ensure)
+                    .bind(&d.destination_id)
+                    .bind(&month)
+                    .execute(&mut *conn)
+                    .await
+                    .map_err(Self::error)?;
+                let row: Option<(Option<Vec<u8>>,)> = sqlx::query_as(Self::SQL.usage_lock)
+                    .bind(&d.destination_id)
+                    .bind(&month)
+                    .fetch_optional(&mut *conn)
+                    .await
+                    .map_err(Self::error)?;
+                // No row: the destination is gone.
+                let Some((stored,)) = row else {
+                    return Ok(());
+                };
+                let sketch = match &d.users {
+                    Some(users) => {
+                        let mut s = Self::stored_sketch(&d.destination_id, d.month, stored);
+                        s.merge(users);
+                        Some(s.to_bytes())
+                    }
+                    None => stored,
+                };
+                let n = |v: u64| i64::try_from(v).unwrap_or(i64::MAX);
+                sqlx::query(Self::SQL.usage_update)
+                    .bind(&d.destination_id)
+                    .bind(&month)
+                    .bind(n(d.counts.calls))
+                    .bind(n(d.counts.batches))
+                    .bind(n(d.counts.bytes))
+                    .bind(sketch)
+                    .execute(&mut *conn)
+                    .await
+                    .map_err(Self::error)?;
+                Ok(())
+            }
         }
 
         impl $crate::store::Store for $store {
@@ -643,6 +709,79 @@ macro_rules! sql_store {
                     return Ok(0);
                 }
                 self.finish(tx, result).await
+            }
+
+            async fn add_usage(
+                &self,
+                deltas: &[$crate::usage::Delta],
+            ) -> $crate::store::Result<()> {
+                if deltas.is_empty() {
+                    return Ok(());
+                }
+                // A transaction of its own, outside the write protocol: usage is no catalog
+                // change, so no version moves and no cache reloads.
+                let mut conn = self.pool.acquire().await.map_err(Self::error)?;
+                sqlx::raw_sql(Self::SQL.begin)
+                    .execute(&mut *conn)
+                    .await
+                    .map_err(Self::error)?;
+                let mut tx = $crate::store::shared::Write {
+                    conn,
+                    version: 0,
+                    done: false,
+                };
+                let mut result = Ok(());
+                for d in deltas {
+                    result = Self::add_one_usage(tx.conn(), d).await;
+                    if result.is_err() {
+                        break;
+                    }
+                }
+                if let Err(e) = result {
+                    Self::rollback(tx).await;
+                    return Err(e);
+                }
+                sqlx::raw_sql($crate::store::sql::COMMIT)
+                    .execute(tx.conn())
+                    .await
+                    .map_err(Self::error)?;
+                tx.done = true;
+                Ok(())
+            }
+
+            async fn usage(
+                &self,
+                destination_id: &str,
+                month: $crate::usage::Month,
+            ) -> $crate::store::Result<$crate::usage::Usage> {
+                if Self::row_version(&self.pool, Self::SQL.destination_version, destination_id)
+                    .await?
+                    .is_none()
+                {
+                    return Err($crate::store::StoreError::not_found(
+                        $crate::store::Kind::Destination,
+                        destination_id,
+                    ));
+                }
+                let row: Option<(i64, i64, i64, Option<Vec<u8>>)> =
+                    sqlx::query_as(Self::SQL.usage_get)
+                        .bind(destination_id)
+                        .bind(month.to_string())
+                        .fetch_optional(&self.pool)
+                        .await
+                        .map_err(Self::error)?;
+                let Some((calls, batches, bytes, sketch)) = row else {
+                    return Ok($crate::usage::Usage::default());
+                };
+                let n = |v: i64| u64::try_from(v).unwrap_or(0);
+                Ok($crate::usage::Usage {
+                    counts: $crate::usage::Counts {
+                        calls: n(calls),
+                        batches: n(batches),
+                        bytes: n(bytes),
+                    },
+                    users: Self::stored_sketch(destination_id, month, sketch),
+                })
             }
         }
     };

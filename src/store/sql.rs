@@ -10,6 +10,10 @@
 //! - `byte_order`: lists sort by name in byte order, ties by id. SQLite's default collation,
 //!   `BINARY`, is byte order; PostgreSQL's default is the database's locale, and byte order is
 //!   `COLLATE "C"`, a name SQLite does not know.
+//! - `for_update`: a usage flush reads, merges and writes a month's sketch under the row's lock;
+//!   PostgreSQL takes it with `FOR UPDATE` (so two replicas flushing at once never lose each
+//!   other's registers), SQLite has no such clause and needs none (`BEGIN IMMEDIATE` already
+//!   holds the database's write lock).
 //!
 //! The change-version protocol is the same in both: every write's transaction begins with
 //! [`Statements::bump_version`], which returns the version the write will be announced as.
@@ -42,6 +46,14 @@ pub(super) struct Statements {
     pub update_mapping: &'static str,
     pub delete_mapping: &'static str,
     pub mapping_version: &'static str,
+    /// Usage (outside the change-version protocol: it changes no destination or mapping).
+    /// Creates the month's row of `$1` if the destination exists and the row does not.
+    pub usage_ensure: &'static str,
+    /// The month's row, locked until the transaction ends (PostgreSQL).
+    pub usage_lock: &'static str,
+    /// Adds `$3`..`$5` to the counters; `$6` is the merged sketch.
+    pub usage_update: &'static str,
+    pub usage_get: &'static str,
 }
 
 pub(super) const COMMIT: &str = "COMMIT";
@@ -61,7 +73,12 @@ macro_rules! mapping_columns {
 
 /// The statements, with the dialect's fragments (see the module's documentation).
 macro_rules! stamp {
-    (begin: $begin:literal, now: $now:literal, byte_order: $bytes:literal $(,)?) => {
+    (
+        begin: $begin:literal,
+        now: $now:literal,
+        byte_order: $bytes:literal,
+        for_update: $for_update:literal $(,)?
+    ) => {
         Statements {
             begin: $begin,
             bump_version: "UPDATE catalog SET version = version + 1 RETURNING version",
@@ -142,6 +159,19 @@ macro_rules! stamp {
             ),
             delete_mapping: "DELETE FROM mappings WHERE id = $1",
             mapping_version: "SELECT version FROM mappings WHERE id = $1",
+            usage_ensure: "INSERT INTO destination_usage (destination_id, month) \
+                           SELECT $1, $2 WHERE EXISTS (SELECT 1 FROM destinations WHERE id = $1) \
+                           ON CONFLICT (destination_id, month) DO NOTHING",
+            usage_lock: concat!(
+                "SELECT users_sketch FROM destination_usage \
+                 WHERE destination_id = $1 AND month = $2",
+                $for_update
+            ),
+            usage_update: "UPDATE destination_usage SET calls = calls + $3, \
+                           batches = batches + $4, bytes = bytes + $5, users_sketch = $6 \
+                           WHERE destination_id = $1 AND month = $2",
+            usage_get: "SELECT calls, batches, bytes, users_sketch FROM destination_usage \
+                        WHERE destination_id = $1 AND month = $2",
         }
     };
 }
@@ -150,12 +180,14 @@ pub(super) const SQLITE: Statements = stamp!(
     begin: "BEGIN IMMEDIATE",
     now: "strftime('%Y-%m-%dT%H:%M:%fZ', 'now')",
     byte_order: "COLLATE BINARY",
+    for_update: "",
 );
 
 pub(super) const POSTGRES: Statements = stamp!(
     begin: "BEGIN",
     now: "now()",
     byte_order: "COLLATE \"C\"",
+    for_update: " FOR UPDATE",
 );
 
 #[cfg(test)]
@@ -193,12 +225,19 @@ mod tests {
                 s.update_mapping,
                 s.delete_mapping,
                 s.mapping_version,
+                s.usage_ensure,
+                s.usage_update,
+                s.usage_get,
             ]
         };
         for (s, pg) in all(&SQLITE).into_iter().zip(all(&POSTGRES)) {
             same(s, pg);
             assert!(!s.contains('?'), "{s}");
         }
+        assert_eq!(
+            format!("{} FOR UPDATE", SQLITE.usage_lock),
+            POSTGRES.usage_lock
+        );
         assert!(
             POSTGRES
                 .list_mappings

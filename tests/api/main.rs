@@ -21,3 +21,4 @@ mod store_faults;
 mod stream_rows;
 mod submit_rows;
 mod test_mapping;
+mod usage;

@@ -246,3 +246,94 @@ async fn two_replicas_share_destinations_and_mappings() {
     // Generous: the goal is under one second; a loaded CI box must not fail on a hiccup.
     assert!(burst[burst.len() / 2] < Duration::from_secs(5));
 }
+
+/// Two replicas deliver to one destination, overlapping in users: each one's usage reaches the
+/// store by its periodic flush (no restart), and either replica answers the merged month: every
+/// call of both, the users of both counted once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_replicas_usage_adds_up_and_their_users_merge() {
+    let Some(db) = TestDb::create().await else {
+        return;
+    };
+    let key = KeyRing::generate_hex().unwrap();
+    let a = Server::start(&db.url, &key, "info").await;
+    let b = Server::start(&db.url, &key, "info").await;
+    let (mut ca, mut cb) = (a.client(), b.client());
+    let fake = FakeSegment::start("wk-usage-0123").await;
+    let d = create_destination(&mut ca, "prod", &fake.url(), "wk-usage-0123").await;
+    ca.create_mapping(proto::CreateMappingRequest {
+        destination_id: d.id.clone(),
+        mapping_json: track_mapping("orders", "Order Completed"),
+    })
+    .await
+    .unwrap();
+    // Users u0..u299 through a, u200..u499 through b: 500 distinct, 600 calls.
+    let rows = |users: std::ops::Range<u32>| -> Vec<proto::Row> {
+        users
+            .map(|i| proto::Row {
+                id: format!("o-{i}"),
+                op: proto::Op::Added.into(),
+                columns_json: serde_json::to_vec(
+                    &serde_json::json!({"user_id": format!("u{i}"), "order_id": i}),
+                )
+                .unwrap(),
+                message_id: None,
+            })
+            .collect()
+    };
+    for (c, users) in [(&mut ca, 0..300), (&mut cb, 200..500)] {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let answer = c
+                .submit_rows(proto::SubmitRowsRequest {
+                    destination_id: d.id.clone(),
+                    model: "orders".into(),
+                    rows: rows(users.clone()),
+                    ..Default::default()
+                })
+                .await;
+            match answer {
+                Ok(a) => {
+                    assert_eq!(a.into_inner().counts.unwrap().delivered, 300);
+                    break;
+                }
+                // b has not read the mapping yet.
+                Err(s) if s.code() == Code::NotFound && Instant::now() < deadline => {
+                    tokio::time::sleep(Duration::from_millis(50)).await
+                }
+                Err(s) => panic!("{s:?}"),
+            }
+        }
+    }
+    // Each replica answers its own part at once, the other's after that one's flush (5 s).
+    let ask = |mut c: ConnectionsClient<Channel>, id: String| async move {
+        c.get_usage(proto::GetUsageRequest {
+            destination_id: id,
+            month: None,
+        })
+        .await
+        .unwrap()
+        .into_inner()
+    };
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let (ua, ub) = loop {
+        let (ua, ub) = (
+            ask(ca.clone(), d.id.clone()).await,
+            ask(cb.clone(), d.id.clone()).await,
+        );
+        if (ua.calls == 600 && ub.calls == 600) || Instant::now() > deadline {
+            break (ua, ub);
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    assert_eq!((ua.calls, ub.calls), (600, 600), "both replicas' calls");
+    assert_eq!(ua.batches, ub.batches);
+    assert!(
+        (495..=505).contains(&ua.users),
+        "500 users, estimated {}",
+        ua.users
+    );
+    assert_eq!(ua.users, ub.users, "one merged sketch");
+    a.stop().await;
+    b.stop().await;
+}
