@@ -20,5 +20,6 @@ mod starvation;
 mod store_faults;
 mod stream_rows;
 mod submit_rows;
+mod syncs;
 mod test_mapping;
 mod usage;

@@ -17,6 +17,7 @@ use segment_connections::grpc::proto::{self, ConnectionsClient};
 use segment_connections::limits::{RequestLimits, RowLimits};
 use segment_connections::sender::RetrySettings;
 use segment_connections::store::AllowedUpstreams;
+use segment_connections::sync::SyncSettings;
 
 /// The most rows a TestMapping request may carry in tests.
 pub const MAX_TEST_ROWS: usize = 5;
@@ -211,6 +212,10 @@ pub fn settings(dir: PathBuf) -> Settings {
         max_row_streams: 100,
         otlp_endpoint: None,
         delivery: test_delivery(),
+        sync: SyncSettings {
+            lease: Duration::from_secs(1),
+            ..SyncSettings::default()
+        },
     }
 }
 

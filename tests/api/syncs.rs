@@ -1,0 +1,643 @@
+//! Syncs over real gRPC against the fake Tracking API: the diff per mapping (added, updated,
+//! deleted, unchanged), FULL without commit, retries and giving up, a crash mid-sync, the lock,
+//! dry runs, reset, repeated ids and the history RPCs.
+
+use std::collections::HashSet;
+use std::time::Duration;
+
+use tokio::sync::mpsc;
+use tokio_stream::StreamExt as _;
+use tonic::Code;
+
+use crate::common::app::TestApp;
+use crate::common::fake_segment::{FakeSegment, Fault};
+use crate::submit_rows::{WRITE_KEY, setup_with};
+use segment_connections::grpc::proto;
+use segment_connections::grpc::proto::sync_request::Message as Req;
+use segment_connections::grpc::proto::sync_response::Message as Ans;
+
+const FULL: proto::SyncMode = proto::SyncMode::Full;
+const INCREMENTAL: proto::SyncMode = proto::SyncMode::Incremental;
+
+/// A track mapping of `orders` with this trigger, carrying the change and the columns.
+fn mapping(name: &str, trigger: &str) -> String {
+    serde_json::json!({
+        "name": name,
+        "model": "orders",
+        "action": "track",
+        "trigger": trigger,
+        "fields": {
+            "event_name": {"@literal": "Order"},
+            "anonymous_id": {"@path": "$.__segment_id"},
+            "properties": {
+                "change": {"@path": "$.event"},
+                "total": {"@path": "$.properties.total"}
+            }
+        }
+    })
+    .to_string()
+}
+
+fn record(id: usize, total: usize) -> proto::SyncRecord {
+    proto::SyncRecord {
+        id: format!("r{id}"),
+        columns_json: serde_json::to_vec(&serde_json::json!({"total": total})).unwrap(),
+    }
+}
+
+/// Records `ids`, each with `total` = its id plus `plus`.
+fn records(ids: impl IntoIterator<Item = usize>, plus: usize) -> Vec<proto::SyncRecord> {
+    ids.into_iter().map(|i| record(i, i + plus)).collect()
+}
+
+/// What one sync answered.
+#[derive(Debug, Default)]
+struct Outcome {
+    sync_id: String,
+    chunks: Vec<proto::SyncChunkAnswer>,
+    committed: Option<proto::SyncChunkAnswer>,
+    summary: Option<proto::SyncInfo>,
+    error: Option<tonic::Status>,
+}
+
+impl Outcome {
+    fn summary(&self) -> &proto::SyncInfo {
+        self.summary.as_ref().expect("a summary")
+    }
+
+    /// The summary's counts of the mapping `id`.
+    fn counts(&self, id: &str) -> proto::SyncMappingCounts {
+        self.summary()
+            .mappings
+            .iter()
+            .find(|m| m.mapping_id == id)
+            .cloned()
+            .unwrap_or_default()
+    }
+
+    fn results(&self) -> Vec<proto::SyncResult> {
+        self.chunks
+            .iter()
+            .chain(&self.committed)
+            .flat_map(|c| c.results.clone())
+            .collect()
+    }
+}
+
+/// Runs a sync of `orders`: the chunks, then `commit` if asked, then half-closes.
+async fn sync(
+    app: &TestApp,
+    destination_id: &str,
+    mode: proto::SyncMode,
+    dry_run: bool,
+    chunks: Vec<Vec<proto::SyncRecord>>,
+    commit: bool,
+) -> Outcome {
+    let (tx, rx) = mpsc::channel(16);
+    let header = proto::SyncHeader {
+        destination_id: destination_id.into(),
+        model: "orders".into(),
+        mode: mode.into(),
+        dry_run,
+    };
+    tx.send(proto::SyncRequest {
+        message: Some(Req::Header(header)),
+    })
+    .await
+    .unwrap();
+    for (i, records) in chunks.into_iter().enumerate() {
+        let chunk = proto::SyncChunk {
+            chunk_id: i as u64 + 1,
+            records,
+        };
+        tx.send(proto::SyncRequest {
+            message: Some(Req::Chunk(chunk)),
+        })
+        .await
+        .unwrap();
+    }
+    if commit {
+        tx.send(proto::SyncRequest {
+            message: Some(Req::Commit(proto::SyncCommit {})),
+        })
+        .await
+        .unwrap();
+    }
+    drop(tx);
+    let mut answers = match app
+        .client
+        .clone()
+        .sync(tokio_stream::wrappers::ReceiverStream::new(rx))
+        .await
+    {
+        Ok(a) => a.into_inner(),
+        Err(status) => {
+            return Outcome {
+                error: Some(status),
+                ..Outcome::default()
+            };
+        }
+    };
+    let mut out = Outcome::default();
+    while let Some(a) = answers.next().await {
+        match a {
+            Ok(proto::SyncResponse { message: Some(m) }) => match m {
+                Ans::Started(s) => out.sync_id = s.sync_id,
+                Ans::Chunk(c) => out.chunks.push(c),
+                Ans::Committed(c) => out.committed = Some(c),
+                Ans::Summary(s) => out.summary = Some(s),
+            },
+            Ok(_) => panic!("an empty answer"),
+            Err(status) => out.error = Some(status),
+        }
+    }
+    out
+}
+
+async fn setup() -> (TestApp, FakeSegment, String) {
+    setup_with(|_| {}).await
+}
+
+fn status(s: proto::SyncStatus) -> i32 {
+    s.into()
+}
+
+#[tokio::test]
+async fn a_second_full_sync_sends_exactly_the_inserts_changes_and_removals() {
+    let (app, fake, d) = setup().await;
+    let upserts = app
+        .create_mapping(&d, &mapping("upserts", "added_or_updated"))
+        .await;
+    let deletes = app.create_mapping(&d, &mapping("deletes", "deleted")).await;
+
+    let first = sync(
+        &app,
+        &d,
+        FULL,
+        false,
+        vec![records(0..60, 0), records(60..100, 0)],
+        true,
+    )
+    .await;
+    assert!(first.error.is_none(), "{:?}", first.error);
+    assert_eq!(first.summary().status, status(proto::SyncStatus::Completed));
+    assert_eq!(first.summary().received, 100);
+    let u = first.counts(&upserts.id);
+    assert_eq!(
+        (u.added, u.delivered, u.updated, u.deleted),
+        (100, 100, 0, 0)
+    );
+    // The deleted-only mapping records every record all the same, sending nothing.
+    let g = first.counts(&deletes.id);
+    assert_eq!((g.added, g.skipped, g.delivered), (100, 100, 0));
+    let sent_first: Vec<String> = fake.accepted();
+    assert_eq!(sent_first.len(), 100);
+
+    // r0..r4 change, r95..r99 disappear, r100..r102 are new.
+    let mut next = records(0..5, 1000);
+    next.extend(records(5..95, 0));
+    next.extend(records(100..103, 0));
+    let second = sync(&app, &d, FULL, false, vec![next], true).await;
+    assert!(second.error.is_none(), "{:?}", second.error);
+    let u = second.counts(&upserts.id);
+    assert_eq!(
+        (u.added, u.updated, u.unchanged, u.deleted),
+        (3, 5, 90, 5),
+        "{u:?}"
+    );
+    assert_eq!((u.delivered, u.skipped), (8, 5));
+    let g = second.counts(&deletes.id);
+    assert_eq!((g.added, g.updated, g.deleted, g.delivered), (3, 5, 5, 5));
+    let sent: Vec<String> = fake.accepted()[100..].to_vec();
+    assert_eq!(sent.len(), 13, "{sent:?}");
+    // New content, new messageIds: none of the first sync's is sent again.
+    let before: HashSet<&String> = sent_first.iter().collect();
+    assert!(sent.iter().all(|id| !before.contains(id)));
+    // The deletions carry the columns, every one null.
+    let deleted: Vec<_> = second
+        .results()
+        .into_iter()
+        .filter(|r| r.change == i32::from(proto::SyncChange::Deleted))
+        .collect();
+    assert_eq!(
+        deleted.len(),
+        5,
+        "the upserts mapping skipped its 5: {deleted:?}"
+    );
+    assert!(
+        fake.last_body().contains(r#""change":"deleted""#),
+        "{}",
+        fake.last_body()
+    );
+
+    // The same records again: nothing to send.
+    let mut same = records(0..5, 1000);
+    same.extend(records(5..95, 0));
+    same.extend(records(100..103, 0));
+    let third = sync(&app, &d, FULL, false, vec![same], true).await;
+    let u = third.counts(&upserts.id);
+    assert_eq!((u.unchanged, u.added + u.updated + u.deleted), (98, 0));
+    assert_eq!(fake.accepted().len(), 113);
+    assert!(third.results().is_empty(), "{:?}", third.results());
+}
+
+#[tokio::test]
+async fn a_full_sync_without_commit_deletes_nothing_and_is_incomplete() {
+    let (app, fake, d) = setup().await;
+    let m = app
+        .create_mapping(&d, &mapping("all", "added_or_updated"))
+        .await;
+    app.create_mapping(&d, &mapping("gone", "deleted")).await;
+    sync(&app, &d, FULL, false, vec![records(0..10, 0)], true).await;
+    assert_eq!(fake.accepted().len(), 10);
+
+    let partial = sync(&app, &d, FULL, false, vec![records(0..5, 0)], false).await;
+    assert_eq!(
+        partial.summary().status,
+        status(proto::SyncStatus::Incomplete)
+    );
+    assert_eq!(partial.counts(&m.id).deleted, 0);
+    assert!(partial.committed.is_none());
+    assert_eq!(fake.accepted().len(), 10);
+
+    let whole = sync(&app, &d, FULL, false, vec![records(0..5, 0)], true).await;
+    assert_eq!(whole.counts(&m.id).deleted, 5);
+    assert_eq!(fake.accepted().len(), 15, "the deleted-only mapping sent 5");
+    // INCREMENTAL never deletes.
+    let inc = sync(&app, &d, INCREMENTAL, false, vec![], true).await;
+    assert_eq!(inc.counts(&m.id).deleted, 0);
+    assert_eq!(inc.summary().status, status(proto::SyncStatus::Completed));
+}
+
+#[tokio::test]
+async fn failed_records_are_retried_by_later_syncs_and_given_up_after_the_limit() {
+    let (app, fake, d) = setup_with(|s| s.sync.retry_syncs = 3).await;
+    let m = app
+        .create_mapping(&d, &mapping("all", "added_or_updated"))
+        .await;
+    // Every attempt of the first sync fails (4 attempts per batch).
+    fake.script(vec![Fault::Status(500); 4]);
+    let first = sync(&app, &d, FULL, false, vec![records(0..5, 0)], true).await;
+    let c = first.counts(&m.id);
+    assert_eq!((c.added, c.failed), (5, 5), "{c:?}");
+    assert_eq!(
+        first.summary().status,
+        status(proto::SyncStatus::CompletedWithFailures)
+    );
+    assert!(fake.accepted().is_empty());
+    let failures = app
+        .client
+        .clone()
+        .list_sync_failures(proto::ListSyncFailuresRequest {
+            sync_id: first.sync_id.clone(),
+            page_size: 2,
+            page_token: String::new(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(failures.failures.len(), 2);
+    assert!(!failures.next_page_token.is_empty());
+    assert_eq!(
+        failures.failures[0].status,
+        proto::SyncResultStatus::Failed as i32
+    );
+
+    // An INCREMENTAL sync that sends nothing retries them from their stored columns; fails again.
+    fake.script(vec![Fault::Status(500); 4]);
+    let second = sync(&app, &d, INCREMENTAL, false, vec![], true).await;
+    let c = second.counts(&m.id);
+    assert_eq!((c.retried, c.failed, c.gave_up), (5, 5, 0), "{c:?}");
+
+    // The third try is the last: given up, and said so.
+    fake.script(vec![Fault::Status(500); 4]);
+    let third = sync(&app, &d, INCREMENTAL, false, vec![], true).await;
+    let c = third.counts(&m.id);
+    assert_eq!((c.retried, c.gave_up), (5, 5), "{c:?}");
+    assert!(
+        third.summary().message.contains("gave up on 5"),
+        "{:?}",
+        third.summary()
+    );
+    let gave_up = third.results();
+    assert!(
+        gave_up
+            .iter()
+            .all(|r| r.status == proto::SyncResultStatus::GaveUp as i32)
+    );
+
+    // Not retried again, until the row changes.
+    let fourth = sync(&app, &d, FULL, false, vec![records(0..5, 0)], true).await;
+    let c = fourth.counts(&m.id);
+    assert_eq!((c.retried, c.unchanged), (0, 5), "{c:?}");
+    let fifth = sync(&app, &d, FULL, false, vec![records(0..5, 1)], true).await;
+    let c = fifth.counts(&m.id);
+    // Never delivered, so still new to the destination.
+    assert_eq!((c.added, c.delivered), (5, 5), "{c:?}");
+    assert_eq!(fake.accepted().len(), 5);
+}
+
+#[tokio::test]
+async fn a_retry_that_succeeds_uses_the_same_message_ids() {
+    let (app, fake, d) = setup().await;
+    let m = app
+        .create_mapping(&d, &mapping("all", "added_or_updated"))
+        .await;
+    fake.script(vec![Fault::Status(500); 4]);
+    let first = sync(&app, &d, FULL, false, vec![records(0..3, 0)], true).await;
+    let ids: HashSet<String> = first
+        .results()
+        .into_iter()
+        .filter_map(|r| r.message_id)
+        .collect();
+    assert_eq!(ids.len(), 3);
+    // Sent again by the caller, unchanged: a retry, not an update.
+    let second = sync(&app, &d, FULL, false, vec![records(0..3, 0)], true).await;
+    let c = second.counts(&m.id);
+    assert_eq!((c.retried, c.delivered, c.updated), (3, 3, 0), "{c:?}");
+    let sent: HashSet<String> = fake.accepted().into_iter().collect();
+    assert_eq!(sent, ids);
+}
+
+/// Opens a sync of `orders` and sends one chunk; returns the request sender, the answers and
+/// the sync's id once the chunk is answered.
+async fn open_with_chunk(
+    app: &TestApp,
+    d: &str,
+    chunk: Vec<proto::SyncRecord>,
+) -> (
+    mpsc::Sender<proto::SyncRequest>,
+    tonic::Streaming<proto::SyncResponse>,
+    String,
+) {
+    let (tx, rx) = mpsc::channel(4);
+    tx.send(proto::SyncRequest {
+        message: Some(Req::Header(proto::SyncHeader {
+            destination_id: d.into(),
+            model: "orders".into(),
+            mode: FULL.into(),
+            dry_run: false,
+        })),
+    })
+    .await
+    .unwrap();
+    tx.send(proto::SyncRequest {
+        message: Some(Req::Chunk(proto::SyncChunk {
+            chunk_id: 1,
+            records: chunk,
+        })),
+    })
+    .await
+    .unwrap();
+    let mut answers = app
+        .client
+        .clone()
+        .sync(tokio_stream::wrappers::ReceiverStream::new(rx))
+        .await
+        .unwrap()
+        .into_inner();
+    let Some(Ok(proto::SyncResponse {
+        message: Some(Ans::Started(started)),
+    })) = answers.next().await
+    else {
+        panic!("started")
+    };
+    let Some(Ok(proto::SyncResponse {
+        message: Some(Ans::Chunk(_)),
+    })) = answers.next().await
+    else {
+        panic!("chunk answered")
+    };
+    (tx, answers, started.sync_id)
+}
+
+async fn get_sync(app: &TestApp, id: &str) -> proto::SyncInfo {
+    app.client
+        .clone()
+        .get_sync(proto::GetSyncRequest { sync_id: id.into() })
+        .await
+        .unwrap()
+        .into_inner()
+        .sync
+        .unwrap()
+}
+
+#[tokio::test]
+async fn a_caller_gone_mid_sync_loses_nothing_and_the_resync_sends_only_the_rest() {
+    let (app, fake, d) = setup().await;
+    let m = app
+        .create_mapping(&d, &mapping("all", "added_or_updated"))
+        .await;
+    let (tx, answers, sync_id) = open_with_chunk(&app, &d, records(0..4, 0)).await;
+    let delivered = fake.accepted();
+    assert_eq!(delivered.len(), 4);
+    // The caller goes away without commit.
+    drop((tx, answers));
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    let old = loop {
+        let s = get_sync(&app, &sync_id).await;
+        if s.status != status(proto::SyncStatus::Running) {
+            break s;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "still running");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    assert_eq!(old.status, status(proto::SyncStatus::Incomplete));
+    assert_eq!(old.received, 4);
+    assert_eq!(old.mappings[0].delivered, 4);
+
+    let again = sync(&app, &d, FULL, false, vec![records(0..8, 0)], true).await;
+    let c = again.counts(&m.id);
+    assert_eq!((c.unchanged, c.added, c.delivered), (4, 4, 4), "{c:?}");
+    let sent = fake.accepted();
+    assert_eq!(sent.len(), 8);
+    assert!(sent[4..].iter().all(|id| !delivered.contains(id)));
+}
+
+#[tokio::test]
+async fn a_second_sync_of_a_running_model_is_aborted_naming_the_first() {
+    let (app, _fake, d) = setup().await;
+    app.create_mapping(&d, &mapping("all", "added_or_updated"))
+        .await;
+    let (tx, mut first, first_id) = open_with_chunk(&app, &d, records(0..1, 0)).await;
+    let second = sync(&app, &d, FULL, false, vec![records(0..2, 0)], true).await;
+    let err = second.error.expect("ABORTED");
+    assert_eq!(err.code(), Code::Aborted);
+    assert!(err.message().contains(&first_id), "{err:?}");
+    // A dry run takes no lock.
+    let dry = sync(&app, &d, FULL, true, vec![records(0..2, 0)], true).await;
+    assert!(dry.error.is_none(), "{:?}", dry.error);
+    // Once the first ends, the model is free.
+    drop(tx);
+    while first.next().await.is_some() {}
+    let third = sync(&app, &d, FULL, false, vec![records(0..2, 0)], true).await;
+    assert!(third.error.is_none(), "{:?}", third.error);
+}
+
+#[tokio::test]
+async fn a_dry_run_reports_the_events_and_sends_and_changes_nothing() {
+    let (app, fake, d) = setup().await;
+    let m = app
+        .create_mapping(&d, &mapping("all", "added_or_updated"))
+        .await;
+    sync(&app, &d, FULL, false, vec![records(0..5, 0)], true).await;
+    let mut next = records(0..2, 7);
+    next.extend(records(2..6, 0));
+    let dry = sync(&app, &d, FULL, true, vec![next.clone()], true).await;
+    assert!(dry.summary().dry_run);
+    let c = dry.counts(&m.id);
+    assert_eq!(
+        (c.added, c.updated, c.unchanged, c.would_send, c.delivered),
+        (1, 2, 3, 3, 0),
+        "{c:?}"
+    );
+    let events: Vec<_> = dry
+        .results()
+        .into_iter()
+        .filter(|r| r.status == proto::SyncResultStatus::WouldSend as i32)
+        .collect();
+    assert_eq!(events.len(), 3);
+    assert!(
+        events
+            .iter()
+            .all(|r| r.event_json.as_deref().is_some_and(|e| e.contains("Order")))
+    );
+    assert_eq!(fake.accepted().len(), 5);
+    // Nothing was recorded: the real sync finds the same changes.
+    let real = sync(&app, &d, FULL, false, vec![next], true).await;
+    let c = real.counts(&m.id);
+    assert_eq!((c.added, c.updated, c.delivered), (1, 2, 3), "{c:?}");
+    let dry_ids: Vec<_> = events
+        .iter()
+        .map(|r| r.message_id.clone().unwrap())
+        .collect();
+    assert_eq!(
+        fake.accepted()[5..].to_vec(),
+        dry_ids,
+        "the same events, the same ids"
+    );
+}
+
+#[tokio::test]
+async fn reset_makes_the_next_full_sync_send_everything_as_added() {
+    let (app, fake, d) = setup().await;
+    let m = app
+        .create_mapping(&d, &mapping("all", "added_or_updated"))
+        .await;
+    sync(&app, &d, FULL, false, vec![records(0..6, 0)], true).await;
+    let forgotten = app
+        .client
+        .clone()
+        .reset_sync(proto::ResetSyncRequest {
+            destination_id: d.clone(),
+            model: "orders".into(),
+            mapping_id: m.id.clone(),
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .forgotten;
+    assert_eq!(forgotten, 6);
+    let again = sync(&app, &d, FULL, false, vec![records(0..6, 0)], true).await;
+    assert_eq!(again.counts(&m.id).added, 6);
+    // The same content as added: the same messageIds, which Segment de-duplicates.
+    let sent = fake.accepted();
+    assert_eq!(sent[..6], sent[6..]);
+    // A mapping of another model is refused.
+    let err = app
+        .client
+        .clone()
+        .reset_sync(proto::ResetSyncRequest {
+            destination_id: d.clone(),
+            model: "users".into(),
+            mapping_id: m.id.clone(),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::InvalidArgument);
+}
+
+#[tokio::test]
+async fn repeated_and_unreadable_records_are_rejected_by_id() {
+    let (app, fake, d) = setup().await;
+    app.create_mapping(&d, &mapping("all", "added_or_updated"))
+        .await;
+    let mut chunk = records(0..3, 0);
+    chunk.push(record(1, 99));
+    chunk.push(proto::SyncRecord {
+        id: "bad".into(),
+        columns_json: b"[1]".to_vec(),
+    });
+    let out = sync(&app, &d, FULL, false, vec![chunk, records(2..4, 0)], true).await;
+    let rejected: Vec<(String, i32)> = out
+        .results()
+        .into_iter()
+        .map(|r| (r.record_id, r.issues[0].code))
+        .collect();
+    let dup = proto::IssueCode::DuplicateRecordId as i32;
+    assert_eq!(
+        rejected,
+        [
+            ("r1".to_owned(), dup),
+            ("bad".to_owned(), proto::IssueCode::InvalidRow as i32),
+            ("r2".to_owned(), dup),
+        ]
+    );
+    assert_eq!(out.summary().rejected_records, 3);
+    assert_eq!(fake.accepted().len(), 4);
+    assert_eq!(
+        out.summary().status,
+        status(proto::SyncStatus::CompletedWithFailures)
+    );
+}
+
+#[tokio::test]
+async fn the_history_lists_syncs_newest_first_in_pages() {
+    let (app, _fake, d) = setup().await;
+    app.create_mapping(&d, &mapping("all", "added_or_updated"))
+        .await;
+    let mut ids = Vec::new();
+    for i in 0..3 {
+        let out = sync(&app, &d, FULL, false, vec![records(0..2, i)], true).await;
+        ids.push(out.sync_id);
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let list = |token: String| {
+        let mut c = app.client.clone();
+        let d = d.clone();
+        async move {
+            c.list_syncs(proto::ListSyncsRequest {
+                destination_id: d,
+                model: "orders".into(),
+                page_size: 2,
+                page_token: token,
+            })
+            .await
+            .unwrap()
+            .into_inner()
+        }
+    };
+    let page1 = list(String::new()).await;
+    let page2 = list(page1.next_page_token.clone()).await;
+    let got: Vec<String> = page1
+        .syncs
+        .iter()
+        .chain(&page2.syncs)
+        .map(|s| s.id.clone())
+        .collect();
+    ids.reverse();
+    assert_eq!(got, ids);
+    assert!(page2.next_page_token.is_empty());
+    let err = app
+        .client
+        .clone()
+        .get_sync(proto::GetSyncRequest {
+            sync_id: "sy_nope".into(),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::NotFound);
+    let bad = sync(&app, &d, proto::SyncMode::Unspecified, false, vec![], true).await;
+    assert_eq!(bad.error.unwrap().code(), Code::InvalidArgument);
+    let _ = WRITE_KEY;
+}
