@@ -57,6 +57,8 @@ impl Server {
         ]);
         clean_env(&mut cmd);
         cmd.env("SEGMENT_CONNECTIONS_ENCRYPTION_KEY", keys)
+            // A replica killed mid-sync releases its model quickly.
+            .env("SEGMENT_CONNECTIONS_SYNC_LEASE_SECONDS", "1")
             .env("RUST_LOG", rust_log)
             .stdout(Stdio::null())
             .stderr(Stdio::piped());

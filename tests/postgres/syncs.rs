@@ -1,0 +1,168 @@
+//! Syncs on PostgreSQL with two real `serve` replicas: the ledger is shared (a sync through one
+//! replica sees what a sync through the other delivered), one sync per model across replicas,
+//! and a replica killed mid-sync (SIGKILL) loses nothing: its sync is ABANDONED after the lease
+//! and the resync sends only what was not confirmed.
+
+use std::time::Duration;
+
+use tokio::sync::mpsc;
+use tokio_stream::StreamExt as _;
+use tonic::Code;
+use tonic::transport::Channel;
+
+use crate::common::fake_segment::FakeSegment;
+use crate::common::pg::TestDb;
+use crate::common::serve::{Server, create_destination};
+use segment_connections::grpc::proto::sync_request::Message as Req;
+use segment_connections::grpc::proto::sync_response::Message as Ans;
+use segment_connections::grpc::proto::{self, ConnectionsClient};
+use segment_connections::store::KeyRing;
+
+const WRITE_KEY: &str = "wk-sync-0123456789";
+
+fn mapping() -> String {
+    serde_json::json!({
+        "name": "orders", "model": "orders", "action": "track",
+        "fields": {
+            "event_name": {"@literal": "Order"},
+            "anonymous_id": {"@path": "$.__segment_id"},
+            "properties": {"total": {"@path": "$.properties.total"}}
+        }
+    })
+    .to_string()
+}
+
+fn records(ids: std::ops::Range<usize>) -> Vec<proto::SyncRecord> {
+    ids.map(|i| proto::SyncRecord {
+        id: format!("r{i}"),
+        columns_json: format!(r#"{{"total": {i}}}"#).into_bytes(),
+    })
+    .collect()
+}
+
+fn header(d: &str) -> proto::SyncRequest {
+    proto::SyncRequest {
+        message: Some(Req::Header(proto::SyncHeader {
+            destination_id: d.into(),
+            model: "orders".into(),
+            mode: proto::SyncMode::Full.into(),
+            dry_run: false,
+        })),
+    }
+}
+
+fn chunk(id: u64, records: Vec<proto::SyncRecord>) -> proto::SyncRequest {
+    proto::SyncRequest {
+        message: Some(Req::Chunk(proto::SyncChunk {
+            chunk_id: id,
+            records,
+        })),
+    }
+}
+
+/// A whole FULL sync of `records` with commit: its summary, or the call's status.
+async fn full_sync(
+    c: &mut ConnectionsClient<Channel>,
+    d: &str,
+    records: Vec<proto::SyncRecord>,
+) -> Result<proto::SyncInfo, tonic::Status> {
+    let commit = proto::SyncRequest {
+        message: Some(Req::Commit(proto::SyncCommit {})),
+    };
+    let messages = vec![header(d), chunk(1, records), commit];
+    let mut answers = c.sync(tokio_stream::iter(messages)).await?.into_inner();
+    let mut summary = None;
+    while let Some(a) = answers.next().await {
+        if let Ans::Summary(s) = a?.message.unwrap() {
+            summary = Some(s);
+        }
+    }
+    Ok(summary.expect("a summary"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replicas_share_the_ledger_and_a_killed_replicas_sync_is_abandoned() {
+    let Some(db) = TestDb::create().await else {
+        return;
+    };
+    let fake = FakeSegment::start(WRITE_KEY).await;
+    let key = KeyRing::generate_hex().unwrap();
+    let a = Server::start(&db.url, &key, "info").await;
+    let b = Server::start(&db.url, &key, "info").await;
+    let (mut ca, mut cb) = (a.client(), b.client());
+    let d = create_destination(&mut ca, "fake", &fake.url(), WRITE_KEY).await;
+    let m = ca
+        .create_mapping(proto::CreateMappingRequest {
+            destination_id: d.id.clone(),
+            mapping_json: mapping(),
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .mapping
+        .unwrap();
+
+    // Through A, then through B: B's diff reads what A delivered.
+    let first = full_sync(&mut ca, &d.id, records(0..10)).await.unwrap();
+    assert_eq!(first.mappings[0].added, 10);
+    let second = full_sync(&mut cb, &d.id, records(0..12)).await.unwrap();
+    let c = &second.mappings[0];
+    assert_eq!(
+        (c.mapping_id.as_str(), c.unchanged, c.added),
+        (m.id.as_str(), 10, 2)
+    );
+    assert_eq!(fake.accepted().len(), 12);
+
+    // A sync through A that has delivered one chunk, then A is killed.
+    let (tx, rx) = mpsc::channel(4);
+    tx.send(header(&d.id)).await.unwrap();
+    tx.send(chunk(1, records(20..25))).await.unwrap();
+    let mut answers = ca
+        .sync(tokio_stream::wrappers::ReceiverStream::new(rx))
+        .await
+        .unwrap()
+        .into_inner();
+    let Some(Ok(proto::SyncResponse {
+        message: Some(Ans::Started(started)),
+    })) = answers.next().await
+    else {
+        panic!("started")
+    };
+    let Some(Ok(proto::SyncResponse {
+        message: Some(Ans::Chunk(_)),
+    })) = answers.next().await
+    else {
+        panic!("chunk answered")
+    };
+    let delivered = fake.accepted();
+    assert_eq!(delivered.len(), 17);
+    // Held across replicas while A lives.
+    let busy = full_sync(&mut cb, &d.id, records(0..1)).await.unwrap_err();
+    assert_eq!(busy.code(), Code::Aborted, "{busy:?}");
+    assert!(busy.message().contains(&started.sync_id), "{busy:?}");
+    drop(a); // SIGKILL
+    drop(tx);
+
+    // After the lease (1 s), B takes the model over; the killed sync is ABANDONED.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let mut all = records(0..12);
+    all.extend(records(20..30));
+    let resync = full_sync(&mut cb, &d.id, all).await.unwrap();
+    let c = &resync.mappings[0];
+    assert_eq!((c.unchanged, c.added, c.deleted), (17, 5, 0), "{c:?}");
+    let sent = fake.accepted();
+    assert_eq!(sent.len(), 22);
+    assert!(sent[17..].iter().all(|id| !delivered.contains(id)));
+    let old = cb
+        .get_sync(proto::GetSyncRequest {
+            sync_id: started.sync_id,
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .sync
+        .unwrap();
+    assert_eq!(old.status, proto::SyncStatus::Abandoned as i32);
+    assert_eq!(old.received, 5);
+    drop(b);
+}
