@@ -1,0 +1,226 @@
+//! Sync benchmark: FULL syncs over gRPC on loopback against a real `segment-connections serve`
+//! process (SQLite, or PostgreSQL with SYNCLOAD_PG_URL) and the minimal fake Tracking API, with
+//! two mappings (the workload's track and identify). The first sync fills the ledger (every
+//! record added); the timed second sync changes SYNCLOAD_CHANGED_PER_MILLE of the records (10:
+//! 1 %). Prints records/s of each, the service's peak RSS, and the events sent.
+//!
+//! `cargo bench --bench syncload` (release). Knobs (environment): SYNCLOAD_RECORDS (default
+//! 1,000,000), SYNCLOAD_CHUNK (records per chunk, default 1000), SYNCLOAD_CHANGED_PER_MILLE.
+
+use std::process::{Command, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+use tokio_stream::StreamExt as _;
+
+use segment_connections::grpc::proto::sync_request::Message as Req;
+use segment_connections::grpc::proto::sync_response::Message as Ans;
+use segment_connections::grpc::proto::{self, ConnectionsClient};
+
+#[path = "support/workload.rs"]
+mod workload;
+
+#[path = "support/harness.rs"]
+mod harness;
+use harness::{Server, fake_upstream, peak_rss_kib};
+
+const BIN: &str = env!("CARGO_BIN_EXE_segment-connections");
+
+fn env_usize(name: &str, default: usize) -> usize {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+/// One FULL sync of `records` records in chunks of `chunk`, where record `i` is changed when
+/// `changed(i)`; returns (seconds, summary).
+async fn full_sync(
+    client: &mut ConnectionsClient<tonic::transport::Channel>,
+    destination_id: &str,
+    records: usize,
+    chunk: usize,
+    changed: impl Fn(usize) -> bool + Send + 'static,
+) -> (f64, proto::SyncInfo) {
+    let (tx, rx) = tokio::sync::mpsc::channel(8);
+    let header = proto::SyncHeader {
+        destination_id: destination_id.into(),
+        model: "bench".into(),
+        mode: proto::SyncMode::Full.into(),
+        dry_run: false,
+    };
+    let start = Instant::now();
+    tx.send(proto::SyncRequest {
+        message: Some(Req::Header(header)),
+    })
+    .await
+    .unwrap();
+    tokio::spawn(async move {
+        for (c, first) in (0..records).step_by(chunk).enumerate() {
+            let records = (first..(first + chunk).min(records))
+                .map(|i| {
+                    let mut columns = workload::row_json(i);
+                    if changed(i) {
+                        columns["changed"] = Value::Bool(true);
+                    }
+                    proto::SyncRecord {
+                        id: format!("row-{i}"),
+                        columns_json: serde_json::to_vec(&columns).unwrap(),
+                    }
+                })
+                .collect();
+            let chunk = proto::SyncChunk {
+                chunk_id: c as u64 + 1,
+                records,
+            };
+            if tx
+                .send(proto::SyncRequest {
+                    message: Some(Req::Chunk(chunk)),
+                })
+                .await
+                .is_err()
+            {
+                return;
+            }
+        }
+        tx.send(proto::SyncRequest {
+            message: Some(Req::Commit(proto::SyncCommit {})),
+        })
+        .await
+        .ok();
+    });
+    let mut answers = client
+        .sync(tokio_stream::wrappers::ReceiverStream::new(rx))
+        .await
+        .unwrap()
+        .into_inner();
+    let mut summary = None;
+    while let Some(a) = answers.next().await {
+        if let Ans::Summary(s) = a.unwrap().message.unwrap() {
+            summary = Some(s);
+        }
+    }
+    (start.elapsed().as_secs_f64(), summary.unwrap())
+}
+
+fn totals(s: &proto::SyncInfo) -> String {
+    let sum = |f: fn(&proto::SyncMappingCounts) -> u64| s.mappings.iter().map(f).sum::<u64>();
+    format!(
+        "added {} updated {} deleted {} unchanged {} delivered {} failed {}",
+        sum(|m| m.added),
+        sum(|m| m.updated),
+        sum(|m| m.deleted),
+        sum(|m| m.unchanged),
+        sum(|m| m.delivered),
+        sum(|m| m.failed)
+    )
+}
+
+#[tokio::main]
+async fn main() {
+    if !std::env::args().any(|a| a == "--bench") {
+        println!("syncload: run with `cargo bench --bench syncload`");
+        return;
+    }
+    let records = env_usize("SYNCLOAD_RECORDS", 1_000_000);
+    let chunk = env_usize("SYNCLOAD_CHUNK", 1_000);
+    let per_mille = env_usize("SYNCLOAD_CHANGED_PER_MILLE", 10);
+
+    let upstream_requests = Arc::new(AtomicU64::new(0));
+    let upstream_bytes = Arc::new(AtomicU64::new(0));
+    let upstream = fake_upstream(upstream_requests.clone(), upstream_bytes.clone()).await;
+    let dir = tempfile::tempdir().unwrap();
+    let port = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap().port()
+    };
+    let listen = format!("127.0.0.1:{port}");
+    let store = std::env::var("SYNCLOAD_PG_URL")
+        .unwrap_or_else(|_| format!("sqlite://{}", dir.path().join("db.sqlite").display()));
+    let backend = if store.starts_with("postgres") {
+        "PostgreSQL"
+    } else {
+        "SQLite"
+    };
+    let key = dir.path().join("key");
+    std::fs::write(&key, "00".repeat(32)).unwrap();
+    let server = Server(
+        Command::new(BIN)
+            .args(["serve", "--listen", &listen, "--metrics-listen", "off"])
+            .args(["--allowed-upstreams", "127.0.0.1", "--store", &store])
+            .arg("--encryption-key-file")
+            .arg(&key)
+            .args(["--max-request-bytes", "67108864"])
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let pid = server.0.id();
+    let url = format!("http://{listen}");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let mut client = loop {
+        match ConnectionsClient::connect(url.clone()).await {
+            Ok(c) => break c,
+            Err(_) if Instant::now() < deadline => {
+                tokio::time::sleep(Duration::from_millis(50)).await
+            }
+            Err(e) => panic!("serve did not start: {e}"),
+        }
+    };
+    client = client
+        .max_decoding_message_size(64 << 20)
+        .max_encoding_message_size(64 << 20);
+    let d = client
+        .create_destination(proto::CreateDestinationRequest {
+            name: "bench".into(),
+            region: format!("http://{upstream}"),
+            write_key: "wk-bench-0123456789".into(),
+            enabled: None,
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .destination
+        .unwrap();
+    let workload: Value =
+        serde_json::from_str(include_str!("../tests/fixtures/workload.json")).unwrap();
+    for action in ["track", "identify"] {
+        client
+            .create_mapping(proto::CreateMappingRequest {
+                destination_id: d.id.clone(),
+                mapping_json: workload["mappings"][action].to_string(),
+            })
+            .await
+            .unwrap();
+    }
+
+    println!("syncload: {records} records, chunks of {chunk}, two mappings, {backend}");
+    let (secs, s) = full_sync(&mut client, &d.id, records, chunk, |_| false).await;
+    println!(
+        "syncload: first sync (all added): {secs:.1} s, {:.0} records/s; {}",
+        records as f64 / secs,
+        totals(&s)
+    );
+    let (secs, s) = full_sync(&mut client, &d.id, records, chunk, move |i| {
+        i % 1000 < per_mille
+    })
+    .await;
+    println!(
+        "syncload: second sync ({per_mille} per mille changed): {secs:.1} s, {:.0} records/s; {}",
+        records as f64 / secs,
+        totals(&s)
+    );
+    match peak_rss_kib(pid) {
+        Some(kib) => println!("syncload: service peak RSS {:.1} MB", kib as f64 / 1024.0),
+        None => println!("syncload: service peak RSS unknown"),
+    }
+    println!(
+        "syncload: upstream got {} batches, {:.1} MB",
+        upstream_requests.load(Ordering::Relaxed),
+        upstream_bytes.load(Ordering::Relaxed) as f64 / 1e6
+    );
+    drop(server);
+}
