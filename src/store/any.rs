@@ -140,8 +140,8 @@ impl Ledger for AnyStore {
         dispatch!(self, s => s.renew_sync(sync_id, now).await)
     }
 
-    async fn mark_seen(&self, sync_id: &str, ids: &[&str]) -> Result<Vec<String>> {
-        dispatch!(self, s => s.mark_seen(sync_id, ids).await)
+    async fn seen_among(&self, sync_id: &str, ids: &[&str]) -> Result<Vec<String>> {
+        dispatch!(self, s => s.seen_among(sync_id, ids).await)
     }
 
     async fn states(&self, mapping_id: &str, ids: &[&str]) -> Result<Vec<RecordState>> {
@@ -162,11 +162,12 @@ impl Ledger for AnyStore {
     async fn record(
         &self,
         sync_id: &str,
+        seen: &[&str],
         writes: &[StateWrite],
         failures: &[FailureRecord],
         progress: Progress<'_>,
     ) -> Result<()> {
-        dispatch!(self, s => s.record(sync_id, writes, failures, progress).await)
+        dispatch!(self, s => s.record(sync_id, seen, writes, failures, progress).await)
     }
 
     async fn finish_sync(

@@ -208,8 +208,8 @@ pub trait Ledger: Send + Sync + 'static {
     ) -> impl Future<Output = Result<std::result::Result<SyncRun, String>>> + Send;
     /// Renews the lease; `false` when the sync is no longer running (it was abandoned).
     fn renew_sync(&self, sync_id: &str, now: i64) -> impl Future<Output = Result<bool>> + Send;
-    /// Records that the sync received `ids`; returns those it had not received before.
-    fn mark_seen(
+    /// Those of `ids` the sync has received before (written by [`Ledger::record`]).
+    fn seen_among(
         &self,
         sync_id: &str,
         ids: &[&str],
@@ -230,10 +230,12 @@ pub trait Ledger: Send + Sync + 'static {
         after: &str,
         limit: u32,
     ) -> impl Future<Output = Result<Vec<RecordState>>> + Send;
-    /// Writes results in one transaction: the ledger changes, the failures, the progress.
+    /// Writes results in one transaction: the record ids received, the ledger changes, the
+    /// failures, the progress.
     fn record(
         &self,
         sync_id: &str,
+        seen: &[&str],
         writes: &[StateWrite],
         failures: &[FailureRecord],
         progress: Progress<'_>,
@@ -286,7 +288,8 @@ pub(super) struct LedgerSql {
     pub insert_run: &'static str,
     pub running: &'static str,
     pub renew: &'static str,
-    pub mark_seen: &'static str,
+    pub seen_among: &'static str,
+    pub insert_seen: &'static str,
     pub states: &'static str,
     pub unseen: &'static str,
     pub unseen_pending: &'static str,
@@ -332,10 +335,16 @@ macro_rules! ledger_stamp {
             running: "SELECT id FROM sync_runs WHERE destination_id = $1 AND model = $2 \
                  AND status = 'RUNNING' AND NOT dry_run",
             renew: "UPDATE sync_runs SET heartbeat_at = $2 WHERE id = $1 AND status = 'RUNNING'",
-            mark_seen: concat!(
+            seen_among: concat!(
+                "SELECT record_id FROM sync_seen WHERE sync_id = $1 AND record_id IN \
+                 (SELECT r FROM ",
+                $ids,
+                ")"
+            ),
+            insert_seen: concat!(
                 "INSERT INTO sync_seen (sync_id, record_id) SELECT $1, r FROM ",
                 $ids,
-                " WHERE true ON CONFLICT DO NOTHING RETURNING record_id"
+                " WHERE true ON CONFLICT DO NOTHING"
             ),
             states: concat!(
                 "SELECT record_id, checksum, status, op, tries, since FROM sync_state \
@@ -613,7 +622,7 @@ macro_rules! ledger_store {
                 Ok(done.rows_affected() > 0)
             }
 
-            async fn mark_seen(
+            async fn seen_among(
                 &self,
                 sync_id: &str,
                 ids: &[&str],
@@ -621,7 +630,7 @@ macro_rules! ledger_store {
                 if ids.is_empty() {
                     return Ok(Vec::new());
                 }
-                let rows: Vec<(String,)> = sqlx::query_as(Self::LEDGER.mark_seen)
+                let rows: Vec<(String,)> = sqlx::query_as(Self::LEDGER.seen_among)
                     .bind(sync_id)
                     .bind($ids(ids))
                     .fetch_all(&self.pool)
@@ -683,12 +692,21 @@ macro_rules! ledger_store {
             async fn record(
                 &self,
                 sync_id: &str,
+                seen: &[&str],
                 writes: &[$crate::store::ledger::StateWrite],
                 failures: &[$crate::store::ledger::FailureRecord],
                 progress: $crate::store::ledger::Progress<'_>,
             ) -> $crate::store::Result<()> {
                 let mut tx = self.begin_ledger().await?;
                 let result = async {
+                    for part in seen.chunks(10_000) {
+                        sqlx::query(Self::LEDGER.insert_seen)
+                            .bind(sync_id)
+                            .bind($ids(part))
+                            .execute(tx.conn())
+                            .await
+                            .map_err(Self::error)?;
+                    }
                     for w in writes {
                         match w {
                             $crate::store::ledger::StateWrite::Put { mapping_id, state } => {

@@ -25,6 +25,8 @@ use crate::store::{
 const MAX_COLUMNS: usize = 1024;
 /// Ledger entries read per page at `commit`.
 const PAGE: u32 = 1000;
+/// Received ids held in memory before they are written without a result to go with them.
+const MAX_UNFLUSHED_IDS: usize = 20_000;
 
 /// How one (record, mapping) ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
@@ -115,6 +117,9 @@ pub(crate) struct RunningSync<S> {
     /// Dry run: the failures, written when the sync ends.
     dry_failures: Vec<FailureRecord>,
     columns: BTreeSet<String>,
+    /// Record ids received and not yet written: they go with the next write, so a chunk of
+    /// unchanged records costs no write at all.
+    unflushed: HashSet<String, foldhash::fast::RandomState>,
     seen: SeenIds,
     lost: Arc<AtomicBool>,
     lease: tokio::task::AbortHandle,
@@ -168,6 +173,7 @@ impl<S: Store + Ledger> RunningSync<S> {
             failures: 0,
             dry_failures: Vec::new(),
             columns: BTreeSet::new(),
+            unflushed: HashSet::default(),
             seen: SeenIds::window(window),
             lost,
             lease,
@@ -211,19 +217,19 @@ impl<S: Store + Ledger> RunningSync<S> {
             }
         }
         let ids: Vec<&str> = items.iter().map(|(id, _)| id.as_str()).collect();
-        let first: HashSet<String, foldhash::fast::RandomState> = self
+        let before: HashSet<String, foldhash::fast::RandomState> = self
             .store
-            .mark_seen(&self.run.id, &ids)
+            .seen_among(&self.run.id, &ids)
             .await?
             .into_iter()
             .collect();
         drop(ids);
         let mut fresh = Vec::with_capacity(items.len());
         for (id, row) in items {
-            if first.contains(&id) {
-                fresh.push((checksum(&row), id, row));
-            } else {
+            if before.contains(&id) || self.unflushed.contains(&id) {
                 duplicate(&mut answer, id);
+            } else {
+                fresh.push((checksum(&row), id, row));
             }
         }
         for (_, _, row) in &fresh {
@@ -288,7 +294,9 @@ impl<S: Store + Ledger> RunningSync<S> {
             self.send(mi, sends, &mut answer, &mut writes).await;
         }
         drop(ids);
-        self.record(&answer, writes).await?;
+        self.unflushed
+            .extend(fresh.into_iter().map(|(_, id, _)| id));
+        self.record(&answer, writes, false).await?;
         Ok(answer)
     }
 
@@ -296,6 +304,9 @@ impl<S: Store + Ledger> RunningSync<S> {
     /// sync is finished as committed.
     pub(crate) async fn commit(&mut self) -> Result<Answer, Error> {
         self.refresh().await?;
+        // Every id received is written before the ledger is read for what was not.
+        self.record(&Answer::default(), Writes::default(), true)
+            .await?;
         let mut answer = Answer::default();
         let nulls = self.null_columns().await?;
         for mi in 0..self.target.mappings().len() {
@@ -373,7 +384,7 @@ impl<S: Store + Ledger> RunningSync<S> {
                 }
                 let mut writes = Writes::default();
                 self.send(mi, sends, &mut part, &mut writes).await;
-                self.record(&part, writes).await?;
+                self.record(&part, writes, false).await?;
                 answer.counts.merge(&part.counts);
                 answer.results.append(&mut part.results);
             }
@@ -461,8 +472,10 @@ impl<S: Store + Ledger> RunningSync<S> {
             .map_err(|e| Error::Internal(format!("null columns of a deletion: {e}")))
     }
 
-    /// Writes a chunk's results and the sync's progress (a dry run writes nothing until its end).
-    async fn record(&mut self, answer: &Answer, writes: Writes) -> Result<(), Error> {
+    /// Writes a chunk's results, the ids received and the sync's progress, in one transaction;
+    /// nothing when there is no result to write (unless `flush`, or too many ids wait). A dry
+    /// run writes only the ids and its progress (its failures go with its end).
+    async fn record(&mut self, answer: &Answer, writes: Writes, flush: bool) -> Result<(), Error> {
         self.counts.merge(&answer.counts);
         let Writes {
             state,
@@ -475,6 +488,9 @@ impl<S: Store + Ledger> RunningSync<S> {
         failures.truncate(usize::try_from(room).unwrap_or(usize::MAX));
         if self.run.dry_run {
             self.dry_failures.append(&mut failures);
+        }
+        let due = flush || self.unflushed.len() >= MAX_UNFLUSHED_IDS;
+        if state.is_empty() && failures.is_empty() && !due {
             return Ok(());
         }
         let counts = self.counts.json();
@@ -483,9 +499,12 @@ impl<S: Store + Ledger> RunningSync<S> {
             counts: &counts,
             first_failure: self.failures,
         };
+        let seen: Vec<&str> = self.unflushed.iter().map(String::as_str).collect();
         self.store
-            .record(&self.run.id, &state, &failures, progress)
+            .record(&self.run.id, &seen, &state, &failures, progress)
             .await?;
+        drop(seen);
+        self.unflushed.clear();
         self.failures += failures.len() as u64;
         Ok(())
     }
