@@ -641,3 +641,35 @@ async fn the_history_lists_syncs_newest_first_in_pages() {
     assert_eq!(bad.error.unwrap().code(), Code::InvalidArgument);
     let _ = WRITE_KEY;
 }
+
+#[tokio::test]
+async fn syncs_older_than_the_history_days_leave_the_history() {
+    let (app, _fake, d) = setup_with(|s| s.sync.history_for = Duration::from_millis(50)).await;
+    app.create_mapping(&d, &mapping("all", "added_or_updated")).await;
+    let old = sync(&app, &d, FULL, false, vec![records(0..2, 0)], true).await;
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let new = sync(&app, &d, FULL, false, vec![records(0..2, 0)], true).await;
+    let listed = app
+        .client
+        .clone()
+        .list_syncs(proto::ListSyncsRequest {
+            destination_id: d.clone(),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let ids: Vec<String> = listed.syncs.into_iter().map(|s| s.id).collect();
+    assert_eq!(ids, [new.sync_id.clone()]);
+    let gone = app
+        .client
+        .clone()
+        .get_sync(proto::GetSyncRequest {
+            sync_id: old.sync_id,
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(gone.code(), Code::NotFound);
+    // The ledger is not history: the second sync found both records unchanged.
+    assert_eq!(new.summary().mappings[0].unchanged, 2);
+}
