@@ -10,7 +10,6 @@
 use std::future::Future;
 
 use super::Result;
-use crate::mapping::Op;
 
 /// FULL: the stream holds every record of the model (what is missing was deleted);
 /// INCREMENTAL: only some (nothing is deleted).
@@ -102,19 +101,23 @@ impl Settled {
     }
 }
 
-fn op_code(op: Op) -> i64 {
-    match op {
-        Op::Added => 1,
-        Op::Updated => 2,
-        Op::Deleted => 3,
-    }
+/// The change an event reported (the row path's `Op`, as the ledger keeps it).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Change {
+    Added = 1,
+    Updated = 2,
+    Deleted = 3,
 }
 
-fn op_of(v: i64) -> Op {
+fn op_code(op: Change) -> i64 {
+    op as i64
+}
+
+fn op_of(v: i64) -> Change {
     match v {
-        1 => Op::Added,
-        3 => Op::Deleted,
-        _ => Op::Updated,
+        1 => Change::Added,
+        3 => Change::Deleted,
+        _ => Change::Updated,
     }
 }
 
@@ -125,7 +128,7 @@ pub struct RecordState {
     pub checksum: Vec<u8>,
     pub status: Settled,
     /// The change the unsettled event reports (for `Pending`, `Rejected`, `GaveUp`).
-    pub op: Op,
+    pub op: Change,
     /// How many syncs have tried the pending event.
     pub tries: u32,
     /// When the pending event first failed (ms since the epoch).

@@ -27,8 +27,8 @@ pub use crate::sender::WriteKey;
 pub use any::AnyStore;
 pub use crypto::{CryptoError, KeyRing};
 pub use ledger::{
-    FailureRecord, Ledger, NewSync, Progress, RecordState, Settled, StateWrite, SyncMode, SyncRun,
-    SyncStatus,
+    Change, FailureRecord, Ledger, NewSync, Progress, RecordState, Settled, StateWrite, SyncMode,
+    SyncRun, SyncStatus,
 };
 pub use model::{
     AllowedUpstreams, Destination, DestinationPatch, MAX_MAPPINGS_PER_DESTINATION, MappingContent,

@@ -17,8 +17,8 @@ use crate::issue::{Issue, IssueCode};
 use crate::limits::MAX_ECHOED_EVENT_BYTES;
 use crate::mapping::{Op, Row};
 use crate::store::{
-    FailureRecord, Ledger, Progress, RecordState, Settled, StateWrite, Store, SyncMode, SyncRun,
-    SyncStatus,
+    Change, FailureRecord, Ledger, Progress, RecordState, Settled, StateWrite, Store, SyncMode,
+    SyncRun, SyncStatus,
 };
 
 /// The most distinct column names a sync remembers for its deletions' null columns.
@@ -260,18 +260,18 @@ impl<S: Store + Ledger> RunningSync<S> {
                 let (op, retried) = match prior {
                     None => (Op::Added, false),
                     // Deleted, not yet confirmed, and back.
-                    Some(p) if p.op == Op::Deleted && p.status != Settled::Synced => {
+                    Some(p) if p.op == Change::Deleted && p.status != Settled::Synced => {
                         (Op::Added, false)
                     }
                     Some(p) if p.checksum == *sum => match p.status {
-                        Settled::Pending => (p.op, true),
+                        Settled::Pending => (op(p.op), true),
                         _ => {
                             c.unchanged += 1;
                             continue;
                         }
                     },
                     // Never delivered, now changed: still new to the destination.
-                    Some(p) if p.status != Settled::Synced && p.op == Op::Added => {
+                    Some(p) if p.status != Settled::Synced && p.op == Change::Added => {
                         (Op::Added, false)
                     }
                     Some(_) => (Op::Updated, false),
@@ -333,12 +333,12 @@ impl<S: Store + Ledger> RunningSync<S> {
                 for st in page {
                     let send = match self.run.mode {
                         SyncMode::Full => {
-                            let settled_delete = st.op == Op::Deleted
+                            let settled_delete = st.op == Change::Deleted
                                 && matches!(st.status, Settled::Rejected | Settled::GaveUp);
                             if settled_delete {
                                 continue;
                             }
-                            let retried = st.op == Op::Deleted && st.status == Settled::Pending;
+                            let retried = st.op == Change::Deleted && st.status == Settled::Pending;
                             match retried {
                                 true => c.retried += 1,
                                 false => c.deleted += 1,
@@ -370,7 +370,8 @@ impl<S: Store + Ledger> RunningSync<S> {
                                 continue;
                             };
                             c.retried += 1;
-                            let row = Row::new(Some(st.record_id.clone()), st.op, columns, None);
+                            let row =
+                                Row::new(Some(st.record_id.clone()), op(st.op), columns, None);
                             Send {
                                 id: st.record_id.clone(),
                                 row,
@@ -620,7 +621,7 @@ impl<S: Store + Ledger> RunningSync<S> {
                         record_id: s.id.clone(),
                         checksum: s.checksum.clone(),
                         status: settled,
-                        op,
+                        op: change(op),
                         tries,
                         since,
                         columns: (settled == Settled::Pending)
@@ -704,4 +705,20 @@ fn duplicate(answer: &mut Answer, id: String) {
             "this sync already received a record with this id; the first one counts",
         ),
     );
+}
+
+fn change(op: Op) -> Change {
+    match op {
+        Op::Added => Change::Added,
+        Op::Updated => Change::Updated,
+        Op::Deleted => Change::Deleted,
+    }
+}
+
+fn op(c: Change) -> Op {
+    match c {
+        Change::Added => Op::Added,
+        Change::Updated => Op::Updated,
+        Change::Deleted => Op::Deleted,
+    }
 }

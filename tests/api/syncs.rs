@@ -645,7 +645,8 @@ async fn the_history_lists_syncs_newest_first_in_pages() {
 #[tokio::test]
 async fn syncs_older_than_the_history_days_leave_the_history() {
     let (app, _fake, d) = setup_with(|s| s.sync.history_for = Duration::from_millis(50)).await;
-    app.create_mapping(&d, &mapping("all", "added_or_updated")).await;
+    app.create_mapping(&d, &mapping("all", "added_or_updated"))
+        .await;
     let old = sync(&app, &d, FULL, false, vec![records(0..2, 0)], true).await;
     tokio::time::sleep(Duration::from_millis(100)).await;
     let new = sync(&app, &d, FULL, false, vec![records(0..2, 0)], true).await;
