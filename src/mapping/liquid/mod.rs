@@ -1,0 +1,374 @@
+//! The `@liquid` directive: Liquid templates with Segment's limits and disabled tags and filters.
+//!
+//! Segment evaluates `@liquid` with LiquidJS. This module runs the templates on the `liquid`
+//! crate, which can only be used through its standard library (no custom tags or filters), and
+//! bridges the two dialects in three places:
+//!
+//! - **Translation.** The template is tokenized with LiquidJS's rules (delimiters, quoting,
+//!   greedy whitespace control, `raw`, `comment`, `#`, `echo`, `liquid`), disabled tags and
+//!   filters are rejected, filters LiquidJS does not know are dropped (LiquidJS treats them as the
+//!   identity), and the rest is re-emitted in the syntax the `liquid` crate parses: `and`/`or`
+//!   chains are regrouped the LiquidJS way, math runs on floats like JavaScript numbers (which
+//!   also rules out integer overflow), filters whose output differs are followed by fix-ups
+//!   (`escape`, `url_encode`, `capitalize`, `modulo`), date formats are translated, and names the
+//!   `liquid` grammar cannot spell are aliased.
+//! - **Values.** The runtime resolves each variable path through the views below, then works on
+//!   an owned copy of what it found. The views resolve paths with LiquidJS's rules (anything
+//!   missing is nil instead of an error, `size`/`first`/`last`, string indexing). Where the first
+//!   filter reads its input with a JavaScript coercion (`date`, `size`, the math filters, `first`,
+//!   `join`, ...) or a comparison would (`== true`, `> 5`), a payload path is replaced by an alias
+//!   whose value is coerced at render time, so LiquidJS's reading of dates, numeric strings and
+//!   nil carries over.
+//! - **Limits.** Instead of a wall-clock render limit, the rendered output is capped at
+//!   [`MAX_OUTPUT_BYTES`] and a static estimate of the largest intermediate value (given the
+//!   payload size) must stay under a working-memory budget, so no template can exhaust memory;
+//!   a panic inside the engine is caught and reported as an error.
+//!
+//! Known differences that remain: a disabled filter fails at parse time even in a branch that
+//! never runs; objects print their keys and values (LiquidJS: `[object Object]`); floats print
+//! without an exponent; dividing by zero and math on non-numeric values computed by earlier
+//! filters are errors; comparisons between two variables of different types follow the `liquid`
+//! crate; `size` counts bytes on values computed by earlier filters; LiquidJS-only filters such
+//! as `json` or `slugify` are rejected as not supported.
+
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::fmt::{self, Write as _};
+use std::io;
+use std::panic::{self, AssertUnwindSafe};
+use std::sync::{LazyLock, OnceLock};
+
+use liquid::model::{
+    DateTime, DisplayCow, KString, KStringCow, ObjectView, ScalarCow, State, Value as LiquidValue,
+    ValueView,
+};
+use liquid::reflection::ParserReflection;
+use serde_json::Value as Json;
+
+use crate::json::VRef;
+use crate::mapping::budget::{Budget, OverBudget, json_len};
+
+mod dates;
+mod emit;
+mod lex;
+mod plan;
+#[cfg(test)]
+mod tests;
+mod translate;
+mod value;
+
+use dates::*;
+use emit::*;
+use lex::*;
+use plan::*;
+use translate::*;
+use value::*;
+
+/// Longest template accepted, in UTF-16 code units like JavaScript's `String.length`.
+pub(crate) const MAX_TEMPLATE_CHARS: usize = 1000;
+/// Largest rendered output accepted; a larger one is an error, not a truncation.
+pub(crate) const MAX_OUTPUT_BYTES: usize = 64 * 1024;
+
+/// Budget for the estimated largest intermediate value of one render.
+const MAX_WORKING_BYTES: f64 = 16.0 * 1024.0 * 1024.0;
+/// Deepest payload nesting accepted (serde_json's own parser stops at 128).
+const MAX_PAYLOAD_DEPTH: usize = 256;
+/// Prefix of the aliases given to names the `liquid` grammar cannot spell.
+const ALIAS_PREFIX: &str = "__lq_";
+/// Prefix of the aliases under which payload values are coerced for a filter.
+const COERCED_ALIAS_PREFIX: &str = "__lqc_";
+
+/// Tags Segment disables.
+const DISABLED_TAGS: [&str; 6] = ["case", "for", "include", "layout", "render", "tablerow"];
+/// Filters Segment disables.
+const DISABLED_FILTERS: [&str; 20] = [
+    "array_to_sentence_string",
+    "concat",
+    "find",
+    "find_exp",
+    "find_index",
+    "find_index_exp",
+    "group_by",
+    "group_by_exp",
+    "has",
+    "has_exp",
+    "map",
+    "newline_to_br",
+    "reject",
+    "reject_exp",
+    "reverse",
+    "sort",
+    "sort_natural",
+    "uniq",
+    "where_exp",
+    "type",
+];
+/// LiquidJS filters the `liquid` crate lacks and that cannot be expressed with its filters.
+const UNSUPPORTED_FILTERS: [&str; 26] = [
+    "base64_decode",
+    "base64_encode",
+    "cgi_escape",
+    "date_to_long_string",
+    "date_to_rfc822",
+    "date_to_string",
+    "date_to_xmlschema",
+    "hmac_sha256",
+    "inspect",
+    "json",
+    "jsonify",
+    "normalize_whitespace",
+    "number_of_words",
+    "pop",
+    "push",
+    "remove_last",
+    "replace_last",
+    "sample",
+    "sha256",
+    "shift",
+    "slugify",
+    "squish",
+    "sum",
+    "to_integer",
+    "unshift",
+    "uri_escape",
+];
+/// Filters that LiquidJS computes on JavaScript numbers: their input is coerced first.
+const NUMERIC_FILTERS: [&str; 11] = [
+    "abs",
+    "at_least",
+    "at_most",
+    "ceil",
+    "divided_by",
+    "floor",
+    "minus",
+    "modulo",
+    "plus",
+    "round",
+    "times",
+];
+/// What LiquidJS coerces a numeric filter's input with: nil, false, "" and [] become 0 and the
+/// rest becomes a float, so the `liquid` crate neither rejects nil nor overflows integers.
+const NUMERIC_COERCION: &str = " | default: 0 | times: 1.0";
+
+/// What a panic inside the `liquid` crate is reported as (none is known to be reachable).
+const ENGINE_PANIC: &str = "liquid engine failed on this template";
+
+/// Error from parsing or rendering a `@liquid` template.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub(crate) struct LiquidError(pub String);
+
+fn error(message: impl Into<String>) -> LiquidError {
+    LiquidError(message.into())
+}
+
+fn unsupported(what: &str) -> LiquidError {
+    error(format!(
+        "liquid template uses {what}, which is not supported"
+    ))
+}
+
+/// A parsed `@liquid` template, ready to render against many payloads.
+pub(crate) struct LiquidTemplate {
+    source: String,
+    compiled: Option<Compiled>,
+}
+
+struct Compiled {
+    template: liquid::Template,
+    plan: Plan,
+    coerced: Vec<CoercedInput>,
+}
+
+impl fmt::Debug for LiquidTemplate {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("LiquidTemplate")
+            .field("source", &self.source)
+            .finish_non_exhaustive()
+    }
+}
+
+impl LiquidTemplate {
+    /// Parses `src`, rejecting templates over [`MAX_TEMPLATE_CHARS`], disabled tags and filters,
+    /// and syntax errors.
+    pub(crate) fn parse(src: &str) -> Result<LiquidTemplate, LiquidError> {
+        if src.encode_utf16().count() > MAX_TEMPLATE_CHARS {
+            return Err(error(format!(
+                "liquid template values are limited to {MAX_TEMPLATE_CHARS} characters"
+            )));
+        }
+        if src.is_empty() {
+            return Ok(LiquidTemplate {
+                source: String::new(),
+                compiled: None,
+            });
+        }
+        let translation = translate(src)?;
+        let engine = engine()?;
+        let parsed = panic::catch_unwind(AssertUnwindSafe(|| {
+            engine.parser.parse(&translation.source)
+        }));
+        let template = match parsed {
+            Ok(Ok(template)) => template,
+            Ok(Err(e)) => return Err(error(format!("invalid liquid template: {}", describe(&e)))),
+            Err(_) => return Err(error(ENGINE_PANIC)),
+        };
+        Ok(LiquidTemplate {
+            source: src.to_owned(),
+            compiled: Some(Compiled {
+                template,
+                plan: translation.plan,
+                coerced: translation.coerced,
+            }),
+        })
+    }
+
+    /// Renders the template; the top-level keys of `payload` are the template's variables.
+    #[cfg(test)]
+    pub(crate) fn render(&self, payload: &Json) -> Result<String, LiquidError> {
+        self.render_within(payload, &Budget::new(usize::MAX))
+            .map_err(|e| match e {
+                RenderError::Liquid(e) => e,
+                RenderError::Limit(e) => error(e.to_string()),
+            })
+    }
+
+    /// [`LiquidTemplate::render`] within a render's budget: the payload's copy, the growth the
+    /// working-memory estimate allows beyond it, and the output are counted.
+    pub(crate) fn render_within(&self, payload: &Json, b: &Budget) -> Result<String, RenderError> {
+        let Some(compiled) = &self.compiled else {
+            return Ok(String::new());
+        };
+        b.charge("@liquid", json_len(VRef::Json(payload), b.left()))?;
+        let root = Root::new(payload, &compiled.coerced)?;
+        let estimate = compiled.plan.estimate(root.weight);
+        if estimate > MAX_WORKING_BYTES {
+            return Err(error("liquid template may use too much memory").into());
+        }
+        // Whole bytes: the estimate is below MAX_WORKING_BYTES.
+        b.charge("@liquid", (estimate - root.weight).max(0.0) as usize)?;
+        let mut out = CappedWriter::default();
+        let rendered = panic::catch_unwind(AssertUnwindSafe(|| {
+            compiled.template.render_to(&mut out, &root)
+        }));
+        let rendered = match rendered {
+            Ok(Ok(())) => String::from_utf8(out.buf)
+                .map_err(|_| error("liquid template rendered invalid utf-8")),
+            Ok(Err(_)) if out.overflowed => Err(error(format!(
+                "liquid output is larger than {MAX_OUTPUT_BYTES} bytes"
+            ))),
+            Ok(Err(e)) => Err(error(format!(
+                "liquid template failed to render: {}",
+                describe(&e)
+            ))),
+            Err(_) => Err(error(ENGINE_PANIC)),
+        }?;
+        b.charge("@liquid", rendered.len())?;
+        Ok(rendered)
+    }
+}
+
+/// Why a render within a budget failed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum RenderError {
+    Liquid(LiquidError),
+    Limit(OverBudget),
+}
+
+impl From<LiquidError> for RenderError {
+    fn from(e: LiquidError) -> RenderError {
+        RenderError::Liquid(e)
+    }
+}
+
+impl From<OverBudget> for RenderError {
+    fn from(e: OverBudget) -> RenderError {
+        RenderError::Limit(e)
+    }
+}
+
+/// One line out of the `liquid` crate's multi-line error, lowercase, without final punctuation.
+fn describe(e: &liquid::Error) -> String {
+    let text = e.to_string();
+    let mut words: Vec<&str> = text.split_whitespace().collect();
+    if words.first() == Some(&"liquid:") {
+        words.remove(0);
+    }
+    let mut line = words.join(" ");
+    if line.len() > 300 {
+        let mut cut = 300;
+        while !line.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        line.truncate(cut);
+    }
+    let mut line = line
+        .trim_end_matches(|c: char| c.is_ascii_punctuation() && c != ')' && c != '`')
+        .to_owned();
+    if let Some(first) = line.chars().next() {
+        let lower: String = first.to_lowercase().collect();
+        line.replace_range(..first.len_utf8(), &lower);
+    }
+    if line.is_empty() {
+        line.push_str("unknown error");
+    }
+    line
+}
+
+/// The `liquid` parser with the standard library, and the shape of each filter's arguments.
+struct Engine {
+    parser: liquid::Parser,
+    filters: HashMap<String, FilterShape>,
+}
+
+struct FilterShape {
+    positional: usize,
+    keywords: Vec<&'static str>,
+}
+
+static ENGINE: LazyLock<Result<Engine, String>> = LazyLock::new(|| {
+    let parser = liquid::ParserBuilder::with_stdlib()
+        .build()
+        .map_err(|e| e.to_string())?;
+    let filters = parser
+        .filters()
+        .map(|f| {
+            let shape = FilterShape {
+                positional: f.positional_parameters().len(),
+                keywords: f.keyword_parameters().iter().map(|p| p.name).collect(),
+            };
+            (f.name().to_owned(), shape)
+        })
+        .collect();
+    Ok(Engine { parser, filters })
+});
+
+fn engine() -> Result<&'static Engine, LiquidError> {
+    ENGINE
+        .as_ref()
+        .map_err(|e| error(format!("liquid engine unavailable: {e}")))
+}
+
+/// Collects the output and refuses to grow past [`MAX_OUTPUT_BYTES`].
+#[derive(Default)]
+struct CappedWriter {
+    buf: Vec<u8>,
+    overflowed: bool,
+}
+
+impl io::Write for CappedWriter {
+    fn write(&mut self, data: &[u8]) -> io::Result<usize> {
+        if self.buf.len() + data.len() > MAX_OUTPUT_BYTES {
+            self.overflowed = true;
+            return Err(io::Error::other("liquid output too large"));
+        }
+        self.buf.extend_from_slice(data);
+        Ok(data.len())
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// LiquidJS lexical rules
