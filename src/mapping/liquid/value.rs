@@ -339,67 +339,7 @@ pub(super) fn js_relational_number(node: &Node) -> Option<f64> {
 
 /// JavaScript's `Number(string)`.
 pub(super) fn js_string_to_number(text: &str) -> f64 {
-    let text = text.trim_matches(|c: char| is_blank(c) || c == '\u{feff}');
-    if text.is_empty() {
-        return 0.0;
-    }
-    let radix = match text.get(..2) {
-        Some("0x" | "0X") => 16,
-        Some("0o" | "0O") => 8,
-        Some("0b" | "0B") => 2,
-        _ => 10,
-    };
-    if radix != 10 {
-        let digits = &text[2..];
-        if digits.is_empty() || !digits.chars().all(|c| c.is_digit(radix)) {
-            return f64::NAN;
-        }
-        return digits
-            .chars()
-            .filter_map(|c| c.to_digit(radix))
-            .fold(0.0, |acc, d| acc * f64::from(radix) + f64::from(d));
-    }
-    let unsigned = text.strip_prefix(['+', '-']).unwrap_or(text);
-    if unsigned == "Infinity" {
-        return if text.starts_with('-') {
-            f64::NEG_INFINITY
-        } else {
-            f64::INFINITY
-        };
-    }
-    // A decimal literal: digits, an optional fraction and an optional exponent.
-    let b = unsigned.as_bytes();
-    let int_digits = b.iter().take_while(|c| c.is_ascii_digit()).count();
-    let mut i = int_digits;
-    let mut frac_digits = 0;
-    if b.get(i) == Some(&b'.') {
-        i += 1;
-        frac_digits = b[i..].iter().take_while(|c| c.is_ascii_digit()).count();
-        i += frac_digits;
-    }
-    if int_digits + frac_digits == 0 {
-        return f64::NAN;
-    }
-    if matches!(b.get(i), Some(b'e' | b'E')) {
-        i += 1;
-        if matches!(b.get(i), Some(b'+' | b'-')) {
-            i += 1;
-        }
-        let exp_digits = b
-            .get(i..)
-            .unwrap_or_default()
-            .iter()
-            .take_while(|c| c.is_ascii_digit())
-            .count();
-        if exp_digits == 0 {
-            return f64::NAN;
-        }
-        i += exp_digits;
-    }
-    if i != b.len() {
-        return f64::NAN;
-    }
-    text.parse().unwrap_or(f64::NAN)
+    crate::json::string_to_number(text).unwrap_or(f64::NAN)
 }
 
 /// LiquidJS's `size` filter: `(value && value.length) || 0`.
@@ -423,45 +363,9 @@ pub(super) fn js_number(n: f64) -> String {
     if n.is_infinite() {
         return if n > 0.0 { "Infinity" } else { "-Infinity" }.to_owned();
     }
-    if n == 0.0 {
-        return "0".to_owned();
-    }
-    // Shortest round-trip digits and the decimal exponent, from Rust's `{:e}`.
-    let scientific = format!("{:e}", n.abs());
-    let (mantissa, exponent) = scientific.split_once('e').unwrap_or((&scientific, "0"));
-    let digits: String = mantissa.chars().filter(char::is_ascii_digit).collect();
-    let exponent: i64 = exponent.parse().unwrap_or(0);
-    let k = digits.len() as i64;
-    let point = exponent + 1;
-    let mut out = String::new();
-    if n < 0.0 {
-        out.push('-');
-    }
-    if k <= point && point <= 21 {
-        out.push_str(&digits);
-        out.extend(std::iter::repeat_n('0', (point - k) as usize));
-    } else if 0 < point && point <= 21 {
-        out.push_str(&digits[..point as usize]);
-        out.push('.');
-        out.push_str(&digits[point as usize..]);
-    } else if -6 < point && point <= 0 {
-        out.push_str("0.");
-        out.extend(std::iter::repeat_n('0', (-point) as usize));
-        out.push_str(&digits);
-    } else {
-        out.push_str(&digits[..1]);
-        if k > 1 {
-            out.push('.');
-            out.push_str(&digits[1..]);
-        }
-        let _ = write!(
-            out,
-            "e{}{}",
-            if point > 0 { "+" } else { "-" },
-            (point - 1).abs()
-        );
-    }
-    out
+    let mut out = Vec::with_capacity(24);
+    crate::json::write_f64(&mut out, n);
+    String::from_utf8(out).unwrap_or_default()
 }
 
 /// Writes a node the way LiquidJS's `stringify` does.
