@@ -49,6 +49,7 @@ use crate::mapping::budget::{Budget, OverBudget, json_len};
 
 mod dates;
 mod emit;
+mod filters;
 mod lex;
 mod plan;
 #[cfg(test)]
@@ -58,6 +59,7 @@ mod value;
 
 use dates::*;
 use emit::*;
+use filters::{MAX_INDENTED_BYTES, json_of_node};
 use lex::*;
 use plan::*;
 use translate::*;
@@ -102,34 +104,13 @@ const DISABLED_FILTERS: [&str; 20] = [
     "where_exp",
     "type",
 ];
-/// LiquidJS filters the `liquid` crate lacks and that cannot be expressed with its filters.
-const UNSUPPORTED_FILTERS: [&str; 26] = [
-    "base64_decode",
-    "base64_encode",
-    "cgi_escape",
+/// LiquidJS filters not implemented yet: refused rather than rendered differently.
+const UNSUPPORTED_FILTERS: [&str; 5] = [
     "date_to_long_string",
     "date_to_rfc822",
     "date_to_string",
     "date_to_xmlschema",
-    "hmac_sha256",
-    "inspect",
-    "json",
-    "jsonify",
-    "normalize_whitespace",
-    "number_of_words",
-    "pop",
-    "push",
-    "remove_last",
-    "replace_last",
     "sample",
-    "sha256",
-    "shift",
-    "slugify",
-    "squish",
-    "sum",
-    "to_integer",
-    "unshift",
-    "uri_escape",
 ];
 /// Filters that LiquidJS computes on JavaScript numbers: their input is coerced first.
 const NUMERIC_FILTERS: [&str; 11] = [
@@ -326,7 +307,11 @@ struct FilterShape {
 }
 
 static ENGINE: LazyLock<Result<Engine, String>> = LazyLock::new(|| {
-    let parser = liquid::ParserBuilder::with_stdlib()
+    let parser = filters::FILTERS
+        .iter()
+        .fold(liquid::ParserBuilder::with_stdlib(), |builder, filter| {
+            builder.filter(*filter)
+        })
         .build()
         .map_err(|e| e.to_string())?;
     let filters = parser

@@ -127,7 +127,18 @@ pub(super) fn filter_cost(name: &str, args: &[Size]) -> Cost {
         // `capitalize` is preceded by `downcase`.
         "capitalize" => Cost::Scale(9.0),
         "date" => Cost::Date(arg(0, 0.0)),
-        "size" => Cost::Fixed(32.0),
+        "size" | "number_of_words" | "sum" | "to_integer" => Cost::Fixed(32.0),
+        // Without `space`, at most `\u00XX` for each byte; indented, up to the cap.
+        "json" | "jsonify" | "inspect" => match args.first() {
+            None => Cost::Scale(6.0),
+            Some(_) => Cost::Fixed(MAX_INDENTED_BYTES as f64),
+        },
+        "base64_encode" => Cost::Scale(2.0),
+        "sha256" | "hmac_sha256" => Cost::Fixed(64.0),
+        // Lower-casing can lengthen a character up to three times; percent-encoding a byte.
+        "slugify" | "cgi_escape" | "uri_escape" => Cost::Scale(3.0),
+        "replace_last" => Cost::Add(arg(1, 0.0)),
+        "push" | "unshift" => Cost::Add(arg(0, 32.0)),
         name if NUMERIC_FILTERS.contains(&name) => Cost::Fixed(32.0),
         _ => Cost::Same,
     }

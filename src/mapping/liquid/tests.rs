@@ -31,8 +31,23 @@ fn evaluate(template: &str, payload: &Json) -> Result<String, LiquidError> {
 
 #[test]
 fn matches_segment_on_recorded_cases() {
-    let cases: Vec<Json> = serde_json::from_str(CASES).unwrap();
-    assert!(cases.len() >= 60, "only {} cases", cases.len());
+    check_recorded(CASES, 60, &KNOWN_DIFFERENCES);
+}
+
+/// LiquidJS's output for the filters of `filters/`, recorded by
+/// `tests/fixtures/liquid_filter_record.js`.
+const FILTER_CASES: &str = include_str!("../../../tests/fixtures/liquid_filter_cases.json");
+
+#[test]
+fn matches_segment_on_recorded_filter_cases() {
+    check_recorded(FILTER_CASES, 80, &[]);
+}
+
+/// Renders every recorded case and compares with Segment's output; `known` lists the cases
+/// expected to differ.
+fn check_recorded(cases: &str, at_least: usize, known: &[(&str, &str)]) {
+    let cases: Vec<Json> = serde_json::from_str(cases).unwrap();
+    assert!(cases.len() >= at_least, "only {} cases", cases.len());
     let mut failures = Vec::new();
     for case in &cases {
         let template = case["template"].as_str().unwrap();
@@ -41,7 +56,7 @@ fn matches_segment_on_recorded_cases() {
             Json::String(expected) => actual.as_ref() == Ok(expected),
             _ => actual.is_err(),
         };
-        let known = KNOWN_DIFFERENCES.iter().any(|(t, _)| *t == template);
+        let known = known.iter().any(|(t, _)| *t == template);
         if matches == known {
             failures.push(format!(
                 "{template:?}: expected {}, got {actual:?}{}",
@@ -108,8 +123,8 @@ fn disabled_tags_and_filters_are_named() {
 
 #[test]
 fn unsupported_filters_are_errors_and_unknown_filters_are_ignored() {
-    let err = LiquidTemplate::parse("{{ x | json }}").unwrap_err();
-    assert_eq!(err.0, "filter \"json\" is not supported");
+    let err = LiquidTemplate::parse("{{ x | sample }}").unwrap_err();
+    assert_eq!(err.0, "filter \"sample\" is not supported");
     assert_eq!(
         evaluate("{{ x | frobnicate: 1 }}", &json!({"x": "a"})).unwrap(),
         "a"
@@ -448,4 +463,33 @@ fn never_panics_on_random_templates() {
             assert_ne!(err.0, ENGINE_PANIC, "{template:?}");
         }
     }
+}
+
+#[test]
+fn added_filters_keep_the_limits() {
+    // The output cap holds for a filter that grows its input.
+    let payload = json!({"s": "x".repeat(60 * 1024)});
+    let err = evaluate("{{ s | base64_encode }}", &payload).unwrap_err();
+    assert_eq!(err.0, "liquid output is larger than 65536 bytes");
+    // Indented JSON of a wide, deep value stops at its cap instead of growing.
+    let deep = (0..60).fold(json!(vec!["x"; 2000]), |inner, _| json!([inner]));
+    let err = evaluate("{{ d | json: 10 | size }}", &json!({ "d": deep })).unwrap_err();
+    assert!(err.0.contains("json output is larger than"), "{}", err.0);
+    // Hashing a large value needs no more than the value.
+    let big = json!({"s": "y".repeat(1024 * 1024)});
+    assert_eq!(evaluate("{{ s | sha256 | size }}", &big).unwrap(), "64");
+}
+
+#[test]
+fn json_keeps_the_payload_key_order_and_skips_undefined() {
+    let payload = json!({"o": {"z": 1, "a": [1.5, null], "m": {"k": "é\u{1}"}}});
+    assert_eq!(
+        evaluate("{{ o | json }}", &payload).unwrap(),
+        r#"{"z":1,"a":[1.5,null],"m":{"k":"é\u0001"}}"#
+    );
+    assert_eq!(evaluate("[{{ o.nope | json }}]", &payload).unwrap(), "[]");
+    assert_eq!(
+        evaluate("{{ o.a | json: 1 }}", &payload).unwrap(),
+        "[\n 1.5,\n null\n]"
+    );
 }

@@ -33,6 +33,9 @@ pub(super) enum Coercion {
     ArrayLike,
     /// `join`, `compact` and `where`: nil is `[]` and any other non-array `[value]`.
     ToArray,
+    /// `json`, `jsonify` and `inspect` with an optional numeric `space`: the payload value's
+    /// JSON text, keys in the payload's order (the `liquid` crate's objects keep none).
+    Json(Option<f64>),
 }
 
 #[derive(Default)]
@@ -320,6 +323,9 @@ impl Translator {
             Some("first" | "last") => Some(Coercion::ArrayLike),
             Some("join" | "compact" | "where") => Some(Coercion::ToArray),
             Some(name) if NUMERIC_FILTERS.contains(&name) => Some(Coercion::Number),
+            Some("json" | "jsonify" | "inspect") if matches!(operand, Operand::Path(_)) => {
+                json_space(calls).map(Coercion::Json)
+            }
             _ => None,
         };
         if let Some(coercion) = coercion {
@@ -346,6 +352,10 @@ impl Translator {
                     }
                     // The alias already is a float.
                     Coercion::Number => filters.items[0].prefix = "",
+                    // The alias already is the JSON text.
+                    Coercion::Json(_) => {
+                        filters.items.remove(0);
+                    }
                     _ => {}
                 }
             }
@@ -758,6 +768,22 @@ impl FilterText {
 
 /// A literal as a filter reading it with `coercion` sees it, when that can be written as a
 /// literal the `liquid` crate reads the same way.
+/// The `space` of a chain's first filter when it is `json`, `jsonify` or `inspect`: `Some(None)`
+/// without one, `None` when it is not a number literal (then the filter runs on the `liquid`
+/// value).
+pub(super) fn json_space(calls: &[FilterCall]) -> Option<Option<f64>> {
+    let first = calls.first()?;
+    if !matches!(first.name.as_str(), "json" | "jsonify" | "inspect") {
+        return None;
+    }
+    match first.args.first() {
+        None => Some(None),
+        Some(FilterArg::Positional(Operand::Num(n))) => Some(Some(*n)),
+        Some(FilterArg::Positional(Operand::Literal(Literal::Nil))) => Some(None),
+        _ => None,
+    }
+}
+
 pub(super) fn coerce_literal(operand: &Operand, coercion: Coercion) -> Option<Operand> {
     match coercion {
         Coercion::Date => match operand {
@@ -788,6 +814,7 @@ pub(super) fn coerce_literal(operand: &Operand, coercion: Coercion) -> Option<Op
         | Coercion::IsFalse
         | Coercion::Relational
         | Coercion::ArrayLike
-        | Coercion::ToArray => None,
+        | Coercion::ToArray
+        | Coercion::Json(_) => None,
     }
 }

@@ -270,6 +270,15 @@ impl Root {
                     Node::Array(_) | Node::Str(_) => node.clone(),
                     _ => Node::Str(Box::new(JsString::new(""))),
                 },
+                Coercion::Json(space) => {
+                    match json_of_node(node, space).map_err(|e| error(describe(&e)))? {
+                        Some(text) => {
+                            root.weight += text.len() as f64;
+                            Node::Str(Box::new(JsString::new(&text)))
+                        }
+                        None => Node::Undefined,
+                    }
+                }
                 Coercion::ToArray => match node {
                     Node::Array(_) => node.clone(),
                     Node::Undefined | Node::Null => Node::Array(Box::new(JsArray {
