@@ -471,8 +471,6 @@ impl Translator {
                 }
                 // LiquidJS escapes `"` as `&#34;`.
                 "escape" | "escape_once" => body.push_str(r#" | replace: "&quot;", "&#34;""#),
-                // LiquidJS encodes a space as `+`.
-                "url_encode" => body.push_str(r#" | replace: "%20", "+""#),
                 _ => {}
             }
             if numeric && !matches!(name, "ceil" | "floor" | "round") {

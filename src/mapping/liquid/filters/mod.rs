@@ -5,6 +5,7 @@
 mod array;
 mod crypto;
 mod json;
+mod standard;
 mod text;
 
 use std::fmt;
@@ -25,7 +26,6 @@ type Run = fn(&dyn ValueView, &Args) -> Result<LiquidValue>;
 pub(super) struct Args {
     positional: Vec<LiquidValue>,
     /// Keyword arguments, for the filters that take them.
-    #[allow(dead_code)]
     keyword: Vec<(KString, LiquidValue)>,
 }
 
@@ -69,7 +69,8 @@ const fn filter(
     }
 }
 
-/// Every filter this module adds.
+/// Every filter this module adds or replaces (a filter registered under a standard filter's
+/// name replaces it).
 pub(super) const FILTERS: &[JsFilter] = &[
     filter("json", ONE, json::json),
     filter("jsonify", ONE, json::json),
@@ -92,6 +93,21 @@ pub(super) const FILTERS: &[JsFilter] = &[
     filter("pop", NONE, array::pop),
     filter("shift", NONE, array::shift),
     filter("sum", ONE, array::sum),
+    JsFilter {
+        name: "default",
+        positional: ONE,
+        keyword: &[param("allow_false")],
+        run: standard::default,
+    },
+    filter("strip", ONE, standard::strip),
+    filter("lstrip", ONE, standard::lstrip),
+    filter("rstrip", ONE, standard::rstrip),
+    filter("split", ONE, standard::split),
+    filter("replace", TWO, standard::replace),
+    filter("truncate", TWO, standard::truncate),
+    filter("truncatewords", TWO, standard::truncatewords),
+    filter("url_encode", NONE, standard::url_encode),
+    filter("slice", TWO, standard::slice),
 ];
 
 impl FilterReflection for JsFilter {

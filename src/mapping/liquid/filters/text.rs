@@ -162,7 +162,7 @@ pub(super) fn slugify(input: &dyn ValueView, args: &Args) -> Result<LiquidValue>
 }
 
 /// Percent-encodes every byte of `text` outside `keep`, in upper-case hex.
-fn percent_encode(text: &str, keep: impl Fn(u8) -> bool) -> String {
+pub(super) fn percent_encode(text: &str, keep: impl Fn(u8) -> bool) -> String {
     const HEX: &[u8; 16] = b"0123456789ABCDEF";
     let mut out = String::with_capacity(text.len());
     for b in text.bytes() {
