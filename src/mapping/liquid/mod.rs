@@ -105,13 +105,7 @@ const DISABLED_FILTERS: [&str; 20] = [
     "type",
 ];
 /// LiquidJS filters not implemented yet: refused rather than rendered differently.
-const UNSUPPORTED_FILTERS: [&str; 5] = [
-    "date_to_long_string",
-    "date_to_rfc822",
-    "date_to_string",
-    "date_to_xmlschema",
-    "sample",
-];
+const UNSUPPORTED_FILTERS: [&str; 1] = ["sample"];
 /// Filters that LiquidJS computes on JavaScript numbers: their input is coerced first.
 const NUMERIC_FILTERS: [&str; 11] = [
     "abs",

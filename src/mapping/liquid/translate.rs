@@ -401,6 +401,17 @@ impl Translator {
             costs: Vec::new(),
         };
         for call in calls {
+            let substitute;
+            let call = match date_to_format(call)? {
+                Some(format) => {
+                    substitute = FilterCall {
+                        name: "date".to_owned(),
+                        args: vec![FilterArg::Positional(Operand::Str(format.to_owned()))],
+                    };
+                    &substitute
+                }
+                None => call,
+            };
             let name = call.name.as_str();
             if DISABLED_FILTERS.contains(&name) {
                 return Err(error(format!("filter \"{name}\" is disabled")));
@@ -766,6 +777,22 @@ impl FilterText {
 
 /// A literal as a filter reading it with `coercion` sees it, when that can be written as a
 /// literal the `liquid` crate reads the same way.
+/// The `date` format LiquidJS's `date_to_*` filters print with; `None` for another filter.
+pub(super) fn date_to_format(call: &FilterCall) -> Result<Option<&'static str>, LiquidError> {
+    let format = match call.name.as_str() {
+        "date_to_xmlschema" => "%Y-%m-%dT%H:%M:%S%:z",
+        "date_to_rfc822" => "%a, %d %b %Y %H:%M:%S %z",
+        "date_to_string" => "%d %b %Y",
+        "date_to_long_string" => "%d %B %Y",
+        _ => return Ok(None),
+    };
+    if !call.args.is_empty() && format.starts_with("%d") {
+        // `ordinal` and `US` need `%q`, which the `liquid` crate lacks.
+        return Err(unsupported(&format!("{} with arguments", call.name)));
+    }
+    Ok(Some(format))
+}
+
 /// The `space` of a chain's first filter when it is `json`, `jsonify` or `inspect`: `Some(None)`
 /// without one, `None` when it is not a number literal (then the filter runs on the `liquid`
 /// value).
