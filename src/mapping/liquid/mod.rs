@@ -104,8 +104,8 @@ const DISABLED_FILTERS: [&str; 20] = [
     "where_exp",
     "type",
 ];
-/// LiquidJS filters not implemented yet: refused rather than rendered differently.
-const UNSUPPORTED_FILTERS: [&str; 1] = ["sample"];
+/// LiquidJS filters not implemented: refused rather than rendered differently (none left).
+const UNSUPPORTED_FILTERS: [&str; 0] = [];
 /// Filters that LiquidJS computes on JavaScript numbers: their input is coerced first.
 const NUMERIC_FILTERS: [&str; 11] = [
     "abs",

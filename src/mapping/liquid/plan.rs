@@ -124,8 +124,7 @@ pub(super) fn filter_cost(name: &str, args: &[Size]) -> Cost {
         "join" => Cost::Join(arg(0, 1.0)),
         "escape" | "escape_once" => Cost::Scale(6.0),
         "url_encode" | "upcase" | "downcase" => Cost::Scale(3.0),
-        // `capitalize` is preceded by `downcase`.
-        "capitalize" => Cost::Scale(9.0),
+        "capitalize" => Cost::Scale(3.0),
         "date" => Cost::Date(arg(0, 0.0)),
         "size" | "number_of_words" | "sum" | "to_integer" => Cost::Fixed(32.0),
         // Without `space`, at most `\u00XX` for each byte; indented, up to the cap.

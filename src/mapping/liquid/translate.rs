@@ -427,8 +427,6 @@ impl Translator {
             let numeric = NUMERIC_FILTERS.contains(&name);
             let prefix = match name {
                 _ if numeric => NUMERIC_COERCION,
-                // LiquidJS lowercases the rest of the string.
-                "capitalize" => " | downcase",
                 _ => "",
             };
             let mut args = Vec::new();
@@ -480,8 +478,6 @@ impl Translator {
                 "modulo" => {
                     let _ = write!(body, " | plus: {args} | modulo: {args}");
                 }
-                // LiquidJS escapes `"` as `&#34;`.
-                "escape" | "escape_once" => body.push_str(r#" | replace: "&quot;", "&#34;""#),
                 _ => {}
             }
             if numeric && !matches!(name, "ceil" | "floor" | "round") {

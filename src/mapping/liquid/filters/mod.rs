@@ -108,6 +108,10 @@ pub(super) const FILTERS: &[JsFilter] = &[
     filter("truncatewords", TWO, standard::truncatewords),
     filter("url_encode", NONE, standard::url_encode),
     filter("slice", TWO, standard::slice),
+    filter("escape", NONE, standard::escape),
+    filter("escape_once", NONE, standard::escape_once),
+    filter("capitalize", NONE, standard::capitalize),
+    filter("sample", ONE, standard::sample),
 ];
 
 impl FilterReflection for JsFilter {

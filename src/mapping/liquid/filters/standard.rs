@@ -224,3 +224,100 @@ pub(super) fn slice(input: &dyn ValueView, args: &Args) -> Result<LiquidValue> {
             .collect(),
     ))
 }
+
+/// `&`, `<`, `>`, `"` and `'` as `&amp;`, `&lt;`, `&gt;`, `&#34;` and `&#39;`.
+fn escape_into(text: &str, out: &mut String) {
+    for c in text.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&#34;"),
+            '\'' => out.push_str("&#39;"),
+            _ => out.push(c),
+        }
+    }
+}
+
+pub(super) fn escape(input: &dyn ValueView, _: &Args) -> Result<LiquidValue> {
+    let text = js_stringify(input);
+    let mut out = String::with_capacity(text.len());
+    escape_into(&text, &mut out);
+    Ok(string(out))
+}
+
+/// `escape` after undoing the five entities `escape` writes (and no others).
+pub(super) fn escape_once(input: &dyn ValueView, _: &Args) -> Result<LiquidValue> {
+    const ENTITIES: [(&str, &str); 5] = [
+        ("&amp;", "&"),
+        ("&lt;", "<"),
+        ("&gt;", ">"),
+        ("&#34;", "\""),
+        ("&#39;", "'"),
+    ];
+    let text = js_stringify(input);
+    let mut plain = String::with_capacity(text.len());
+    let mut rest = text.as_str();
+    while let Some(i) = rest.find('&') {
+        plain.push_str(&rest[..i]);
+        rest = &rest[i..];
+        match ENTITIES.iter().find(|(entity, _)| rest.starts_with(entity)) {
+            Some((entity, c)) => {
+                plain.push_str(c);
+                rest = &rest[entity.len()..];
+            }
+            None => {
+                plain.push('&');
+                rest = &rest[1..];
+            }
+        }
+    }
+    plain.push_str(rest);
+    let mut out = String::with_capacity(plain.len());
+    escape_into(&plain, &mut out);
+    Ok(string(out))
+}
+
+/// The first character upper-cased, the rest lower-cased.
+pub(super) fn capitalize(input: &dyn ValueView, _: &Args) -> Result<LiquidValue> {
+    let text = js_stringify(input);
+    let mut chars = text.chars();
+    let mut out = String::with_capacity(text.len());
+    if let Some(first) = chars.next() {
+        out.extend(first.to_uppercase());
+        out.push_str(&chars.as_str().to_lowercase());
+    }
+    Ok(string(out))
+}
+
+/// `sample: count`: a random item (or character), or `count` of them in random order.
+pub(super) fn sample(input: &dyn ValueView, args: &Args) -> Result<LiquidValue> {
+    use std::hash::{BuildHasher, Hasher};
+    if input.is_nil() {
+        return Ok(LiquidValue::Array(Vec::new()));
+    }
+    let mut items: Vec<LiquidValue> = match input.as_array() {
+        Some(array) => array.values().map(ValueView::to_value).collect(),
+        None => js_stringify(input)
+            .chars()
+            .map(|c| string(c.to_string()))
+            .collect(),
+    };
+    // A Fisher-Yates shuffle seeded from the standard library's per-process random keys.
+    let mut seed = std::collections::hash_map::RandomState::new()
+        .build_hasher()
+        .finish()
+        | 1;
+    for i in (1..items.len()).rev() {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        items.swap(i, (seed % (i as u64 + 1)) as usize);
+    }
+    let count = number_arg(args, 0, 1.0);
+    if count == 1.0 {
+        return Ok(items.into_iter().next().unwrap_or(LiquidValue::Nil));
+    }
+    items.truncate(count.max(0.0) as usize);
+    Ok(LiquidValue::Array(items))
+}
