@@ -473,12 +473,9 @@ impl Translator {
             if !args.is_empty() {
                 let _ = write!(body, ": {args}");
             }
-            match name {
+            if name == "modulo" {
                 // LiquidJS's modulo is floored: `((v % a) + a) % a`.
-                "modulo" => {
-                    let _ = write!(body, " | plus: {args} | modulo: {args}");
-                }
-                _ => {}
+                let _ = write!(body, " | plus: {args} | modulo: {args}");
             }
             if numeric && !matches!(name, "ceil" | "floor" | "round") {
                 // JavaScript prints negative zero as "0".
