@@ -303,9 +303,7 @@ struct FilterShape {
 static ENGINE: LazyLock<Result<Engine, String>> = LazyLock::new(|| {
     let parser = filters::FILTERS
         .iter()
-        .fold(liquid::ParserBuilder::with_stdlib(), |builder, filter| {
-            builder.filter(*filter)
-        })
+        .fold(allowed_stdlib(), |builder, filter| builder.filter(*filter))
         .build()
         .map_err(|e| e.to_string())?;
     let filters = parser
@@ -320,6 +318,54 @@ static ENGINE: LazyLock<Result<Engine, String>> = LazyLock::new(|| {
         .collect();
     Ok(Engine { parser, filters })
 });
+
+/// The `liquid` crate's tags and filters that Segment allows: none of the tags it disables
+/// (`case`, `for`, `include`, `render`, `tablerow`; `ifchanged` is not a LiquidJS tag) and none
+/// of the filters (`concat`, `map`, `newline_to_br`, `reverse`, `sort`, `sort_natural`,
+/// `uniq`). The translator refuses them first; this keeps the engine from running one.
+fn allowed_stdlib() -> liquid::ParserBuilder {
+    use liquid_lib::stdlib;
+    liquid::ParserBuilder::new()
+        .tag(stdlib::AssignTag)
+        .tag(stdlib::BreakTag)
+        .tag(stdlib::ContinueTag)
+        .tag(stdlib::CycleTag)
+        .tag(stdlib::IncrementTag)
+        .tag(stdlib::DecrementTag)
+        .block(stdlib::RawBlock)
+        .block(stdlib::IfBlock)
+        .block(stdlib::UnlessBlock)
+        .block(stdlib::CommentBlock)
+        .block(stdlib::CaptureBlock)
+        .filter(stdlib::Abs)
+        .filter(stdlib::Append)
+        .filter(stdlib::AtLeast)
+        .filter(stdlib::AtMost)
+        .filter(stdlib::Ceil)
+        .filter(stdlib::Compact)
+        .filter(stdlib::Date)
+        .filter(stdlib::DividedBy)
+        .filter(stdlib::Downcase)
+        .filter(stdlib::First)
+        .filter(stdlib::Floor)
+        .filter(stdlib::Join)
+        .filter(stdlib::Last)
+        .filter(stdlib::Minus)
+        .filter(stdlib::Modulo)
+        .filter(stdlib::Plus)
+        .filter(stdlib::Prepend)
+        .filter(stdlib::Remove)
+        .filter(stdlib::RemoveFirst)
+        .filter(stdlib::ReplaceFirst)
+        .filter(stdlib::Round)
+        .filter(stdlib::Size)
+        .filter(stdlib::StripHtml)
+        .filter(stdlib::StripNewlines)
+        .filter(stdlib::Times)
+        .filter(stdlib::Upcase)
+        .filter(stdlib::UrlDecode)
+        .filter(stdlib::Where)
+}
 
 fn engine() -> Result<&'static Engine, LiquidError> {
     ENGINE

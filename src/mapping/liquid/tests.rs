@@ -512,3 +512,32 @@ fn json_keeps_the_payload_key_order_and_skips_undefined() {
         "[\n 1.5,\n null\n]"
     );
 }
+
+#[test]
+fn the_engine_has_exactly_the_tags_and_filters_segment_allows() {
+    let parser = &engine().unwrap().parser;
+    let mut tags: Vec<&str> = parser.tags().map(|t| t.tag()).collect();
+    tags.sort_unstable();
+    assert_eq!(
+        tags,
+        [
+            "assign",
+            "break",
+            "continue",
+            "cycle",
+            "decrement",
+            "increment"
+        ]
+    );
+    let mut blocks: Vec<&str> = parser.blocks().map(|b| b.start_tag()).collect();
+    blocks.sort_unstable();
+    assert_eq!(blocks, ["capture", "comment", "if", "raw", "unless"]);
+    let filters = &engine().unwrap().filters;
+    for name in DISABLED_FILTERS {
+        assert!(!filters.contains_key(name), "{name}");
+    }
+    // The 69 LiquidJS filters Segment leaves enabled, but `raw` (the identity), `xml_escape`
+    // (read as `escape`) and the four `date_to_*` (read as `date`); with
+    // `every_engine_filter_is_a_liquidjs_filter`, each of them.
+    assert_eq!(filters.len(), 69 - 1 - 1 - 4);
+}
