@@ -526,6 +526,42 @@ fn liquid() {
     );
 }
 
+/// Segment's output for the Liquid filters and tags on a warehouse row
+/// (tests/fixtures/liquid_filter_cases.json, recorded by liquid_filter_record.js), through a
+/// whole mapping: the row's columns as `properties`, the template in a field.
+#[test]
+fn liquid_filters_on_a_warehouse_row_match_segment() {
+    const CASES: &str = include_str!("../fixtures/liquid_filter_cases.json");
+    // Listed in src/mapping/liquid/tests.rs with the reasons.
+    const KNOWN: [&str; 3] = ["| first | json", "\"America/New_York\"", "\"Asia/Tokyo\""];
+    // `{{ n }}` after `{% increment n %}` reads the counter on some payloads only (the
+    // recorded payload, not this envelope): an open difference, see the report on issue 13.
+    const OPEN: &str = "{% increment n %}";
+    let cases: Vec<Value> = serde_json::from_str(CASES).unwrap();
+    let mut checked = 0;
+    for case in &cases {
+        let template = case["template"].as_str().unwrap();
+        let Some(expected) = case["expected"].as_str() else {
+            continue;
+        };
+        // An empty result drops the field; a template on other roots needs the event.
+        if expected.is_empty()
+            || KNOWN.iter().any(|k| template.contains(k))
+            || template.contains("{{ event")
+            || template.starts_with(OPEN)
+        {
+            continue;
+        }
+        let event = render_properties(
+            json!({"x": {"@liquid": template}}),
+            case["payload"]["properties"].clone(),
+        );
+        assert_eq!(event["properties"]["x"], expected, "{template}");
+        checked += 1;
+    }
+    assert!(checked >= 140, "only {checked} cases");
+}
+
 #[test]
 fn exclude_when_null() {
     check(
