@@ -1,26 +1,30 @@
 //! The `@liquid` directive: Liquid templates with Segment's limits and disabled tags and filters.
 //!
-//! Segment evaluates `@liquid` with LiquidJS. This module runs the templates on the `liquid`
-//! crate, which can only be used through its standard library (no custom tags or filters), and
-//! bridges the two dialects in three places:
+//! Segment evaluates `@liquid` with LiquidJS 10.30.1. This module runs the templates on the
+//! `liquid` crate, built on its own extension points: the parser registers exactly the tags
+//! Segment allows and the `liquid` filters that already behave like LiquidJS's ([`engine`]),
+//! and [`filters`] adds every other LiquidJS filter Segment allows as a custom filter
+//! (`liquid-core`'s `ParseFilter`/`Filter` traits), replacing the `liquid` filters whose output
+//! differs. The roles, by file:
 //!
-//! - **Translation.** The template is tokenized with LiquidJS's rules (delimiters, quoting,
-//!   greedy whitespace control, `raw`, `comment`, `#`, `echo`, `liquid`), disabled tags and
-//!   filters are rejected, filters LiquidJS does not know are dropped (LiquidJS treats them as the
+//! - **Lexing** ([`lex`]): the template is tokenized with LiquidJS's rules (delimiters, quoting,
+//!   greedy whitespace control, `raw`, `comment`, `#`, `echo`, `liquid`).
+//! - **Translation** ([`translate`], [`emit`], [`dates`]): disabled tags and filters are
+//!   rejected, filters LiquidJS does not know are dropped (LiquidJS treats them as the
 //!   identity), and the rest is re-emitted in the syntax the `liquid` crate parses: `and`/`or`
 //!   chains are regrouped the LiquidJS way, math runs on floats like JavaScript numbers (which
-//!   also rules out integer overflow), filters whose output differs are followed by fix-ups
-//!   (`escape`, `url_encode`, `capitalize`, `modulo`), date formats are translated, and names the
-//!   `liquid` grammar cannot spell are aliased.
-//! - **Values.** The runtime resolves each variable path through the views below, then works on
-//!   an owned copy of what it found. The views resolve paths with LiquidJS's rules (anything
-//!   missing is nil instead of an error, `size`/`first`/`last`, string indexing). Where the first
-//!   filter reads its input with a JavaScript coercion (`date`, `size`, the math filters, `first`,
-//!   `join`, ...) or a comparison would (`== true`, `> 5`), a payload path is replaced by an alias
-//!   whose value is coerced at render time, so LiquidJS's reading of dates, numeric strings and
-//!   nil carries over.
-//! - **Limits.** Instead of a wall-clock render limit, the rendered output is capped at
-//!   [`MAX_OUTPUT_BYTES`] and a static estimate of the largest intermediate value (given the
+//!   also rules out integer overflow), `modulo` is floored, date formats are translated (the
+//!   `date_to_*` filters are `date` with their formats), and names the `liquid` grammar cannot
+//!   spell are aliased.
+//! - **Values** ([`value`]): the runtime resolves each variable path through views with
+//!   LiquidJS's rules (anything missing is nil instead of an error, `size`/`first`/`last`,
+//!   string indexing). Where the first filter reads its input with a JavaScript coercion
+//!   (`date`, `size`, the math filters, `first`, `join`, `json`, ...) or a comparison would
+//!   (`== true`, `> 5`), a payload path is replaced by an alias whose value is coerced at render
+//!   time, so LiquidJS's reading of dates, numeric strings and nil (and a column's key order)
+//!   carries over.
+//! - **Limits** ([`plan`]): instead of a wall-clock render limit, the rendered output is capped
+//!   at [`MAX_OUTPUT_BYTES`] and a static estimate of the largest intermediate value (given the
 //!   payload size) must stay under a working-memory budget, so no template can exhaust memory;
 //!   a panic inside the engine is caught and reported as an error.
 //!
@@ -28,8 +32,8 @@
 //! never runs; objects print their keys and values (LiquidJS: `[object Object]`); floats print
 //! without an exponent; dividing by zero and math on non-numeric values computed by earlier
 //! filters are errors; comparisons between two variables of different types follow the `liquid`
-//! crate; `size` counts bytes on values computed by earlier filters; LiquidJS-only filters such
-//! as `json` or `slugify` are rejected as not supported.
+//! crate; `size` counts bytes on values computed by earlier filters; `date` ignores a time-zone
+//! argument; an object computed by an earlier filter prints as JSON with its keys sorted.
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::fmt::{self, Write as _};
