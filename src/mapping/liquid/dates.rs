@@ -234,3 +234,21 @@ pub(super) fn civil_from_days(days: i64) -> (i64, i64, i64) {
     let year = year_of_era + era * 400 + i64::from(month <= 2);
     (year, month, day)
 }
+
+/// A literal as a filter reading it with `coercion` sees it, when that can be written as a
+/// literal the `liquid` crate reads the same way.
+/// The `date` format LiquidJS's `date_to_*` filters print with; `None` for another filter.
+pub(super) fn date_to_format(call: &FilterCall) -> Result<Option<&'static str>, LiquidError> {
+    let format = match call.name.as_str() {
+        "date_to_xmlschema" => "%Y-%m-%dT%H:%M:%S%:z",
+        "date_to_rfc822" => "%a, %d %b %Y %H:%M:%S %z",
+        "date_to_string" => "%d %b %Y",
+        "date_to_long_string" => "%d %B %Y",
+        _ => return Ok(None),
+    };
+    if !call.args.is_empty() && format.starts_with("%d") {
+        // `ordinal` and `US` need `%q`, which the `liquid` crate lacks.
+        return Err(unsupported(&format!("{} with arguments", call.name)));
+    }
+    Ok(Some(format))
+}

@@ -768,24 +768,6 @@ impl FilterText {
     }
 }
 
-/// A literal as a filter reading it with `coercion` sees it, when that can be written as a
-/// literal the `liquid` crate reads the same way.
-/// The `date` format LiquidJS's `date_to_*` filters print with; `None` for another filter.
-pub(super) fn date_to_format(call: &FilterCall) -> Result<Option<&'static str>, LiquidError> {
-    let format = match call.name.as_str() {
-        "date_to_xmlschema" => "%Y-%m-%dT%H:%M:%S%:z",
-        "date_to_rfc822" => "%a, %d %b %Y %H:%M:%S %z",
-        "date_to_string" => "%d %b %Y",
-        "date_to_long_string" => "%d %B %Y",
-        _ => return Ok(None),
-    };
-    if !call.args.is_empty() && format.starts_with("%d") {
-        // `ordinal` and `US` need `%q`, which the `liquid` crate lacks.
-        return Err(unsupported(&format!("{} with arguments", call.name)));
-    }
-    Ok(Some(format))
-}
-
 /// The `space` of a chain's first filter when it is `json`, `jsonify` or `inspect`: `Some(None)`
 /// without one, `None` when it is not a number literal (then the filter runs on the `liquid`
 /// value).
@@ -799,40 +781,5 @@ pub(super) fn json_space(calls: &[FilterCall]) -> Option<Option<f64>> {
         Some(FilterArg::Positional(Operand::Num(n))) => Some(Some(*n)),
         Some(FilterArg::Positional(Operand::Literal(Literal::Nil))) => Some(None),
         _ => None,
-    }
-}
-
-pub(super) fn coerce_literal(operand: &Operand, coercion: Coercion) -> Option<Operand> {
-    match coercion {
-        Coercion::Date => match operand {
-            Operand::Str(s) if !s.bytes().all(|b| b.is_ascii_digit()) => {
-                parse_js_date(s).map(|date| Operand::Str(date.to_string()))
-            }
-            Operand::Num(n) if n.fract() == 0.0 && n.abs() < MAX_SAFE_INTEGER => {
-                Some(Operand::Str(format!("{}", *n as i64)))
-            }
-            _ => None,
-        },
-        Coercion::Number => match operand {
-            Operand::Str(s) => {
-                let n = js_string_to_number(s);
-                let n = if n.is_nan() { 0.0 } else { n };
-                n.is_finite().then_some(Operand::Num(n))
-            }
-            Operand::Literal(Literal::True) => Some(Operand::Num(1.0)),
-            Operand::Literal(_) => Some(Operand::Num(0.0)),
-            _ => None,
-        },
-        Coercion::Size => match operand {
-            Operand::Str(s) => Some(Operand::Num(s.encode_utf16().count() as f64)),
-            Operand::Num(_) | Operand::Literal(_) => Some(Operand::Num(0.0)),
-            _ => None,
-        },
-        Coercion::IsTrue
-        | Coercion::IsFalse
-        | Coercion::Relational
-        | Coercion::ArrayLike
-        | Coercion::ToArray
-        | Coercion::Json(_) => None,
     }
 }

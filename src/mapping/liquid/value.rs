@@ -679,3 +679,38 @@ impl ObjectView for Root {
         Some(self.lookup(index))
     }
 }
+
+pub(super) fn coerce_literal(operand: &Operand, coercion: Coercion) -> Option<Operand> {
+    match coercion {
+        Coercion::Date => match operand {
+            Operand::Str(s) if !s.bytes().all(|b| b.is_ascii_digit()) => {
+                parse_js_date(s).map(|date| Operand::Str(date.to_string()))
+            }
+            Operand::Num(n) if n.fract() == 0.0 && n.abs() < MAX_SAFE_INTEGER => {
+                Some(Operand::Str(format!("{}", *n as i64)))
+            }
+            _ => None,
+        },
+        Coercion::Number => match operand {
+            Operand::Str(s) => {
+                let n = js_string_to_number(s);
+                let n = if n.is_nan() { 0.0 } else { n };
+                n.is_finite().then_some(Operand::Num(n))
+            }
+            Operand::Literal(Literal::True) => Some(Operand::Num(1.0)),
+            Operand::Literal(_) => Some(Operand::Num(0.0)),
+            _ => None,
+        },
+        Coercion::Size => match operand {
+            Operand::Str(s) => Some(Operand::Num(s.encode_utf16().count() as f64)),
+            Operand::Num(_) | Operand::Literal(_) => Some(Operand::Num(0.0)),
+            _ => None,
+        },
+        Coercion::IsTrue
+        | Coercion::IsFalse
+        | Coercion::Relational
+        | Coercion::ArrayLike
+        | Coercion::ToArray
+        | Coercion::Json(_) => None,
+    }
+}
