@@ -12,10 +12,9 @@
 //! - **Translation** ([`translate`], [`emit`], [`dates`]): disabled tags and filters are
 //!   rejected, filters LiquidJS does not know are dropped (LiquidJS treats them as the
 //!   identity), and the rest is re-emitted in the syntax the `liquid` crate parses: `and`/`or`
-//!   chains are regrouped the LiquidJS way, math runs on floats like JavaScript numbers (which
-//!   also rules out integer overflow), `modulo` is floored, date formats are translated (the
-//!   `date_to_*` filters are `date` with their formats), and names the `liquid` grammar cannot
-//!   spell are aliased.
+//!   chains are regrouped the LiquidJS way, date formats are translated (the `date_to_*`
+//!   filters are `date` with their formats), and names the `liquid` grammar cannot spell are
+//!   aliased.
 //! - **Values** ([`value`]): the runtime resolves each variable path through views with
 //!   LiquidJS's rules (anything missing is nil instead of an error, `size`/`first`/`last`,
 //!   string indexing). Where the first filter reads its input with a JavaScript coercion
@@ -30,8 +29,7 @@
 //!
 //! Known differences that remain: a disabled filter fails at parse time even in a branch that
 //! never runs; objects print their keys and values (LiquidJS: `[object Object]`); floats print
-//! without an exponent; dividing by zero and math on non-numeric values computed by earlier
-//! filters are errors; comparisons between two variables of different types follow the `liquid`
+//! without an exponent; comparisons between two variables of different types follow the `liquid`
 //! crate; `size` counts bytes on values computed by earlier filters; `date` ignores a time-zone
 //! argument; an object computed by an earlier filter prints as JSON with its keys sorted.
 
@@ -124,9 +122,6 @@ const NUMERIC_FILTERS: [&str; 11] = [
     "round",
     "times",
 ];
-/// What LiquidJS coerces a numeric filter's input with: nil, false, "" and [] become 0 and the
-/// rest becomes a float, so the `liquid` crate neither rejects nil nor overflows integers.
-const NUMERIC_COERCION: &str = " | default: 0 | times: 1.0";
 
 /// What a panic inside the `liquid` crate is reported as (none is known to be reachable).
 const ENGINE_PANIC: &str = "liquid engine failed on this template";

@@ -425,10 +425,8 @@ impl Translator {
                 continue;
             };
             let numeric = NUMERIC_FILTERS.contains(&name);
-            let prefix = match name {
-                _ if numeric => NUMERIC_COERCION,
-                _ => "",
-            };
+            // The math filters read their operands as JavaScript numbers themselves.
+            let prefix = "";
             let mut args = Vec::new();
             let mut sizes = Vec::new();
             let mut positional = 0;
@@ -472,14 +470,6 @@ impl Translator {
             let mut body = format!(" | {name}");
             if !args.is_empty() {
                 let _ = write!(body, ": {args}");
-            }
-            if name == "modulo" {
-                // LiquidJS's modulo is floored: `((v % a) + a) % a`.
-                let _ = write!(body, " | plus: {args} | modulo: {args}");
-            }
-            if numeric && !matches!(name, "ceil" | "floor" | "round") {
-                // JavaScript prints negative zero as "0".
-                body.push_str(" | plus: 0");
             }
             out.costs.push(filter_cost(name, &sizes));
             out.items.push(FilterText {

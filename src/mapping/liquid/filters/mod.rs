@@ -5,6 +5,7 @@
 mod array;
 mod crypto;
 mod json;
+mod math;
 mod standard;
 mod text;
 
@@ -112,6 +113,17 @@ pub(super) const FILTERS: &[JsFilter] = &[
     filter("escape_once", NONE, standard::escape_once),
     filter("capitalize", NONE, standard::capitalize),
     filter("sample", ONE, standard::sample),
+    filter("abs", NONE, math::abs),
+    filter("at_least", ONE, math::at_least),
+    filter("at_most", ONE, math::at_most),
+    filter("ceil", NONE, math::ceil),
+    filter("floor", NONE, math::floor),
+    filter("divided_by", TWO, math::divided_by),
+    filter("minus", ONE, math::minus),
+    filter("plus", ONE, math::plus),
+    filter("times", ONE, math::times),
+    filter("modulo", ONE, math::modulo),
+    filter("round", ONE, math::round),
 ];
 
 impl FilterReflection for JsFilter {
