@@ -526,6 +526,38 @@ fn liquid() {
     );
 }
 
+/// Segment's output for the Liquid filters and tags on a warehouse row
+/// (tests/fixtures/liquid_filter_cases.json, recorded by liquid_filter_record.js), through a
+/// whole mapping: the row's columns as `properties`, the template in a field.
+#[test]
+fn liquid_filters_on_a_warehouse_row_match_segment() {
+    const CASES: &str = include_str!("../fixtures/liquid_filter_cases.json");
+    // Listed in src/mapping/liquid/tests.rs with the reasons.
+    const KNOWN: [&str; 3] = ["| first | json", "\"America/New_York\"", "\"Asia/Tokyo\""];
+    let cases: Vec<Value> = serde_json::from_str(CASES).unwrap();
+    let mut checked = 0;
+    for case in &cases {
+        let template = case["template"].as_str().unwrap();
+        let Some(expected) = case["expected"].as_str() else {
+            continue;
+        };
+        // An empty result drops the field; a template on other roots needs the event.
+        if expected.is_empty()
+            || KNOWN.iter().any(|k| template.contains(k))
+            || template.contains("{{ event")
+        {
+            continue;
+        }
+        let event = render_properties(
+            json!({"x": {"@liquid": template}}),
+            case["payload"]["properties"].clone(),
+        );
+        assert_eq!(event["properties"]["x"], expected, "{template}");
+        checked += 1;
+    }
+    assert!(checked >= 140, "only {checked} cases");
+}
+
 #[test]
 fn exclude_when_null() {
     check(
