@@ -114,6 +114,11 @@ const METHODS: &[(&str, &[&str])] = &[
             "TestMapping",
             "SubmitRows",
             "StreamRows",
+            "Sync",
+            "GetSync",
+            "ListSyncs",
+            "ListSyncFailures",
+            "ResetSync",
             "GetUsage",
         ],
     ),
@@ -231,7 +236,7 @@ where
             None
         } else {
             let kind = match method {
-                "StreamRows" => CallKind::RowStream,
+                "StreamRows" | "Sync" => CallKind::RowStream,
                 _ => CallKind::Unary,
             };
             match self.gate.admit(kind) {
