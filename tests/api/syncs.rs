@@ -661,7 +661,7 @@ async fn syncs_older_than_the_history_days_leave_the_history() {
         .unwrap()
         .into_inner();
     let ids: Vec<String> = listed.syncs.into_iter().map(|s| s.id).collect();
-    assert_eq!(ids, [new.sync_id.clone()]);
+    assert_eq!(ids, std::slice::from_ref(&new.sync_id));
     let gone = app
         .client
         .clone()
