@@ -278,6 +278,8 @@ pub(super) fn info(run: &SyncRun) -> proto::SyncInfo {
         mappings: c.mappings.iter().map(counts).collect(),
         message: run.message.clone(),
         rejected_records: c.rejected_records,
+        estimated_calls: c.estimated_calls,
+        estimated_new_users: c.estimated_new_users,
     }
 }
 

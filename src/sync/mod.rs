@@ -110,6 +110,12 @@ impl MappingCounts {
 pub(crate) struct SyncCounts {
     pub mappings: Vec<MappingCounts>,
     pub rejected_records: u64,
+    /// A dry run's cost: the Tracking API calls its events would make, and how many of their
+    /// users would be new to the destination this month (the MTU estimate).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub estimated_calls: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub estimated_new_users: Option<u64>,
 }
 
 impl SyncCounts {

@@ -116,6 +116,8 @@ pub(crate) struct RunningSync<S> {
     failures: u64,
     /// Dry run: the failures, written when the sync ends.
     dry_failures: Vec<FailureRecord>,
+    /// Dry run: the users of the events it would send.
+    dry_users: crate::usage::Sketch,
     columns: BTreeSet<String>,
     /// Record ids received and not yet written: they go with the next write, so a chunk of
     /// unchanged records costs no write at all.
@@ -172,6 +174,7 @@ impl<S: Store + Ledger> RunningSync<S> {
             counts: SyncCounts::default(),
             failures: 0,
             dry_failures: Vec::new(),
+            dry_users: crate::usage::Sketch::new(),
             columns: BTreeSet::new(),
             unflushed: HashSet::default(),
             seen: SeenIds::window(window),
@@ -422,6 +425,18 @@ impl<S: Store + Ledger> RunningSync<S> {
                 self.settings.retry_for.as_secs() / 86_400
             );
         }
+        if self.run.dry_run {
+            self.counts.estimated_calls = Some(total.would_send);
+            let month = self
+                .delivery
+                .usage(&self.run.destination_id, crate::usage::Month::now())
+                .await;
+            self.counts.estimated_new_users = month.ok().map(|m| {
+                let mut union = m.users.clone();
+                union.merge(&self.dry_users);
+                union.estimate().saturating_sub(m.users.estimate())
+            });
+        }
         self.run.status = status;
         self.run.ended_at = Some(now_ms());
         self.run.counts = self.counts.json();
@@ -511,7 +526,13 @@ impl<S: Store + Ledger> RunningSync<S> {
     }
 
     /// Sends (or, dry, renders) one mapping's records and settles each result.
-    async fn send(&self, mi: usize, sends: Vec<Send>, answer: &mut Answer, writes: &mut Writes) {
+    async fn send(
+        &mut self,
+        mi: usize,
+        sends: Vec<Send>,
+        answer: &mut Answer,
+        writes: &mut Writes,
+    ) {
         if sends.is_empty() {
             return;
         }
@@ -526,6 +547,14 @@ impl<S: Store + Ledger> RunningSync<S> {
                     (false, true) => SyncResultStatus::WouldSend,
                     (false, false) => SyncResultStatus::Rejected,
                 };
+                if status == SyncResultStatus::WouldSend
+                    && let Some(h) = t
+                        .event_json
+                        .as_deref()
+                        .and_then(|e| crate::usage::user_hash(e.as_bytes()))
+                {
+                    self.dry_users.insert_hash(h);
+                }
                 let event_json = t.event_json.filter(|e| {
                     e.len() <= MAX_ECHOED_EVENT_BYTES && status != SyncResultStatus::Skipped
                 });

@@ -485,6 +485,7 @@ async fn a_dry_run_reports_the_events_and_sends_and_changes_nothing() {
     next.extend(records(2..6, 0));
     let dry = sync(&app, &d, FULL, true, vec![next.clone()], true).await;
     assert!(dry.summary().dry_run);
+    // Its cost: three calls, one user new this month (r0 and r1 were delivered already).
     let c = dry.counts(&m.id);
     assert_eq!(
         (c.added, c.updated, c.unchanged, c.would_send, c.delivered),
@@ -497,6 +498,8 @@ async fn a_dry_run_reports_the_events_and_sends_and_changes_nothing() {
         .filter(|r| r.status == proto::SyncResultStatus::WouldSend as i32)
         .collect();
     assert_eq!(events.len(), 3);
+    assert_eq!(dry.summary().estimated_calls, Some(3));
+    assert_eq!(dry.summary().estimated_new_users, Some(1));
     assert!(
         events
             .iter()
