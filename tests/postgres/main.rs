@@ -14,3 +14,4 @@ mod keys;
 mod outage;
 mod replicas;
 mod secrets;
+mod sync_source;
