@@ -41,8 +41,8 @@ pub enum RowsCommand {
     },
     /// Sync the model's records (from a JSON Lines file or a PostgreSQL query): the server
     /// works out what was added, updated and (unless --incremental) deleted since the last
-    /// sync and sends only that. Prints the summary (`--json`: one object of the counts summed
-    /// over the mappings). Exit 0 when the sync COMPLETED with nothing rejected or failed, 1
+    /// sync and sends only that. Prints the summary and the failures (rejected, failed, gave
+    /// up; `--json`: one object of the counts summed over the mappings). Exit 0 when the sync COMPLETED with nothing rejected or failed, 1
     /// otherwise, 2 on a usage, file or query error (a bad line is named before anything is
     /// sent).
     Sync(super::syncs::SyncArgs),

@@ -211,11 +211,22 @@ fn check_file(path: &Path) -> Result<(), Failure> {
     Ok(())
 }
 
+/// Failures listed after a sync's summary, at most (`syncs get --failures` lists them all).
+const MAX_LISTED: usize = 1_000;
+
+/// Whether a result needs attention: REJECTED, FAILED or GAVE_UP (not SKIPPED, WOULD_SEND).
+fn is_failure(status: i32) -> bool {
+    use proto::SyncResultStatus as S;
+    [S::Rejected, S::Failed, S::GaveUp]
+        .iter()
+        .any(|s| *s as i32 == status)
+}
+
 /// What the answers said.
 #[derive(Default)]
 struct Answers {
     sync_id: String,
-    /// Results not DELIVERED, in order (up to each answer's bound).
+    /// The failures, in order (up to each answer's bound and [`MAX_LISTED`]).
     results: Vec<proto::SyncResult>,
     truncated: bool,
     summary: Option<proto::SyncInfo>,
@@ -313,7 +324,16 @@ pub(crate) async fn sync(args: ClientArgs, a: SyncArgs) -> Result<ExitCode, Fail
                     Ans::Started(s) => got.sync_id = s.sync_id,
                     Ans::Chunk(c) | Ans::Committed(c) => {
                         got.truncated |= c.truncated;
-                        got.results.extend(c.results);
+                        for r in c.results {
+                            if !is_failure(r.status) {
+                                continue;
+                            }
+                            if got.results.len() < MAX_LISTED {
+                                got.results.push(r);
+                            } else {
+                                got.truncated = true;
+                            }
+                        }
                     }
                     Ans::Summary(s) => got.summary = Some(s),
                 },
@@ -499,8 +519,7 @@ fn report_sync(got: &Answers, json: bool) -> Result<ExitCode, Failure> {
         }
         if got.truncated {
             println!(
-                "more results are not listed (the server's answer size limit); \
-                 `syncs get {} --failures` lists every failure",
+                "more failures are not listed; `syncs get {} --failures` lists every one",
                 summary.id
             );
         }
