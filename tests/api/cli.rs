@@ -1522,6 +1522,40 @@ async fn rows_sync_from_a_file_then_only_the_changes_and_the_history() {
         text(&failures_text.stdout)
     );
 
+    // In text, the failure is listed with its issue.
+    let fifth = write(
+        files.path(),
+        "fifth.jsonl",
+        "{\"id\": \"r5\", \"columns\": {\"total\": 5}}\n",
+    );
+    let out = cli(
+        &[
+            "rows",
+            "sync",
+            "--server",
+            &url,
+            "--destination",
+            &dest,
+            "--model",
+            "orders",
+            "-f",
+            &fifth,
+            "--incremental",
+        ],
+        &[],
+    )
+    .await;
+    assert_eq!(out.status.code(), Some(1));
+    let shown = text(&out.stdout);
+    assert!(shown.contains(": COMPLETED_WITH_FAILURES"), "{shown}");
+    assert!(
+        shown.contains(&format!(
+            "record \"r5\" mapping {}: ADDED REJECTED\n  MISSING_IDENTITY",
+            m.id
+        )),
+        "{shown}"
+    );
+
     // Reset forgets the ledger: the next sync adds everything again.
     let reset = cli(
         &[
@@ -1744,5 +1778,30 @@ async fn rows_sync_sends_chunks_bounded_by_records_and_bytes() {
         assert_eq!(code, Some(0), "{}", text(&out.stderr));
         assert_eq!(v["received"], 2_500, "{v}");
     }
+    assert_eq!(fake.accepted().len(), 2_500);
+
+    // A chunk past the server's --max-submit-rows (10,000 in tests): the server ends the sync
+    // (INCOMPLETE, nothing deleted) and the stream with an error after the summary: both are
+    // reported, exit 1.
+    let mut content = String::new();
+    for i in 0..10_001 {
+        content.push_str(&format!(
+            "{{\"id\": {i}, \"columns\": {{\"user\": \"u\"}}}}\n"
+        ));
+    }
+    let file = write(files.path(), "too_many.jsonl", &content);
+    let (code, v, out) = rows_sync(&url, &dest, &file, &["--chunk-size", "20000"]).await;
+    assert_eq!(code, Some(1), "{}", text(&out.stderr));
+    assert_eq!(v["status"], "INCOMPLETE", "{v}");
+    assert_eq!(v["deleted"], 0, "{v}");
+    let err: Value = serde_json::from_slice(&out.stderr).unwrap();
+    assert_eq!(err["error"]["code"], "INVALID_ARGUMENT", "{err}");
+    assert!(
+        err["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("--max-submit-rows"),
+        "{err}"
+    );
     assert_eq!(fake.accepted().len(), 2_500);
 }
