@@ -27,7 +27,8 @@ pub struct SyncArgs {
     /// The records' model.
     #[arg(long, env = "SEGMENT_CONNECTIONS_MODEL")]
     model: String,
-    /// A JSON Lines file: one record per line, `{"id": "..." or a number, "columns": {...}}`.
+    /// A JSON Lines file: one record per line, `{"id": "..." or a number, "columns": {...}}`;
+    /// `-` for standard input (read once: a bad line there ends the sync without its commit).
     #[arg(short = 'f', long = "file", env = "SEGMENT_CONNECTIONS_FILE")]
     file: Option<PathBuf>,
     /// A PostgreSQL URL to read the records from, with --query and --id-column.
@@ -120,7 +121,7 @@ impl Source {
 /// A JSON Lines file, read a line at a time.
 struct FileSource {
     path: PathBuf,
-    lines: std::io::BufReader<std::fs::File>,
+    lines: Box<dyn std::io::BufRead + Send>,
     line: usize,
     buf: Vec<u8>,
 }
@@ -136,12 +137,22 @@ struct FileRecord<'a> {
 }
 
 impl FileSource {
+    /// The file at `path`, or standard input for `-`.
     fn open(path: &Path) -> Result<FileSource, Failure> {
-        let file = std::fs::File::open(path)
-            .map_err(|e| Failure::Usage(format!("{}: {e}", path.display())))?;
+        let lines: Box<dyn std::io::BufRead + Send> = if path == Path::new("-") {
+            Box::new(std::io::BufReader::new(std::io::stdin()))
+        } else {
+            let file = std::fs::File::open(path)
+                .map_err(|e| Failure::Usage(format!("{}: {e}", path.display())))?;
+            Box::new(std::io::BufReader::new(file))
+        };
         Ok(FileSource {
-            path: path.to_owned(),
-            lines: std::io::BufReader::new(file),
+            path: if path == Path::new("-") {
+                PathBuf::from("stdin")
+            } else {
+                path.to_owned()
+            },
+            lines,
             line: 0,
             buf: Vec::new(),
         })
@@ -275,7 +286,10 @@ impl Progress {
 pub(crate) async fn sync(args: ClientArgs, a: SyncArgs) -> Result<ExitCode, Failure> {
     let mut source = match (&a.file, &a.from_postgres) {
         (Some(path), _) => {
-            check_file(path)?;
+            // Standard input cannot be read twice: a bad line there ends the sync uncommitted.
+            if path != Path::new("-") {
+                check_file(path)?;
+            }
             Source::File(FileSource::open(path)?)
         }
         (None, Some(url)) => {

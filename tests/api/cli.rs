@@ -1805,3 +1805,95 @@ async fn rows_sync_sends_chunks_bounded_by_records_and_bytes() {
     );
     assert_eq!(fake.accepted().len(), 2_500);
 }
+
+#[tokio::test]
+async fn rows_sync_from_stdin_a_bad_line_mid_stream_ends_the_sync_without_commit() {
+    let (app, fake, dest) = crate::submit_rows::setup().await;
+    app.create_mapping(&dest, &sync_mapping("orders", "added_or_updated"))
+        .await;
+    // A commit would send r3's deletion through this one.
+    app.create_mapping(&dest, &sync_mapping("gone", "deleted"))
+        .await;
+    let url = app.url();
+    let files = tempfile::tempdir().unwrap();
+    let lines = "{\"id\": \"r1\", \"columns\": {\"user\": \"u1\"}}\n\
+                 {\"id\": \"r2\", \"columns\": {\"user\": \"u2\"}}\n";
+    let all = write(
+        files.path(),
+        "all.jsonl",
+        &format!("{lines}{{\"id\": \"r3\", \"columns\": {{\"user\": \"u3\"}}}}\n"),
+    );
+    let (code, _, _) = rows_sync(&url, &dest, &all, &[]).await;
+    assert_eq!(code, Some(0));
+    assert_eq!(fake.accepted().len(), 3);
+
+    let run = |input: String| {
+        let url = url.clone();
+        let dest = dest.clone();
+        tokio::task::spawn_blocking(move || {
+            use std::io::Write as _;
+            let mut cmd = Command::new(BIN);
+            cmd.args(["rows", "sync", "--server", &url, "--destination", &dest])
+                .args([
+                    "--model",
+                    "orders",
+                    "-f",
+                    "-",
+                    "--chunk-size",
+                    "1",
+                    "--json",
+                ]);
+            crate::common::bin::clean_env(&mut cmd);
+            let mut child = cmd
+                .stdin(Stdio::piped())
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped())
+                .spawn()
+                .unwrap();
+            child
+                .stdin
+                .take()
+                .unwrap()
+                .write_all(input.as_bytes())
+                .unwrap();
+            child.wait_with_output().unwrap()
+        })
+    };
+    // r1 is sent (a chunk of its own) before the bad line is read; r2, still in the next
+    // chunk, is not.
+    let out = run(format!("{lines}{{\"id\": \"r3\"\n")).await.unwrap();
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains("stdin:3: not a record"),
+        "{}",
+        text(&out.stderr)
+    );
+    let list = stdout_json(
+        &cli(
+            &[
+                "syncs",
+                "list",
+                "--server",
+                &url,
+                "--destination",
+                &dest,
+                "--json",
+            ],
+            &[],
+        )
+        .await,
+    );
+    assert_eq!(list[0]["status"], "INCOMPLETE", "{list}");
+    assert_eq!(list[0]["received"], 1, "{list}");
+    assert_eq!(fake.accepted().len(), 3);
+
+    // Good input from stdin: committed, r3 deleted.
+    let out = run(lines.to_owned()).await.unwrap();
+    let v = stdout_json(&out);
+    assert_eq!(
+        (&v["deleted"], &v["delivered"]),
+        (&json!(2), &json!(1)),
+        "{v}"
+    );
+    assert_eq!(fake.accepted().len(), 4);
+}
