@@ -10,6 +10,7 @@ use segment_connections::cli::destinations::{self, DestinationsCommand};
 use segment_connections::cli::keys::{self, KeysCommand};
 use segment_connections::cli::mappings::{self, MappingsCommand};
 use segment_connections::cli::rows::{self, RowsCommand};
+use segment_connections::cli::syncs::{self, SyncsCommand};
 use segment_connections::cli::test_mapping;
 use segment_connections::config::{LogFormat, ServeArgs, Settings};
 
@@ -69,6 +70,13 @@ enum Command {
         #[command(subcommand)]
         command: RowsCommand,
     },
+    /// The history of syncs (`rows sync`) on a running server; forget what was synced.
+    Syncs {
+        #[command(flatten)]
+        client: ClientArgs,
+        #[command(subcommand)]
+        command: SyncsCommand,
+    },
     /// Print a shell completion script, e.g. `segment-connections completions bash >
     /// ~/.local/share/bash-completion/completions/segment-connections`.
     Completions {
@@ -115,6 +123,7 @@ fn main() -> ExitCode {
         Command::Mappings { client, command } => mappings::run(client, command),
         Command::Keys { command } => keys::run(command),
         Command::Rows { client, command } => rows::run(client, command),
+        Command::Syncs { client, command } => syncs::run(client, command),
         Command::Health(args) => segment_connections::cli::health::run(args),
         Command::TestMapping { mapping, row } => match test_mapping::run(&mapping, &row) {
             Ok(result) => {

@@ -1,5 +1,5 @@
 //! The command line: `test-mapping` (offline), `keys` (the encryption keys, on the store
-//! directly) and the client commands (`destinations`, `mappings`, `rows`) that call a running
+//! directly) and the client commands (`destinations`, `mappings`, `rows`, `syncs`) that call a running
 //! server. Client commands exit 0 on success, 1 when the server
 //! answers an error (or cannot be reached), 2 on a usage or file error.
 
@@ -8,5 +8,7 @@ pub mod destinations;
 pub mod health;
 pub mod keys;
 pub mod mappings;
+mod pg_source;
 pub mod rows;
+pub mod syncs;
 pub mod test_mapping;

@@ -39,6 +39,13 @@ pub enum RowsCommand {
         #[arg(long, env = "SEGMENT_CONNECTIONS_DELIVERED_IDS")]
         delivered_ids: bool,
     },
+    /// Sync the model's records (from a JSON Lines file or a PostgreSQL query): the server
+    /// works out what was added, updated and (unless --incremental) deleted since the last
+    /// sync and sends only that. Prints the summary and the failures (rejected, failed, gave
+    /// up; `--json`: one object of the counts summed over the mappings). Exit 0 when the sync COMPLETED with nothing rejected or failed, 1
+    /// otherwise, 2 on a usage, file or query error (a bad line is named before anything is
+    /// sent).
+    Sync(super::syncs::SyncArgs),
 }
 
 pub fn run(args: ClientArgs, command: RowsCommand) -> ExitCode {
@@ -46,13 +53,16 @@ pub fn run(args: ClientArgs, command: RowsCommand) -> ExitCode {
 }
 
 async fn execute(args: ClientArgs, command: RowsCommand) -> Result<ExitCode, Failure> {
-    let RowsCommand::Submit {
-        destination,
-        model,
-        file,
-        batch_size,
-        delivered_ids,
-    } = command;
+    let (destination, model, file, batch_size, delivered_ids) = match command {
+        RowsCommand::Submit {
+            destination,
+            model,
+            file,
+            batch_size,
+            delivered_ids,
+        } => (destination, model, file, batch_size, delivered_ids),
+        RowsCommand::Sync(sync) => return super::syncs::sync(args, sync).await,
+    };
     let (rows, lines) = read_rows(&file)?;
     let line_of = |r: &RowResult| lines.get(r.row_index as usize).copied();
     let mut c = client::connect(&args).await?;

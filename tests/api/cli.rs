@@ -6,7 +6,7 @@ use std::path::Path;
 use std::process::{Command, Output, Stdio};
 use std::time::Duration;
 
-use serde_json::Value;
+use serde_json::{Value, json};
 
 use crate::common::app::{TestApp, track_mapping};
 
@@ -1235,4 +1235,665 @@ async fn mappings_test_prints_the_warnings() {
     let printed = stdout_json(&out);
     assert_eq!(printed[0]["warnings"][0]["message"], message);
     assert_eq!(text(&out.stderr), "");
+}
+
+// === rows sync, syncs list|get|reset ===
+
+/// A track mapping of `orders` for syncs: the change and the total; `user_id` from the columns
+/// (a record without one cannot be sent: rejected), a deletion's `anonymous_id` its id.
+fn sync_mapping(name: &str, trigger: &str) -> String {
+    // A deleted record's event has no columns: its id is its identity.
+    let identity = if trigger == "deleted" {
+        ("anonymous_id", "$.__segment_id")
+    } else {
+        ("user_id", "$.properties.user")
+    };
+    serde_json::json!({
+        "name": name,
+        "model": "orders",
+        "action": "track",
+        "trigger": trigger,
+        "fields": {
+            "event_name": {"@literal": "Order"},
+            identity.0: {"@path": identity.1},
+            "properties": {
+                "change": {"@path": "$.event"},
+                "total": {"@path": "$.properties.total"}
+            }
+        }
+    })
+    .to_string()
+}
+
+const SYNC_KEYS: [&str; 13] = [
+    "sync_id",
+    "status",
+    "received",
+    "added",
+    "updated",
+    "deleted",
+    "unchanged",
+    "delivered",
+    "rejected",
+    "failed",
+    "skipped",
+    "retried",
+    "gave_up",
+];
+
+/// `rows sync` of `orders` from `file` with `extra` flags: the exit code and the JSON summary
+/// (its keys checked).
+async fn rows_sync(
+    url: &str,
+    dest: &str,
+    file: &str,
+    extra: &[&str],
+) -> (Option<i32>, Value, Output) {
+    let out = cli(
+        &[
+            &[
+                "rows",
+                "sync",
+                "--server",
+                url,
+                "--destination",
+                dest,
+                "--model",
+                "orders",
+            ][..],
+            &["-f", file, "--json"],
+            extra,
+        ]
+        .concat(),
+        &[],
+    )
+    .await;
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap_or(Value::Null);
+    if let Some(o) = v.as_object() {
+        let mut keys: Vec<&str> = o.keys().map(String::as_str).collect();
+        keys.sort_unstable();
+        let mut want = SYNC_KEYS.to_vec();
+        want.sort_unstable();
+        assert_eq!(keys, want, "{v}");
+    }
+    (out.status.code(), v, out)
+}
+
+fn counts(v: &Value, keys: &[&str]) -> Vec<u64> {
+    keys.iter()
+        .map(|k| v[*k].as_u64().unwrap_or(u64::MAX))
+        .collect()
+}
+
+#[tokio::test]
+async fn rows_sync_from_a_file_then_only_the_changes_and_the_history() {
+    let (app, fake, dest) = crate::submit_rows::setup().await;
+    // Added and updated records through one mapping, deleted ones through the other: the
+    // summary sums over both (each record is added to both ledgers, skipped by one).
+    let m = app
+        .create_mapping(&dest, &sync_mapping("orders", "added_or_updated"))
+        .await;
+    app.create_mapping(&dest, &sync_mapping("gone", "deleted"))
+        .await;
+    let url = app.url();
+    let files = tempfile::tempdir().unwrap();
+    let first = write(
+        files.path(),
+        "first.jsonl",
+        "{\"id\": \"r1\", \"columns\": {\"user\": \"u1\", \"total\": 1}}\n\n\
+         {\"id\": 2, \"columns\": {\"user\": \"u2\", \"total\": 2}}\n\
+         {\"id\": \"r3\", \"columns\": {\"user\": \"u3\", \"total\": 3}}\n",
+    );
+    let (code, v, out) = rows_sync(&url, &dest, &first, &[]).await;
+    assert_eq!(code, Some(0), "{}", text(&out.stderr));
+    assert_eq!(v["status"], "COMPLETED");
+    assert!(v["sync_id"].as_str().unwrap().len() > 4);
+    let keys = [
+        "received",
+        "added",
+        "updated",
+        "deleted",
+        "unchanged",
+        "delivered",
+        "rejected",
+        "skipped",
+    ];
+    assert_eq!(counts(&v, &keys), [3, 6, 0, 0, 0, 3, 0, 3]);
+    assert_eq!(fake.accepted().len(), 3);
+    // --json: stdout is that one object, stderr is silent (no progress when not a terminal).
+    assert!(out.stderr.is_empty(), "{}", text(&out.stderr));
+    let first_id = v["sync_id"].as_str().unwrap().to_owned();
+
+    // r2 changed, r3 gone: exactly those two are sent (in text this time).
+    let second = write(
+        files.path(),
+        "second.jsonl",
+        "{\"id\": \"r1\", \"columns\": {\"user\": \"u1\", \"total\": 1}}\n\
+         {\"id\": 2, \"columns\": {\"user\": \"u2\", \"total\": 20}}\n",
+    );
+    let out = cli(
+        &[
+            "rows",
+            "sync",
+            "--server",
+            &url,
+            "--destination",
+            &dest,
+            "--model",
+            "orders",
+            "-f",
+            &second,
+        ],
+        &[],
+    )
+    .await;
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}{}",
+        text(&out.stdout),
+        text(&out.stderr)
+    );
+    let shown = text(&out.stdout);
+    assert!(shown.contains(": COMPLETED"), "{shown}");
+    assert!(
+        shown.contains("received 2, added 0, updated 2, deleted 2, unchanged 2"),
+        "{shown}"
+    );
+    assert!(
+        shown.contains("delivered 2, rejected 0, failed 0, skipped 2"),
+        "{shown}"
+    );
+    // Only failures are listed, not the results a mapping's trigger skipped.
+    assert!(!shown.contains("record "), "{shown}");
+    assert_eq!(fake.accepted().len(), 5);
+    let body = fake.last_body();
+    assert!(
+        body.contains("\"total\":20") || body.contains("deleted"),
+        "{body}"
+    );
+
+    // The history: both syncs, newest first; one by id with its mapping.
+    let list = cli(
+        &[
+            "syncs",
+            "list",
+            "--server",
+            &url,
+            "--destination",
+            &dest,
+            "--json",
+        ],
+        &[],
+    )
+    .await;
+    let list = stdout_json(&list);
+    let list = list.as_array().unwrap();
+    assert_eq!(list.len(), 2, "{list:?}");
+    assert_eq!(list[1]["sync_id"], first_id.as_str());
+    assert_eq!(list[0]["updated"], 2);
+    let other = cli(
+        &[
+            "syncs",
+            "list",
+            "--server",
+            &url,
+            "--destination",
+            &dest,
+            "--model",
+            "other",
+            "--json",
+        ],
+        &[],
+    )
+    .await;
+    assert_eq!(stdout_json(&other), serde_json::json!([]));
+    let got = stdout_json(
+        &cli(
+            &["syncs", "get", &first_id, "--server", &url, "--json"],
+            &[],
+        )
+        .await,
+    );
+    assert_eq!(got["status"], "COMPLETED");
+    assert_eq!(got["mode"], "FULL");
+    let mappings = got["mappings"].as_array().unwrap();
+    assert_eq!(mappings.len(), 2, "{got}");
+    let orders = mappings
+        .iter()
+        .find(|x| x["mapping_id"] == m.id.as_str())
+        .unwrap();
+    assert_eq!(
+        (&orders["added"], &orders["delivered"]),
+        (&json!(3), &json!(3))
+    );
+    let missing = cli(&["syncs", "get", "syn_nope", "--server", &url], &[]).await;
+    assert_eq!(missing.status.code(), Some(1));
+    assert!(
+        text(&missing.stderr).contains("NOT_FOUND"),
+        "{}",
+        text(&missing.stderr)
+    );
+
+    // A record that cannot be sent: exit 1, listed in text and by `syncs get --failures`.
+    let third = write(
+        files.path(),
+        "third.jsonl",
+        "{\"id\": \"r1\", \"columns\": {\"user\": \"u1\", \"total\": 1}}\n\
+         {\"id\": 2, \"columns\": {\"user\": \"u2\", \"total\": 20}}\n\
+         {\"id\": \"r4\", \"columns\": {\"total\": 4}}\n",
+    );
+    let (code, v, _) = rows_sync(&url, &dest, &third, &["--incremental"]).await;
+    assert_eq!(code, Some(1), "{v}");
+    assert_eq!(
+        counts(&v, &["received", "added", "rejected", "deleted"]),
+        [3, 2, 1, 0]
+    );
+    let third_id = v["sync_id"].as_str().unwrap().to_owned();
+    let failures = stdout_json(
+        &cli(
+            &[
+                "syncs",
+                "get",
+                &third_id,
+                "--failures",
+                "--server",
+                &url,
+                "--json",
+            ],
+            &[],
+        )
+        .await,
+    );
+    assert_eq!(failures["mode"], "INCREMENTAL");
+    let listed = failures["failures"].as_array().unwrap();
+    assert_eq!(listed.len(), 1, "{failures}");
+    assert_eq!(listed[0]["record_id"], "r4");
+    assert_eq!(listed[0]["status"], "REJECTED");
+    let failures_text = cli(
+        &["syncs", "get", &third_id, "--failures", "--server", &url],
+        &[],
+    )
+    .await;
+    assert!(failures_text.status.success());
+    assert!(
+        text(&failures_text.stdout).contains("record \"r4\""),
+        "{}",
+        text(&failures_text.stdout)
+    );
+
+    // In text, the failure is listed with its issue.
+    let fifth = write(
+        files.path(),
+        "fifth.jsonl",
+        "{\"id\": \"r5\", \"columns\": {\"total\": 5}}\n",
+    );
+    let out = cli(
+        &[
+            "rows",
+            "sync",
+            "--server",
+            &url,
+            "--destination",
+            &dest,
+            "--model",
+            "orders",
+            "-f",
+            &fifth,
+            "--incremental",
+        ],
+        &[],
+    )
+    .await;
+    assert_eq!(out.status.code(), Some(1));
+    let shown = text(&out.stdout);
+    assert!(shown.contains(": COMPLETED_WITH_FAILURES"), "{shown}");
+    assert!(
+        shown.contains(&format!(
+            "record \"r5\" mapping {}: ADDED REJECTED\n  MISSING_IDENTITY",
+            m.id
+        )),
+        "{shown}"
+    );
+
+    // Reset forgets the ledger: the next sync adds everything again.
+    let reset = cli(
+        &[
+            "syncs",
+            "reset",
+            "--server",
+            &url,
+            "--destination",
+            &dest,
+            "--model",
+            "orders",
+        ],
+        &[],
+    )
+    .await;
+    assert!(reset.status.success(), "{}", text(&reset.stderr));
+    let said = text(&reset.stdout);
+    assert!(
+        said.starts_with("forgot ") && said.contains(" ledger entries"),
+        "{said}"
+    );
+    assert_ne!(said.trim(), "forgot 0 ledger entries");
+    let (code, v, _) = rows_sync(&url, &dest, &second, &[]).await;
+    assert_eq!(code, Some(0), "{v}");
+    assert_eq!(counts(&v, &["added", "updated", "unchanged"]), [4, 0, 0]);
+}
+
+#[tokio::test]
+async fn rows_sync_a_bad_line_is_named_and_nothing_is_sent_or_deleted() {
+    let (app, fake, dest) = crate::submit_rows::setup().await;
+    app.create_mapping(&dest, &sync_mapping("orders", "added_or_updated"))
+        .await;
+    let url = app.url();
+    let files = tempfile::tempdir().unwrap();
+    let good = write(
+        files.path(),
+        "good.jsonl",
+        "{\"id\": \"r1\", \"columns\": {\"user\": \"u1\", \"total\": 1}}\n\
+         {\"id\": \"r2\", \"columns\": {\"user\": \"u2\", \"total\": 2}}\n",
+    );
+    let (code, _, _) = rows_sync(&url, &dest, &good, &[]).await;
+    assert_eq!(code, Some(0));
+    assert_eq!(fake.accepted().len(), 2);
+
+    for (content, says) in [
+        (
+            "{\"id\": \"r1\", \"columns\": {\"user\": \"u1\", \"total\": 1}}\n\n{\"id\": \"r2\"",
+            ":3: not a record",
+        ),
+        (
+            "{\"id\": \"r1\", \"columns\": {}}\n{\"id\": null, \"columns\": {}}\n",
+            ":2: id: expected a string or a number",
+        ),
+        (
+            "{\"id\": \"r1\", \"columns\": [1]}\n",
+            ":1: columns: expected an object",
+        ),
+    ] {
+        let bad = write(files.path(), "bad.jsonl", content);
+        let (code, _, out) = rows_sync(&url, &dest, &bad, &[]).await;
+        assert_eq!(code, Some(2), "{}", text(&out.stderr));
+        let err: Value = serde_json::from_slice(&out.stderr).unwrap();
+        assert_eq!(err["error"]["code"], "USAGE");
+        let message = err["error"]["message"].as_str().unwrap();
+        assert!(message.contains(&format!("bad.jsonl{says}")), "{message}");
+        // Text too.
+        let out = cli(
+            &[
+                "rows",
+                "sync",
+                "--server",
+                &url,
+                "--destination",
+                &dest,
+                "--model",
+                "orders",
+                "-f",
+                &bad,
+            ],
+            &[],
+        )
+        .await;
+        assert_eq!(out.status.code(), Some(2));
+        assert!(text(&out.stderr).contains(says), "{}", text(&out.stderr));
+    }
+    // Nothing sent, nothing deleted, no sync even started.
+    assert_eq!(fake.accepted().len(), 2);
+    let list = stdout_json(
+        &cli(
+            &[
+                "syncs",
+                "list",
+                "--server",
+                &url,
+                "--destination",
+                &dest,
+                "--json",
+            ],
+            &[],
+        )
+        .await,
+    );
+    assert_eq!(list.as_array().unwrap().len(), 1, "{list}");
+    let missing = cli(
+        &[
+            "rows",
+            "sync",
+            "--server",
+            &url,
+            "--destination",
+            &dest,
+            "--model",
+            "orders",
+            "-f",
+            "/nonexistent/x.jsonl",
+        ],
+        &[],
+    )
+    .await;
+    assert_eq!(missing.status.code(), Some(2));
+    assert!(
+        text(&missing.stderr).contains("/nonexistent/x.jsonl"),
+        "{}",
+        text(&missing.stderr)
+    );
+    let unknown = cli(
+        &[
+            "rows",
+            "sync",
+            "--server",
+            &url,
+            "--destination",
+            "dst_nope",
+            "--model",
+            "orders",
+            "-f",
+            &good,
+        ],
+        &[],
+    )
+    .await;
+    assert_eq!(unknown.status.code(), Some(1));
+    assert!(
+        text(&unknown.stderr).contains("NOT_FOUND"),
+        "{}",
+        text(&unknown.stderr)
+    );
+}
+
+#[tokio::test]
+async fn rows_sync_dry_run_sends_nothing_and_changes_nothing() {
+    let (app, fake, dest) = crate::submit_rows::setup().await;
+    app.create_mapping(&dest, &sync_mapping("orders", "added_or_updated"))
+        .await;
+    let url = app.url();
+    let files = tempfile::tempdir().unwrap();
+    let file = write(
+        files.path(),
+        "records.jsonl",
+        "{\"id\": \"r1\", \"columns\": {\"user\": \"u1\", \"total\": 1}}\n",
+    );
+    let (code, v, out) = rows_sync(&url, &dest, &file, &["--dry-run"]).await;
+    assert_eq!(code, Some(0), "{}", text(&out.stderr));
+    assert_eq!(counts(&v, &["received", "added", "delivered"]), [1, 1, 0]);
+    let out = cli(
+        &[
+            "rows",
+            "sync",
+            "--server",
+            &url,
+            "--destination",
+            &dest,
+            "--model",
+            "orders",
+            "-f",
+            &file,
+            "--dry-run",
+        ],
+        &[],
+    )
+    .await;
+    assert!(
+        text(&out.stdout).contains("dry run"),
+        "{}",
+        text(&out.stdout)
+    );
+    assert!(
+        text(&out.stdout).contains("would send 1"),
+        "{}",
+        text(&out.stdout)
+    );
+    assert!(fake.accepted().is_empty());
+    // The ledger is unchanged: a real sync still adds the record.
+    let (code, v, _) = rows_sync(&url, &dest, &file, &[]).await;
+    assert_eq!(code, Some(0));
+    assert_eq!(counts(&v, &["added", "delivered"]), [1, 1]);
+}
+
+#[tokio::test]
+async fn rows_sync_sends_chunks_bounded_by_records_and_bytes() {
+    let (app, fake, dest) = crate::submit_rows::setup().await;
+    app.create_mapping(&dest, &sync_mapping("orders", "added_or_updated"))
+        .await;
+    let url = app.url();
+    let files = tempfile::tempdir().unwrap();
+    let mut content = String::new();
+    for i in 0..2_500 {
+        content.push_str(&format!(
+            "{{\"id\": {i}, \"columns\": {{\"user\": \"u{i}\", \"total\": {i}, \"pad\": \"{}\"}}}}\n",
+            "x".repeat(200)
+        ));
+    }
+    let file = write(files.path(), "many.jsonl", &content);
+    // About 240 records per 64 KiB chunk, then at most 100 per chunk.
+    for extra in [
+        &["--chunk-bytes", "65536"][..],
+        &["--chunk-size", "100", "--dry-run"],
+    ] {
+        let (code, v, out) = rows_sync(&url, &dest, &file, extra).await;
+        assert_eq!(code, Some(0), "{}", text(&out.stderr));
+        assert_eq!(v["received"], 2_500, "{v}");
+    }
+    assert_eq!(fake.accepted().len(), 2_500);
+
+    // A chunk past the server's --max-submit-rows (10,000 in tests): the server ends the sync
+    // (INCOMPLETE, nothing deleted) and the stream with an error after the summary: both are
+    // reported, exit 1.
+    let mut content = String::new();
+    for i in 0..10_001 {
+        content.push_str(&format!(
+            "{{\"id\": {i}, \"columns\": {{\"user\": \"u\"}}}}\n"
+        ));
+    }
+    let file = write(files.path(), "too_many.jsonl", &content);
+    let (code, v, out) = rows_sync(&url, &dest, &file, &["--chunk-size", "20000"]).await;
+    assert_eq!(code, Some(1), "{}", text(&out.stderr));
+    assert_eq!(v["status"], "INCOMPLETE", "{v}");
+    assert_eq!(v["deleted"], 0, "{v}");
+    let err: Value = serde_json::from_slice(&out.stderr).unwrap();
+    assert_eq!(err["error"]["code"], "INVALID_ARGUMENT", "{err}");
+    assert!(
+        err["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("--max-submit-rows"),
+        "{err}"
+    );
+    assert_eq!(fake.accepted().len(), 2_500);
+}
+
+#[tokio::test]
+async fn rows_sync_from_stdin_a_bad_line_mid_stream_ends_the_sync_without_commit() {
+    let (app, fake, dest) = crate::submit_rows::setup().await;
+    app.create_mapping(&dest, &sync_mapping("orders", "added_or_updated"))
+        .await;
+    // A commit would send r3's deletion through this one.
+    app.create_mapping(&dest, &sync_mapping("gone", "deleted"))
+        .await;
+    let url = app.url();
+    let files = tempfile::tempdir().unwrap();
+    let lines = "{\"id\": \"r1\", \"columns\": {\"user\": \"u1\"}}\n\
+                 {\"id\": \"r2\", \"columns\": {\"user\": \"u2\"}}\n";
+    let all = write(
+        files.path(),
+        "all.jsonl",
+        &format!("{lines}{{\"id\": \"r3\", \"columns\": {{\"user\": \"u3\"}}}}\n"),
+    );
+    let (code, _, _) = rows_sync(&url, &dest, &all, &[]).await;
+    assert_eq!(code, Some(0));
+    assert_eq!(fake.accepted().len(), 3);
+
+    let run = |input: String| {
+        let url = url.clone();
+        let dest = dest.clone();
+        tokio::task::spawn_blocking(move || {
+            use std::io::Write as _;
+            let mut cmd = Command::new(BIN);
+            cmd.args(["rows", "sync", "--server", &url, "--destination", &dest])
+                .args([
+                    "--model",
+                    "orders",
+                    "-f",
+                    "-",
+                    "--chunk-size",
+                    "1",
+                    "--json",
+                ]);
+            crate::common::bin::clean_env(&mut cmd);
+            let mut child = cmd
+                .stdin(Stdio::piped())
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped())
+                .spawn()
+                .unwrap();
+            child
+                .stdin
+                .take()
+                .unwrap()
+                .write_all(input.as_bytes())
+                .unwrap();
+            child.wait_with_output().unwrap()
+        })
+    };
+    // r1 is sent (a chunk of its own) before the bad line is read; r2, still in the next
+    // chunk, is not.
+    let out = run(format!("{lines}{{\"id\": \"r3\"\n")).await.unwrap();
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains("stdin:3: not a record"),
+        "{}",
+        text(&out.stderr)
+    );
+    let list = stdout_json(
+        &cli(
+            &[
+                "syncs",
+                "list",
+                "--server",
+                &url,
+                "--destination",
+                &dest,
+                "--json",
+            ],
+            &[],
+        )
+        .await,
+    );
+    assert_eq!(list[0]["status"], "INCOMPLETE", "{list}");
+    assert_eq!(list[0]["received"], 1, "{list}");
+    assert_eq!(fake.accepted().len(), 3);
+
+    // Good input from stdin: committed, r3 deleted.
+    let out = run(lines.to_owned()).await.unwrap();
+    let v = stdout_json(&out);
+    assert_eq!(
+        (&v["deleted"], &v["delivered"]),
+        (&json!(2), &json!(1)),
+        "{v}"
+    );
+    assert_eq!(fake.accepted().len(), 4);
 }

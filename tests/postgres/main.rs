@@ -14,4 +14,5 @@ mod keys;
 mod outage;
 mod replicas;
 mod secrets;
+mod sync_source;
 mod syncs;
