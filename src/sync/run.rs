@@ -95,6 +95,14 @@ struct Send {
     retried: bool,
 }
 
+/// What one mapping's sends did: its results, its writes, and (dry) the users of its events.
+#[derive(Default)]
+struct Sent {
+    answer: Answer,
+    writes: Writes,
+    users: Vec<u64>,
+}
+
 /// What a chunk's results write.
 #[derive(Default)]
 struct Writes {
@@ -247,16 +255,24 @@ impl<S: Store + Ledger> RunningSync<S> {
         }
         let ids: Vec<&str> = fresh.iter().map(|(_, id, _)| id.as_str()).collect();
         let mut writes = Writes::default();
-        for mi in 0..self.target.mappings().len() {
-            let mapping_id = self.target.mappings()[mi].identity().mapping_id.clone();
-            let states: HashMap<String, RecordState, foldhash::fast::RandomState> = self
-                .store
-                .states(&mapping_id, &ids)
-                .await?
+        // Every mapping's ledger entries at once, then every mapping's sends at once.
+        let mapping_ids: Vec<String> = self
+            .target
+            .mappings()
+            .iter()
+            .map(|m| m.identity().mapping_id.clone())
+            .collect();
+        let all_states = futures_util::future::try_join_all(
+            mapping_ids.iter().map(|m| self.store.states(m, &ids)),
+        )
+        .await?;
+        let mut batches = Vec::with_capacity(mapping_ids.len());
+        for (mi, (mapping_id, states)) in mapping_ids.iter().zip(all_states).enumerate() {
+            let states: HashMap<String, RecordState, foldhash::fast::RandomState> = states
                 .into_iter()
                 .map(|s| (s.record_id.clone(), s))
                 .collect();
-            let c = answer.counts.mapping(&mapping_id);
+            let c = answer.counts.mapping(mapping_id);
             let mut sends = Vec::new();
             for (sum, id, row) in &fresh {
                 let prior = states.get(id.as_str());
@@ -294,7 +310,14 @@ impl<S: Store + Ledger> RunningSync<S> {
                     retried,
                 });
             }
-            self.send(mi, sends, &mut answer, &mut writes).await;
+            batches.push((mi, sends));
+        }
+        let sent = futures_util::future::join_all(
+            batches.into_iter().map(|(mi, sends)| self.send(mi, sends)),
+        )
+        .await;
+        for part in sent {
+            self.absorb(part, &mut answer, &mut writes);
         }
         drop(ids);
         self.unflushed
@@ -387,7 +410,8 @@ impl<S: Store + Ledger> RunningSync<S> {
                     sends.push(send);
                 }
                 let mut writes = Writes::default();
-                self.send(mi, sends, &mut part, &mut writes).await;
+                let sent = self.send(mi, sends).await;
+                self.absorb(sent, &mut part, &mut writes);
                 self.record(&part, writes, false).await?;
                 answer.counts.merge(&part.counts);
                 answer.results.append(&mut part.results);
@@ -526,16 +550,12 @@ impl<S: Store + Ledger> RunningSync<S> {
     }
 
     /// Sends (or, dry, renders) one mapping's records and settles each result.
-    async fn send(
-        &mut self,
-        mi: usize,
-        sends: Vec<Send>,
-        answer: &mut Answer,
-        writes: &mut Writes,
-    ) {
+    async fn send(&self, mi: usize, sends: Vec<Send>) -> Sent {
+        let mut sent = Sent::default();
         if sends.is_empty() {
-            return;
+            return sent;
         }
+        let (answer, writes) = (&mut sent.answer, &mut sent.writes);
         let mapping = self.target.mappings()[mi].clone();
         let mapping_id = mapping.identity().mapping_id.clone();
         if self.run.dry_run {
@@ -553,7 +573,7 @@ impl<S: Store + Ledger> RunningSync<S> {
                         .as_deref()
                         .and_then(|e| crate::usage::user_hash(e.as_bytes()))
                 {
-                    self.dry_users.insert_hash(h);
+                    sent.users.push(h);
                 }
                 let event_json = t.event_json.filter(|e| {
                     e.len() <= MAX_ECHOED_EVENT_BYTES && status != SyncResultStatus::Skipped
@@ -570,7 +590,7 @@ impl<S: Store + Ledger> RunningSync<S> {
                 };
                 self.settle_result(answer, writes, result);
             }
-            return;
+            return sent;
         }
         let one = self.target.only(mi);
         let inputs = sends
@@ -669,6 +689,23 @@ impl<S: Store + Ledger> RunningSync<S> {
                 event_json: None,
             };
             self.settle_result(answer, writes, result);
+        }
+        sent
+    }
+
+    /// Adds what one mapping's sends did to a chunk's answer and writes.
+    fn absorb(&mut self, part: Sent, answer: &mut Answer, writes: &mut Writes) {
+        let Sent {
+            answer: mut a,
+            writes: mut w,
+            users,
+        } = part;
+        answer.counts.merge(&a.counts);
+        answer.results.append(&mut a.results);
+        writes.state.append(&mut w.state);
+        writes.failures.append(&mut w.failures);
+        for h in users {
+            self.dry_users.insert_hash(h);
         }
     }
 
