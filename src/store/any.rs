@@ -144,8 +144,12 @@ impl Ledger for AnyStore {
         dispatch!(self, s => s.seen_among(sync_id, ids).await)
     }
 
-    async fn states(&self, mapping_id: &str, ids: &[&str]) -> Result<Vec<RecordState>> {
-        dispatch!(self, s => s.states(mapping_id, ids).await)
+    async fn changed(
+        &self,
+        mapping_id: &str,
+        records: &[(&str, &[u8])],
+    ) -> Result<Vec<(String, Option<RecordState>)>> {
+        dispatch!(self, s => s.changed(mapping_id, records).await)
     }
 
     async fn unseen(

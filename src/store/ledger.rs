@@ -217,12 +217,14 @@ pub trait Ledger: Send + Sync + 'static {
         sync_id: &str,
         ids: &[&str],
     ) -> impl Future<Output = Result<Vec<String>>> + Send;
-    /// The ledger entries of `mapping_id` for those of `ids` it has (columns left out).
-    fn states(
+    /// Of `records` (id, checksum), those the ledger of `mapping_id` does not hold as synced
+    /// with that checksum: with no entry (`None`), or with the entry it has (columns left
+    /// out). The rest are unchanged; the diff runs in the database, so they cost no row.
+    fn changed(
         &self,
         mapping_id: &str,
-        ids: &[&str],
-    ) -> impl Future<Output = Result<Vec<RecordState>>> + Send;
+        records: &[(&str, &[u8])],
+    ) -> impl Future<Output = Result<Vec<(String, Option<RecordState>)>>> + Send;
     /// Up to `limit` entries of `mapping_id` after `after` (by record id, byte order) that the
     /// sync has not received; with `pending_only`, only pending ones (with their columns).
     fn unseen(
@@ -293,7 +295,8 @@ pub(super) struct LedgerSql {
     pub renew: &'static str,
     pub seen_among: &'static str,
     pub insert_seen: &'static str,
-    pub states: &'static str,
+    /// `$2`: a JSON array of `[id, checksum as upper-case hex]`.
+    pub changed: &'static str,
     pub unseen: &'static str,
     pub unseen_pending: &'static str,
     pub put_state: &'static str,
@@ -322,7 +325,7 @@ macro_rules! run_columns {
 /// The statements, with the dialect's fragments: `begin` (as in `sql.rs`) and `ids`, a list of
 /// ids bound as `$2` (SQLite: a JSON array read by `json_each`; PostgreSQL: a `text[]`).
 macro_rules! ledger_stamp {
-    (begin: $begin:literal, ids: $ids:literal $(,)?) => {
+    (begin: $begin:literal, ids: $ids:literal, changed: $changed:literal $(,)?) => {
         LedgerSql {
             begin: $begin,
             abandon_expired: "UPDATE sync_runs SET status = 'ABANDONED', ended_at = $3, \
@@ -349,12 +352,7 @@ macro_rules! ledger_stamp {
                 $ids,
                 " WHERE true ON CONFLICT DO NOTHING"
             ),
-            states: concat!(
-                "SELECT record_id, checksum, status, op, tries, since FROM sync_state \
-                 WHERE mapping_id = $1 AND record_id IN (SELECT r FROM ",
-                $ids,
-                ")"
-            ),
+            changed: $changed,
             unseen: "SELECT record_id, checksum, status, op, tries, since, columns \
                  FROM sync_state s WHERE mapping_id = $2 AND record_id > $3 AND NOT EXISTS \
                  (SELECT 1 FROM sync_seen WHERE sync_id = $1 AND record_id = s.record_id) \
@@ -408,12 +406,63 @@ macro_rules! ledger_stamp {
 pub(super) const SQLITE: LedgerSql = ledger_stamp!(
     begin: "BEGIN IMMEDIATE",
     ids: "(SELECT value AS r FROM json_each($2)) AS ids",
+    changed: "SELECT json_extract(j.value, '$[0]'), s.record_id, s.checksum, s.status, s.op, \
+        s.tries, s.since FROM json_each($2) AS j LEFT JOIN sync_state s \
+        ON s.mapping_id = $1 AND s.record_id = json_extract(j.value, '$[0]') \
+        WHERE s.record_id IS NULL OR s.status <> 0 \
+        OR hex(s.checksum) <> json_extract(j.value, '$[1]')",
 );
 
 pub(super) const POSTGRES: LedgerSql = ledger_stamp!(
     begin: "BEGIN",
     ids: "unnest($2::text[]) AS ids (r)",
+    changed: "SELECT j->>0, s.record_id, s.checksum, s.status, s.op, s.tries, s.since \
+        FROM jsonb_array_elements($2::text::jsonb) AS j LEFT JOIN sync_state s \
+        ON s.mapping_id = $1 AND s.record_id = j->>0 \
+        WHERE s.record_id IS NULL OR s.status <> 0 OR s.checksum <> decode(j->>1, 'hex')",
 );
+
+/// `changed`'s `$2`: `[[id, "HEX"], ...]`.
+pub(super) fn changed_param(records: &[(&str, &[u8])]) -> String {
+    let mut out = String::with_capacity(records.len() * 64 + 2);
+    out.push('[');
+    for (i, (id, sum)) in records.iter().enumerate() {
+        if i > 0 {
+            out.push(',');
+        }
+        out.push('[');
+        out.push_str(&serde_json::to_string(id).unwrap_or_else(|_| "\"\"".into()));
+        out.push_str(",\"");
+        for b in *sum {
+            out.push_str(&format!("{b:02X}"));
+        }
+        out.push_str("\"]");
+    }
+    out.push(']');
+    out
+}
+
+/// A row of `changed`: the id asked, and the entry's columns when there is one.
+pub(super) type ChangedRow = (
+    String,
+    Option<String>,
+    Option<Vec<u8>>,
+    Option<i64>,
+    Option<i64>,
+    Option<i64>,
+    Option<i64>,
+);
+
+pub(super) fn changed_of(row: ChangedRow) -> (String, Option<RecordState>) {
+    let (id, record_id, checksum, status, op, tries, since) = row;
+    let state = match (record_id, checksum, status, op, tries, since) {
+        (Some(r), Some(c), Some(st), Some(op), Some(t), Some(since)) => {
+            Some(state_of((r, c, st, op, t, since), None))
+        }
+        _ => None,
+    };
+    (id, state)
+}
 
 /// A row of `sync_state` as selected.
 pub(super) type StateRow = (String, Vec<u8>, i64, i64, i64, i64);
@@ -642,24 +691,25 @@ macro_rules! ledger_store {
                 Ok(rows.into_iter().map(|(r,)| r).collect())
             }
 
-            async fn states(
+            async fn changed(
                 &self,
                 mapping_id: &str,
-                ids: &[&str],
-            ) -> $crate::store::Result<Vec<$crate::store::ledger::RecordState>> {
-                if ids.is_empty() {
+                records: &[(&str, &[u8])],
+            ) -> $crate::store::Result<Vec<(String, Option<$crate::store::ledger::RecordState>)>>
+            {
+                if records.is_empty() {
                     return Ok(Vec::new());
                 }
-                let rows: Vec<$crate::store::ledger::StateRow> =
-                    sqlx::query_as(Self::LEDGER.states)
+                let rows: Vec<$crate::store::ledger::ChangedRow> =
+                    sqlx::query_as(Self::LEDGER.changed)
                         .bind(mapping_id)
-                        .bind($ids(ids))
+                        .bind($crate::store::ledger::changed_param(records))
                         .fetch_all(&self.pool)
                         .await
                         .map_err(Self::error)?;
                 Ok(rows
                     .into_iter()
-                    .map(|r| $crate::store::ledger::state_of(r, None))
+                    .map($crate::store::ledger::changed_of)
                     .collect())
             }
 

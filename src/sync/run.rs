@@ -262,21 +262,32 @@ impl<S: Store + Ledger> RunningSync<S> {
             .iter()
             .map(|m| m.identity().mapping_id.clone())
             .collect();
-        let all_states = futures_util::future::try_join_all(
-            mapping_ids.iter().map(|m| self.store.states(m, &ids)),
+        let asked: Vec<(&str, &[u8])> = fresh
+            .iter()
+            .map(|(sum, id, _)| (id.as_str(), sum.as_slice()))
+            .collect();
+        let all_changed = futures_util::future::try_join_all(
+            mapping_ids.iter().map(|m| self.store.changed(m, &asked)),
         )
         .await?;
+        drop(asked);
+        let by_id: HashMap<&str, usize, foldhash::fast::RandomState> = fresh
+            .iter()
+            .enumerate()
+            .map(|(i, (_, id, _))| (id.as_str(), i))
+            .collect();
         let mut batches = Vec::with_capacity(mapping_ids.len());
-        for (mi, (mapping_id, states)) in mapping_ids.iter().zip(all_states).enumerate() {
-            let states: HashMap<String, RecordState, foldhash::fast::RandomState> = states
-                .into_iter()
-                .map(|s| (s.record_id.clone(), s))
-                .collect();
+        for (mi, (mapping_id, changed)) in mapping_ids.iter().zip(all_changed).enumerate() {
             let c = answer.counts.mapping(mapping_id);
-            let mut sends = Vec::new();
-            for (sum, id, row) in &fresh {
-                let prior = states.get(id.as_str());
-                let (op, retried) = match prior {
+            // What the database did not return is unchanged.
+            c.unchanged += (fresh.len() - changed.len()) as u64;
+            let mut sends = Vec::with_capacity(changed.len());
+            for (id, prior) in changed {
+                let Some(&i) = by_id.get(id.as_str()) else {
+                    continue;
+                };
+                let (sum, _, row) = &fresh[i];
+                let (op, retried) = match &prior {
                     None => (Op::Added, false),
                     // Deleted, not yet confirmed, and back.
                     Some(p) if p.op == Change::Deleted && p.status != Settled::Synced => {
@@ -302,14 +313,18 @@ impl<S: Store + Ledger> RunningSync<S> {
                 }
                 let mut row = row.clone();
                 row.op = op;
-                sends.push(Send {
-                    id: id.clone(),
+                let send = Send {
+                    id,
                     row,
                     checksum: sum.clone(),
-                    prior: prior.cloned(),
+                    prior,
                     retried,
-                });
+                };
+                sends.push((i, send));
             }
+            // In the chunk's order, whatever order the database answered in.
+            sends.sort_unstable_by_key(|(i, _)| *i);
+            let sends: Vec<Send> = sends.into_iter().map(|(_, s)| s).collect();
             batches.push((mi, sends));
         }
         let sent = futures_util::future::join_all(
