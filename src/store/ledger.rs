@@ -331,7 +331,7 @@ macro_rules! ledger_stamp {
             abandon_expired: "UPDATE sync_runs SET status = 'ABANDONED', ended_at = $3, \
                  message = 'its replica stopped renewing the lease' \
                  WHERE destination_id = $1 AND model = $2 AND status = 'RUNNING' \
-                 AND heartbeat_at < $4",
+                 AND heartbeat_at < $4 RETURNING id",
             insert_run: concat!(
                 "INSERT INTO sync_runs (id, destination_id, model, mode, dry_run, status, \
                  started_at, heartbeat_at) VALUES ($1, $2, $3, $4, $5, 'RUNNING', $6, $6) \
@@ -616,14 +616,22 @@ macro_rules! ledger_store {
                 let tx = self.begin_ledger().await?;
                 let mut tx = tx;
                 let result = async {
-                    sqlx::query(Self::LEDGER.abandon_expired)
+                    let abandoned: Vec<(String,)> = sqlx::query_as(Self::LEDGER.abandon_expired)
                         .bind(&new.destination_id)
                         .bind(&new.model)
                         .bind(new.now)
                         .bind(new.now - new.lease)
-                        .execute(tx.conn())
+                        .fetch_all(tx.conn())
                         .await
                         .map_err(Self::error)?;
+                    // An abandoned sync never reached its end, where the ids it received go.
+                    for (id,) in &abandoned {
+                        sqlx::query(Self::LEDGER.forget_seen)
+                            .bind(id)
+                            .execute(tx.conn())
+                            .await
+                            .map_err(Self::error)?;
+                    }
                     if !new.dry_run {
                         let running: Option<(String,)> = sqlx::query_as(Self::LEDGER.running)
                             .bind(&new.destination_id)

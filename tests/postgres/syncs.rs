@@ -164,5 +164,12 @@ async fn replicas_share_the_ledger_and_a_killed_replicas_sync_is_abandoned() {
         .unwrap();
     assert_eq!(old.status, proto::SyncStatus::Abandoned as i32);
     assert_eq!(old.received, 5);
+    // The ids the killed sync received went with it.
+    let mut conn = db.connect().await;
+    let (left,): (i64,) = sqlx::query_as("SELECT count(*) FROM sync_seen")
+        .fetch_one(&mut conn)
+        .await
+        .unwrap();
+    assert_eq!(left, 0);
     drop(b);
 }
