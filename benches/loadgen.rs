@@ -5,23 +5,20 @@
 //! `cargo bench --bench loadgen` (release). Knobs (environment): LOADGEN_REQUESTS (default 300),
 //! LOADGEN_CONCURRENCY (default 4), LOADGEN_ROWS (rows per request, default 1000).
 
-use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use serde_json::Value;
 
-use segment_connections::grpc::proto::{self, ConnectionsClient};
+use segment_connections::grpc::proto;
 
 #[path = "support/workload.rs"]
 mod workload;
 
 #[path = "support/harness.rs"]
 mod harness;
-use harness::{Server, cpu_seconds, fake_upstream, peak_rss_kib};
-
-const BIN: &str = env!("CARGO_BIN_EXE_segment-connections");
+use harness::{cpu_seconds, fake_upstream, peak_rss_kib, start_service};
 
 fn env_usize(name: &str, default: usize) -> usize {
     std::env::var(name)
@@ -58,66 +55,13 @@ async fn main() {
     let upstream = fake_upstream(upstream_requests.clone(), upstream_bytes.clone()).await;
 
     let dir = tempfile::tempdir().unwrap();
-    let port = {
-        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        l.local_addr().unwrap().port()
-    };
-    let listen = format!("127.0.0.1:{port}");
-    let server = Server(
-        Command::new(BIN)
-            .arg("serve")
-            .arg("--listen")
-            .arg(&listen)
-            .arg("--metrics-listen")
-            .arg("off")
-            .arg("--allowed-upstreams")
-            .arg("127.0.0.1")
-            .arg("--store")
-            .arg(format!(
-                "sqlite://{}",
-                dir.path().join("db.sqlite").display()
-            ))
-            .arg("--encryption-key-file")
-            .arg({
-                let k = dir.path().join("key");
-                std::fs::write(&k, "00".repeat(32)).unwrap();
-                k
-            })
-            .env("RUST_LOG", "warn")
-            .stdout(Stdio::null())
-            .spawn()
-            .unwrap(),
-    );
+    let (server, mut client, destination_id) = start_service(dir.path(), None, &[], upstream).await;
     let pid = server.0.id();
-
-    let url = format!("http://{listen}");
-    let mut client = loop {
-        match ConnectionsClient::connect(url.clone()).await {
-            Ok(c) => break c,
-            Err(_) => tokio::time::sleep(Duration::from_millis(50)).await,
-        }
-    };
-    let client_max = 64 * 1024 * 1024;
-    client = client
-        .max_decoding_message_size(client_max)
-        .max_encoding_message_size(client_max);
-    let d = client
-        .create_destination(proto::CreateDestinationRequest {
-            name: "bench".into(),
-            region: format!("http://{upstream}"),
-            write_key: "wk-bench-0123456789".into(),
-            enabled: None,
-        })
-        .await
-        .unwrap()
-        .into_inner()
-        .destination
-        .unwrap();
     let workload: Value =
         serde_json::from_str(include_str!("../tests/fixtures/workload.json")).unwrap();
     client
         .create_mapping(proto::CreateMappingRequest {
-            destination_id: d.id.clone(),
+            destination_id: destination_id.clone(),
             mapping_json: workload["mappings"]["track"].to_string(),
         })
         .await
@@ -126,7 +70,7 @@ async fn main() {
     // Requests built up front (rows differ per request), so the client measures the service.
     let requests: Vec<proto::SubmitRowsRequest> = (0..total_requests)
         .map(|r| proto::SubmitRowsRequest {
-            destination_id: d.id.clone(),
+            destination_id: destination_id.clone(),
             model: "bench".into(),
             rows: (0..rows_per_request)
                 .map(|i| row(r * rows_per_request + i))

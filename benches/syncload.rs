@@ -7,10 +7,9 @@
 //! `cargo bench --bench syncload` (release). Knobs (environment): SYNCLOAD_RECORDS (default
 //! 1,000,000), SYNCLOAD_CHUNK (records per chunk, default 1000), SYNCLOAD_CHANGED_PER_MILLE.
 
-use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use serde_json::Value;
 use tokio_stream::StreamExt as _;
@@ -24,9 +23,7 @@ mod workload;
 
 #[path = "support/harness.rs"]
 mod harness;
-use harness::{Server, fake_upstream, peak_rss_kib};
-
-const BIN: &str = env!("CARGO_BIN_EXE_segment-connections");
+use harness::{fake_upstream, peak_rss_kib, start_service};
 
 fn env_usize(name: &str, default: usize) -> usize {
     std::env::var(name)
@@ -132,65 +129,25 @@ async fn main() {
     let upstream_bytes = Arc::new(AtomicU64::new(0));
     let upstream = fake_upstream(upstream_requests.clone(), upstream_bytes.clone()).await;
     let dir = tempfile::tempdir().unwrap();
-    let port = {
-        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        l.local_addr().unwrap().port()
+    let store = std::env::var("SYNCLOAD_PG_URL").ok();
+    let backend = match &store {
+        Some(_) => "PostgreSQL",
+        None => "SQLite",
     };
-    let listen = format!("127.0.0.1:{port}");
-    let store = std::env::var("SYNCLOAD_PG_URL")
-        .unwrap_or_else(|_| format!("sqlite://{}", dir.path().join("db.sqlite").display()));
-    let backend = if store.starts_with("postgres") {
-        "PostgreSQL"
-    } else {
-        "SQLite"
-    };
-    let key = dir.path().join("key");
-    std::fs::write(&key, "00".repeat(32)).unwrap();
-    let server = Server(
-        Command::new(BIN)
-            .args(["serve", "--listen", &listen, "--metrics-listen", "off"])
-            .args(["--allowed-upstreams", "127.0.0.1", "--store", &store])
-            .arg("--encryption-key-file")
-            .arg(&key)
-            .args(["--max-request-bytes", "67108864"])
-            .env("RUST_LOG", "warn")
-            .stdout(Stdio::null())
-            .spawn()
-            .unwrap(),
-    );
+    let (server, mut client, destination_id) = start_service(
+        dir.path(),
+        store.as_deref(),
+        &["--max-request-bytes", "67108864"],
+        upstream,
+    )
+    .await;
     let pid = server.0.id();
-    let url = format!("http://{listen}");
-    let deadline = Instant::now() + Duration::from_secs(60);
-    let mut client = loop {
-        match ConnectionsClient::connect(url.clone()).await {
-            Ok(c) => break c,
-            Err(_) if Instant::now() < deadline => {
-                tokio::time::sleep(Duration::from_millis(50)).await
-            }
-            Err(e) => panic!("serve did not start: {e}"),
-        }
-    };
-    client = client
-        .max_decoding_message_size(64 << 20)
-        .max_encoding_message_size(64 << 20);
-    let d = client
-        .create_destination(proto::CreateDestinationRequest {
-            name: "bench".into(),
-            region: format!("http://{upstream}"),
-            write_key: "wk-bench-0123456789".into(),
-            enabled: None,
-        })
-        .await
-        .unwrap()
-        .into_inner()
-        .destination
-        .unwrap();
     let workload: Value =
         serde_json::from_str(include_str!("../tests/fixtures/workload.json")).unwrap();
     for action in ["track", "identify"] {
         client
             .create_mapping(proto::CreateMappingRequest {
-                destination_id: d.id.clone(),
+                destination_id: destination_id.clone(),
                 mapping_json: workload["mappings"][action].to_string(),
             })
             .await
@@ -198,13 +155,13 @@ async fn main() {
     }
 
     println!("syncload: {records} records, chunks of {chunk}, two mappings, {backend}");
-    let (secs, s) = full_sync(&mut client, &d.id, records, chunk, |_| false).await;
+    let (secs, s) = full_sync(&mut client, &destination_id, records, chunk, |_| false).await;
     println!(
         "syncload: first sync (all added): {secs:.1} s, {:.0} records/s; {}",
         records as f64 / secs,
         totals(&s)
     );
-    let (secs, s) = full_sync(&mut client, &d.id, records, chunk, move |i| {
+    let (secs, s) = full_sync(&mut client, &destination_id, records, chunk, move |i| {
         i % 1000 < per_mille
     })
     .await;

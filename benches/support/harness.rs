@@ -2,12 +2,78 @@
 //! and its peak RSS and CPU time from /proc.
 
 use std::net::SocketAddr;
-use std::process::Child;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
+use tonic::transport::Channel;
+
+use segment_connections::grpc::proto::{self, ConnectionsClient};
+
+const BIN: &str = env!("CARGO_BIN_EXE_segment-connections");
+
+/// `serve` on a free loopback port over `store` (default: a SQLite file in `dir`) with
+/// `extra` flags, and a destination "bench" whose Tracking API is `upstream`. Returns the
+/// process, a client taking messages up to 64 MiB, and the destination's id.
+pub async fn start_service(
+    dir: &Path,
+    store: Option<&str>,
+    extra: &[&str],
+    upstream: SocketAddr,
+) -> (Server, ConnectionsClient<Channel>, String) {
+    let port = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap().port()
+    };
+    let listen = format!("127.0.0.1:{port}");
+    let sqlite = format!("sqlite://{}", dir.join("db.sqlite").display());
+    let key = dir.join("key");
+    std::fs::write(&key, "00".repeat(32)).unwrap();
+    let server = Server(
+        Command::new(BIN)
+            .args(["serve", "--listen", &listen, "--metrics-listen", "off"])
+            .args(["--allowed-upstreams", "127.0.0.1"])
+            .args(["--store", store.unwrap_or(&sqlite)])
+            .arg("--encryption-key-file")
+            .arg(&key)
+            .args(extra)
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let url = format!("http://{listen}");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let client = loop {
+        match ConnectionsClient::connect(url.clone()).await {
+            Ok(c) => break c,
+            Err(_) if Instant::now() < deadline => {
+                tokio::time::sleep(Duration::from_millis(50)).await
+            }
+            Err(e) => panic!("serve did not start: {e}"),
+        }
+    };
+    let mut client = client
+        .max_decoding_message_size(64 << 20)
+        .max_encoding_message_size(64 << 20);
+    let d = client
+        .create_destination(proto::CreateDestinationRequest {
+            name: "bench".into(),
+            region: format!("http://{upstream}"),
+            write_key: "wk-bench-0123456789".into(),
+            enabled: None,
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .destination
+        .unwrap();
+    (server, client, d.id)
+}
 
 /// The fake Tracking API: HTTP/1.1 keep-alive, reads each request by Content-Length and
 /// answers 200; counts requests and body bytes. No JSON parsing, so it costs little CPU.
