@@ -5,6 +5,7 @@ mod common {
     pub mod app;
     pub mod bin;
     pub mod fake_segment;
+    pub mod syncs;
 }
 
 mod cli;

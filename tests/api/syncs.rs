@@ -11,9 +11,9 @@ use tonic::Code;
 
 use crate::common::app::TestApp;
 use crate::common::fake_segment::{FakeSegment, Fault};
+use crate::common::syncs::{self, chunk, header, open_with_chunk};
 use crate::submit_rows::{WRITE_KEY, setup_with};
 use segment_connections::grpc::proto;
-use segment_connections::grpc::proto::sync_request::Message as Req;
 use segment_connections::grpc::proto::sync_response::Message as Ans;
 
 const FULL: proto::SyncMode = proto::SyncMode::Full;
@@ -94,34 +94,14 @@ async fn sync(
     commit: bool,
 ) -> Outcome {
     let (tx, rx) = mpsc::channel(16);
-    let header = proto::SyncHeader {
-        destination_id: destination_id.into(),
-        model: "orders".into(),
-        mode: mode.into(),
-        dry_run,
-    };
-    tx.send(proto::SyncRequest {
-        message: Some(Req::Header(header)),
-    })
-    .await
-    .unwrap();
-    for (i, records) in chunks.into_iter().enumerate() {
-        let chunk = proto::SyncChunk {
-            chunk_id: i as u64 + 1,
-            records,
-        };
-        tx.send(proto::SyncRequest {
-            message: Some(Req::Chunk(chunk)),
-        })
+    tx.send(header(destination_id, mode, dry_run))
         .await
         .unwrap();
+    for (i, records) in chunks.into_iter().enumerate() {
+        tx.send(chunk(i as u64 + 1, records)).await.unwrap();
     }
     if commit {
-        tx.send(proto::SyncRequest {
-            message: Some(Req::Commit(proto::SyncCommit {})),
-        })
-        .await
-        .unwrap();
+        tx.send(syncs::commit()).await.unwrap();
     }
     drop(tx);
     let mut answers = match app
@@ -359,58 +339,6 @@ async fn a_retry_that_succeeds_uses_the_same_message_ids() {
     assert_eq!(sent, ids);
 }
 
-/// Opens a sync of `orders` and sends one chunk; returns the request sender, the answers and
-/// the sync's id once the chunk is answered.
-async fn open_with_chunk(
-    app: &TestApp,
-    d: &str,
-    chunk: Vec<proto::SyncRecord>,
-) -> (
-    mpsc::Sender<proto::SyncRequest>,
-    tonic::Streaming<proto::SyncResponse>,
-    String,
-) {
-    let (tx, rx) = mpsc::channel(4);
-    tx.send(proto::SyncRequest {
-        message: Some(Req::Header(proto::SyncHeader {
-            destination_id: d.into(),
-            model: "orders".into(),
-            mode: FULL.into(),
-            dry_run: false,
-        })),
-    })
-    .await
-    .unwrap();
-    tx.send(proto::SyncRequest {
-        message: Some(Req::Chunk(proto::SyncChunk {
-            chunk_id: 1,
-            records: chunk,
-        })),
-    })
-    .await
-    .unwrap();
-    let mut answers = app
-        .client
-        .clone()
-        .sync(tokio_stream::wrappers::ReceiverStream::new(rx))
-        .await
-        .unwrap()
-        .into_inner();
-    let Some(Ok(proto::SyncResponse {
-        message: Some(Ans::Started(started)),
-    })) = answers.next().await
-    else {
-        panic!("started")
-    };
-    let Some(Ok(proto::SyncResponse {
-        message: Some(Ans::Chunk(_)),
-    })) = answers.next().await
-    else {
-        panic!("chunk answered")
-    };
-    (tx, answers, started.sync_id)
-}
-
 async fn get_sync(app: &TestApp, id: &str) -> proto::SyncInfo {
     app.client
         .clone()
@@ -428,7 +356,7 @@ async fn a_caller_gone_mid_sync_loses_nothing_and_the_resync_sends_only_the_rest
     let m = app
         .create_mapping(&d, &mapping("all", "added_or_updated"))
         .await;
-    let (tx, answers, sync_id) = open_with_chunk(&app, &d, records(0..4, 0)).await;
+    let (tx, answers, sync_id) = open_with_chunk(app.client.clone(), &d, records(0..4, 0)).await;
     let delivered = fake.accepted();
     assert_eq!(delivered.len(), 4);
     // The caller goes away without commit.
@@ -459,7 +387,7 @@ async fn a_second_sync_of_a_running_model_is_aborted_naming_the_first() {
     let (app, _fake, d) = setup().await;
     app.create_mapping(&d, &mapping("all", "added_or_updated"))
         .await;
-    let (tx, mut first, first_id) = open_with_chunk(&app, &d, records(0..1, 0)).await;
+    let (tx, mut first, first_id) = open_with_chunk(app.client.clone(), &d, records(0..1, 0)).await;
     let second = sync(&app, &d, FULL, false, vec![records(0..2, 0)], true).await;
     let err = second.error.expect("ABORTED");
     assert_eq!(err.code(), Code::Aborted);

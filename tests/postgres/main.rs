@@ -8,6 +8,7 @@ mod common {
     pub mod fake_segment;
     pub mod pg;
     pub mod serve;
+    pub mod syncs;
 }
 
 mod keys;

@@ -5,7 +5,6 @@
 
 use std::time::Duration;
 
-use tokio::sync::mpsc;
 use tokio_stream::StreamExt as _;
 use tonic::Code;
 use tonic::transport::Channel;
@@ -13,7 +12,7 @@ use tonic::transport::Channel;
 use crate::common::fake_segment::FakeSegment;
 use crate::common::pg::TestDb;
 use crate::common::serve::{Server, create_destination};
-use segment_connections::grpc::proto::sync_request::Message as Req;
+use crate::common::syncs::{chunk, commit, header, open_with_chunk};
 use segment_connections::grpc::proto::sync_response::Message as Ans;
 use segment_connections::grpc::proto::{self, ConnectionsClient};
 use segment_connections::store::KeyRing;
@@ -40,36 +39,17 @@ fn records(ids: std::ops::Range<usize>) -> Vec<proto::SyncRecord> {
     .collect()
 }
 
-fn header(d: &str) -> proto::SyncRequest {
-    proto::SyncRequest {
-        message: Some(Req::Header(proto::SyncHeader {
-            destination_id: d.into(),
-            model: "orders".into(),
-            mode: proto::SyncMode::Full.into(),
-            dry_run: false,
-        })),
-    }
-}
-
-fn chunk(id: u64, records: Vec<proto::SyncRecord>) -> proto::SyncRequest {
-    proto::SyncRequest {
-        message: Some(Req::Chunk(proto::SyncChunk {
-            chunk_id: id,
-            records,
-        })),
-    }
-}
-
 /// A whole FULL sync of `records` with commit: its summary, or the call's status.
 async fn full_sync(
     c: &mut ConnectionsClient<Channel>,
     d: &str,
     records: Vec<proto::SyncRecord>,
 ) -> Result<proto::SyncInfo, tonic::Status> {
-    let commit = proto::SyncRequest {
-        message: Some(Req::Commit(proto::SyncCommit {})),
-    };
-    let messages = vec![header(d), chunk(1, records), commit];
+    let messages = vec![
+        header(d, proto::SyncMode::Full, false),
+        chunk(1, records),
+        commit(),
+    ];
     let mut answers = c.sync(tokio_stream::iter(messages)).await?.into_inner();
     let mut summary = None;
     while let Some(a) = answers.next().await {
@@ -114,32 +94,13 @@ async fn replicas_share_the_ledger_and_a_killed_replicas_sync_is_abandoned() {
     assert_eq!(fake.accepted().len(), 12);
 
     // A sync through A that has delivered one chunk, then A is killed.
-    let (tx, rx) = mpsc::channel(4);
-    tx.send(header(&d.id)).await.unwrap();
-    tx.send(chunk(1, records(20..25))).await.unwrap();
-    let mut answers = ca
-        .sync(tokio_stream::wrappers::ReceiverStream::new(rx))
-        .await
-        .unwrap()
-        .into_inner();
-    let Some(Ok(proto::SyncResponse {
-        message: Some(Ans::Started(started)),
-    })) = answers.next().await
-    else {
-        panic!("started")
-    };
-    let Some(Ok(proto::SyncResponse {
-        message: Some(Ans::Chunk(_)),
-    })) = answers.next().await
-    else {
-        panic!("chunk answered")
-    };
+    let (tx, _answers, sync_id) = open_with_chunk(ca.clone(), &d.id, records(20..25)).await;
     let delivered = fake.accepted();
     assert_eq!(delivered.len(), 17);
     // Held across replicas while A lives.
     let busy = full_sync(&mut cb, &d.id, records(0..1)).await.unwrap_err();
     assert_eq!(busy.code(), Code::Aborted, "{busy:?}");
-    assert!(busy.message().contains(&started.sync_id), "{busy:?}");
+    assert!(busy.message().contains(&sync_id), "{busy:?}");
     drop(a); // SIGKILL
     drop(tx);
 
@@ -154,9 +115,7 @@ async fn replicas_share_the_ledger_and_a_killed_replicas_sync_is_abandoned() {
     assert_eq!(sent.len(), 22);
     assert!(sent[17..].iter().all(|id| !delivered.contains(id)));
     let old = cb
-        .get_sync(proto::GetSyncRequest {
-            sync_id: started.sync_id,
-        })
+        .get_sync(proto::GetSyncRequest { sync_id })
         .await
         .unwrap()
         .into_inner()
