@@ -584,17 +584,12 @@ impl<S: Store + Ledger> proto::Connections for ConnectionsService<S> {
             .await
             .map_err(Error::from)?;
         let model = (!model.is_empty()).then_some(model.as_str());
-        let mut runs = self
+        let runs = self
             .store
             .list_syncs(&destination_id, model, before, size + 1)
             .await
             .map_err(Error::from)?;
-        let more = runs.len() > size as usize;
-        runs.truncate(size as usize);
-        let next_page_token = match (more, runs.last()) {
-            (true, Some(last)) => super::sync::syncs_token(last),
-            _ => String::new(),
-        };
+        let (runs, next_page_token) = super::sync::page(runs, size, super::sync::syncs_token);
         Ok(Response::new(proto::ListSyncsResponse {
             syncs: runs.iter().map(super::sync::info).collect(),
             next_page_token,
@@ -619,17 +614,12 @@ impl<S: Store + Ledger> proto::Connections for ConnectionsService<S> {
         };
         let size = super::sync::page_size(page_size);
         self.store.get_sync(&sync_id).await.map_err(Error::from)?;
-        let mut rows = self
+        let rows = self
             .store
             .list_sync_failures(&sync_id, after, size + 1)
             .await
             .map_err(Error::from)?;
-        let more = rows.len() > size as usize;
-        rows.truncate(size as usize);
-        let next_page_token = match (more, rows.last()) {
-            (true, Some((seq, _))) => seq.to_string(),
-            _ => String::new(),
-        };
+        let (rows, next_page_token) = super::sync::page(rows, size, |(seq, _)| seq.to_string());
         Ok(Response::new(proto::ListSyncFailuresResponse {
             failures: rows
                 .into_iter()

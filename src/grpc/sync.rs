@@ -311,6 +311,22 @@ pub(super) fn page_size(n: u32) -> u32 {
     }
 }
 
+/// One page of `rows`, read with one more than `size` to know whether another follows: the
+/// page, and the next page's token (`token` of its last row) or `""` on the last page.
+pub(super) fn page<T>(
+    mut rows: Vec<T>,
+    size: u32,
+    token: impl Fn(&T) -> String,
+) -> (Vec<T>, String) {
+    let more = rows.len() > size as usize;
+    rows.truncate(size as usize);
+    let next = match (more, rows.last()) {
+        (true, Some(last)) => token(last),
+        _ => String::new(),
+    };
+    (rows, next)
+}
+
 /// ListSyncs' page token: the last sync's `started_at` and id.
 pub(super) fn syncs_token(run: &SyncRun) -> String {
     format!("{}.{}", run.started_at, run.id)
