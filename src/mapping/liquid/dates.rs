@@ -5,116 +5,6 @@ pub(super) const DEFAULT_DATE_FORMAT: &str = "%A, %B %-e, %Y at %-l:%M %P %z";
 /// Widest padding accepted in a date format.
 pub(super) const MAX_DATE_WIDTH: usize = 1024;
 
-/// Translates a LiquidJS strftime format for the `liquid` crate: directives LiquidJS does not
-/// know are kept as literal text, as LiquidJS keeps them; `%Z` is the zone name, always UTC.
-pub(super) fn translate_date_format(format: &str) -> Result<String, LiquidError> {
-    let chars: Vec<char> = format.chars().collect();
-    let mut out = String::new();
-    let mut i = 0;
-    while i < chars.len() {
-        if chars[i] != '%' {
-            out.push(chars[i]);
-            i += 1;
-            continue;
-        }
-        let mut j = i + 1;
-        while j < chars.len() && "-_0^#:".contains(chars[j]) {
-            j += 1;
-        }
-        let width_begin = j;
-        while j < chars.len() && chars[j].is_ascii_digit() {
-            j += 1;
-        }
-        let width: String = chars[width_begin..j].iter().collect();
-        if !width.is_empty() && width.parse::<usize>().map_or(true, |w| w > MAX_DATE_WIDTH) {
-            return Err(unsupported("a date format width over 1024"));
-        }
-        if j < chars.len() && matches!(chars[j], 'E' | 'O') {
-            j += 1;
-        }
-        let Some(&conversion) = chars.get(j) else {
-            // An incomplete directive is literal text.
-            out.push_str("%%");
-            out.extend(&chars[i + 1..]);
-            break;
-        };
-        let flags: String = chars[i + 1..width_begin].iter().collect();
-        let directive: String = chars[i..=j].iter().collect();
-        // The `liquid` crate takes `:` only before `z`, where LiquidJS ignores it elsewhere.
-        let plain: String = if conversion == 'z' {
-            directive.clone()
-        } else {
-            directive.chars().filter(|c| *c != ':').collect()
-        };
-        // LiquidJS prints `%c`, `%x` and `%X` for the en-US locale.
-        let meridiem = if flags.contains('#') { "%P" } else { "%p" };
-        match conversion {
-            'Z' => out.push_str("UTC"),
-            't' => out.push('\t'),
-            'n' => out.push('\n'),
-            '%' => out.push_str("%%"),
-            'c' => {
-                let _ = write!(out, "%-m/%-d/%Y, %-I:%M:%S {meridiem}");
-            }
-            'x' => out.push_str("%-m/%-d/%Y"),
-            'X' => {
-                let _ = write!(out, "%-I:%M:%S {meridiem}");
-            }
-            'L' if flags.contains('-') => out.push_str("%-L"),
-            'L' => {
-                // LiquidJS pads the milliseconds on the left to the width.
-                let width = width.parse::<usize>().unwrap_or(3).max(3);
-                out.extend(std::iter::repeat_n('0', width - 3));
-                out.push_str("%L");
-            }
-            'q' => return Err(unsupported("the %q date directive")),
-            'a' | 'A' | 'b' | 'B' | 'C' | 'd' | 'e' | 'H' | 'I' | 'j' | 'k' | 'l' | 'm' | 'M'
-            | 'N' | 'p' | 'P' | 's' | 'S' | 'u' | 'U' | 'w' | 'W' | 'y' | 'Y' | 'z' | 'h' => {
-                out.push_str(&plain)
-            }
-            _ => {
-                out.push_str("%%");
-                out.push_str(&directive[1..]);
-            }
-        }
-        i = j + 1;
-    }
-    Ok(out)
-}
-
-/// What LiquidJS's `date` filter reads a payload value as, in a form the `liquid` crate's
-/// `date` filter reads the same way: a number is seconds since the epoch and a string is parsed
-/// like JavaScript's `Date`. `None` leaves the value as it is.
-pub(super) fn date_node(node: &Node) -> Option<Node> {
-    match node {
-        Node::Int(i) => Some(Node::Str(Box::new(JsString::new(&i.to_string())))),
-        Node::Str(s) if !s.text.bytes().all(|b| b.is_ascii_digit()) => {
-            parse_js_date(&s.text).map(Node::Date)
-        }
-        _ => None,
-    }
-}
-
-/// Parses the ISO 8601 forms JavaScript's `Date` accepts (`2024-01-02`, `2024-01-02T03:04`,
-/// `2024-01-02T03:04:05.678+02:00`, ...) into a UTC date, as LiquidJS does on a UTC host.
-pub(super) fn parse_js_date(text: &str) -> Option<DateTime> {
-    let millis = parse_iso_millis(text.trim())?;
-    let days = millis.div_euclid(86_400_000);
-    let ms_of_day = millis.rem_euclid(86_400_000);
-    let (year, month, day) = civil_from_days(days);
-    if !(0..=9999).contains(&year) {
-        return None;
-    }
-    let formatted = format!(
-        "{year:04}-{month:02}-{day:02} {:02}:{:02}:{:02}.{:03} +0000",
-        ms_of_day / 3_600_000,
-        ms_of_day / 60_000 % 60,
-        ms_of_day / 1000 % 60,
-        ms_of_day % 1000
-    );
-    DateTime::from_str(&formatted)
-}
-
 /// Milliseconds since the epoch of an ISO 8601 date or date-time (no offset means UTC).
 pub(super) fn parse_iso_millis(text: &str) -> Option<i64> {
     struct Cursor<'a> {
@@ -147,7 +37,17 @@ pub(super) fn parse_iso_millis(text: &str) -> Option<i64> {
         b: text.as_bytes(),
         p: 0,
     };
-    let year = c.digits(4)?;
+    // An expanded year is signed and six digits; `-000000` is not a year.
+    let year = match [b'+', b'-'].into_iter().find(|s| c.eat(*s)) {
+        Some(sign) => {
+            let year = c.digits(6)?;
+            if sign == b'-' && year == 0 {
+                return None;
+            }
+            if sign == b'-' { -year } else { year }
+        }
+        None => c.digits(4)?,
+    };
     let (mut month, mut day) = (1, 1);
     let (mut hour, mut minute, mut second, mut millis, mut offset) = (0, 0, 0, 0, 0);
     if c.eat(b'-') {
@@ -235,20 +135,28 @@ pub(super) fn civil_from_days(days: i64) -> (i64, i64, i64) {
     (year, month, day)
 }
 
-/// A literal as a filter reading it with `coercion` sees it, when that can be written as a
-/// literal the `liquid` crate reads the same way.
 /// The `date` format LiquidJS's `date_to_*` filters print with; `None` for another filter.
-pub(super) fn date_to_format(call: &FilterCall) -> Result<Option<&'static str>, LiquidError> {
-    let format = match call.name.as_str() {
-        "date_to_xmlschema" => "%Y-%m-%dT%H:%M:%S%:z",
-        "date_to_rfc822" => "%a, %d %b %Y %H:%M:%S %z",
-        "date_to_string" => "%d %b %Y",
-        "date_to_long_string" => "%d %B %Y",
+/// `date_to_string` and `date_to_long_string` take `"ordinal"` (the day with its suffix) and
+/// then `"US"` (month first).
+pub(super) fn date_to_format(call: &FilterCall) -> Result<Option<String>, LiquidError> {
+    let month = match call.name.as_str() {
+        "date_to_xmlschema" => return Ok(Some("%Y-%m-%dT%H:%M:%S%:z".to_owned())),
+        "date_to_rfc822" => return Ok(Some("%a, %d %b %Y %H:%M:%S %z".to_owned())),
+        "date_to_string" => "%b",
+        "date_to_long_string" => "%B",
         _ => return Ok(None),
     };
-    if !call.args.is_empty() && format.starts_with("%d") {
-        // `ordinal` and `US` need `%q`, which the `liquid` crate lacks.
-        return Err(unsupported(&format!("{} with arguments", call.name)));
+    let mut literals = Vec::new();
+    for arg in call.args.iter().take(2) {
+        match arg {
+            FilterArg::Positional(Operand::Str(s)) => literals.push(Some(s.as_str())),
+            FilterArg::Positional(Operand::Num(_) | Operand::Literal(_)) => literals.push(None),
+            _ => return Err(unsupported(&format!("{} with these arguments", call.name))),
+        }
     }
-    Ok(Some(format))
+    Ok(Some(match literals.as_slice() {
+        [Some("ordinal"), Some("US"), ..] => format!("{month} %-d%q, %Y"),
+        [Some("ordinal"), ..] => format!("%-d%q {month} %Y"),
+        _ => format!("%d {month} %Y"),
+    }))
 }

@@ -12,13 +12,13 @@
 //! - **Translation** ([`translate`], [`emit`], [`dates`]): disabled tags and filters are
 //!   rejected, filters LiquidJS does not know are dropped (LiquidJS treats them as the
 //!   identity), and the rest is re-emitted in the syntax the `liquid` crate parses: `and`/`or`
-//!   chains are regrouped the LiquidJS way, date formats are translated (the `date_to_*`
-//!   filters are `date` with their formats), and names the `liquid` grammar cannot spell are
-//!   aliased.
+//!   chains are regrouped the LiquidJS way, the `date_to_*` filters become `date` with their
+//!   formats, and names the `liquid` grammar cannot spell are aliased. `date` itself is
+//!   LiquidJS's strftime with its time-zone argument, on jiff's bundled zone database.
 //! - **Values** ([`value`]): the runtime resolves each variable path through views with
 //!   LiquidJS's rules (anything missing is nil instead of an error, `size`/`first`/`last`,
 //!   string indexing). Where the first filter reads its input with a JavaScript coercion
-//!   (`date`, `size`, the math filters, `first`, `join`, `json`, ...) or a comparison would
+//!   (`size`, the math filters, `first`, `join`, `json`, ...) or a comparison would
 //!   (`== true`, `> 5`), a payload path is replaced by an alias whose value is coerced at render
 //!   time, so LiquidJS's reading of dates, numeric strings and nil (and a column's key order)
 //!   carries over.
@@ -30,8 +30,7 @@
 //! Known differences that remain: a disabled filter fails at parse time even in a branch that
 //! never runs; objects print their keys and values (LiquidJS: `[object Object]`); floats print
 //! without an exponent; comparisons between two variables of different types follow the `liquid`
-//! crate; `size` counts bytes on values computed by earlier filters; `date` ignores a time-zone
-//! argument; an object computed by an earlier filter prints as JSON with its keys sorted.
+//! crate; `size` counts bytes on values computed by earlier filters; an object computed by an earlier filter prints as JSON with its keys sorted.
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::fmt::{self, Write as _};
@@ -40,8 +39,7 @@ use std::panic::{self, AssertUnwindSafe};
 use std::sync::{LazyLock, OnceLock};
 
 use liquid::model::{
-    DateTime, DisplayCow, KString, KStringCow, ObjectView, ScalarCow, State, Value as LiquidValue,
-    ValueView,
+    DisplayCow, KString, KStringCow, ObjectView, ScalarCow, State, Value as LiquidValue, ValueView,
 };
 use liquid::reflection::ParserReflection;
 use serde_json::Value as Json;
@@ -61,7 +59,7 @@ mod value;
 
 use dates::*;
 use emit::*;
-use filters::{MAX_INDENTED_BYTES, json_of_node};
+use filters::{MAX_INDENTED_BYTES, json_of_node, widest_date_directive};
 use lex::*;
 use plan::*;
 use translate::*;
@@ -342,7 +340,6 @@ fn allowed_stdlib() -> liquid::ParserBuilder {
         .filter(stdlib::AtMost)
         .filter(stdlib::Ceil)
         .filter(stdlib::Compact)
-        .filter(stdlib::Date)
         .filter(stdlib::DividedBy)
         .filter(stdlib::Downcase)
         .filter(stdlib::First)

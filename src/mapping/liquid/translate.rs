@@ -17,8 +17,6 @@ pub(super) struct CoercedInput {
 
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub(super) enum Coercion {
-    /// LiquidJS's date parsing, for `date`.
-    Date,
     /// JavaScript's `+value || 0`, for the math filters.
     Number,
     /// LiquidJS's `size` filter: `(value && value.length) || 0`.
@@ -318,7 +316,6 @@ impl Translator {
         let mut input = operand_size(&operand);
         let mut alias = None;
         let coercion = match filters.items.first().map(|f| f.name.as_str()) {
-            Some("date") => Some(Coercion::Date),
             Some("size") => Some(Coercion::Size),
             Some("first" | "last") => Some(Coercion::ArrayLike),
             Some("join" | "compact" | "where") => Some(Coercion::ToArray),
@@ -406,7 +403,7 @@ impl Translator {
                 Some(format) => {
                     substitute = FilterCall {
                         name: "date".to_owned(),
-                        args: vec![FilterArg::Positional(Operand::Str(format.to_owned()))],
+                        args: vec![FilterArg::Positional(Operand::Str(format))],
                     };
                     &substitute
                 }
@@ -431,7 +428,7 @@ impl Translator {
             let mut sizes = Vec::new();
             let mut positional = 0;
             if name == "date" {
-                // The format must be known here to be translated (and its widths bounded).
+                // The format must be known here for its widths to be bounded.
                 let format = match call.args.first() {
                     None | Some(FilterArg::Positional(Operand::Literal(Literal::Nil))) => {
                         DEFAULT_DATE_FORMAT.to_owned()
@@ -440,7 +437,9 @@ impl Translator {
                     Some(FilterArg::Positional(Operand::Num(n))) => js_number(*n),
                     _ => return Err(unsupported("a date format that is not a literal string")),
                 };
-                let format = translate_date_format(&format)?;
+                if widest_date_directive(&format) > MAX_DATE_WIDTH {
+                    return Err(unsupported("a date format width over 1024"));
+                }
                 sizes.push(Size::Literal(format.len() as f64));
                 args.push(emit_string(&format)?);
                 positional = 1;
@@ -454,7 +453,14 @@ impl Translator {
                         if positional < shape.positional {
                             positional += 1;
                             sizes.push(operand_size(operand));
-                            args.push(self.filter_arg(operand, numeric)?);
+                            match operand {
+                                // A `nil`, `empty` or `blank` zone is a drop, which LiquidJS
+                                // reads as the offset 0 (a nil variable is no zone).
+                                Operand::Literal(
+                                    Literal::Nil | Literal::Empty | Literal::Blank,
+                                ) if name == "date" => args.push("0".to_owned()),
+                                _ => args.push(self.filter_arg(operand, numeric)?),
+                            }
                         }
                     }
                     FilterArg::Keyword(key, value) => {

@@ -13,8 +13,6 @@ pub(super) enum Node {
     Str(Box<JsString>),
     Array(Box<JsArray>),
     Object(Box<JsObject>),
-    /// A payload date parsed the JavaScript way for the `date` filter.
-    Date(DateTime),
 }
 
 #[derive(Debug, Clone)]
@@ -251,7 +249,6 @@ impl Root {
                 node = node.lookup(key);
             }
             let coerced = match input.coercion {
-                Coercion::Date => date_node(node).unwrap_or_else(|| node.clone()),
                 Coercion::Number => Node::Float(js_to_number(node)),
                 Coercion::Size => Node::Int(js_size(node)),
                 Coercion::IsTrue => match node {
@@ -335,7 +332,7 @@ pub(super) fn js_number_of(node: &Node) -> f64 {
             [item] => js_number_of(item),
             _ => f64::NAN,
         },
-        Node::Object(_) | Node::Date(_) => f64::NAN,
+        Node::Object(_) => f64::NAN,
     }
 }
 
@@ -392,7 +389,6 @@ pub(super) fn stringify(node: &Node, out: &mut dyn fmt::Write) -> fmt::Result {
             Ok(())
         }
         Node::Object(_) => out.write_str("[object Object]"),
-        Node::Date(date) => write!(out, "{date}"),
     }
 }
 
@@ -426,7 +422,6 @@ impl ValueView for Node {
             Node::Str(_) => "string",
             Node::Array(_) => "array",
             Node::Object(_) => "object",
-            Node::Date(_) => "date time",
         }
     }
 
@@ -458,7 +453,6 @@ impl ValueView for Node {
                 }
                 LiquidValue::Object(out)
             }
-            Node::Date(date) => LiquidValue::scalar(*date),
         }
     }
 
@@ -468,7 +462,6 @@ impl ValueView for Node {
             Node::Int(i) => Some(ScalarCow::new(*i)),
             Node::Float(f) => Some(ScalarCow::new(*f)),
             Node::Str(s) => Some(ScalarCow::new(s.text.as_str())),
-            Node::Date(date) => Some(ScalarCow::new(*date)),
             _ => None,
         }
     }
@@ -682,15 +675,6 @@ impl ObjectView for Root {
 
 pub(super) fn coerce_literal(operand: &Operand, coercion: Coercion) -> Option<Operand> {
     match coercion {
-        Coercion::Date => match operand {
-            Operand::Str(s) if !s.bytes().all(|b| b.is_ascii_digit()) => {
-                parse_js_date(s).map(|date| Operand::Str(date.to_string()))
-            }
-            Operand::Num(n) if n.fract() == 0.0 && n.abs() < MAX_SAFE_INTEGER => {
-                Some(Operand::Str(format!("{}", *n as i64)))
-            }
-            _ => None,
-        },
         Coercion::Number => match operand {
             Operand::Str(s) => {
                 let n = js_string_to_number(s);

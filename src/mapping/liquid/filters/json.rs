@@ -122,7 +122,6 @@ impl Writer {
                 .extend_from_slice(itoa::Buffer::new().format(*i).as_bytes()),
             Node::Float(f) => self.number(*f),
             Node::Str(s) => crate::json::write_str(&mut self.out, &s.text),
-            Node::Date(_) => crate::json::write_str(&mut self.out, node.to_kstr().as_str()),
             Node::Array(array) => {
                 self.open(b'[');
                 for (i, item) in array.items.iter().enumerate() {

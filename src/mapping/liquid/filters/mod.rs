@@ -4,6 +4,7 @@
 
 mod array;
 mod crypto;
+mod date;
 mod json;
 mod math;
 mod standard;
@@ -18,6 +19,7 @@ use liquid_core::{Error, Filter, Result};
 
 use super::value::js_number;
 
+pub(super) use date::widest as widest_date_directive;
 pub(super) use json::{MAX_INDENTED_BYTES, json_of_node};
 
 /// What a filter computes from its input and its evaluated arguments.
@@ -124,6 +126,7 @@ pub(super) const FILTERS: &[JsFilter] = &[
     filter("times", ONE, math::times),
     filter("modulo", ONE, math::modulo),
     filter("round", ONE, math::round),
+    filter("date", TWO, date::date),
 ];
 
 impl FilterReflection for JsFilter {
