@@ -545,6 +545,8 @@ fn liquid_filters_on_a_warehouse_row_match_segment() {
         if expected.is_empty()
             || KNOWN.iter().any(|k| template.contains(k))
             || template.contains("{{ event")
+            // A root-level column (a counter's start) is not part of this envelope.
+            || case["payload"].as_object().is_some_and(|p| p.len() > 4)
         {
             continue;
         }

@@ -47,6 +47,7 @@ use serde_json::Value as Json;
 use crate::json::VRef;
 use crate::mapping::budget::{Budget, OverBudget, json_len};
 
+mod counters;
 mod dates;
 mod emit;
 mod filters;
@@ -327,8 +328,8 @@ fn allowed_stdlib() -> liquid::ParserBuilder {
         .tag(stdlib::BreakTag)
         .tag(stdlib::ContinueTag)
         .tag(stdlib::CycleTag)
-        .tag(stdlib::IncrementTag)
-        .tag(stdlib::DecrementTag)
+        .tag(counters::INCREMENT)
+        .tag(counters::DECREMENT)
         .block(stdlib::RawBlock)
         .block(stdlib::IfBlock)
         .block(stdlib::UnlessBlock)

@@ -31,6 +31,9 @@ pub(super) enum Coercion {
     ArrayLike,
     /// `join`, `compact` and `where`: nil is `[]` and any other non-array `[value]`.
     ToArray,
+    /// The left side of `contains`: only an array or a string contains anything, so an object
+    /// reads as nil (the `liquid` crate would test its keys).
+    Container,
     /// `json`, `jsonify` and `inspect` with an optional numeric `space`: the payload value's
     /// JSON text, keys in the payload's order (the `liquid` crate's objects keep none).
     Json(Option<f64>),
@@ -41,21 +44,25 @@ pub(super) struct Translator {
     pub(super) out: String,
     pub(super) plan: Plan,
     pub(super) blocks: Vec<&'static str>,
-    /// Variables the template assigns or captures: a filter input among them is not coerced
-    /// ahead of time, as the payload value is not what the filter reads.
+    /// Variables the template assigns, captures, increments or decrements: a filter input among
+    /// them is not coerced ahead of time, as the payload value is not what the filter reads.
     pub(super) assigned: HashSet<String>,
     pub(super) coerced: Vec<CoercedInput>,
 }
 
-/// Names the template assigns or captures, including inside `liquid` tags.
-pub(super) fn assigned_names(tokens: &[Token<'_>]) -> HashSet<String> {
-    fn visit(name: &str, args: &str, names: &mut HashSet<String>) {
+/// Names the template assigns or captures (`counters: false`), or increments or decrements
+/// (`counters: true`), including inside `liquid` tags.
+pub(super) fn assigned_names(tokens: &[Token<'_>], counters: bool) -> HashSet<String> {
+    fn visit(name: &str, args: &str, counters: bool, names: &mut HashSet<String>) {
         let mut lexer = Lexer::new(args);
         match name {
-            "assign" => {
+            "increment" | "decrement" if counters => {
                 names.insert(lexer.read_identifier().to_owned());
             }
-            "capture" => {
+            "assign" if !counters => {
+                names.insert(lexer.read_identifier().to_owned());
+            }
+            "capture" if !counters => {
                 let id = lexer.read_identifier();
                 if id.is_empty() {
                     names.extend(lexer.read_quoted());
@@ -67,7 +74,7 @@ pub(super) fn assigned_names(tokens: &[Token<'_>]) -> HashSet<String> {
                 for line in args.split('\n') {
                     let line = trim_blanks(line);
                     let (name, rest) = line.split_at(skip_word(line, 0));
-                    visit(name, trim_blanks(rest), names);
+                    visit(name, trim_blanks(rest), counters, names);
                 }
             }
             _ => {}
@@ -76,7 +83,7 @@ pub(super) fn assigned_names(tokens: &[Token<'_>]) -> HashSet<String> {
     let mut names = HashSet::new();
     for token in tokens {
         if let Token::Tag(tag) = token {
-            visit(tag.name, tag.args, &mut names);
+            visit(tag.name, tag.args, counters, &mut names);
         }
     }
     names
@@ -84,8 +91,17 @@ pub(super) fn assigned_names(tokens: &[Token<'_>]) -> HashSet<String> {
 
 pub(super) fn translate(src: &str) -> Result<Translation, LiquidError> {
     let tokens = tokenize(src)?;
+    let mut assigned = assigned_names(&tokens, false);
+    let counters = assigned_names(&tokens, true);
+    if let Some(name) = counters.intersection(&assigned).next() {
+        return Err(unsupported(&format!(
+            "\"{name}\" both as a counter and as an assigned variable"
+        )));
+    }
+    // A counter lives among the payload's variables: a filter reading one is not coerced ahead.
+    assigned.extend(counters);
     let mut t = Translator {
-        assigned: assigned_names(&tokens),
+        assigned,
         ..Translator::default()
     };
     let mut queue: VecDeque<Token<'_>> = tokens.into();
@@ -618,6 +634,8 @@ pub(super) fn simple_value(expr: &[ExprToken]) -> Option<&Operand> {
     }
 }
 
+static FALSE: Operand = Operand::Literal(Literal::False);
+
 /// One comparison or operand of a condition, negated when preceded by an odd number of `not`.
 pub(super) struct Atom<'a> {
     pub(super) negated: bool,
@@ -643,6 +661,34 @@ impl Translator {
                 return Err(unsupported("this condition syntax"));
             };
             i += 1;
+            // `<>` is not an operator but `<` and then `>`, which LiquidJS evaluates as
+            // `undefined < (a > b)` when nothing comes before: always false. After `and` or
+            // `or` it would compare with the value before, which is not supported.
+            if let (Some(ExprToken::Op(Op::Lt)), Some(ExprToken::Op(Op::Gt))) =
+                (expr.get(i), expr.get(i + 1))
+            {
+                if !atoms.is_empty() || negated {
+                    return Err(unsupported("`<>` after `and`, `or` or `not`"));
+                }
+                let Some(ExprToken::Value(_)) = expr.get(i + 2) else {
+                    return Err(unsupported("this condition syntax"));
+                };
+                atoms.push(Atom {
+                    negated: false,
+                    left: &FALSE,
+                    comparison: None,
+                });
+                i += 3;
+                match expr.get(i) {
+                    None => break,
+                    Some(ExprToken::Op(op @ (Op::And | Op::Or))) => {
+                        joins.push(*op);
+                        i += 1;
+                        continue;
+                    }
+                    Some(_) => return Err(unsupported("this condition syntax")),
+                }
+            }
             let mut comparison = None;
             if let Some(ExprToken::Op(op)) = expr.get(i)
                 && op.is_comparison()
@@ -711,7 +757,14 @@ impl Translator {
             (Op::Ne, true) => Op::Eq,
             _ => return Err(unsupported("\"not\" before this comparison")),
         };
-        let left = self.comparison_operand(atom.left, op, right)?;
+        let left = match (op, atom.left) {
+            (Op::Contains, Operand::Path(props)) => self.coerced_alias(props, Coercion::Container),
+            _ => None,
+        };
+        let left = match left {
+            Some(alias) => alias,
+            None => self.comparison_operand(atom.left, op, right)?,
+        };
         let right = self.comparison_operand(right, op, atom.left)?;
         if op == Op::Contains {
             // `nil contains x` is an error in the `liquid` crate and false in LiquidJS.

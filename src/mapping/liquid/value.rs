@@ -263,6 +263,10 @@ impl Root {
                     Some(n) => Node::Float(n),
                     None => Node::Null,
                 },
+                Coercion::Container => match node {
+                    Node::Object(_) => Node::Null,
+                    _ => node.clone(),
+                },
                 Coercion::ArrayLike => match node {
                     Node::Array(_) | Node::Str(_) => node.clone(),
                     _ => Node::Str(Box::new(JsString::new(""))),
@@ -695,6 +699,7 @@ pub(super) fn coerce_literal(operand: &Operand, coercion: Coercion) -> Option<Op
         | Coercion::Relational
         | Coercion::ArrayLike
         | Coercion::ToArray
+        | Coercion::Container
         | Coercion::Json(_) => None,
     }
 }

@@ -255,7 +255,7 @@ fn string(s: String) -> LiquidValue {
 }
 
 /// A number value, integral when JavaScript would print it without a fraction.
-fn number(f: f64) -> LiquidValue {
+pub(super) fn number(f: f64) -> LiquidValue {
     if f.fract() == 0.0 && f.abs() < 9_007_199_254_740_992.0 {
         LiquidValue::scalar(f as i64)
     } else {
