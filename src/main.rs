@@ -187,30 +187,38 @@ fn serve(args: ServeArgs) -> ExitCode {
     }
 }
 
-/// Logs (plain or JSON on stderr, level from RUST_LOG) and, with an endpoint, OTLP traces.
+/// Logs (plain or JSON on stderr, level from RUST_LOG) and, with an endpoint, OTLP traces. A
+/// line logged inside a traced span carries its `trace_id` and `span_id`
+/// (`telemetry::TraceIds`).
 fn init_logs(
     format: LogFormat,
     otlp_endpoint: Option<&str>,
 ) -> anyhow::Result<segment_connections::telemetry::Tracing> {
+    use segment_connections::telemetry::{self, TraceIds};
     use tracing_subscriber::layer::SubscriberExt as _;
     use tracing_subscriber::util::SubscriberInitExt as _;
 
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr()) && !no_color();
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()) && !no_color())
+        .with_ansi(ansi)
         .with_writer(std::io::stderr);
+    // The OTLP layer's type names the subscriber under it: one per format.
     let traces = match format {
         LogFormat::Plain => {
-            let subscriber = builder.finish();
-            let (otlp, traces) = segment_connections::telemetry::otlp_layer(otlp_endpoint)?;
+            // The ids go in after the plain formatter has written its line: it keeps the colours.
+            let subscriber = builder
+                .map_event_format(|f| TraceIds::text(f.with_ansi(ansi)))
+                .finish();
+            let (otlp, traces) = telemetry::otlp_layer(otlp_endpoint)?;
             subscriber.with(otlp).init();
             traces
         }
         LogFormat::Json => {
-            let subscriber = builder.json().finish();
-            let (otlp, traces) = segment_connections::telemetry::otlp_layer(otlp_endpoint)?;
+            let subscriber = builder.json().map_event_format(TraceIds::json).finish();
+            let (otlp, traces) = telemetry::otlp_layer(otlp_endpoint)?;
             subscriber.with(otlp).init();
             traces
         }

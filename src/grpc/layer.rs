@@ -2,9 +2,9 @@
 //!
 //! * [`RpcLayer`] wraps every service: for every call it counts requests by service, method and
 //!   code, times it, keeps an in-flight gauge (through the `crate::metrics` helpers), opens the
-//!   call's trace span (`crate::telemetry::server_span`), and writes one structured log line
-//!   (method, code, row counts, duration) when the call ends (for streams: when the response
-//!   stream ends). It also admits each call through the [`Gate`] (concurrency limit, shutdown's
+//!   call's trace span (`crate::telemetry::server_span`), and when the call ends (for streams:
+//!   when the response stream ends) writes one structured log line (method, code, row counts,
+//!   duration) and records the status on the span (`crate::telemetry::record_grpc_status`). It also admits each call through the [`Gate`] (concurrency limit, shutdown's
 //!   drain).
 //! * Handlers add row counts to the call's [`RpcCounts`] (`RpcCounts::of(&request)`).
 //!
@@ -170,13 +170,31 @@ const CODE_NAMES: [&str; 17] = [
     "UNAUTHENTICATED",
 ];
 
-/// The code name of a `grpc-status` header value (`UNKNOWN` when it is not a code).
-fn code_label(value: Option<&http::HeaderValue>) -> &'static str {
+const CANCELLED: i32 = 1;
+const UNKNOWN: i32 = 2;
+
+/// The code of a `grpc-status` header value (UNKNOWN when it is not a code).
+fn code_of(value: Option<&http::HeaderValue>) -> i32 {
     value
         .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<usize>().ok())
-        .and_then(|i| CODE_NAMES.get(i).copied())
-        .unwrap_or("UNKNOWN")
+        .and_then(|v| v.parse::<i32>().ok())
+        .filter(|c| (0..CODE_NAMES.len() as i32).contains(c))
+        .unwrap_or(UNKNOWN)
+}
+
+/// The status message (`grpc-message`, percent-decoded) of the headers or trailers that end a
+/// call; empty without one.
+fn message_of(map: &http::HeaderMap) -> String {
+    // Only the two headers: tonic's parser would also decode (and insist on) the details.
+    let mut status = http::HeaderMap::new();
+    for name in ["grpc-status", "grpc-message"] {
+        if let Some(v) = map.get(name) {
+            status.insert(name, v.clone());
+        }
+    }
+    tonic::Status::from_header_map(&status)
+        .map(|s| s.message().to_owned())
+        .unwrap_or_default()
 }
 
 /// Measures and logs every call (see the module docs), and admits it through the [`Gate`]: a
@@ -296,10 +314,11 @@ where
         Poll::Ready(match result {
             Ok(response) => {
                 // A trailers-only response (an error) carries its status in the headers.
-                if let Some(status) = response.headers().get("grpc-status")
+                let headers = response.headers();
+                if let Some(status) = headers.get("grpc-status")
                     && let Some(c) = call.take()
                 {
-                    c.finish(code_label(Some(status)));
+                    c.finish(code_of(Some(status)), || message_of(headers));
                 }
                 let span = this.span.clone();
                 Ok(response.map(|body| RpcBody {
@@ -310,7 +329,7 @@ where
             }
             Err(e) => {
                 if let Some(c) = call {
-                    c.finish("UNKNOWN");
+                    c.finish(UNKNOWN, || "the service failed before answering".into());
                 }
                 Err(e)
             }
@@ -346,17 +365,19 @@ impl<B: http_body::Body> http_body::Body for RpcBody<B> {
                 if let Some(trailers) = f.trailers_ref()
                     && let Some(c) = this.call.take()
                 {
-                    c.finish(code_label(trailers.get("grpc-status")));
+                    c.finish(code_of(trailers.get("grpc-status")), || {
+                        message_of(trailers)
+                    });
                 }
             }
             Some(Err(_)) => {
                 if let Some(c) = this.call.take() {
-                    c.finish("UNKNOWN");
+                    c.finish(UNKNOWN, || "the response stream failed".into());
                 }
             }
             None => {
                 if let Some(c) = this.call.take() {
-                    c.finish("UNKNOWN");
+                    c.finish(UNKNOWN, || "the response ended without a status".into());
                 }
             }
         }
@@ -406,20 +427,27 @@ impl Call {
         }
     }
 
-    fn finish(mut self, code: &'static str) {
-        self.record(code);
+    /// Records the call as ended with `code`; `message` (the status message) is asked for
+    /// only when the span needs it.
+    fn finish(mut self, code: i32, message: impl FnOnce() -> String) {
+        self.record(code, message);
     }
 
-    fn record(&mut self, code: &'static str) {
+    fn record(&mut self, number: i32, message: impl FnOnce() -> String) {
         if std::mem::replace(&mut self.done, true) {
             return;
         }
+        // The name in metrics and logs, the number on the span.
+        let code = CODE_NAMES
+            .get(number as usize)
+            .copied()
+            .unwrap_or("UNKNOWN");
         let (service, method) = (self.service, self.method);
         let elapsed = self.started.elapsed();
         self.in_flight = None;
         metrics::record_rpc(service, method, code, elapsed);
         let duration_ms = (elapsed.as_secs_f64() * 1e6).round() / 1e3;
-        self.span.record("rpc.grpc.status_code", code);
+        crate::telemetry::record_grpc_status(&self.span, number, code, message);
         let _entered = self.span.enter();
         let rows = self.counts.get(|c| &c.rows);
         if service == HEALTH {
@@ -452,7 +480,7 @@ impl Call {
 impl Drop for Call {
     fn drop(&mut self) {
         // Dropped before its status was seen: the client went away (or the server stopped).
-        self.record("CANCELLED");
+        self.record(CANCELLED, String::new);
     }
 }
 
@@ -492,11 +520,27 @@ mod tests {
     }
 
     #[test]
-    fn code_labels() {
+    fn codes_and_their_names() {
         let v = |s: &str| http::HeaderValue::from_str(s).unwrap();
-        assert_eq!(code_label(Some(&v("0"))), "OK");
-        assert_eq!(code_label(Some(&v("16"))), "UNAUTHENTICATED");
-        assert_eq!(code_label(Some(&v("99"))), "UNKNOWN");
-        assert_eq!(code_label(None), "UNKNOWN");
+        assert_eq!(code_of(Some(&v("0"))), 0);
+        assert_eq!(
+            CODE_NAMES[code_of(Some(&v("16"))) as usize],
+            "UNAUTHENTICATED"
+        );
+        assert_eq!(code_of(Some(&v("99"))), UNKNOWN);
+        assert_eq!(code_of(Some(&v("-1"))), UNKNOWN);
+        assert_eq!(code_of(None), UNKNOWN);
+        assert_eq!(CODE_NAMES[CANCELLED as usize], "CANCELLED");
+    }
+
+    #[test]
+    fn the_status_message_is_decoded() {
+        let status = tonic::Status::unavailable("store unavailable: 100% busy");
+        // As a trailers-only answer carries it.
+        let response = status.into_http::<()>();
+        let trailers = response.headers();
+        assert_eq!(code_of(trailers.get("grpc-status")), 14);
+        assert_eq!(message_of(trailers), "store unavailable: 100% busy");
+        assert_eq!(message_of(&http::HeaderMap::new()), "");
     }
 }

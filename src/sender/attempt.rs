@@ -125,6 +125,11 @@ impl Progress {
         true
     }
 
+    /// Attempts dispatched so far, the one on the wire included (its number).
+    pub(super) fn dispatched(&self) -> u32 {
+        self.dispatch().started
+    }
+
     fn end_attempt(&self) {
         self.dispatch().in_flight = false;
     }

@@ -1,4 +1,5 @@
-//! The bottom of the tower stack: [`SegmentHttp`], one `POST /v1/batch` per attempt.
+//! The bottom of the tower stack: [`SegmentHttp`], one `POST /v1/batch` per attempt, each in
+//! a client span of its own.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -6,11 +7,14 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::{Duration, SystemTime};
 
+use tracing::Instrument as _;
+
 use super::WriteKey;
-use super::attempt::{SegmentRequest, SegmentResponse};
-use super::retry::parse_retry_after;
+use super::attempt::{Attempt, SegmentRequest, SegmentResponse};
+use super::retry::{attempt_of_error, parse_retry_after};
 use super::{BoxError, RetrySettings};
 use crate::metrics::{self, StatusClass};
+use crate::telemetry::{self, HttpTarget};
 
 /// `User-Agent` of every request: the service's name and version.
 pub(super) const USER_AGENT: &str = concat!(env!("CARGO_PKG_NAME"), "/", env!("CARGO_PKG_VERSION"));
@@ -21,15 +25,19 @@ pub(super) const USER_AGENT: &str = concat!(env!("CARGO_PKG_NAME"), "/", env!("C
 pub(crate) struct SegmentHttp {
     client: reqwest::Client,
     url: Arc<str>,
+    /// The URL as spans record it (no credentials), with its host and port.
+    target: Arc<HttpTarget>,
     write_key: WriteKey,
 }
 
 impl SegmentHttp {
     /// `base` is the Tracking API base without `/v1` (`Region::base_url`).
     pub(crate) fn new(client: reqwest::Client, base: &str, write_key: WriteKey) -> SegmentHttp {
+        let url = format!("{}/v1/batch", base.trim_end_matches('/'));
         SegmentHttp {
             client,
-            url: format!("{}/v1/batch", base.trim_end_matches('/')).into(),
+            target: Arc::new(HttpTarget::new(&url)),
+            url: url.into(),
             write_key,
         }
     }
@@ -66,9 +74,12 @@ impl tower::Service<SegmentRequest> for SegmentHttp {
     }
 
     fn call(&mut self, req: SegmentRequest) -> Self::Future {
-        // The caller's trace continues into the upstream request (`traceparent`, when exported).
+        // This attempt's client span (each retry has its own), child of the caller's span; the
+        // upstream request carries it on as its parent (`traceparent`, when exported).
+        let resend_count = req.progress.dispatched().saturating_sub(1);
+        let span = telemetry::client_span("POST", &self.target, resend_count);
         let mut headers = http::HeaderMap::new();
-        crate::telemetry::inject_current(&mut headers);
+        telemetry::inject(&span, &mut headers);
         if req.gzip {
             headers.insert(
                 reqwest::header::CONTENT_ENCODING,
@@ -84,14 +95,15 @@ impl tower::Service<SegmentRequest> for SegmentHttp {
             .header(reqwest::header::CONTENT_TYPE, "application/json")
             .body(req.body)
             .send();
-        Box::pin(async move {
+        let unanswered = Unanswered(Some(span.clone()));
+        let attempt = async move {
             let _in_flight = metrics::upstream_in_flight();
             let started = std::time::Instant::now();
             let resp = match send.await {
                 Ok(resp) => resp,
                 Err(e) => {
                     metrics::record_upstream_request(StatusClass::Error, started.elapsed());
-                    return Err(e.into());
+                    return Err(unanswered.failed(e));
                 }
             };
             let status = resp.status().as_u16();
@@ -106,14 +118,64 @@ impl tower::Service<SegmentRequest> for SegmentHttp {
                 let body = resp.bytes().await.unwrap_or_default();
                 let excerpt = String::from_utf8_lossy(&body[..body.len().min(200)]).into_owned();
                 tracing::debug!(status, body = %excerpt, "tracking api answered an error");
-            } else {
+            } else if let Err(e) = resp.bytes().await {
                 // Read the (small) body so the connection goes back to the pool.
-                resp.bytes().await?;
+                return Err(unanswered.failed(e));
             }
+            unanswered.answered(status);
             Ok(SegmentResponse {
                 status,
                 retry_after,
             })
-        })
+        };
+        Box::pin(attempt.instrument(span))
     }
+}
+
+/// An attempt's client span until the attempt ends: answered (its status), failed (the error),
+/// or dropped unanswered, which only the per-attempt timeout does (a caller that gives up lets
+/// an attempt on the wire finish).
+struct Unanswered(Option<tracing::Span>);
+
+impl Unanswered {
+    fn answered(mut self, status: u16) {
+        if let Some(span) = self.0.take() {
+            telemetry::record_http_status(&span, status);
+        }
+    }
+
+    fn failed(mut self, e: reqwest::Error) -> BoxError {
+        // The URL is in the span already, and an error's text is no place for it.
+        let e = e.without_url();
+        if let Some(span) = self.0.take() {
+            let error_type = match attempt_of_error(&e) {
+                Attempt::Timeout => "timeout",
+                Attempt::Build => "build",
+                Attempt::Status(_) | Attempt::Transport => "transport",
+            };
+            telemetry::record_http_failure(&span, error_type, &root_cause(&e));
+        }
+        e.into()
+    }
+}
+
+impl Drop for Unanswered {
+    fn drop(&mut self) {
+        if let Some(span) = self.0.take() {
+            telemetry::record_http_failure(
+                &span,
+                "timeout",
+                "no answer within the attempt timeout",
+            );
+        }
+    }
+}
+
+/// The innermost source of `e`, the one that says what went wrong (e.g. "Connection refused").
+fn root_cause(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut root = e;
+    while let Some(next) = root.source() {
+        root = next;
+    }
+    root.to_string()
 }

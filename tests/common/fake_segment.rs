@@ -160,6 +160,12 @@ impl FakeSegment {
         FakeSegment { addr, shared, task }
     }
 
+    /// The `Authorization` value the fake expects: the write key in its Basic form.
+    #[allow(dead_code, reason = "tests/otlp only")]
+    pub fn authorization(&self) -> &str {
+        &self.shared.auth
+    }
+
     /// The base URL to register as a destination's region.
     pub fn url(&self) -> String {
         format!("http://{}", self.addr)

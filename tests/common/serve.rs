@@ -1,4 +1,4 @@
-//! Real `serve` processes on one PostgreSQL database, their logs captured.
+//! Real `serve` processes on one PostgreSQL database (or SQLite), their logs captured.
 
 use std::io::BufRead as _;
 use std::process::{Child, Command, Stdio};
@@ -40,6 +40,31 @@ impl Server {
         keys: &str,
         rust_log: &str,
     ) -> Result<Server, Vec<String>> {
+        Server::try_start_with(store_url, keys, rust_log, "json", &[]).await
+    }
+
+    /// As [`Server::start`], logs in `log_format` (`json` or `plain`), `args` added to serve's.
+    #[allow(dead_code, reason = "tests/otlp only")]
+    pub async fn start_with(
+        store_url: &str,
+        keys: &str,
+        rust_log: &str,
+        log_format: &str,
+        args: &[&str],
+    ) -> Server {
+        match Server::try_start_with(store_url, keys, rust_log, log_format, args).await {
+            Ok(s) => s,
+            Err(log) => panic!("serve did not start:\n{}", log.join("\n")),
+        }
+    }
+
+    async fn try_start_with(
+        store_url: &str,
+        keys: &str,
+        rust_log: &str,
+        log_format: &str,
+        args: &[&str],
+    ) -> Result<Server, Vec<String>> {
         let mut cmd = Command::new(BIN);
         cmd.args([
             "serve",
@@ -48,13 +73,14 @@ impl Server {
             "--store",
             store_url,
             "--log-format",
-            "json",
+            log_format,
             "--shutdown-grace-seconds",
             "2",
             // The fake Tracking APIs listen here.
             "--allowed-upstreams",
             "127.0.0.1",
         ]);
+        cmd.args(args);
         clean_env(&mut cmd);
         cmd.env("SEGMENT_CONNECTIONS_ENCRYPTION_KEY", keys)
             // A replica killed mid-sync releases its model quickly.
@@ -74,11 +100,11 @@ impl Server {
         });
         let deadline = Instant::now() + Duration::from_secs(60);
         let addr = loop {
-            let serving = lines.lock().unwrap().iter().find_map(|(_, l)| {
-                let v: Value = serde_json::from_str(l).ok()?;
-                (v["fields"]["message"] == "serving")
-                    .then(|| v["fields"]["addr"].as_str().map(str::to_owned))?
-            });
+            let serving = lines
+                .lock()
+                .unwrap()
+                .iter()
+                .find_map(|(_, l)| serving_addr(l));
             if let Some(addr) = serving {
                 break addr;
             }
@@ -166,6 +192,20 @@ impl Drop for Server {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// The address of a `serving` log line, JSON or plain
+/// (`... INFO segment_connections::app: serving addr=127.0.0.1:5000`).
+fn serving_addr(line: &str) -> Option<String> {
+    if let Ok(v) = serde_json::from_str::<Value>(line) {
+        return (v["fields"]["message"] == "serving")
+            .then(|| v["fields"]["addr"].as_str().map(str::to_owned))?;
+    }
+    let (_, fields) = line.split_once(": serving ")?;
+    fields
+        .split_whitespace()
+        .find_map(|f| f.strip_prefix("addr="))
+        .map(str::to_owned)
 }
 
 /// The id `serve` logs and stores for a key (`k` + 8 hex digits).
