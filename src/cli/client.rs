@@ -68,6 +68,8 @@ pub(crate) enum Failure {
     /// The connection failed (on connecting or during a call) with this error chain: told apart
     /// by [`diagnose`] before it is reported, as [`Failure::Unreachable`].
     Transport(String),
+    /// Stopped by Ctrl-C (SIGINT): exit 130, as a shell reports a command it interrupted.
+    Interrupted(String),
 }
 
 impl From<tonic::Status> for Failure {
@@ -113,6 +115,11 @@ impl Failure {
             Failure::Unreachable(m) | Failure::Transport(m) => (
                 1,
                 json!({"error": {"code": "UNAVAILABLE", "message": m}}),
+                m,
+            ),
+            Failure::Interrupted(m) => (
+                130,
+                json!({"error": {"code": "CANCELLED", "message": m}}),
                 m,
             ),
             Failure::Server(status) => {
@@ -378,6 +385,47 @@ pub(crate) fn explain(target: &Target, peer: Peer, error: &str) -> String {
              that signed its certificate) and, if it requires one, --cert-file and --key-file"
         ),
         _ => format!("cannot reach the server at {uri}: {error}"),
+    }
+}
+
+/// Whether a failed call may pass if made again, and the wait the server asked for (zero when it
+/// named none): UNAVAILABLE; RESOURCE_EXHAUSTED when the server said when to retry (a busy
+/// server; without RetryInfo it is a limit that a retry meets again); a connection that broke
+/// during a call; a connection that could not be made because nothing answers on the port (yet).
+/// `None` for the rest, and for a port where the wrong kind of server answers (HTTP/1, the other
+/// side of TLS, a failed handshake): waiting does not mend those.
+pub(crate) async fn retry_delay(
+    args: &ClientArgs,
+    failure: &Failure,
+    connecting: bool,
+) -> Option<Duration> {
+    use tonic_types::StatusExt as _;
+    match failure {
+        Failure::Server(status) => {
+            let asked = status
+                .get_details_retry_info()
+                .and_then(|r| r.retry_delay)
+                .or_else(|| {
+                    let ms = status.metadata().get("grpc-retry-pushback-ms")?;
+                    ms.to_str().ok()?.parse().ok().map(Duration::from_millis)
+                });
+            match status.code() {
+                tonic::Code::Unavailable => Some(asked.unwrap_or_default()),
+                tonic::Code::ResourceExhausted => asked,
+                _ => None,
+            }
+        }
+        Failure::Transport(_) if !connecting => Some(Duration::ZERO),
+        Failure::Transport(_) => {
+            let target = target(args).ok()?;
+            match (probe(&target.uri).await, target.tls) {
+                (Peer::Refused | Peer::Unknown, _) | (Peer::PlainHttp2, false) => {
+                    Some(Duration::ZERO)
+                }
+                _ => None,
+            }
+        }
+        Failure::Usage(_) | Failure::Unreachable(_) | Failure::Interrupted(_) => None,
     }
 }
 
