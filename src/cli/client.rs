@@ -575,6 +575,56 @@ mod tests {
         }
     }
 
+    #[tokio::test]
+    async fn what_is_retried_and_after_how_long() {
+        use super::retry_delay;
+        use std::time::Duration;
+        use tonic::Code;
+        use tonic_types::{ErrorDetails, StatusExt as _};
+
+        let a = args("127.0.0.1:9", false);
+        let with_delay = |code| {
+            Failure::Server(tonic::Status::with_error_details(
+                code,
+                "busy",
+                ErrorDetails::with_retry_info(Some(Duration::from_millis(1500))),
+            ))
+        };
+        let plain = |code| Failure::Server(tonic::Status::new(code, "no"));
+        assert_eq!(
+            retry_delay(&a, &with_delay(Code::Unavailable), false).await,
+            Some(Duration::from_millis(1500))
+        );
+        assert_eq!(
+            retry_delay(&a, &with_delay(Code::ResourceExhausted), false).await,
+            Some(Duration::from_millis(1500))
+        );
+        assert_eq!(
+            retry_delay(&a, &plain(Code::Unavailable), false).await,
+            Some(Duration::ZERO)
+        );
+        // A limit without a delay: a retry meets it again.
+        assert_eq!(
+            retry_delay(&a, &plain(Code::ResourceExhausted), false).await,
+            None
+        );
+        for code in [Code::NotFound, Code::InvalidArgument, Code::Internal] {
+            assert_eq!(
+                retry_delay(&a, &with_delay(code), false).await,
+                None,
+                "{code:?}"
+            );
+        }
+        // A stream that broke is retried; so is a connection refused (nothing on port 9).
+        let broken = Failure::Transport("broken pipe".into());
+        assert_eq!(retry_delay(&a, &broken, false).await, Some(Duration::ZERO));
+        assert_eq!(retry_delay(&a, &broken, true).await, Some(Duration::ZERO));
+        assert_eq!(
+            retry_delay(&a, &Failure::Usage("x".into()), false).await,
+            None
+        );
+    }
+
     #[test]
     fn peers_from_their_first_bytes() {
         assert_eq!(Peer::of(b"HTTP/1.1 400 Bad Request\r\n"), Peer::Http1);

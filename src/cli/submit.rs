@@ -672,3 +672,71 @@ fn describe(r: &RowResult, line: Option<usize>) -> String {
     }
     line
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_doubles_up_to_its_cap_and_honours_the_server() {
+        for attempt in 1..=30 {
+            let exp = BACKOFF_BASE
+                .saturating_mul(1 << (attempt - 1).min(16))
+                .min(BACKOFF_CAP);
+            let d = backoff(attempt, Duration::ZERO);
+            assert!(d >= exp / 2 && d <= exp, "{attempt}: {d:?}");
+        }
+        assert!(backoff(30, Duration::ZERO) <= BACKOFF_CAP);
+        assert_eq!(backoff(1, Duration::from_secs(2)), Duration::from_secs(2));
+        assert_eq!(backoff(1, Duration::from_secs(600)), MAX_SERVER_DELAY);
+    }
+
+    #[test]
+    fn chunks_are_bounded_and_keep_their_lines() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("rows.jsonl");
+        let row = |i: usize| format!(r#"{{"id": "r-{i}", "op": "added", "columns": {{}}}}"#);
+        let text: Vec<String> = (1..=7).map(row).collect();
+        // Line 4 is blank; rows are on lines 1-3 and 5-8.
+        let content = format!("{}\n\n{}\n", text[..3].join("\n"), text[3..].join("\n"));
+        std::fs::write(&path, content).unwrap();
+        let read = |from: u64| {
+            let mut chunks = Vec::new();
+            read_chunks(&path, 3, from, |c| {
+                chunks.push((c.lines, c.last));
+                true
+            })
+            .map(|()| chunks)
+        };
+        assert_eq!(
+            read(1).unwrap(),
+            [
+                (vec![1, 2, 3], false),
+                (vec![5, 6, 7], false),
+                (vec![8], true)
+            ]
+        );
+        assert_eq!(read(4).unwrap(), [(vec![5, 6, 7], false), (vec![8], true)]);
+        assert_eq!(read(8).unwrap(), [(vec![8], true)]);
+        match read(9) {
+            Err(Failure::Usage(m)) => assert!(m.contains("--from-line 9 is past the end"), "{m}"),
+            _ => panic!("past the end"),
+        }
+        // A bad line is named, even past --from-line's start.
+        std::fs::write(&path, format!("{}\nnope\n", row(1))).unwrap();
+        match read(1) {
+            Err(Failure::Usage(m)) => assert!(m.contains("rows.jsonl:2: not a row"), "{m}"),
+            _ => panic!("a bad line"),
+        }
+        assert!(read(2).is_err());
+    }
+
+    #[test]
+    fn from_line_values() {
+        assert_eq!(line_number("1"), Ok(1));
+        assert_eq!(line_number("16001"), Ok(16001));
+        for bad in ["0", "-1", "x", "", "1.5", " 2"] {
+            assert!(line_number(bad).is_err(), "{bad:?}");
+        }
+    }
+}

@@ -542,6 +542,57 @@ async fn a_server_down_at_first_then_killed_mid_file_is_retried_and_the_run_comp
     assert_eq!(distinct, ids, "no event the run did not list, none missing");
 }
 
+/// A server at its limit of row streams refuses the run's with RESOURCE_EXHAUSTED and a retry
+/// delay: the run waits as asked, tries again once a place is free, and completes.
+#[tokio::test]
+async fn resource_exhausted_with_a_retry_delay_is_retried_as_the_server_asks() {
+    let fake = FakeSegment::start(KEY).await;
+    let dir = std::sync::Arc::new(tempfile::tempdir().unwrap());
+    let app = TestApp::spawn_with(dir, |s| s.max_row_streams = 1).await;
+    let d = app.create_destination_at("submit", &fake.url(), KEY).await;
+    app.create_mapping(&d.id, &track_mapping("orders")).await;
+    // The one stream allowed, held open.
+    let (held_tx, held_rx) = tokio::sync::mpsc::channel(1);
+    held_tx
+        .send(proto::StreamRowsRequest {
+            message: Some(proto::stream_rows_request::Message::Header(
+                proto::StreamHeader {
+                    destination_id: d.id.clone(),
+                    model: "orders".into(),
+                    results: 0,
+                },
+            )),
+        })
+        .await
+        .unwrap();
+    let held = app
+        .client
+        .clone()
+        .stream_rows(tokio_stream::wrappers::ReceiverStream::new(held_rx))
+        .await
+        .unwrap();
+    let files = tempfile::tempdir().unwrap();
+    let (content, delivered, _) = rows(30, false);
+    let file = write(files.path(), "rows.jsonl", &content);
+    let args = submit_args(&app.url(), &d.id, &file, &[]);
+    let mut child = spawn_cli(&args, None);
+    let lines = stderr_lines(&mut child);
+    // The server asks for a second (RETRY_BUSY): the first wait is that, not 0.2 s.
+    line_where(&lines, "the refusal retried", |l| {
+        l.starts_with("RESOURCE_EXHAUSTED: ") && l.ends_with("; retry 1 of 10 in 1.0 s")
+    })
+    .await;
+    drop((held_tx, held));
+    let out = finish(child).await;
+    let stdout = text(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{stdout}");
+    assert!(
+        stdout.starts_with(&format!("delivered {}, rejected 3,", delivered.len())),
+        "{stdout}"
+    );
+    assert_eq!(fake.accepted().len(), delivered.len());
+}
+
 /// Without retries, a server killed mid-file: the counts so far, the rows sent without an
 /// answer, and the first line not confirmed (every line before it delivered), then the error
 /// naming the cause; exit 1.
