@@ -8,6 +8,10 @@ use serde_json::{Value, json};
 
 use tempfile::TempDir;
 
+#[path = "common/terminal.rs"]
+mod terminal;
+use terminal::in_terminal;
+
 const BIN: &str = env!("CARGO_BIN_EXE_segment-connections");
 
 /// Writes `contents` to `name` in `dir` and returns its path.
@@ -513,33 +517,6 @@ fn completions_for_bash_zsh_and_fish() {
 }
 
 const ESC: &str = "\u{1b}[";
-
-/// `shell_command` run by sh in a pseudo-terminal (util-linux's `script`), with NO_COLOR set
-/// or removed; what the terminal showed. None without `script`.
-fn in_terminal(shell_command: &str, no_color: Option<&str>) -> Option<String> {
-    let mut cmd = Command::new("script");
-    cmd.args(["-q", "-e", "-c", shell_command, "/dev/null"])
-        .env("SHELL", "/bin/sh")
-        .env("TERM", "xterm-256color")
-        .env_remove("CLICOLOR_FORCE")
-        .env_remove("CLICOLOR")
-        .env_remove("SEGMENT_CONNECTIONS_STORE")
-        .env_remove("SEGMENT_CONNECTIONS_ENCRYPTION_KEY")
-        .env_remove("SEGMENT_CONNECTIONS_ENCRYPTION_KEY_FILE")
-        .env("SEGMENT_CONNECTIONS_METRICS_LISTEN", "off")
-        .stdin(std::process::Stdio::null());
-    match no_color {
-        Some(v) => cmd.env("NO_COLOR", v),
-        None => cmd.env_remove("NO_COLOR"),
-    };
-    match cmd.output() {
-        Ok(out) => Some(String::from_utf8_lossy(&out.stdout).into_owned()),
-        Err(e) => {
-            eprintln!("skipped: no `script` to make a pseudo-terminal ({e})");
-            None
-        }
-    }
-}
 
 /// `--help`, a usage error and a short `serve` (stopped by SIGTERM after it logs "serving").
 fn colour_cases(dir: &Path) -> [(&'static str, String); 3] {

@@ -68,6 +68,8 @@ pub(crate) enum Failure {
     /// The connection failed (on connecting or during a call) with this error chain: told apart
     /// by [`diagnose`] before it is reported, as [`Failure::Unreachable`].
     Transport(String),
+    /// Stopped by Ctrl-C (SIGINT): exit 130, as a shell reports a command it interrupted.
+    Interrupted(String),
 }
 
 impl From<tonic::Status> for Failure {
@@ -113,6 +115,11 @@ impl Failure {
             Failure::Unreachable(m) | Failure::Transport(m) => (
                 1,
                 json!({"error": {"code": "UNAVAILABLE", "message": m}}),
+                m,
+            ),
+            Failure::Interrupted(m) => (
+                130,
+                json!({"error": {"code": "CANCELLED", "message": m}}),
                 m,
             ),
             Failure::Server(status) => {
@@ -381,6 +388,47 @@ pub(crate) fn explain(target: &Target, peer: Peer, error: &str) -> String {
     }
 }
 
+/// Whether a failed call may pass if made again, and the wait the server asked for (zero when it
+/// named none): UNAVAILABLE; RESOURCE_EXHAUSTED when the server said when to retry (a busy
+/// server; without RetryInfo it is a limit that a retry meets again); a connection that broke
+/// during a call; a connection that could not be made because nothing answers on the port (yet).
+/// `None` for the rest, and for a port where the wrong kind of server answers (HTTP/1, the other
+/// side of TLS, a failed handshake): waiting does not mend those.
+pub(crate) async fn retry_delay(
+    args: &ClientArgs,
+    failure: &Failure,
+    connecting: bool,
+) -> Option<Duration> {
+    use tonic_types::StatusExt as _;
+    match failure {
+        Failure::Server(status) => {
+            let asked = status
+                .get_details_retry_info()
+                .and_then(|r| r.retry_delay)
+                .or_else(|| {
+                    let ms = status.metadata().get("grpc-retry-pushback-ms")?;
+                    ms.to_str().ok()?.parse().ok().map(Duration::from_millis)
+                });
+            match status.code() {
+                tonic::Code::Unavailable => Some(asked.unwrap_or_default()),
+                tonic::Code::ResourceExhausted => asked,
+                _ => None,
+            }
+        }
+        Failure::Transport(_) if !connecting => Some(Duration::ZERO),
+        Failure::Transport(_) => {
+            let target = target(args).ok()?;
+            match (probe(&target.uri).await, target.tls) {
+                (Peer::Refused | Peer::Unknown, _) | (Peer::PlainHttp2, false) => {
+                    Some(Duration::ZERO)
+                }
+                _ => None,
+            }
+        }
+        Failure::Usage(_) | Failure::Unreachable(_) | Failure::Interrupted(_) => None,
+    }
+}
+
 /// Turns a transport failure into the message that names its cause.
 async fn diagnose(args: &ClientArgs, failure: Failure) -> Failure {
     let Failure::Transport(error) = failure else {
@@ -525,6 +573,56 @@ mod tests {
                 other => panic!("{bad:?}: {other:?}"),
             }
         }
+    }
+
+    #[tokio::test]
+    async fn what_is_retried_and_after_how_long() {
+        use super::retry_delay;
+        use std::time::Duration;
+        use tonic::Code;
+        use tonic_types::{ErrorDetails, StatusExt as _};
+
+        let a = args("127.0.0.1:9", false);
+        let with_delay = |code| {
+            Failure::Server(tonic::Status::with_error_details(
+                code,
+                "busy",
+                ErrorDetails::with_retry_info(Some(Duration::from_millis(1500))),
+            ))
+        };
+        let plain = |code| Failure::Server(tonic::Status::new(code, "no"));
+        assert_eq!(
+            retry_delay(&a, &with_delay(Code::Unavailable), false).await,
+            Some(Duration::from_millis(1500))
+        );
+        assert_eq!(
+            retry_delay(&a, &with_delay(Code::ResourceExhausted), false).await,
+            Some(Duration::from_millis(1500))
+        );
+        assert_eq!(
+            retry_delay(&a, &plain(Code::Unavailable), false).await,
+            Some(Duration::ZERO)
+        );
+        // A limit without a delay: a retry meets it again.
+        assert_eq!(
+            retry_delay(&a, &plain(Code::ResourceExhausted), false).await,
+            None
+        );
+        for code in [Code::NotFound, Code::InvalidArgument, Code::Internal] {
+            assert_eq!(
+                retry_delay(&a, &with_delay(code), false).await,
+                None,
+                "{code:?}"
+            );
+        }
+        // A stream that broke is retried; so is a connection refused (nothing on port 9).
+        let broken = Failure::Transport("broken pipe".into());
+        assert_eq!(retry_delay(&a, &broken, false).await, Some(Duration::ZERO));
+        assert_eq!(retry_delay(&a, &broken, true).await, Some(Duration::ZERO));
+        assert_eq!(
+            retry_delay(&a, &Failure::Usage("x".into()), false).await,
+            None
+        );
     }
 
     #[test]

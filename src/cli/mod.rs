@@ -6,9 +6,12 @@
 pub mod client;
 pub mod destinations;
 pub mod health;
+mod jsonl;
 pub mod keys;
 pub mod mappings;
 mod pg_source;
+mod progress;
 pub mod rows;
+pub mod submit;
 pub mod syncs;
 pub mod test_mapping;

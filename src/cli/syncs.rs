@@ -2,17 +2,17 @@
 //! over the Sync stream in chunks while its answers are read) and `syncs list|get|reset` (the
 //! history RPCs).
 
-use std::io::{BufRead as _, IsTerminal as _};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
-use std::time::{Duration, Instant};
 
 use serde_json::value::RawValue;
 use serde_json::{Value, json};
 use tokio::sync::mpsc;
 
 use super::client::{self, ClientArgs, Failure};
+use super::jsonl::JsonLines;
 use super::pg_source::PgSource;
+use super::progress::{Progress, rate};
 use crate::grpc::proto;
 use crate::grpc::proto::sync_request::Message as Req;
 use crate::grpc::proto::sync_response::Message as Ans;
@@ -118,13 +118,8 @@ impl Source {
     }
 }
 
-/// A JSON Lines file, read a line at a time.
-struct FileSource {
-    path: PathBuf,
-    lines: Box<dyn std::io::BufRead + Send>,
-    line: usize,
-    buf: Vec<u8>,
-}
+/// A JSON Lines file of records.
+struct FileSource(JsonLines);
 
 /// One line of the file.
 #[derive(serde::Deserialize)]
@@ -139,45 +134,17 @@ struct FileRecord<'a> {
 impl FileSource {
     /// The file at `path`, or standard input for `-`.
     fn open(path: &Path) -> Result<FileSource, Failure> {
-        let lines: Box<dyn std::io::BufRead + Send> = if path == Path::new("-") {
-            Box::new(std::io::BufReader::new(std::io::stdin()))
-        } else {
-            let file = std::fs::File::open(path)
-                .map_err(|e| Failure::Usage(format!("{}: {e}", path.display())))?;
-            Box::new(std::io::BufReader::new(file))
-        };
-        Ok(FileSource {
-            path: if path == Path::new("-") {
-                PathBuf::from("stdin")
-            } else {
-                path.to_owned()
-            },
-            lines,
-            line: 0,
-            buf: Vec::new(),
-        })
+        JsonLines::open(path).map(FileSource)
     }
 
     /// The next non-blank line as a record; a bad line is a usage error naming its line
     /// (1-based, blank lines counted).
     fn next(&mut self) -> Result<Option<proto::SyncRecord>, Failure> {
-        loop {
-            self.buf.clear();
-            let n = self
-                .lines
-                .read_until(b'\n', &mut self.buf)
-                .map_err(|e| Failure::Usage(format!("{}: {e}", self.path.display())))?;
-            if n == 0 {
-                return Ok(None);
-            }
-            self.line += 1;
-            if self.buf.iter().all(u8::is_ascii_whitespace) {
-                continue;
-            }
-            return parse_line(&self.buf).map(Some).map_err(|e| {
-                Failure::Usage(format!("{}:{}: {e}", self.path.display(), self.line))
-            });
-        }
+        let Some((n, line)) = self.0.next()? else {
+            return Ok(None);
+        };
+        let record = parse_line(line);
+        record.map(Some).map_err(|e| self.0.error_at(n, e))
     }
 }
 
@@ -222,8 +189,9 @@ fn check_file(path: &Path) -> Result<(), Failure> {
     Ok(())
 }
 
-/// Failures listed after a sync's summary, at most (`syncs get --failures` lists them all).
-const MAX_LISTED: usize = 1_000;
+/// Failures listed after a sync's summary (and results not delivered after `rows submit`'s), at
+/// most (`syncs get --failures` lists them all).
+pub(crate) const MAX_LISTED: usize = 1_000;
 
 /// Whether a result needs attention: REJECTED, FAILED or GAVE_UP (not SKIPPED, WOULD_SEND).
 fn is_failure(status: i32) -> bool {
@@ -242,45 +210,6 @@ struct Answers {
     truncated: bool,
     summary: Option<proto::SyncInfo>,
     error: Option<tonic::Status>,
-}
-
-/// Progress on stderr when it is a terminal (and not with --json): records sent, records/s.
-struct Progress {
-    on: bool,
-    start: Instant,
-    last: Instant,
-    shown: bool,
-}
-
-impl Progress {
-    fn new(json: bool) -> Progress {
-        let now = Instant::now();
-        Progress {
-            on: !json && std::io::stderr().is_terminal(),
-            start: now,
-            last: now,
-            shown: false,
-        }
-    }
-
-    fn sent(&mut self, n: u64) {
-        if !self.on || self.last.elapsed() < Duration::from_millis(250) {
-            return;
-        }
-        self.last = Instant::now();
-        let secs = self.start.elapsed().as_secs_f64().max(0.001);
-        eprint!(
-            "\r\x1b[Ksent {n} records ({:.0} records/s)",
-            n as f64 / secs
-        );
-        self.shown = true;
-    }
-
-    fn done(&mut self) {
-        if self.shown {
-            eprint!("\r\x1b[K");
-        }
-    }
 }
 
 pub(crate) async fn sync(args: ClientArgs, a: SyncArgs) -> Result<ExitCode, Failure> {
@@ -399,7 +328,7 @@ pub(crate) async fn sync(args: ClientArgs, a: SyncArgs) -> Result<ExitCode, Fail
                     // The server ended the stream: its answers say why.
                     break Ok(());
                 }
-                progress.sent(sent);
+                progress.show(|t| format!("sent {sent} records ({:.0} records/s)", rate(sent, t)));
             }
             match next {
                 Some(r) => {
@@ -416,7 +345,7 @@ pub(crate) async fn sync(args: ClientArgs, a: SyncArgs) -> Result<ExitCode, Fail
                 }
             }
         };
-        progress.done();
+        progress.clear();
         // Dropping the sender half-closes the stream: without the commit nothing is deleted.
         drop(tx);
         outcome

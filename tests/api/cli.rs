@@ -339,10 +339,13 @@ pub(crate) fn serve(dir: &Path, flags: &[&str]) -> Serve {
 }
 
 /// As [`serve`], with `command` the program run (the binary, or a wrapper given it as its first
-/// argument, such as `prlimit`).
+/// argument, such as `prlimit`). On 127.0.0.1:0 unless `flags` give a `--listen`.
 pub(crate) fn serve_with(mut command: Command, dir: &Path, flags: &[&str]) -> Serve {
+    command.args(["serve", "--log-format", "json"]);
+    if !flags.contains(&"--listen") {
+        command.args(["--listen", "127.0.0.1:0"]);
+    }
     let mut child = command
-        .args(["serve", "--listen", "127.0.0.1:0", "--log-format", "json"])
         .args(flags)
         .current_dir(dir)
         .env_remove("SEGMENT_CONNECTIONS_ENCRYPTION_KEY")

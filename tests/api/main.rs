@@ -6,9 +6,11 @@ mod common {
     pub mod bin;
     pub mod fake_segment;
     pub mod syncs;
+    pub mod terminal;
 }
 
 mod cli;
+mod cli_submit;
 mod destinations;
 mod faults;
 mod health_reflection;

@@ -214,6 +214,12 @@ impl FakeSegment {
         String::from_utf8_lossy(&self.shared.inner.lock().unwrap().last_body).into_owned()
     }
 
+    /// The requests the fake is handling now (a slow one it holds, for one).
+    #[allow(dead_code, reason = "tests/api only")]
+    pub fn in_progress(&self) -> usize {
+        self.shared.in_progress.load(Ordering::SeqCst)
+    }
+
     /// The most requests the fake was ever handling at once.
     #[allow(dead_code, reason = "tests/api only")]
     pub fn max_in_progress(&self) -> usize {
