@@ -69,7 +69,12 @@ struct Fake {
 }
 
 impl Sender for Fake {
-    async fn send(&self, body: Bytes, _deadline: Instant) -> Result<Sent, SendError> {
+    async fn send(
+        &self,
+        body: Bytes,
+        _events: usize,
+        _deadline: Instant,
+    ) -> Result<Sent, SendError> {
         let v: serde_json::Value = serde_json::from_slice(&body).unwrap();
         let ids: Vec<String> = v["batch"]
             .as_array()

@@ -10,7 +10,7 @@ use super::WriteKey;
 use super::attempt::{SegmentRequest, SegmentResponse};
 use super::retry::parse_retry_after;
 use super::{BoxError, RetrySettings};
-use crate::metrics::{self, StatusClass};
+use crate::metrics::{self, DestinationMetrics, StatusClass};
 
 /// `User-Agent` of every request: the service's name and version.
 pub(super) const USER_AGENT: &str = concat!(env!("CARGO_PKG_NAME"), "/", env!("CARGO_PKG_VERSION"));
@@ -22,15 +22,22 @@ pub(crate) struct SegmentHttp {
     client: reqwest::Client,
     url: Arc<str>,
     write_key: WriteKey,
+    metrics: DestinationMetrics,
 }
 
 impl SegmentHttp {
     /// `base` is the Tracking API base without `/v1` (`Region::base_url`).
-    pub(crate) fn new(client: reqwest::Client, base: &str, write_key: WriteKey) -> SegmentHttp {
+    pub(crate) fn new(
+        client: reqwest::Client,
+        base: &str,
+        write_key: WriteKey,
+        metrics: DestinationMetrics,
+    ) -> SegmentHttp {
         SegmentHttp {
             client,
             url: format!("{}/v1/batch", base.trim_end_matches('/')).into(),
             write_key,
+            metrics,
         }
     }
 
@@ -84,18 +91,19 @@ impl tower::Service<SegmentRequest> for SegmentHttp {
             .header(reqwest::header::CONTENT_TYPE, "application/json")
             .body(req.body)
             .send();
+        let m = self.metrics.clone();
         Box::pin(async move {
             let _in_flight = metrics::upstream_in_flight();
             let started = std::time::Instant::now();
             let resp = match send.await {
                 Ok(resp) => resp,
                 Err(e) => {
-                    metrics::record_upstream_request(StatusClass::Error, started.elapsed());
+                    m.record_upstream_request(StatusClass::Error, started.elapsed());
                     return Err(e.into());
                 }
             };
             let status = resp.status().as_u16();
-            metrics::record_upstream_request(StatusClass::Http(status), started.elapsed());
+            m.record_upstream_request(StatusClass::Http(status), started.elapsed());
             let retry_after = resp
                 .headers()
                 .get(reqwest::header::RETRY_AFTER)
