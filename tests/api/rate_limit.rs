@@ -166,3 +166,59 @@ async fn the_limit_survives_a_restart_and_an_update_applies_at_once() {
         "nothing sent twice"
     );
 }
+
+/// StreamRows: the limit holds across the stream's chunks (sent at once, so they share the
+/// bucket), and each chunk's answer carries its own RetryInfo when its events were held back
+/// past the stream's deadline; what was delivered arrived once.
+#[tokio::test]
+async fn a_stream_s_held_back_chunks_carry_retry_info() {
+    use proto::stream_rows_request::Message;
+    use tokio_stream::StreamExt as _;
+    let (app, fake, d) = limited(1).await;
+    let header = proto::StreamRowsRequest {
+        message: Some(Message::Header(proto::StreamHeader {
+            destination_id: d.clone(),
+            model: "orders".into(),
+            ..Default::default()
+        })),
+    };
+    let chunks = (0..3u64).map(|c| proto::StreamRowsRequest {
+        message: Some(Message::Chunk(proto::RowChunk {
+            chunk_id: c,
+            rows: rows_from(c as usize * 5, 5),
+        })),
+    });
+    let mut req = tonic::Request::new(tokio_stream::iter(
+        std::iter::once(header).chain(chunks).collect::<Vec<_>>(),
+    ));
+    req.set_timeout(Duration::from_secs(2));
+    let mut answers = app
+        .client
+        .clone()
+        .stream_rows(req)
+        .await
+        .unwrap()
+        .into_inner();
+    let (mut delivered, mut failed, mut with_retry_info) = (HashSet::new(), 0, 0);
+    while let Some(a) = answers.next().await {
+        let a = a.unwrap();
+        let counts = a.counts.unwrap();
+        failed += counts.failed;
+        for r in &a.results {
+            if status(r) == ResultStatus::Delivered {
+                delivered.insert(r.message_id.clone().unwrap());
+            }
+        }
+        if counts.failed > 0 {
+            assert!(a.retry_info.is_some(), "{a:?}");
+            with_retry_info += 1;
+        } else {
+            assert!(a.retry_info.is_none(), "{a:?}");
+        }
+    }
+    assert_eq!(delivered.len() as u32 + failed, 15);
+    assert!(with_retry_info >= 1 && failed >= 10, "{failed} failed");
+    let accepted = fake.accepted();
+    assert_eq!(accepted.len(), delivered.len());
+    assert_eq!(accepted.into_iter().collect::<HashSet<_>>(), delivered);
+}
