@@ -758,11 +758,8 @@ impl DestinationMetrics {
     /// stays while this or a clone lives. Unlabelled past [`MAX_LABELLED_DESTINATIONS`].
     pub fn of(destination_id: &str) -> DestinationMetrics {
         let mut map = registry().lock().unwrap_or_else(|p| p.into_inner());
-        if let Some(series) = map.get(destination_id).and_then(std::sync::Weak::upgrade) {
-            return DestinationMetrics(Some(series));
-        }
-        map.retain(|_, w| w.strong_count() > 0);
-        if map.len() >= MAX_LABELLED_DESTINATIONS {
+        let series = register(&mut map, destination_id, MAX_LABELLED_DESTINATIONS);
+        if series.is_none() {
             static WARNED: std::sync::atomic::AtomicBool =
                 std::sync::atomic::AtomicBool::new(false);
             if !WARNED.swap(true, Ordering::Relaxed) {
@@ -771,21 +768,8 @@ impl DestinationMetrics {
                     "metrics: more destinations in use than are labelled; the others count only in the totals"
                 );
             }
-            return DestinationMetrics(None);
         }
-        let series = std::sync::Arc::new(Series {
-            id: destination_id.to_owned(),
-            events: Default::default(),
-            requests: Default::default(),
-            buckets: Default::default(),
-            duration_nanos: AtomicU64::new(0),
-            rate_limit_wait_nanos: AtomicU64::new(0),
-        });
-        map.insert(
-            destination_id.to_owned(),
-            std::sync::Arc::downgrade(&series),
-        );
-        DestinationMetrics(Some(series))
+        DestinationMetrics(series)
     }
 
     /// `n` events of `action` with `result` (and in `events_total`).
@@ -829,6 +813,31 @@ impl DestinationMetrics {
             s.rate_limit_wait_nanos.fetch_add(nanos, Ordering::Relaxed);
         }
     }
+}
+
+/// The live series of `id` in `map`, or a new one at zero if fewer than `cap` are live.
+fn register(
+    map: &mut std::collections::BTreeMap<String, std::sync::Weak<Series>>,
+    id: &str,
+    cap: usize,
+) -> Option<std::sync::Arc<Series>> {
+    if let Some(series) = map.get(id).and_then(std::sync::Weak::upgrade) {
+        return Some(series);
+    }
+    map.retain(|_, w| w.strong_count() > 0);
+    if map.len() >= cap {
+        return None;
+    }
+    let series = std::sync::Arc::new(Series {
+        id: id.to_owned(),
+        events: Default::default(),
+        requests: Default::default(),
+        buckets: Default::default(),
+        duration_nanos: AtomicU64::new(0),
+        rate_limit_wait_nanos: AtomicU64::new(0),
+    });
+    map.insert(id.to_owned(), std::sync::Arc::downgrade(&series));
+    Some(series)
 }
 
 /// Appends every registered destination's series to `out`, in the Prometheus text format.
@@ -1191,6 +1200,25 @@ mod tests {
         assert!(!totals.contains(id));
         drop(m);
         assert!(!text().contains(id), "{}", text());
+    }
+
+    /// Only so many destinations are labelled at once: the next one counts only in the totals,
+    /// until a labelled one leaves; one already labelled is still found. (Over a registry of
+    /// the test's own, so other tests' destinations do not count.)
+    #[test]
+    fn labelled_destinations_are_capped() {
+        let mut map = std::collections::BTreeMap::new();
+        let held: Vec<_> = (0..3)
+            .map(|i| register(&mut map, &format!("dst_cap_{i}"), 3))
+            .collect();
+        assert!(held.iter().all(Option::is_some));
+        assert!(register(&mut map, "dst_cap_over", 3).is_none());
+        let again = register(&mut map, "dst_cap_1", 3).unwrap();
+        assert!(std::sync::Arc::ptr_eq(&again, held[1].as_ref().unwrap()));
+        drop((held, again));
+        assert!(register(&mut map, "dst_cap_over", 3).is_some());
+        // The cap the README and DESIGN document.
+        assert_eq!(MAX_LABELLED_DESTINATIONS, 500);
     }
 
     /// The process's memory, descriptors and CPU time come from /proc at each scrape.
