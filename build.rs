@@ -22,6 +22,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         .build_server(true)
         // prost's codec, with undecodable messages INVALID_ARGUMENT (src/grpc/codec.rs).
         .codec_path("crate::grpc::codec::Codec")
+        // google.rpc.RetryInfo (proto/google/rpc, as published) is tonic-types' own type.
+        .extern_path(".google.rpc", "::tonic_types::pb")
         .compile_fds(fds)?;
     Ok(())
 }

@@ -136,6 +136,7 @@ fn main() {
                         region: Region::parse("us").unwrap(),
                         write_key: WriteKey::parse("wk-bench-0123456789".into()).unwrap(),
                         enabled: true,
+                        rate_limit: Default::default(),
                     })
                     .await
                     .unwrap();

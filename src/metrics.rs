@@ -7,14 +7,19 @@
 //!   per-call layer (`grpc::layer`) for calls and rows received, the delivery path for events,
 //!   Tracking API requests, retries and batches.
 //!
+//! * [`DestinationMetrics`]: the per-destination series (`destination_*`), kept in a registry of
+//!   their own so they can leave with their destination.
+//!
 //! Every label value comes from a closed set (method names from the layer's static table, gRPC
-//! codes, actions, results, status classes): never a row id, user id, destination id or write
-//! key. The functions take labels as `&'static str` or as the enums below, so a label cannot be
-//! built from request data at run time.
+//! codes, actions, results, status classes) or is a destination id (server-generated, and only
+//! on the `destination_*` and `usage_*` series): never a row id, user id or write key. The
+//! functions take labels as `&'static str` or as the enums below, so a label cannot be built
+//! from request data at run time.
 
 use std::future::{Future as _, IntoFuture as _};
 use std::pin::Pin;
 use std::sync::OnceLock;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::task::{Context, Poll, ready};
 use std::time::Duration;
 
@@ -107,6 +112,22 @@ pub(crate) const UPSTREAM_BYTES: &str = "segment_connections_upstream_bytes_tota
 pub(crate) const USAGE_CALLS: &str = "segment_connections_usage_calls_total";
 /// Bytes of the batch bodies that delivered them (before compression), by `destination_id`.
 pub(crate) const USAGE_BYTES: &str = "segment_connections_usage_bytes_total";
+
+/// Events by `destination_id` and `result` (`delivered`, `rejected`, `failed`, `skipped`).
+pub(crate) const DESTINATION_EVENTS: &str = "segment_connections_destination_events_total";
+/// Tracking API requests (each attempt) by `destination_id` and `status_class` (as
+/// `upstream_requests_total`).
+pub(crate) const DESTINATION_UPSTREAM_REQUESTS: &str =
+    "segment_connections_destination_upstream_requests_total";
+/// Tracking API request duration in seconds by `destination_id`.
+pub(crate) const DESTINATION_UPSTREAM_DURATION: &str =
+    "segment_connections_destination_upstream_duration_seconds";
+/// Seconds batches waited for the destination's rate limit, by `destination_id`.
+pub(crate) const DESTINATION_RATE_LIMIT_WAIT: &str =
+    "segment_connections_destination_rate_limit_wait_seconds_total";
+/// The most destinations labelled at once: past it, a destination's figures count only in the
+/// unlabelled totals (a warning says so, once).
+pub(crate) const MAX_LABELLED_DESTINATIONS: usize = 500;
 
 const DURATION_BUCKETS: &[f64] = &[
     0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
@@ -374,7 +395,9 @@ fn router(handle: PrometheusHandle) -> axum::Router {
             axum::routing::get(
                 |axum::extract::State(handle): axum::extract::State<PrometheusHandle>| async move {
                     sample_process();
-                    ([(header::CONTENT_TYPE, CONTENT_TYPE)], handle.render())
+                    let mut text = handle.render();
+                    render_destinations(&mut text);
+                    ([(header::CONTENT_TYPE, CONTENT_TYPE)], text)
                 },
             ),
         )
@@ -682,6 +705,235 @@ impl Drop for InFlight {
     }
 }
 
+// === By destination ===
+
+/// The status classes a destination's requests are counted by, each present from the start.
+const DESTINATION_CLASSES: [&str; 9] = [
+    "2xx", "429", "4xx", "5xx", "timeout", "error", "1xx", "3xx", "other",
+];
+
+/// One destination's series: counters and the latency histogram, rendered by
+/// [`render_destinations`]. Registered while a sender of the destination exists; the last one
+/// dropped (the destination deleted, changed, or evicted from the cache) takes them away.
+#[derive(Debug)]
+struct Series {
+    id: String,
+    events: [AtomicU64; 4],
+    requests: [AtomicU64; DESTINATION_CLASSES.len()],
+    /// Requests per duration bucket (the last: above every bound), and their total in
+    /// nanoseconds.
+    buckets: [AtomicU64; DURATION_BUCKETS.len() + 1],
+    duration_nanos: AtomicU64,
+    rate_limit_wait_nanos: AtomicU64,
+}
+
+type Registry = std::sync::Mutex<std::collections::BTreeMap<String, std::sync::Weak<Series>>>;
+
+fn registry() -> &'static Registry {
+    static REGISTRY: OnceLock<Registry> = OnceLock::new();
+    REGISTRY.get_or_init(Registry::default)
+}
+
+impl Drop for Series {
+    fn drop(&mut self) {
+        let mut map = registry().lock().unwrap_or_else(|p| p.into_inner());
+        // Only its own entry: a new sender may have registered the id again meanwhile.
+        if map
+            .get(&self.id)
+            .is_some_and(|w| std::ptr::eq(w.as_ptr(), self))
+        {
+            map.remove(&self.id);
+        }
+    }
+}
+
+/// Where one destination's figures are counted: each `record_*` counts in the process-wide
+/// series and, when the destination is labelled, in its own. Cheap to clone; the default is
+/// unlabelled.
+#[derive(Debug, Clone, Default)]
+pub struct DestinationMetrics(Option<std::sync::Arc<Series>>);
+
+impl DestinationMetrics {
+    /// The series of `destination_id`, at zero if new (shared with its other senders); it
+    /// stays while this or a clone lives. Unlabelled past [`MAX_LABELLED_DESTINATIONS`].
+    pub fn of(destination_id: &str) -> DestinationMetrics {
+        let mut map = registry().lock().unwrap_or_else(|p| p.into_inner());
+        let series = register(&mut map, destination_id, MAX_LABELLED_DESTINATIONS);
+        if series.is_none() {
+            static WARNED: std::sync::atomic::AtomicBool =
+                std::sync::atomic::AtomicBool::new(false);
+            if !WARNED.swap(true, Ordering::Relaxed) {
+                tracing::warn!(
+                    limit = MAX_LABELLED_DESTINATIONS,
+                    "metrics: more destinations in use than are labelled; the others count only in the totals"
+                );
+            }
+        }
+        DestinationMetrics(series)
+    }
+
+    /// `n` events of `action` with `result` (and in `events_total`).
+    pub fn record_events(&self, action: &'static str, result: EventResult, n: u64) {
+        record_events(action, result, n);
+        if let Some(s) = &self.0 {
+            s.events[result as usize].fetch_add(n, Ordering::Relaxed);
+        }
+    }
+
+    /// `n` rows no mapping matched (and in `events_total`, `action="none"`).
+    pub fn record_skipped_rows(&self, n: u64) {
+        record_skipped_rows(n);
+        if let Some(s) = &self.0 {
+            s.events[EventResult::Skipped as usize].fetch_add(n, Ordering::Relaxed);
+        }
+    }
+
+    /// One Tracking API request and how long it took (and in `upstream_requests_total`).
+    pub fn record_upstream_request(&self, class: StatusClass, elapsed: Duration) {
+        record_upstream_request(class, elapsed);
+        let Some(s) = &self.0 else { return };
+        let label = class.as_str();
+        if let Some(i) = DESTINATION_CLASSES.iter().position(|c| *c == label) {
+            s.requests[i].fetch_add(1, Ordering::Relaxed);
+        }
+        let secs = elapsed.as_secs_f64();
+        let bucket = DURATION_BUCKETS
+            .iter()
+            .position(|le| secs <= *le)
+            .unwrap_or(DURATION_BUCKETS.len());
+        s.buckets[bucket].fetch_add(1, Ordering::Relaxed);
+        let nanos = u64::try_from(elapsed.as_nanos()).unwrap_or(u64::MAX);
+        s.duration_nanos.fetch_add(nanos, Ordering::Relaxed);
+    }
+
+    /// A batch waited `wait` for the destination's rate limit.
+    pub fn record_rate_limit_wait(&self, wait: Duration) {
+        if let Some(s) = &self.0 {
+            let nanos = u64::try_from(wait.as_nanos()).unwrap_or(u64::MAX);
+            s.rate_limit_wait_nanos.fetch_add(nanos, Ordering::Relaxed);
+        }
+    }
+}
+
+/// The live series of `id` in `map`, or a new one at zero if fewer than `cap` are live.
+fn register(
+    map: &mut std::collections::BTreeMap<String, std::sync::Weak<Series>>,
+    id: &str,
+    cap: usize,
+) -> Option<std::sync::Arc<Series>> {
+    if let Some(series) = map.get(id).and_then(std::sync::Weak::upgrade) {
+        return Some(series);
+    }
+    map.retain(|_, w| w.strong_count() > 0);
+    if map.len() >= cap {
+        return None;
+    }
+    let series = std::sync::Arc::new(Series {
+        id: id.to_owned(),
+        events: Default::default(),
+        requests: Default::default(),
+        buckets: Default::default(),
+        duration_nanos: AtomicU64::new(0),
+        rate_limit_wait_nanos: AtomicU64::new(0),
+    });
+    map.insert(id.to_owned(), std::sync::Arc::downgrade(&series));
+    Some(series)
+}
+
+/// Appends every registered destination's series to `out`, in the Prometheus text format.
+fn render_destinations(out: &mut String) {
+    use std::fmt::Write as _;
+    let live: Vec<std::sync::Arc<Series>> = {
+        let map = registry().lock().unwrap_or_else(|p| p.into_inner());
+        map.values().filter_map(std::sync::Weak::upgrade).collect()
+    };
+    if live.is_empty() {
+        return;
+    }
+    let header = |out: &mut String, name: &str, kind: &str, help: &str| {
+        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
+    };
+    let get = |a: &AtomicU64| a.load(Ordering::Relaxed);
+    let secs = |nanos: u64| nanos as f64 / 1e9;
+    header(
+        out,
+        DESTINATION_EVENTS,
+        "counter",
+        "events (row x matching mapping) by destination and result",
+    );
+    for s in &live {
+        for result in EVENT_RESULTS {
+            let n = get(&s.events[result as usize]);
+            let (id, result) = (label(&s.id), result.as_str());
+            let _ = writeln!(
+                out,
+                "{DESTINATION_EVENTS}{{destination_id=\"{id}\",result=\"{result}\"}} {n}"
+            );
+        }
+    }
+    header(
+        out,
+        DESTINATION_UPSTREAM_REQUESTS,
+        "counter",
+        "Tracking API requests by destination and status class",
+    );
+    for s in &live {
+        for (class, n) in DESTINATION_CLASSES.iter().zip(&s.requests) {
+            let (id, n) = (label(&s.id), get(n));
+            let _ = writeln!(
+                out,
+                "{DESTINATION_UPSTREAM_REQUESTS}{{destination_id=\"{id}\",status_class=\"{class}\"}} {n}"
+            );
+        }
+    }
+    header(
+        out,
+        DESTINATION_UPSTREAM_DURATION,
+        "histogram",
+        "Tracking API request duration by destination",
+    );
+    for s in &live {
+        let id = label(&s.id);
+        let mut count = 0;
+        for (i, n) in s.buckets.iter().enumerate() {
+            count += get(n);
+            let le = DURATION_BUCKETS
+                .get(i)
+                .map_or_else(|| "+Inf".to_owned(), f64::to_string);
+            let _ = writeln!(
+                out,
+                "{DESTINATION_UPSTREAM_DURATION}_bucket{{destination_id=\"{id}\",le=\"{le}\"}} {count}"
+            );
+        }
+        let sum = secs(get(&s.duration_nanos));
+        let _ = writeln!(
+            out,
+            "{DESTINATION_UPSTREAM_DURATION}_sum{{destination_id=\"{id}\"}} {sum}\n\
+             {DESTINATION_UPSTREAM_DURATION}_count{{destination_id=\"{id}\"}} {count}"
+        );
+    }
+    header(
+        out,
+        DESTINATION_RATE_LIMIT_WAIT,
+        "counter",
+        "seconds batches waited for the destination's rate limit",
+    );
+    for s in &live {
+        let (id, wait) = (label(&s.id), secs(get(&s.rate_limit_wait_nanos)));
+        let _ = writeln!(
+            out,
+            "{DESTINATION_RATE_LIMIT_WAIT}{{destination_id=\"{id}\"}} {wait}"
+        );
+    }
+}
+
+/// A label value escaped for the text format (ids are server-made, so this is belt and braces).
+fn label(v: &str) -> String {
+    v.replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -880,6 +1132,93 @@ mod tests {
         assert!(text.contains(&format!(
             "segment_connections_build_info{{version=\"{version}\"}} 1"
         )));
+    }
+
+    /// A destination's series are there at zero once its metrics exist, count what is
+    /// recorded (in the totals too), are shared by its senders, and leave with the last one.
+    #[test]
+    fn destination_series_start_at_zero_and_leave_with_their_destination() {
+        let recorder = PrometheusBuilder::new().build_recorder();
+        let handle = recorder.handle();
+        let id = "dst_metrics_unit_test";
+        let text = || {
+            let mut t = String::new();
+            render_destinations(&mut t);
+            t
+        };
+        let series = |t: &str, name: &str, labels: &str| -> Option<f64> {
+            let prefix = format!("{name}{{destination_id=\"{id}\"{labels}}} ");
+            t.lines()
+                .find_map(|l| l.strip_prefix(&prefix))
+                .map(|v| v.parse().unwrap())
+        };
+        let m = DestinationMetrics::of(id);
+        let t = text();
+        for result in ["delivered", "rejected", "failed", "skipped"] {
+            let labels = format!(",result=\"{result}\"");
+            assert_eq!(series(&t, DESTINATION_EVENTS, &labels), Some(0.0), "{t}");
+        }
+        let class = |c: &str| format!(",status_class=\"{c}\"");
+        assert_eq!(
+            series(&t, DESTINATION_UPSTREAM_REQUESTS, &class("429")),
+            Some(0.0)
+        );
+        let count = format!("{DESTINATION_UPSTREAM_DURATION}_count");
+        assert_eq!(series(&t, &count, ""), Some(0.0));
+        ::metrics::with_local_recorder(&recorder, || {
+            m.record_events("track", EventResult::Delivered, 3);
+            // Another sender of the destination shares the series.
+            let again = DestinationMetrics::of(id);
+            again.record_upstream_request(StatusClass::Http(200), Duration::from_millis(20));
+            m.record_upstream_request(StatusClass::Http(429), Duration::from_millis(3));
+            m.record_rate_limit_wait(Duration::from_millis(1500));
+        });
+        let t = text();
+        let delivered = ",result=\"delivered\"";
+        assert_eq!(series(&t, DESTINATION_EVENTS, delivered), Some(3.0));
+        assert_eq!(
+            series(&t, DESTINATION_UPSTREAM_REQUESTS, &class("2xx")),
+            Some(1.0)
+        );
+        assert_eq!(
+            series(&t, DESTINATION_UPSTREAM_REQUESTS, &class("429")),
+            Some(1.0)
+        );
+        assert_eq!(series(&t, &count, ""), Some(2.0));
+        let bucket = format!("{DESTINATION_UPSTREAM_DURATION}_bucket");
+        assert_eq!(series(&t, &bucket, ",le=\"0.005\""), Some(1.0));
+        assert_eq!(series(&t, &bucket, ",le=\"+Inf\""), Some(2.0));
+        assert_eq!(series(&t, DESTINATION_RATE_LIMIT_WAIT, ""), Some(1.5));
+        // The totals counted too, without the id.
+        let totals = handle.render();
+        assert!(
+            totals.contains(
+                "segment_connections_events_total{action=\"track\",result=\"delivered\"} 3"
+            ),
+            "{totals}"
+        );
+        assert!(!totals.contains(id));
+        drop(m);
+        assert!(!text().contains(id), "{}", text());
+    }
+
+    /// Only so many destinations are labelled at once: the next one counts only in the totals,
+    /// until a labelled one leaves; one already labelled is still found. (Over a registry of
+    /// the test's own, so other tests' destinations do not count.)
+    #[test]
+    fn labelled_destinations_are_capped() {
+        let mut map = std::collections::BTreeMap::new();
+        let held: Vec<_> = (0..3)
+            .map(|i| register(&mut map, &format!("dst_cap_{i}"), 3))
+            .collect();
+        assert!(held.iter().all(Option::is_some));
+        assert!(register(&mut map, "dst_cap_over", 3).is_none());
+        let again = register(&mut map, "dst_cap_1", 3).unwrap();
+        assert!(std::sync::Arc::ptr_eq(&again, held[1].as_ref().unwrap()));
+        drop((held, again));
+        assert!(register(&mut map, "dst_cap_over", 3).is_some());
+        // The cap the README and DESIGN document.
+        assert_eq!(MAX_LABELLED_DESTINATIONS, 500);
     }
 
     /// The process's memory, descriptors and CPU time come from /proc at each scrape.

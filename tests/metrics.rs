@@ -342,6 +342,63 @@ async fn delivery_metrics_count_what_happened() {
         .map(|r| r.bytes)
         .sum();
     assert_eq!(at(&bytes), sent as f64);
+
+    // By destination: its series were not there before its sender existed; now they count
+    // this call alone, the ones that saw nothing at zero.
+    let of = |name: &str, labels: &str| format!(r#"{name}{{destination_id="{}"{labels}}}"#, d.id);
+    let events = |result: &str| {
+        of(
+            "segment_connections_destination_events_total",
+            &format!(r#",result="{result}""#),
+        )
+    };
+    let requests = |class: &str| {
+        of(
+            "segment_connections_destination_upstream_requests_total",
+            &format!(r#",status_class="{class}""#),
+        )
+    };
+    assert_eq!(sample(&before, &events("delivered")), None, "{before}");
+    let value =
+        |series: String| sample(&after, &series).unwrap_or_else(|| panic!("{series}:\n{after}"));
+    assert_eq!(value(events("delivered")), 3.0);
+    assert_eq!(value(events("skipped")), 1.0);
+    assert_eq!(value(events("failed")), 0.0);
+    assert_eq!(value(events("rejected")), 0.0);
+    assert_eq!(value(requests("5xx")), 1.0);
+    assert_eq!(value(requests("429")), 1.0);
+    assert_eq!(value(requests("2xx")), 1.0);
+    assert_eq!(value(requests("timeout")), 0.0);
+    let latency = "segment_connections_destination_upstream_duration_seconds";
+    assert_eq!(value(of(&format!("{latency}_count"), "")), 3.0);
+    assert_eq!(
+        value(of(&format!("{latency}_bucket"), r#",le="+Inf""#)),
+        3.0
+    );
+    assert_eq!(
+        value(of(
+            "segment_connections_destination_rate_limit_wait_seconds_total",
+            ""
+        )),
+        0.0
+    );
+    // No row data, no write key: the only new label value is the id.
+    assert!(!after.contains("wk-metrics-0123") && !after.contains("u-1"));
+
+    // Deleted: its series leave with its sender.
+    app.client
+        .clone()
+        .delete_destination(proto::DeleteDestinationRequest { id: d.id.clone() })
+        .await
+        .unwrap();
+    let (_, gone) = get(metrics, "/metrics").await;
+    assert!(
+        !gone.contains(&format!(
+            "segment_connections_destination_events_total{{destination_id=\"{}\"",
+            d.id
+        )),
+        "{gone}"
+    );
 }
 
 /// A stream that ends with an error still counts what it delivered: the rows of its accepted

@@ -11,8 +11,8 @@ use std::time::{Duration, Instant};
 
 use segment_connections::store::{
     AnyStore, CryptoError, DestinationPatch, KeyRing, Kind, MAX_MAPPINGS_PER_DESTINATION,
-    MappingContent, Name, NewDestination, PostgresOptions, PostgresStore, Region, SqliteStore,
-    Store, StoreError, WriteKey,
+    MappingContent, Name, NewDestination, PostgresOptions, PostgresStore, RateLimit, Region,
+    SqliteStore, Store, StoreError, WriteKey,
 };
 
 use common::pg::TestDb;
@@ -79,6 +79,7 @@ fn new_destination(name: &str, write_key: &str) -> NewDestination {
         region: Region::Us,
         write_key: WriteKey::parse(write_key.into()).unwrap(),
         enabled: true,
+        rate_limit: Default::default(),
     }
 }
 
@@ -143,9 +144,75 @@ suite!(
     watch_changes_calls_back_on_writes_from_any_replica,
     usage_of_replicas_flushing_at_once_adds_up_and_merges,
     an_unreadable_stored_sketch_is_counted_afresh,
+    the_rate_limit_round_trips,
 );
 
 // === the cases ===
+
+/// A destination's rate limit is stored on create, changed and removed by updates (each a new
+/// version), kept by a patch that does not name it, and read back after a restart; a row the
+/// store did not write (as before the migration) is unlimited.
+async fn the_rate_limit_round_trips(b: &Backend) {
+    let s = b.open(key()).await;
+    let limited = s
+        .create_destination(NewDestination {
+            rate_limit: RateLimit::parse(250).unwrap(),
+            ..new_destination("limited", "wk_limited")
+        })
+        .await
+        .unwrap();
+    assert_eq!(limited.rate_limit.get(), 250);
+    let open = s
+        .create_destination(new_destination("open", "wk_open"))
+        .await
+        .unwrap();
+    assert_eq!(open.rate_limit, RateLimit::UNLIMITED);
+    let set = |l: u32| DestinationPatch {
+        rate_limit: Some(RateLimit::parse(l).unwrap()),
+        ..Default::default()
+    };
+    let v2 = s
+        .update_destination(&limited.id, 1, set(1000))
+        .await
+        .unwrap();
+    assert_eq!((v2.rate_limit.get(), v2.version), (1000, 2));
+    // The same limit again changes nothing; another field's patch keeps it.
+    let same = s
+        .update_destination(&limited.id, 2, set(1000))
+        .await
+        .unwrap();
+    assert_eq!(same, v2);
+    let v3 = s
+        .update_destination(&limited.id, 2, enable(false))
+        .await
+        .unwrap();
+    assert_eq!((v3.rate_limit.get(), v3.version), (1000, 3));
+    drop(s);
+    // A restart reads what was stored.
+    let s = b.open(key()).await;
+    assert_eq!(s.get_destination(&limited.id).await.unwrap(), v3);
+    let all = s.list_destinations().await.unwrap();
+    let limits: Vec<(&str, u32)> = all
+        .iter()
+        .map(|d| (d.name.as_str(), d.rate_limit.get()))
+        .collect();
+    assert_eq!(limits, [("limited", 1000), ("open", 0)]);
+    // 0 removes the limit.
+    let v4 = s.update_destination(&limited.id, 3, set(0)).await.unwrap();
+    assert_eq!((v4.rate_limit, v4.version), (RateLimit::UNLIMITED, 4));
+    // A row inserted without the column (as every row was before the migration) is unlimited.
+    b.execute(&format!(
+        "INSERT INTO destinations (id, name, region, write_key_key_id, write_key_nonce, \
+         write_key_ciphertext, write_key_fingerprint, enabled, version) \
+         SELECT 'dst_old', 'old', region, write_key_key_id, write_key_nonce, \
+         write_key_ciphertext, write_key_fingerprint, enabled, 1 \
+         FROM destinations WHERE id = '{}'",
+        open.id
+    ))
+    .await;
+    let old = s.get_destination("dst_old").await.unwrap();
+    assert_eq!(old.rate_limit, RateLimit::UNLIMITED);
+}
 
 /// What a replica counted: `calls` events of users `u{first}..u{first + users}`, in one batch.
 fn usage_delta(
@@ -316,6 +383,7 @@ async fn an_update_to_what_is_stored_changes_nothing(b: &Backend) {
         region: Some(Region::Us),
         write_key: Some(WriteKey::parse("k-1".into()).unwrap()),
         enabled: Some(true),
+        rate_limit: Default::default(),
     };
     assert_eq!(s.update_destination(&d.id, 1, same).await.unwrap(), d);
     assert_eq!(s.catalog_version().await.unwrap(), before);
@@ -390,6 +458,7 @@ async fn destinations_crud(b: &Backend) {
                 region: Some(Region::Eu),
                 write_key: Some(WriteKey::parse("wk_rotated".into()).unwrap()),
                 enabled: Some(false),
+                rate_limit: Default::default(),
             },
         )
         .await

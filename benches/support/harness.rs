@@ -66,6 +66,7 @@ pub async fn start_service(
             region: format!("http://{upstream}"),
             write_key: "wk-bench-0123456789".into(),
             enabled: None,
+            rate_limit: None,
         })
         .await
         .unwrap()

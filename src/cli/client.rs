@@ -476,26 +476,6 @@ pub(crate) fn print_json(value: &impl Serialize) {
 
 // === Resources as JSON ===
 
-/// A destination as the CLI prints it: never a write key, only its fingerprint.
-pub(crate) fn destination_json(d: &proto::Destination) -> Value {
-    let proto::Destination {
-        id,
-        name,
-        region,
-        write_key_fingerprint,
-        enabled,
-        version,
-    } = d;
-    json!({
-        "id": id,
-        "name": name,
-        "region": region,
-        "enabled": enabled,
-        "version": version,
-        "write_key_fingerprint": write_key_fingerprint,
-    })
-}
-
 /// A mapping as the CLI prints it, its document as JSON.
 pub(crate) fn mapping_json(m: &proto::Mapping) -> Value {
     let proto::Mapping {

@@ -33,6 +33,14 @@ pub enum DestinationsCommand {
         /// Create it disabled.
         #[arg(long, env = "SEGMENT_CONNECTIONS_DISABLED")]
         disabled: bool,
+        /// The most events per second each replica sends it (at most 100000); 0 or absent:
+        /// unlimited.
+        #[arg(
+            long,
+            env = "SEGMENT_CONNECTIONS_RATE_LIMIT",
+            value_name = "EVENTS_PER_SECOND"
+        )]
+        rate_limit: Option<u32>,
     },
     /// Change a destination: only the fields given change.
     Update {
@@ -61,6 +69,14 @@ pub enum DestinationsCommand {
         /// Enable or disable it.
         #[arg(long, env = "SEGMENT_CONNECTIONS_ENABLED")]
         enabled: Option<bool>,
+        /// A new limit: the most events per second each replica sends it (at most 100000);
+        /// 0 removes the limit.
+        #[arg(
+            long,
+            env = "SEGMENT_CONNECTIONS_RATE_LIMIT",
+            value_name = "EVENTS_PER_SECOND"
+        )]
+        rate_limit: Option<u32>,
     },
     /// List destinations by name.
     List,
@@ -112,6 +128,7 @@ async fn execute(args: ClientArgs, command: DestinationsCommand) -> Result<ExitC
             write_key_file,
             write_key,
             disabled,
+            rate_limit,
         } => {
             let write_key = match (write_key, write_key_file) {
                 (Some(k), _) => k,
@@ -129,6 +146,7 @@ async fn execute(args: ClientArgs, command: DestinationsCommand) -> Result<ExitC
                     region,
                     write_key,
                     enabled: Some(!disabled),
+                    rate_limit,
                 })
                 .await?
                 .into_inner()
@@ -144,6 +162,7 @@ async fn execute(args: ClientArgs, command: DestinationsCommand) -> Result<ExitC
             write_key_file,
             write_key,
             enabled,
+            rate_limit,
         } => {
             let write_key = match (write_key, write_key_file) {
                 (Some(k), _) => Some(k),
@@ -170,6 +189,7 @@ async fn execute(args: ClientArgs, command: DestinationsCommand) -> Result<ExitC
                     region,
                     write_key,
                     enabled,
+                    rate_limit,
                 })
                 .await?
                 .into_inner()
@@ -185,18 +205,24 @@ async fn execute(args: ClientArgs, command: DestinationsCommand) -> Result<ExitC
                 .into_inner()
                 .destinations;
             if args.json {
-                client::print_json(&all.iter().map(client::destination_json).collect::<Vec<_>>());
+                client::print_json(&all.iter().map(destination_json).collect::<Vec<_>>());
             } else if all.is_empty() {
                 println!("no destinations");
             } else {
                 println!(
-                    "{:<26} {:<24} {:<8} {:<8} {:<8} REGION",
-                    "ID", "NAME", "ENABLED", "VERSION", "KEY"
+                    "{:<26} {:<24} {:<8} {:<8} {:<8} {:<10} REGION",
+                    "ID", "NAME", "ENABLED", "VERSION", "KEY", "RATE"
                 );
                 for d in &all {
                     println!(
-                        "{:<26} {:<24} {:<8} {:<8} {:<8} {}",
-                        d.id, d.name, d.enabled, d.version, d.write_key_fingerprint, d.region
+                        "{:<26} {:<24} {:<8} {:<8} {:<8} {:<10} {}",
+                        d.id,
+                        d.name,
+                        d.enabled,
+                        d.version,
+                        d.write_key_fingerprint,
+                        rate(d.rate_limit),
+                        d.region
                     );
                 }
             }
@@ -267,15 +293,46 @@ fn read_write_key(path: &std::path::Path) -> Result<String, Failure> {
     Ok(text.trim().to_owned())
 }
 
+/// A destination as the CLI prints it: never a write key, only its fingerprint; `rate_limit`
+/// in events per second, 0 for unlimited.
+fn destination_json(d: &proto::Destination) -> Value {
+    let proto::Destination {
+        id,
+        name,
+        region,
+        write_key_fingerprint,
+        enabled,
+        version,
+        rate_limit,
+    } = d;
+    serde_json::json!({
+        "id": id,
+        "name": name,
+        "region": region,
+        "enabled": enabled,
+        "version": version,
+        "write_key_fingerprint": write_key_fingerprint,
+        "rate_limit": rate_limit,
+    })
+}
+
+/// A rate limit as the text output shows it.
+fn rate(per_second: u32) -> String {
+    match per_second {
+        0 => "unlimited".into(),
+        n => format!("{n}/s"),
+    }
+}
+
 fn print_one(d: &proto::Destination, json: bool, what: Option<&str>) {
     if json {
-        client::print_json(&client::destination_json(d));
+        client::print_json(&destination_json(d));
         return;
     }
     if let Some(what) = what {
         println!("{what} destination {}", d.id);
     }
-    let doc = client::destination_json(d);
+    let doc = destination_json(d);
     for key in [
         "id",
         "name",
@@ -290,6 +347,7 @@ fn print_one(d: &proto::Destination, json: bool, what: Option<&str>) {
         };
         println!("{:<22} {value}", format!("{key}:"));
     }
+    println!("{:<22} {}", "rate_limit:", rate(d.rate_limit));
 }
 
 #[cfg(test)]

@@ -18,28 +18,48 @@ use super::results::{Input, RowResult, RowStatus};
 use super::seen::SeenIds;
 use crate::issue::{Issue, IssueCode};
 use crate::mapping::Mapping;
-use crate::metrics::{self, EventResult};
+use crate::metrics::{self, DestinationMetrics, EventResult};
 use crate::sender::batch::{self, Span};
 use crate::sender::{Attempt, SegmentClient, SendError, Sent};
 use crate::spec::Action;
 use crate::usage::{Meter, Month, Tally, user_hash};
 
-/// Sends one batch body (the real one is [`SegmentClient`]).
+/// Sends one batch body of `events` events (the real one is [`SegmentClient`]).
 pub(crate) trait Sender: Send + Sync {
     fn send(
         &self,
         body: Bytes,
+        events: usize,
         deadline: Instant,
     ) -> impl Future<Output = Result<Sent, SendError>> + Send;
+
+    /// The most events one batch should hold, when less than the API's (a rate limit's burst).
+    fn max_batch_events(&self) -> Option<usize> {
+        None
+    }
+
+    /// Where the destination's figures are counted (the default: only in the totals).
+    fn metrics(&self) -> DestinationMetrics {
+        DestinationMetrics::default()
+    }
 }
 
 impl Sender for SegmentClient {
     fn send(
         &self,
         body: Bytes,
+        events: usize,
         deadline: Instant,
     ) -> impl Future<Output = Result<Sent, SendError>> + Send {
-        SegmentClient::send(self, body, deadline)
+        SegmentClient::send(self, body, events, deadline)
+    }
+
+    fn max_batch_events(&self) -> Option<usize> {
+        SegmentClient::max_batch_events(self)
+    }
+
+    fn metrics(&self) -> DestinationMetrics {
+        SegmentClient::metrics(self).clone()
     }
 }
 
@@ -52,10 +72,24 @@ pub(crate) enum Upstream {
 }
 
 impl Sender for Upstream {
-    async fn send(&self, body: Bytes, deadline: Instant) -> Result<Sent, SendError> {
+    async fn send(&self, body: Bytes, events: usize, deadline: Instant) -> Result<Sent, SendError> {
         match self {
-            Upstream::Client(c) => c.send(body, deadline).await,
+            Upstream::Client(c) => c.send(body, events, deadline).await,
             Upstream::Refused => Err(SendError::NotAllowed),
+        }
+    }
+
+    fn max_batch_events(&self) -> Option<usize> {
+        match self {
+            Upstream::Client(c) => c.max_batch_events(),
+            Upstream::Refused => None,
+        }
+    }
+
+    fn metrics(&self) -> DestinationMetrics {
+        match self {
+            Upstream::Client(c) => c.metrics().clone(),
+            Upstream::Refused => DestinationMetrics::default(),
         }
     }
 }
@@ -114,6 +148,16 @@ pub(crate) async fn deliver<S: Sender>(
     let mut rows = rows.into_iter().enumerate().peekable();
     // Rendered off the async workers (see `render_pool`), unless small and flat.
     let inline = render_pool::cheap(total * mappings.len(), mappings.iter().all(|m| m.is_flat()));
+    let destination_metrics = sender.metrics();
+    // A rate-limited destination's batches hold at most its burst, so each goes whole.
+    let limits = batch::BatchLimits {
+        max_events: sender
+            .max_batch_events()
+            .map_or(settings.batch.max_events, |m| {
+                m.min(settings.batch.max_events)
+            }),
+        ..settings.batch
+    };
     // Rows are rendered in slices of at most `max_render_bytes` of events, each sent before the
     // next is rendered, so a request's memory stays bounded however many rows and mappings.
     while rows.peek().is_some() {
@@ -136,7 +180,7 @@ pub(crate) async fn deliver<S: Sender>(
         .await;
         rows = rest;
         plan.reject_duplicates(seen);
-        let groups = batch::pack(&plan.spans, settings.batch);
+        let groups = batch::pack(&plan.spans, limits);
         let mut outcomes: Vec<(Range<usize>, Settlement)> = Vec::new();
         if !shut_down {
             let plan = &plan;
@@ -181,7 +225,7 @@ pub(crate) async fn deliver<S: Sender>(
             plan.results.iter().all(|r| r.status != RowStatus::Pending),
             "every accepted event is settled"
         );
-        plan.record_metrics();
+        plan.record_metrics(&destination_metrics);
         results.append(&mut plan.results);
     }
     results
@@ -237,8 +281,9 @@ impl Slice {
         }
     }
 
-    /// Events by action and result, and rows no mapping matched (the results are settled).
-    fn record_metrics(&self) {
+    /// Events by action and result (and by destination), and rows no mapping matched (the
+    /// results are settled).
+    fn record_metrics(&self, destination: &DestinationMetrics) {
         for (r, action) in self.results.iter().zip(&self.actions) {
             let result = match r.status {
                 RowStatus::Delivered => EventResult::Delivered,
@@ -247,8 +292,8 @@ impl Slice {
                 RowStatus::Skipped => EventResult::Skipped,
             };
             match (action, r.status) {
-                (Some(a), _) => metrics::record_events(a.as_str(), result, 1),
-                (None, RowStatus::Skipped) => metrics::record_skipped_rows(1),
+                (Some(a), _) => destination.record_events(a.as_str(), result, 1),
+                (None, RowStatus::Skipped) => destination.record_skipped_rows(1),
                 // An unreadable row is no event.
                 (None, _) => {}
             }
@@ -277,6 +322,7 @@ impl Slice {
             upstream_status: None,
             attempts: 0,
             retryable: false,
+            retry_after: None,
         };
         let row = match row {
             Ok(row) => row,
@@ -471,6 +517,18 @@ impl Settlement {
                             }
                         },
                     ),
+                    SendError::RateLimited { wait, .. } => {
+                        r.retry_after = Some(wait);
+                        (
+                            IssueCode::Deadline,
+                            format!(
+                                "the deadline came before the destination's rate limit let the \
+                                 event go (it needed {:.1} s more); it was not sent this time: \
+                                 submit it again after that wait (the same messageId)",
+                                wait.as_secs_f64()
+                            ),
+                        )
+                    }
                     SendError::NotAllowed => (
                         IssueCode::UpstreamNotAllowed,
                         "not sent: the destination's host is not in --allowed-upstreams; list \
@@ -536,7 +594,7 @@ async fn send_group<S: Sender>(
         let body = batch::body(&plan.arena, &plan.spans[range.clone()]);
         let bytes = u32::try_from(body.len()).unwrap_or(u32::MAX);
         metrics::record_batch(range.len(), body.len());
-        let result = sender.send(body, stop).await;
+        let result = sender.send(body, range.len(), stop).await;
         (range, bytes, result)
     };
     let mut sends = FuturesUnordered::new();

@@ -33,6 +33,9 @@ pub(crate) struct RowResult {
     pub attempts: u32,
     /// For `Failed`: whether submitting the row again may succeed.
     pub retryable: bool,
+    /// For `Failed` by the destination's rate limit: how long to wait before submitting again.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub retry_after: Option<std::time::Duration>,
 }
 
 /// Counts of results by status.

@@ -17,7 +17,8 @@ use std::time::{Duration, Instant};
 
 use super::deliver::Upstream;
 use crate::mapping::{Identity, Mapping};
-use crate::sender::{RetrySettings, SegmentClient};
+use crate::metrics::DestinationMetrics;
+use crate::sender::{Limit, RetrySettings, SegmentClient};
 use crate::store::{AllowedUpstreams, Destination, Store, StoreError};
 
 /// How long an entry is used without checking the store.
@@ -113,6 +114,14 @@ impl<S: Store> Cache<S> {
         self.generation.fetch_add(1, Ordering::AcqRel);
     }
 
+    /// Drops `id`'s entry (it was deleted here): its sender, write key and metric series go
+    /// once the calls still using them end.
+    pub(crate) fn forget(&self, id: &str) {
+        if let Ok(mut map) = self.entries.write() {
+            map.remove(id);
+        }
+    }
+
     /// The destination with its enabled mappings; `NotFound` when it does not exist.
     pub(crate) async fn destination(&self, id: &str) -> Result<Arc<Entry>, StoreError> {
         let generation = self.generation.load(Ordering::Acquire);
@@ -187,11 +196,16 @@ impl<S: Store> Cache<S> {
             }
         };
         let write_key = self.store.destination_write_key(&destination.id).await?;
+        let limit = Limit {
+            per_second: destination.rate_limit.per_second(),
+            metrics: DestinationMetrics::of(&destination.id),
+        };
         Ok(Upstream::Client(SegmentClient::http(
             s.http.clone(),
             base,
             write_key,
             &s.retry,
+            limit,
         )))
     }
 
@@ -204,8 +218,8 @@ impl<S: Store> Cache<S> {
         let checked = Instant::now();
         let destination = self.store.get_destination(id).await?;
         let records = self.store.list_mappings(id).await?;
-        // A new destination version may carry a new key or region: a new sender (in-flight
-        // batches finish on the old one).
+        // A new destination version may carry a new key, region or rate limit: a new sender
+        // (in-flight batches finish on the old one; the new limit starts with a full bucket).
         let upstream = match old {
             Some(o) if o.destination.version == destination.version => o.upstream.clone(),
             _ => self.upstream(&destination).await?,
@@ -312,6 +326,7 @@ mod tests {
                 region: Region::Us,
                 write_key: WriteKey::parse("wk-0123456789".into()).unwrap(),
                 enabled: true,
+                rate_limit: Default::default(),
             })
             .await
             .unwrap();
@@ -395,6 +410,7 @@ mod tests {
                 region: Region::Us,
                 write_key: WriteKey::parse("wk-other-0123".into()).unwrap(),
                 enabled: true,
+                rate_limit: Default::default(),
             })
             .await
             .unwrap();

@@ -66,10 +66,17 @@ struct Fake {
     poison: HashSet<String>,
     /// Bodies of more events than this get 413 (an upstream whose body limit is below ours).
     max_events: Option<usize>,
+    /// What it says of itself as `max_batch_events` (a rate limit's burst).
+    burst: Option<usize>,
 }
 
 impl Sender for Fake {
-    async fn send(&self, body: Bytes, _deadline: Instant) -> Result<Sent, SendError> {
+    async fn send(
+        &self,
+        body: Bytes,
+        _events: usize,
+        _deadline: Instant,
+    ) -> Result<Sent, SendError> {
         let v: serde_json::Value = serde_json::from_slice(&body).unwrap();
         let ids: Vec<String> = v["batch"]
             .as_array()
@@ -97,6 +104,10 @@ impl Sender for Fake {
             .unwrap()
             .pop()
             .unwrap_or(Ok(Sent { attempts: 1 }))
+    }
+
+    fn max_batch_events(&self) -> Option<usize> {
+        self.burst
     }
 }
 
@@ -437,6 +448,48 @@ async fn batches_respect_the_event_limit() {
     let sizes: Vec<usize> = fake.bodies.lock().unwrap().iter().map(Vec::len).collect();
     assert_eq!(sizes.iter().sum::<usize>(), 10);
     assert!(sizes.iter().all(|&s| s <= 4));
+}
+
+/// A rate-limited sender's batches hold at most its burst; the rows and the events counted
+/// for the limit are the batches' own.
+#[tokio::test]
+async fn a_rate_limited_sender_gets_batches_of_its_burst() {
+    let fake = Fake {
+        burst: Some(3),
+        ..Fake::default()
+    };
+    let results = run(&[track("m1")], rows(10), &fake).await;
+    assert!(results.iter().all(|r| r.status == RowStatus::Delivered));
+    let sizes: Vec<usize> = fake.bodies.lock().unwrap().iter().map(Vec::len).collect();
+    assert_eq!(sizes, [3, 3, 3, 1]);
+}
+
+/// Events the rate limit held past the deadline answer as deadline results: failed, never
+/// sent, retryable, with the wait they needed (the answer's RetryInfo).
+#[tokio::test]
+async fn events_held_back_by_the_rate_limit_are_deadline_results() {
+    let held = SendError::RateLimited {
+        wait: Duration::from_millis(2500),
+        last: None,
+        attempts: 0,
+    };
+    let fake = Fake {
+        script: Mutex::new(vec![Err(held)]),
+        ..Fake::default()
+    };
+    let results = run(&[track("m1")], rows(2), &fake).await;
+    for r in &results {
+        assert_eq!(r.status, RowStatus::Failed);
+        assert!(r.retryable);
+        assert_eq!((r.attempts, r.upstream_status), (0, None));
+        assert_eq!(r.retry_after, Some(Duration::from_millis(2500)));
+        assert_eq!(r.issues[0].code, IssueCode::Deadline);
+        assert!(
+            r.issues[0].message.contains("needed 2.5 s more"),
+            "{:?}",
+            r.issues
+        );
+    }
 }
 
 #[test]

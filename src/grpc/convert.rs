@@ -11,8 +11,8 @@ use crate::json::Columns;
 use crate::limits::{MAX_ECHOED_EVENT_BYTES, MAX_RESPONSE_BYTES, MAX_ROW_ID_BYTES, RowLimits};
 use crate::mapping::{self, Op, Row, TestResult, Warning, WarningCode};
 use crate::store::{
-    Destination, DestinationPatch, MappingContent, MappingRecord, Name, NewDestination, Region,
-    WriteKey,
+    Destination, DestinationPatch, MappingContent, MappingRecord, Name, NewDestination, RateLimit,
+    Region, WriteKey,
 };
 
 /// Collects violations so a request reports all of its bad fields at once.
@@ -68,17 +68,20 @@ impl TryFrom<proto::CreateDestinationRequest> for NewDestination {
             region,
             write_key,
             enabled,
+            rate_limit,
         } = req;
         let mut v = Violations::default();
         let name = v.check("name", Name::parse(name));
         let region = v.check("region", Region::parse(&region));
         let write_key = v.check("write_key", WriteKey::parse(write_key));
+        let rate_limit = v.check("rate_limit", RateLimit::parse(rate_limit.unwrap_or(0)));
         v.finish(|| {
             Some(NewDestination {
                 name: name?,
                 region: region?,
                 write_key: write_key?,
                 enabled: enabled.unwrap_or(true),
+                rate_limit: rate_limit?,
             })
         })
     }
@@ -102,6 +105,7 @@ impl TryFrom<proto::UpdateDestinationRequest> for DestinationUpdate {
             region,
             write_key,
             enabled,
+            rate_limit,
         } = req;
         let mut v = Violations::default();
         let id = v.check("id", check_id(given_id));
@@ -115,6 +119,9 @@ impl TryFrom<proto::UpdateDestinationRequest> for DestinationUpdate {
         let write_key = write_key
             .and_then(|k| v.check("write_key", WriteKey::parse(k)).map(Some))
             .flatten();
+        let rate_limit = rate_limit
+            .and_then(|l| v.check("rate_limit", RateLimit::parse(l)).map(Some))
+            .flatten();
         v.finish(|| {
             Some(DestinationUpdate {
                 id: id?,
@@ -124,6 +131,7 @@ impl TryFrom<proto::UpdateDestinationRequest> for DestinationUpdate {
                     region,
                     write_key,
                     enabled,
+                    rate_limit,
                 },
             })
         })
@@ -138,6 +146,7 @@ pub(crate) fn to_proto_destination(d: Destination) -> proto::Destination {
         write_key_fingerprint,
         enabled,
         version,
+        rate_limit,
     } = d;
     proto::Destination {
         id,
@@ -146,6 +155,7 @@ pub(crate) fn to_proto_destination(d: Destination) -> proto::Destination {
         write_key_fingerprint,
         enabled,
         version,
+        rate_limit: rate_limit.get(),
     }
 }
 
@@ -547,6 +557,8 @@ pub(crate) fn to_proto_row_result(r: RowResult) -> proto::RowResult {
         upstream_status,
         attempts,
         retryable,
+        // The answer's RetryInfo carries it (`answer`).
+        retry_after: _,
     } = r;
     proto::RowResult {
         row_index,
@@ -598,12 +610,14 @@ pub(super) fn result_filter(field: &str, value: i32) -> Result<ResultFilter, Err
     }
 }
 
-/// A row call's answer: the results it lists, exact counts, and what it left out.
+/// A row call's answer: the results it lists, exact counts, what it left out, and when to
+/// submit again what the destination's rate limit held back.
 pub(super) struct Answer {
     pub results: Vec<proto::RowResult>,
     pub counts: proto::ResultCounts,
     pub omitted_results: u32,
     pub truncated: bool,
+    pub retry_info: Option<tonic_types::pb::RetryInfo>,
 }
 
 impl Answer {
@@ -613,12 +627,14 @@ impl Answer {
             counts,
             omitted_results,
             truncated,
+            retry_info,
         } = self;
         proto::SubmitRowsResponse {
             results,
             counts: Some(counts),
             omitted_results,
             truncated,
+            retry_info,
         }
     }
 
@@ -628,6 +644,7 @@ impl Answer {
             counts,
             omitted_results,
             truncated,
+            retry_info,
         } = self;
         proto::StreamRowsResponse {
             chunk_id,
@@ -635,6 +652,7 @@ impl Answer {
             counts: Some(counts),
             omitted_results,
             truncated,
+            retry_info,
         }
     }
 }
@@ -651,6 +669,12 @@ pub(super) fn to_proto_results(results: Vec<RowResult>, filter: ResultFilter) ->
 fn answer(results: Vec<RowResult>, filter: ResultFilter, budget: usize) -> Answer {
     use prost::Message as _;
     let counts = to_proto_counts(Counts::of(&results));
+    // Every result listed or not: the longest wait the rate limit asked for.
+    let retry_info = results
+        .iter()
+        .filter_map(|r| r.retry_after)
+        .max()
+        .map(|wait| tonic_types::RetryInfo::new(Some(wait)).into());
     let total = results.len();
     let listed: Vec<proto::RowResult> = results
         .into_iter()
@@ -694,6 +718,7 @@ fn answer(results: Vec<RowResult>, filter: ResultFilter, budget: usize) -> Answe
         truncated,
         results,
         counts,
+        retry_info,
     }
 }
 
@@ -727,6 +752,7 @@ pub(crate) fn row_result_from_proto(r: proto::RowResult) -> Option<RowResult> {
         upstream_status: upstream_status.map(|s| s as u16),
         attempts,
         retryable,
+        retry_after: None,
     })
 }
 
@@ -745,6 +771,7 @@ mod tests {
             upstream_status: None,
             attempts: 1,
             retryable: false,
+            retry_after: None,
         }
     }
 

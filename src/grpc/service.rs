@@ -248,6 +248,7 @@ impl<S: Store + Ledger> proto::Connections for ConnectionsService<S> {
             .await
             .map_err(Error::from)?;
         self.changed();
+        self.delivery.cache().forget(&id);
         tracing::info!(destination_id = %id, "destination deleted");
         Ok(Response::new(proto::DeleteDestinationResponse {}))
     }

@@ -34,16 +34,19 @@ pub(crate) struct SegmentRequest {
     pub body: Bytes,
     /// The body is gzip-compressed (sent with `Content-Encoding: gzip`).
     pub gzip: bool,
+    /// The events it holds, as the destination's rate limit counts them.
+    pub events: u32,
     /// Retries stop when the next wait would pass this instant.
     pub deadline: Option<Instant>,
     pub progress: Arc<Progress>,
 }
 
 impl SegmentRequest {
-    pub(crate) fn new(body: Bytes, deadline: Option<Instant>) -> SegmentRequest {
+    pub(crate) fn new(body: Bytes, events: u32, deadline: Option<Instant>) -> SegmentRequest {
         SegmentRequest {
             body,
             gzip: false,
+            events,
             deadline,
             progress: Arc::default(),
         }

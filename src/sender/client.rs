@@ -2,6 +2,7 @@
 //! and turns the outcome into a [`Sent`] or a [`SendError`]. `BoxError` stops here.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use bytes::Bytes;
 use tokio::time::Instant;
@@ -11,8 +12,10 @@ use tower::util::BoxCloneSyncService;
 use super::WriteKey;
 use super::attempt::{Attempt, Progress, SegmentRequest, SegmentResponse};
 use super::http::SegmentHttp;
+use super::limit::{OverDeadline, RateLimiter};
 use super::retry::{self, Class, attempt_of_error};
 use super::{BoxError, RetrySettings, stack};
+use crate::metrics::DestinationMetrics;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct Sent {
@@ -36,6 +39,14 @@ pub(crate) enum SendError {
         attempts: u32,
         in_flight: bool,
     },
+    /// Not sent (or not sent again): the destination's rate limit would have held it past the
+    /// caller's deadline. `wait`: how long it would have had to wait.
+    #[error("the destination's rate limit would hold the batch past the deadline")]
+    RateLimited {
+        wait: Duration,
+        last: Option<Attempt>,
+        attempts: u32,
+    },
     /// Never sent: the destination's custom host is not in `--allowed-upstreams`.
     #[error("the destination's host is not in --allowed-upstreams")]
     NotAllowed,
@@ -51,7 +62,8 @@ impl SendError {
         match self {
             SendError::Rejected { attempts, .. }
             | SendError::RetriesExhausted { attempts, .. }
-            | SendError::Deadline { attempts, .. } => *attempts,
+            | SendError::Deadline { attempts, .. }
+            | SendError::RateLimited { attempts, .. } => *attempts,
             SendError::NotAllowed => 0,
         }
     }
@@ -63,11 +75,16 @@ impl SendError {
             SendError::RetriesExhausted { last, .. }
             | SendError::Deadline {
                 last: Some(last), ..
+            }
+            | SendError::RateLimited {
+                last: Some(last), ..
             } => match last {
                 Attempt::Status(s) => Some(*s),
                 _ => None,
             },
-            SendError::Deadline { last: None, .. } | SendError::NotAllowed => None,
+            SendError::Deadline { last: None, .. }
+            | SendError::RateLimited { last: None, .. }
+            | SendError::NotAllowed => None,
         }
     }
 }
@@ -78,6 +95,9 @@ impl SendError {
 pub(crate) struct SegmentClient {
     svc: BoxCloneSyncService<SegmentRequest, SegmentResponse, BoxError>,
     gzip: bool,
+    /// The destination's rate limit, shared by every clone (`None`: unlimited).
+    limiter: Option<Arc<RateLimiter>>,
+    metrics: DestinationMetrics,
 }
 
 impl std::fmt::Debug for SegmentClient {
@@ -87,7 +107,8 @@ impl std::fmt::Debug for SegmentClient {
 }
 
 impl SegmentClient {
-    /// The stack over any inner service (tests inject mocks here).
+    /// The stack over any inner service (tests inject mocks here), unlimited and unlabelled.
+    #[cfg(test)]
     pub(crate) fn new<S>(inner: S, settings: &RetrySettings) -> SegmentClient
     where
         S: tower::Service<SegmentRequest, Response = SegmentResponse>
@@ -98,9 +119,26 @@ impl SegmentClient {
         S::Error: Into<BoxError>,
         S::Future: Send + 'static,
     {
+        SegmentClient::with(inner, settings, Limit::default())
+    }
+
+    /// The stack over `inner` with the destination's rate limit and metrics.
+    pub(crate) fn with<S>(inner: S, settings: &RetrySettings, limit: Limit) -> SegmentClient
+    where
+        S: tower::Service<SegmentRequest, Response = SegmentResponse>
+            + Clone
+            + Send
+            + Sync
+            + 'static,
+        S::Error: Into<BoxError>,
+        S::Future: Send + 'static,
+    {
+        let limiter = limit.per_second.map(|r| Arc::new(RateLimiter::new(r)));
         SegmentClient {
-            svc: stack::build(inner, settings),
+            svc: stack::build(inner, settings, limiter.clone(), limit.metrics.clone()),
             gzip: settings.gzip,
+            limiter,
+            metrics: limit.metrics,
         }
     }
 
@@ -110,8 +148,21 @@ impl SegmentClient {
         base: &str,
         write_key: WriteKey,
         settings: &RetrySettings,
+        limit: Limit,
     ) -> SegmentClient {
-        SegmentClient::new(SegmentHttp::new(client, base, write_key), settings)
+        let http = SegmentHttp::new(client, base, write_key, limit.metrics.clone());
+        SegmentClient::with(http, settings, limit)
+    }
+
+    /// The most events one batch to this destination should hold: its rate limit's burst,
+    /// `None` when unlimited.
+    pub(crate) fn max_batch_events(&self) -> Option<usize> {
+        self.limiter.as_ref().map(|l| l.burst_events())
+    }
+
+    /// Where the destination's figures are counted.
+    pub(crate) fn metrics(&self) -> &DestinationMetrics {
+        &self.metrics
     }
 
     /// Sends one body, retrying per the policy, giving up at `deadline`.
@@ -121,8 +172,14 @@ impl SegmentClient {
     /// an attempt already on the wire runs to its end (its own timeout bounds it) still holding
     /// that place, so the limit is a hard cap on requests the API sees, and the report says the
     /// API may have the events rather than that they were never sent.
-    pub(crate) async fn send(&self, body: Bytes, deadline: Instant) -> Result<Sent, SendError> {
-        let mut req = SegmentRequest::new(body, Some(deadline));
+    pub(crate) async fn send(
+        &self,
+        body: Bytes,
+        events: usize,
+        deadline: Instant,
+    ) -> Result<Sent, SendError> {
+        let events = u32::try_from(events).unwrap_or(u32::MAX);
+        let mut req = SegmentRequest::new(body, events, Some(deadline));
         if self.gzip {
             // Once per batch, not per attempt, and off the async workers (a full body takes
             // a few milliseconds at the fastest level).
@@ -148,6 +205,15 @@ impl SegmentClient {
                 in_flight,
             });
         };
+        if let Ok(Err(e)) = &joined
+            && let Some(OverDeadline { wait }) = e.downcast_ref::<OverDeadline>()
+        {
+            return Err(SendError::RateLimited {
+                wait: *wait,
+                last: progress.last(),
+                attempts: progress.attempts(),
+            });
+        }
         let attempts = progress.attempts().max(1);
         let attempt = match joined {
             Ok(Ok(r)) => Attempt::Status(r.status),
@@ -184,6 +250,14 @@ pub fn gzip(body: &[u8]) -> std::io::Result<Bytes> {
     );
     out.write_all(body)?;
     Ok(out.finish()?.into())
+}
+
+/// What a destination's sender is built with beside the retry settings.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Limit {
+    /// Its rate limit in events per second (`None`: unlimited).
+    pub per_second: Option<std::num::NonZeroU32>,
+    pub metrics: DestinationMetrics,
 }
 
 /// One batch's task. Dropped or given up: it dispatches no further attempt; unless an attempt is
@@ -328,7 +402,7 @@ mod tests {
 
     async fn send(script: &Script, deadline: Instant) -> Result<Sent, SendError> {
         SegmentClient::new(script.clone(), &settings())
-            .send(Bytes::from_static(b"{}"), deadline)
+            .send(Bytes::from_static(b"{}"), 1, deadline)
             .await
     }
 
@@ -363,11 +437,13 @@ mod tests {
         let s = Script::new([Answer::Status(429, Some(Duration::from_secs(7)))]);
         let client = SegmentClient::new(s.clone(), &settings());
         let started = Instant::now();
-        let first = client.send(Bytes::from_static(b"{}"), in_a_minute());
+        let first = client.send(Bytes::from_static(b"{}"), 1, in_a_minute());
         let second = async {
             // Sent after the 429 was answered, while the pause is on.
             tokio::time::sleep(Duration::from_secs(1)).await;
-            client.send(Bytes::from_static(b"{}"), in_a_minute()).await
+            client
+                .send(Bytes::from_static(b"{}"), 1, in_a_minute())
+                .await
         };
         let (a, b) = tokio::join!(first, second);
         assert_eq!((a, b), (Ok(Sent { attempts: 2 }), Ok(Sent { attempts: 1 })));
@@ -397,7 +473,9 @@ mod tests {
         let s = Script::new((0..1000).map(|_| Answer::Status(503, None)));
         let client = SegmentClient::new(s.clone(), &settings());
         for _ in 0..50 {
-            let e = client.send(Bytes::from_static(b"{}"), in_a_minute()).await;
+            let e = client
+                .send(Bytes::from_static(b"{}"), 1, in_a_minute())
+                .await;
             assert!(
                 matches!(e, Err(SendError::RetriesExhausted { .. })),
                 "{e:?}"
@@ -478,7 +556,7 @@ mod tests {
                 ..settings()
             },
         )
-        .send(Bytes::new(), start + Duration::from_secs(2))
+        .send(Bytes::new(), 1, start + Duration::from_secs(2))
         .await
         .unwrap_err();
         // The attempt was on the wire: the API may have the events.
@@ -508,12 +586,15 @@ mod tests {
         let start = Instant::now();
         let first = tokio::spawn({
             let c = client.clone();
-            async move { c.send(Bytes::new(), start + Duration::from_secs(60)).await }
+            async move {
+                c.send(Bytes::new(), 1, start + Duration::from_secs(60))
+                    .await
+            }
         });
         tokio::task::yield_now().await;
         // Queued behind the first until its deadline: reported unsent, and never dispatched.
         let e = client
-            .send(Bytes::new(), start + Duration::from_secs(2))
+            .send(Bytes::new(), 1, start + Duration::from_secs(2))
             .await
             .unwrap_err();
         assert_eq!(
@@ -536,7 +617,7 @@ mod tests {
         let client = SegmentClient::new(s.clone(), &one_at_a_time());
         let start = Instant::now();
         let e = client
-            .send(Bytes::new(), start + Duration::from_secs(2))
+            .send(Bytes::new(), 1, start + Duration::from_secs(2))
             .await
             .unwrap_err();
         assert!(
@@ -552,7 +633,7 @@ mod tests {
         // The next batch waits until that attempt has ended (its 10 s timeout): the upstream
         // never has more than one request of this destination at once.
         client
-            .send(Bytes::new(), start + Duration::from_secs(60))
+            .send(Bytes::new(), 1, start + Duration::from_secs(60))
             .await
             .unwrap();
         let calls = s.calls.lock().unwrap().clone();
@@ -564,6 +645,99 @@ mod tests {
         );
     }
 
+    fn limited(s: &Script, per_second: u32) -> SegmentClient {
+        let limit = Limit {
+            per_second: std::num::NonZeroU32::new(per_second),
+            metrics: DestinationMetrics::default(),
+        };
+        SegmentClient::with(s.clone(), &settings(), limit)
+    }
+
+    /// The rate limit counts events across every caller of the destination: 10/s, batches of
+    /// 5 from two callers at once; after the burst each batch goes 500 ms after the last.
+    #[tokio::test(start_paused = true)]
+    async fn the_rate_limit_paces_every_caller_by_events() {
+        let s = Script::new([]);
+        let client = limited(&s, 10);
+        assert_eq!(client.max_batch_events(), Some(10));
+        let start = Instant::now();
+        let callers = (0..2).map(|_| {
+            let c = client.clone();
+            tokio::spawn(async move {
+                for _ in 0..3 {
+                    c.send(Bytes::new(), 5, in_a_minute()).await.unwrap();
+                }
+            })
+        });
+        for c in callers.collect::<Vec<_>>() {
+            c.await.unwrap();
+        }
+        let mut at: Vec<Duration> = s.calls.lock().unwrap().iter().map(|t| *t - start).collect();
+        at.sort();
+        let ms = |m| Duration::from_millis(m);
+        assert_eq!(at, [ms(0), ms(0), ms(500), ms(1000), ms(1500), ms(2000)]);
+    }
+
+    /// A retry waits for the rate limit too, and that wait is no attempt: three 503s, then
+    /// success, with four attempts allowed.
+    #[tokio::test(start_paused = true)]
+    async fn waiting_for_the_rate_limit_uses_no_attempt() {
+        let s = Script::new((0..3).map(|_| Answer::Status(503, None)));
+        let client = limited(&s, 1);
+        let sent = client.send(Bytes::new(), 1, in_a_minute()).await;
+        assert_eq!(sent, Ok(Sent { attempts: 4 }));
+        // Each retry waited for its token (1 s apart at least), beyond its backoff.
+        assert!(
+            s.gaps().iter().all(|g| *g >= Duration::from_secs(1)),
+            "{:?}",
+            s.gaps()
+        );
+    }
+
+    /// A batch the limit would hold past the deadline is not sent, and the error says how long
+    /// it would have waited.
+    #[tokio::test(start_paused = true)]
+    async fn a_deadline_too_short_for_the_limit_says_how_long_it_needed() {
+        let s = Script::new([]);
+        let client = limited(&s, 10);
+        let start = Instant::now();
+        client.send(Bytes::new(), 10, in_a_minute()).await.unwrap();
+        let e = client
+            .send(Bytes::new(), 10, start + Duration::from_millis(300))
+            .await
+            .unwrap_err();
+        assert_eq!(
+            e,
+            SendError::RateLimited {
+                wait: Duration::from_secs(1),
+                last: None,
+                attempts: 0
+            }
+        );
+        assert!(e.is_retryable());
+        // At once, and nothing sent: only the first batch reached the API.
+        assert_eq!(Instant::now(), start);
+        assert_eq!(s.calls.lock().unwrap().len(), 1);
+        // A retry after a 503 that the limit would hold too long ends the same way.
+        let s = Script::new([Answer::Status(503, None)]);
+        let client = limited(&s, 1);
+        let e = client
+            .send(Bytes::new(), 1, Instant::now() + Duration::from_millis(800))
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(
+                e,
+                SendError::RateLimited {
+                    last: Some(Attempt::Status(503)),
+                    attempts: 1,
+                    ..
+                }
+            ),
+            "{e:?}"
+        );
+    }
+
     #[tokio::test(start_paused = true)]
     async fn the_limit_is_shared_by_clones() {
         let s = Script::new((0..4).map(|_| Answer::Hang));
@@ -571,7 +745,7 @@ mod tests {
         let sends: Vec<_> = (0..4)
             .map(|_| {
                 let c = client.clone();
-                tokio::spawn(async move { c.send(Bytes::new(), in_a_minute()).await })
+                tokio::spawn(async move { c.send(Bytes::new(), 1, in_a_minute()).await })
             })
             .collect();
         tokio::time::sleep(Duration::from_millis(10)).await;

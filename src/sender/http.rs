@@ -13,7 +13,7 @@ use super::WriteKey;
 use super::attempt::{Attempt, SegmentRequest, SegmentResponse};
 use super::retry::{attempt_of_error, parse_retry_after};
 use super::{BoxError, RetrySettings};
-use crate::metrics::{self, StatusClass};
+use crate::metrics::{self, DestinationMetrics, StatusClass};
 use crate::telemetry::{self, HttpTarget};
 
 /// `User-Agent` of every request: the service's name and version.
@@ -28,17 +28,24 @@ pub(crate) struct SegmentHttp {
     /// The URL as spans record it (no credentials), with its host and port.
     target: Arc<HttpTarget>,
     write_key: WriteKey,
+    metrics: DestinationMetrics,
 }
 
 impl SegmentHttp {
     /// `base` is the Tracking API base without `/v1` (`Region::base_url`).
-    pub(crate) fn new(client: reqwest::Client, base: &str, write_key: WriteKey) -> SegmentHttp {
+    pub(crate) fn new(
+        client: reqwest::Client,
+        base: &str,
+        write_key: WriteKey,
+        metrics: DestinationMetrics,
+    ) -> SegmentHttp {
         let url = format!("{}/v1/batch", base.trim_end_matches('/'));
         SegmentHttp {
             client,
             target: Arc::new(HttpTarget::new(&url)),
             url: url.into(),
             write_key,
+            metrics,
         }
     }
 
@@ -96,18 +103,19 @@ impl tower::Service<SegmentRequest> for SegmentHttp {
             .body(req.body)
             .send();
         let unanswered = Unanswered(Some(span.clone()));
+        let m = self.metrics.clone();
         let attempt = async move {
             let _in_flight = metrics::upstream_in_flight();
             let started = std::time::Instant::now();
             let resp = match send.await {
                 Ok(resp) => resp,
                 Err(e) => {
-                    metrics::record_upstream_request(StatusClass::Error, started.elapsed());
+                    m.record_upstream_request(StatusClass::Error, started.elapsed());
                     return Err(unanswered.failed(e));
                 }
             };
             let status = resp.status().as_u16();
-            metrics::record_upstream_request(StatusClass::Http(status), started.elapsed());
+            m.record_upstream_request(StatusClass::Http(status), started.elapsed());
             let retry_after = resp
                 .headers()
                 .get(reqwest::header::RETRY_AFTER)

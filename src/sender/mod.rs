@@ -1,15 +1,17 @@
 //! The Tracking API sender, one per destination: batch bodies packed within the API's limits
 //! (`batch`), sent by [`SegmentClient`] (`client`) through the tower stack built in one place
-//! (`stack`): the concurrency limit, the retry policy (`retry`), the per-attempt timeout, the
-//! dispatch record (`attempt`) and at the bottom the HTTP POST with the destination's
-//! [`WriteKey`] (`http`, `write_key`).
+//! (`stack`): the concurrency limit, the retry policy (`retry`), the destination's rate limit
+//! (`limit`), the per-attempt timeout, the dispatch record (`attempt`) and at the bottom the
+//! HTTP POST with the destination's [`WriteKey`] (`http`, `write_key`).
 //!
-//! Inside the folder: client → stack → retry → attempt, client → http → attempt, write_key.
+//! Inside the folder: client → stack → retry → limit → attempt, client → http → attempt,
+//! write_key.
 
 mod attempt;
 pub(crate) mod batch;
 mod client;
 mod http;
+mod limit;
 mod retry;
 mod stack;
 mod write_key;
@@ -18,7 +20,7 @@ use std::time::Duration;
 
 pub(crate) use attempt::Attempt;
 pub use client::gzip;
-pub(crate) use client::{SegmentClient, SendError, Sent};
+pub(crate) use client::{Limit, SegmentClient, SendError, Sent};
 pub(crate) use http::SegmentHttp;
 pub use write_key::WriteKey;
 pub(crate) use write_key::hex;

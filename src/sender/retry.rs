@@ -18,7 +18,9 @@ use tower::ServiceExt as _;
 use tower::retry::budget::{Budget as _, TpsBudget};
 
 use super::attempt::{Attempt, SegmentRequest, SegmentResponse};
+use super::limit::OverDeadline;
 use super::{BoxError, RetrySettings};
+use crate::metrics::DestinationMetrics;
 
 /// Retries of failures other than 429 allowed per destination: one in five requests of the last
 /// ten seconds, plus one a second whatever the traffic.
@@ -174,6 +176,7 @@ pub(super) fn attempt_of_error(e: &(dyn std::error::Error + 'static)) -> Attempt
 pub(super) struct RetryPolicy {
     settings: Arc<RetrySettings>,
     pacing: Arc<Pacing>,
+    metrics: DestinationMetrics,
     /// Attempts made so far for this request.
     attempts: u32,
     /// Of them, those answered 429: they do not count against `max_attempts`.
@@ -182,10 +185,15 @@ pub(super) struct RetryPolicy {
 }
 
 impl RetryPolicy {
-    pub(super) fn new(settings: Arc<RetrySettings>, pacing: Arc<Pacing>) -> RetryPolicy {
+    pub(super) fn new(
+        settings: Arc<RetrySettings>,
+        pacing: Arc<Pacing>,
+        metrics: DestinationMetrics,
+    ) -> RetryPolicy {
         RetryPolicy {
             settings,
             pacing,
+            metrics,
             attempts: 0,
             rate_limited: 0,
             rng: 0,
@@ -228,6 +236,13 @@ impl tower::retry::Policy<SegmentRequest, SegmentResponse, BoxError> for RetryPo
         req: &mut SegmentRequest,
         result: &mut Result<SegmentResponse, BoxError>,
     ) -> Option<Self::Future> {
+        if let Err(e) = result
+            && e.is::<OverDeadline>()
+        {
+            // The rate limit would have held it past the deadline: nothing was sent, no attempt
+            // made; the client reports the wait.
+            return None;
+        }
         self.attempts += 1;
         if self.attempts == 1 {
             // Each request earns the destination a share of a retry.
@@ -240,7 +255,8 @@ impl tower::retry::Policy<SegmentRequest, SegmentResponse, BoxError> for RetryPo
         if attempt == Attempt::Timeout {
             // The HTTP layer never saw an answer: the attempt took its whole timeout.
             let class = crate::metrics::StatusClass::Timeout;
-            crate::metrics::record_upstream_request(class, self.settings.attempt_timeout);
+            self.metrics
+                .record_upstream_request(class, self.settings.attempt_timeout);
         }
         if classify(attempt) != Class::Retry
             || self.attempts - self.rate_limited >= self.settings.max_attempts
@@ -353,7 +369,11 @@ mod tests {
 
     #[test]
     fn jitter_is_in_range_and_varies() {
-        let mut p = RetryPolicy::new(Arc::new(RetrySettings::default()), Arc::new(Pacing::new()));
+        let mut p = RetryPolicy::new(
+            Arc::new(RetrySettings::default()),
+            Arc::new(Pacing::new()),
+            DestinationMetrics::default(),
+        );
         let units: Vec<f64> = (0..100).map(|_| p.unit()).collect();
         assert!(units.iter().all(|u| (0.0..1.0).contains(u)));
         assert!(units.windows(2).any(|w| w[0] != w[1]));

@@ -7,12 +7,16 @@ use tower::ServiceBuilder;
 use tower::util::BoxCloneSyncService;
 
 use super::attempt::{Dispatched, SegmentRequest, SegmentResponse};
+use super::limit::{Limited, RateLimiter};
 use super::retry::{Pacing, Paused, RetryPolicy};
 use super::{BoxError, RetrySettings};
+use crate::metrics::DestinationMetrics;
 
 pub(super) fn build<S>(
     inner: S,
     settings: &RetrySettings,
+    limiter: Option<Arc<RateLimiter>>,
+    metrics: DestinationMetrics,
 ) -> BoxCloneSyncService<SegmentRequest, SegmentResponse, BoxError>
 where
     S: tower::Service<SegmentRequest, Response = SegmentResponse> + Clone + Send + Sync + 'static,
@@ -27,11 +31,23 @@ where
         // Retries what `classify` calls retryable, after Retry-After or a jittered exponential
         // backoff, up to `max_attempts` (429s not counted), never sleeping past the request's
         // deadline, within the destination's retry budget.
-        .retry(RetryPolicy::new(Arc::new(settings.clone()), pacing.clone()))
+        .retry(RetryPolicy::new(
+            Arc::new(settings.clone()),
+            pacing.clone(),
+            metrics.clone(),
+        ))
         // Holds each attempt while the destination is paused by a 429's Retry-After.
         .layer_fn(move |inner| Paused {
             inner,
             pacing: pacing.clone(),
+        })
+        // Then until the destination's rate limit (events per second, this replica) lets its
+        // events go, the pause over first so what waited for it goes out paced; a wait past
+        // the deadline fails the request at once, unsent, with the wait it needed.
+        .layer_fn(move |inner| Limited {
+            inner,
+            limiter: limiter.clone(),
+            metrics: metrics.clone(),
         })
         // Each attempt gets its own deadline, so one slow answer costs one attempt.
         .timeout(settings.attempt_timeout)

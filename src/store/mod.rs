@@ -32,7 +32,7 @@ pub use ledger::{
 };
 pub use model::{
     AllowedUpstreams, Destination, DestinationPatch, MAX_MAPPINGS_PER_DESTINATION, MappingContent,
-    MappingRecord, Name, NewDestination, Region, check_model,
+    MappingRecord, Name, NewDestination, RateLimit, Region, check_model,
 };
 pub use postgres::{PostgresOptions, PostgresStore};
 pub(crate) use redact::redact_store_url;

@@ -188,6 +188,38 @@ impl AllowedUpstreams {
     }
 }
 
+/// A destination's rate limit: the most events per second one replica sends it, or unlimited.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct RateLimit(Option<std::num::NonZeroU32>);
+
+impl RateLimit {
+    /// The highest limit accepted (events per second): far above what one source's Tracking
+    /// API takes, low enough that a typo is caught.
+    pub const MAX: u32 = 100_000;
+
+    pub const UNLIMITED: RateLimit = RateLimit(None);
+
+    /// `0` is unlimited; otherwise at most [`RateLimit::MAX`].
+    pub fn parse(per_second: u32) -> Result<RateLimit, &'static str> {
+        if per_second > RateLimit::MAX {
+            return Err(
+                "is more than 100000 events per second (0 means unlimited); at most 100000",
+            );
+        }
+        Ok(RateLimit(std::num::NonZeroU32::new(per_second)))
+    }
+
+    /// Events per second, `None` when unlimited.
+    pub fn per_second(self) -> Option<std::num::NonZeroU32> {
+        self.0
+    }
+
+    /// As stored and shown: events per second, `0` when unlimited.
+    pub fn get(self) -> u32 {
+        self.0.map_or(0, std::num::NonZeroU32::get)
+    }
+}
+
 /// A stored destination, as reads return it: the write key only as its fingerprint.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Destination {
@@ -197,6 +229,7 @@ pub struct Destination {
     pub write_key_fingerprint: String,
     pub enabled: bool,
     pub version: u64,
+    pub rate_limit: RateLimit,
 }
 
 /// A destination to create.
@@ -206,6 +239,7 @@ pub struct NewDestination {
     pub region: Region,
     pub write_key: WriteKey,
     pub enabled: bool,
+    pub rate_limit: RateLimit,
 }
 
 /// Changes to a destination: `None` keeps the value.
@@ -215,6 +249,7 @@ pub struct DestinationPatch {
     pub region: Option<Region>,
     pub write_key: Option<WriteKey>,
     pub enabled: Option<bool>,
+    pub rate_limit: Option<RateLimit>,
 }
 
 impl DestinationPatch {
@@ -227,6 +262,7 @@ impl DestinationPatch {
             .is_none_or(|n| n.as_str() == current.name)
             && self.region.as_ref().is_none_or(|r| *r == current.region)
             && self.enabled.is_none_or(|e| e == current.enabled)
+            && self.rate_limit.is_none_or(|l| l == current.rate_limit)
             && self
                 .write_key
                 .as_ref()

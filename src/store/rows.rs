@@ -3,7 +3,7 @@
 
 use sqlx::FromRow;
 
-use super::{Destination, MappingRecord, Region, Result, StoreError};
+use super::{Destination, MappingRecord, RateLimit, Region, Result, StoreError};
 
 #[derive(FromRow)]
 pub(super) struct DestinationRow {
@@ -13,6 +13,7 @@ pub(super) struct DestinationRow {
     write_key_fingerprint: String,
     enabled: bool,
     version: i64,
+    rate_limit: i64,
 }
 
 impl DestinationRow {
@@ -24,7 +25,17 @@ impl DestinationRow {
             write_key_fingerprint,
             enabled,
             version,
+            rate_limit,
         } = self;
+        let rate_limit = u32::try_from(rate_limit)
+            .ok()
+            .and_then(|l| RateLimit::parse(l).ok())
+            .ok_or_else(|| {
+                StoreError::Backend(
+                    format!("destination {id}: stored rate limit {rate_limit} is out of range")
+                        .into(),
+                )
+            })?;
         let region = Region::parse(&region).map_err(|e| {
             StoreError::Backend(format!("destination {id}: stored region {e}").into())
         })?;
@@ -35,6 +46,7 @@ impl DestinationRow {
             write_key_fingerprint,
             enabled,
             version: version as u64,
+            rate_limit,
         })
     }
 }

@@ -336,6 +336,7 @@ macro_rules! sql_store {
                     region,
                     write_key,
                     enabled,
+                    rate_limit,
                 } = new;
                 let id = $crate::store::new_id("dst_")?;
                 let sealed = self
@@ -353,6 +354,7 @@ macro_rules! sql_store {
                             .bind(&sealed.ciphertext)
                             .bind(write_key.fingerprint())
                             .bind(enabled)
+                            .bind(i64::from(rate_limit.get()))
                             .fetch_one(tx.conn())
                             .await
                             .map_err(|e| {
@@ -457,6 +459,7 @@ macro_rules! sql_store {
                                     .map($crate::sender::WriteKey::fingerprint),
                             )
                             .bind(patch.enabled)
+                            .bind(patch.rate_limit.map(|l| i64::from(l.get())))
                             .bind(id)
                             .bind(version as i64)
                             .fetch_optional(tx.conn())

@@ -61,7 +61,7 @@ pub(super) const ROLLBACK: &str = "ROLLBACK";
 
 macro_rules! destination_columns {
     () => {
-        "id, name, region, write_key_fingerprint, enabled, version"
+        "id, name, region, write_key_fingerprint, enabled, version, rate_limit"
     };
 }
 
@@ -90,8 +90,8 @@ macro_rules! stamp {
             ),
             create_destination: concat!(
                 "INSERT INTO destinations (id, name, region, write_key_key_id, write_key_nonce, \
-                 write_key_ciphertext, write_key_fingerprint, enabled, version) \
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, 1) RETURNING ",
+                 write_key_ciphertext, write_key_fingerprint, enabled, rate_limit, version) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, 1) RETURNING ",
                 destination_columns!()
             ),
             get_destination: concat!(
@@ -116,10 +116,11 @@ macro_rules! stamp {
                    write_key_ciphertext = COALESCE($5, write_key_ciphertext), \
                    write_key_fingerprint = COALESCE($6, write_key_fingerprint), \
                    enabled = COALESCE($7, enabled), \
+                   rate_limit = COALESCE($8, rate_limit), \
                    version = version + 1, \
                    updated_at = ",
                 $now,
-                " WHERE id = $8 AND version = $9 RETURNING ",
+                " WHERE id = $9 AND version = $10 RETURNING ",
                 destination_columns!()
             ),
             delete_destination: "DELETE FROM destinations WHERE id = $1",

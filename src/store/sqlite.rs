@@ -136,6 +136,7 @@ mod tests {
                 region: Region::parse("us").unwrap(),
                 write_key: WriteKey::parse("wk-0123456789".into()).unwrap(),
                 enabled: true,
+                rate_limit: Default::default(),
             })
             .await
             .unwrap();
@@ -175,6 +176,7 @@ mod tests {
             region: Region::Us,
             write_key: WriteKey::parse("wk-0123456789".into()).unwrap(),
             enabled: true,
+            rate_limit: Default::default(),
         };
         let d = store.create_destination(destination("a")).await.unwrap();
         let version = store.catalog_version().await.unwrap();

@@ -477,6 +477,8 @@ async fn destinations_update_changes_only_what_is_given() {
                 &key_file,
                 "--enabled",
                 "false",
+                "--rate-limit",
+                "50",
                 "--json",
             ],
             &server,
@@ -491,6 +493,50 @@ async fn destinations_update_changes_only_what_is_given() {
     assert_eq!(updated["region"], "us");
     assert_eq!(updated["enabled"], false);
     assert_eq!(updated["version"], 2);
+    assert_eq!(updated["rate_limit"], 50);
+    // get and list show it; 0 shows as unlimited.
+    let out = cli(
+        &[&["destinations", "get", &d.id][..], &server].concat(),
+        &[],
+    )
+    .await;
+    assert!(
+        text(&out.stdout).contains("rate_limit:            50/s"),
+        "{}",
+        text(&out.stdout)
+    );
+    let out = cli(
+        &[
+            &["destinations", "update", &d.id, "--rate-limit", "0"][..],
+            &server,
+        ]
+        .concat(),
+        &[],
+    )
+    .await;
+    assert!(
+        text(&out.stdout).contains("unlimited"),
+        "{}",
+        text(&out.stdout)
+    );
+    let out = cli(&[&["destinations", "list"][..], &server].concat(), &[]).await;
+    assert!(text(&out.stdout).contains("RATE"), "{}", text(&out.stdout));
+    // Over the bound: the server names the field.
+    let out = cli(
+        &[
+            &["destinations", "update", &d.id, "--rate-limit", "100001"][..],
+            &server,
+        ]
+        .concat(),
+        &[],
+    )
+    .await;
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        text(&out.stderr).contains("rate_limit"),
+        "{}",
+        text(&out.stderr)
+    );
     assert_ne!(
         updated["write_key_fingerprint"].as_str().unwrap(),
         d.write_key_fingerprint
@@ -740,6 +786,7 @@ async fn sigterm_mid_submit_rows_answers_every_row() {
             region: fake.url(),
             write_key: "wk-sigterm-0123".into(),
             enabled: None,
+            rate_limit: None,
         })
         .await
         .unwrap()

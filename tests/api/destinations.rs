@@ -23,6 +23,7 @@ async fn create_get_list_update_delete() {
             region: "http://127.0.0.1:9/v1/".into(),
             write_key: "wk_secret_ABC123".into(),
             enabled: None,
+            rate_limit: None,
         })
         .await
         .unwrap()
@@ -70,6 +71,7 @@ async fn create_get_list_update_delete() {
             region: Some("eu".into()),
             write_key: Some("wk_rotated_XYZ".into()),
             enabled: Some(false),
+            rate_limit: None,
         })
         .await
         .unwrap()
@@ -122,14 +124,42 @@ async fn invalid_fields_are_all_reported() {
             region: "mars".into(),
             write_key: "has a space".into(),
             enabled: None,
+            rate_limit: Some(100_001),
         })
         .await
         .unwrap_err();
     assert_eq!(err.code(), Code::InvalidArgument);
     let fields: Vec<String> = violations(&err).into_iter().map(|(f, _)| f).collect();
-    assert_eq!(fields, ["name", "region", "write_key"]);
+    assert_eq!(fields, ["name", "region", "write_key", "rate_limit"]);
     // The message never echoes a write key.
     assert!(!err.message().contains("has a space"), "{}", err.message());
+    // An update's limit is bounded the same way, and nothing is changed.
+    let d = app.create_destination("prod").await;
+    let err = app
+        .client
+        .clone()
+        .update_destination(proto::UpdateDestinationRequest {
+            id: d.id.clone(),
+            version: 1,
+            rate_limit: Some(u32::MAX),
+            ..Default::default()
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::InvalidArgument);
+    assert_eq!(
+        violations(&err),
+        [(
+            "rate_limit".to_owned(),
+            "is more than 100000 events per second (0 means unlimited); at most 100000".to_owned()
+        )]
+    );
+    let got = app
+        .client
+        .clone()
+        .get_destination(proto::GetDestinationRequest { id: d.id.clone() })
+        .await;
+    assert_eq!(got.unwrap().into_inner().destination.unwrap(), d);
 }
 
 #[tokio::test]
@@ -145,6 +175,7 @@ async fn names_are_unique() {
             region: "us".into(),
             write_key: "k1".into(),
             enabled: None,
+            rate_limit: None,
         })
         .await
         .unwrap_err();
@@ -215,6 +246,7 @@ async fn the_write_key_is_encrypted_at_rest() {
             region: "us".into(),
             write_key: key.into(),
             enabled: None,
+            rate_limit: None,
         })
         .await
         .unwrap()

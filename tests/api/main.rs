@@ -17,6 +17,7 @@ mod health_reflection;
 mod limits;
 mod mappings;
 mod message_ids;
+mod rate_limit;
 mod render_limits;
 mod security;
 mod starvation;

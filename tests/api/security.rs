@@ -460,6 +460,7 @@ async fn custom_base_urls_need_their_host_allowed() {
             region: "http://anywhere.example:8080".into(),
             write_key: "wk-x-0123456789".into(),
             enabled: None,
+            rate_limit: None,
         })
         .await
         .unwrap_err();

@@ -88,6 +88,7 @@ async fn health_and_small_calls_answer_while_heavy_renders_run_on_every_core() {
             region: fake.url(),
             write_key: WRITE_KEY.into(),
             enabled: None,
+            rate_limit: None,
         })
         .await
         .unwrap()

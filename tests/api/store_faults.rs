@@ -209,6 +209,7 @@ async fn a_write_on_a_full_volume_fails_and_every_acknowledged_write_is_kept() {
                 region: "us".into(),
                 write_key: format!("wk-full-{i}-0123456789"),
                 enabled: None,
+                rate_limit: None,
             })
             .await
         {

@@ -137,6 +137,7 @@ impl TestApp {
                 region: "us".into(),
                 write_key: format!("wk-{name}-0123456789"),
                 enabled: None,
+                rate_limit: None,
             })
             .await
             .unwrap()
@@ -159,6 +160,7 @@ impl TestApp {
                 region: base.into(),
                 write_key: write_key.into(),
                 enabled: None,
+                rate_limit: None,
             })
             .await
             .unwrap()

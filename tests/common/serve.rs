@@ -227,6 +227,7 @@ pub async fn create_destination(
         region: region.into(),
         write_key: write_key.into(),
         enabled: None,
+        rate_limit: None,
     })
     .await
     .unwrap()

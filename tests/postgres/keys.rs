@@ -110,6 +110,7 @@ async fn keys_rotate_works_on_sqlite_with_a_key_file() {
             region: Region::Us,
             write_key: WriteKey::parse("wk-sqlite-0123".into()).unwrap(),
             enabled: true,
+            rate_limit: Default::default(),
         })
         .await
         .unwrap();

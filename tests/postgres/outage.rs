@@ -82,6 +82,7 @@ async fn calls_fail_unavailable_while_postgres_is_down_and_recover_after() {
             region: "us".into(),
             write_key: "wk-other-0123".into(),
             enabled: None,
+            rate_limit: None,
         }),
         c4.update_destination(proto::UpdateDestinationRequest {
             id: d.id.clone(),
@@ -90,6 +91,7 @@ async fn calls_fail_unavailable_while_postgres_is_down_and_recover_after() {
             region: None,
             write_key: None,
             enabled: None,
+            rate_limit: None,
         }),
         c5.delete_destination(proto::DeleteDestinationRequest { id: d.id.clone() }),
         c6.list_mappings(proto::ListMappingsRequest {

@@ -41,6 +41,7 @@ async fn the_write_key_is_nowhere_in_logs_responses_or_the_database() {
             region: "us".into(),
             write_key: first.clone(),
             enabled: None,
+            rate_limit: None,
         })
         .await
         .unwrap()
@@ -55,6 +56,7 @@ async fn the_write_key_is_nowhere_in_logs_responses_or_the_database() {
                 region: region.into(),
                 write_key: refused.clone(),
                 enabled: None,
+                rate_limit: None,
             })
             .await
             .unwrap_err();
@@ -68,6 +70,7 @@ async fn the_write_key_is_nowhere_in_logs_responses_or_the_database() {
             region: Some("eu".into()),
             write_key: Some(second.clone()),
             enabled: None,
+            rate_limit: None,
         })
         .await
         .unwrap()
@@ -82,6 +85,7 @@ async fn the_write_key_is_nowhere_in_logs_responses_or_the_database() {
             region: None,
             write_key: Some(refused.clone()),
             enabled: None,
+            rate_limit: None,
         })
         .await
         .unwrap_err();
