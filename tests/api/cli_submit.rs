@@ -427,6 +427,7 @@ async fn served_destination(dir: &Path, fake: &FakeSegment) -> (String, Serve, S
             region: fake.url(),
             write_key: KEY.into(),
             enabled: None,
+            rate_limit: None,
         })
         .await
         .unwrap()
