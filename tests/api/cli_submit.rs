@@ -624,7 +624,8 @@ async fn a_stream_broken_mid_file_without_retries_reports_the_first_unconfirmed_
     let out = finish(child).await;
     let (stdout, stderr) = (text(&out.stdout), text(&out.stderr));
     assert_eq!(out.status.code(), Some(1), "{stdout}{stderr}");
-    assert!(stderr.contains("connection refused"), "{stderr}");
+    // Refused, or the stream broken by the kill: which one depends on timing.
+    assert!(stderr.contains("cannot reach the server"), "{stderr}");
     let first = resume_line(&stdout);
     assert!(stdout.contains(" rows sent got no answer)"), "{stdout}");
     let delivered: BTreeSet<usize> = delivered_lines(&stdout)
