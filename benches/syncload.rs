@@ -58,13 +58,11 @@ async fn full_sync(
         for (c, first) in (0..records).step_by(chunk).enumerate() {
             let records = (first..(first + chunk).min(records))
                 .map(|i| {
-                    let mut columns = workload::row_json(i);
-                    if changed(i) {
-                        columns["changed"] = Value::Bool(true);
-                    }
+                    let mut columns_json = Vec::with_capacity(480);
+                    workload::row_bytes(i, changed(i), &mut columns_json);
                     proto::SyncRecord {
                         id: format!("row-{i}"),
-                        columns_json: serde_json::to_vec(&columns).unwrap(),
+                        columns_json,
                     }
                 })
                 .collect();
@@ -124,6 +122,18 @@ async fn main() {
     let records = env_usize("SYNCLOAD_RECORDS", 1_000_000);
     let chunk = env_usize("SYNCLOAD_CHUNK", 1_000);
     let per_mille = env_usize("SYNCLOAD_CHANGED_PER_MILLE", 10);
+    // The fast row writer makes the rows the workload's template does.
+    for i in 0..1000 {
+        for changed in [false, true] {
+            let mut expected = workload::row_json(i);
+            if changed {
+                expected["changed"] = Value::Bool(true);
+            }
+            let mut bytes = Vec::new();
+            workload::row_bytes(i, changed, &mut bytes);
+            assert_eq!(bytes, serde_json::to_vec(&expected).unwrap(), "row {i}");
+        }
+    }
 
     let upstream_requests = Arc::new(AtomicU64::new(0));
     let upstream_bytes = Arc::new(AtomicU64::new(0));

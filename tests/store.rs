@@ -10,9 +10,10 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use segment_connections::store::{
-    AnyStore, CryptoError, DestinationPatch, KeyRing, Kind, MAX_MAPPINGS_PER_DESTINATION,
-    MappingContent, Name, NewDestination, PostgresOptions, PostgresStore, RateLimit, Region,
-    SqliteStore, Store, StoreError, WriteKey,
+    AnyStore, Change, CryptoError, DestinationPatch, KeyRing, Kind, Ledger,
+    MAX_MAPPINGS_PER_DESTINATION, MappingContent, Name, NewDestination, NewSync, PostgresOptions,
+    PostgresStore, Progress, RateLimit, RecordState, Region, Settled, SqliteStore, StateWrite,
+    Store, StoreError, SyncMode, WriteKey,
 };
 
 use common::pg::TestDb;
@@ -145,9 +146,142 @@ suite!(
     usage_of_replicas_flushing_at_once_adds_up_and_merges,
     an_unreadable_stored_sketch_is_counted_afresh,
     the_rate_limit_round_trips,
+    ledger_writes_of_many_records_round_trip_in_one_transaction,
 );
 
 // === the cases ===
+
+/// A ledger entry as a sync writes it.
+fn entry(record_id: &str, i: usize, status: Settled) -> RecordState {
+    RecordState {
+        record_id: record_id.to_owned(),
+        checksum: vec![(i % 251) as u8, 0, 0xff, (i / 251) as u8],
+        status,
+        op: Change::Updated,
+        tries: (i % 4) as u32,
+        since: 1_700_000_000_000 + i as i64,
+        columns: (status == Settled::Pending)
+            .then(|| format!(r#"{{"n":{i},"s":"é \" \\ \u0000 ☃"}}"#).into_bytes()),
+    }
+}
+
+/// `record` writes thousands of ledger entries over several statements, in one transaction:
+/// ids with quotes, backslashes and non-ASCII characters, checksums with every byte, pending
+/// rows' columns, the last of two writes to one key, and removals, all read back as written
+/// (`changed` of what was written is empty but for the unsynced; `unseen` returns them in
+/// order with their columns).
+async fn ledger_writes_of_many_records_round_trip_in_one_transaction(b: &Backend) {
+    let s = b.open(key()).await;
+    let d = s
+        .create_destination(new_destination("prod", "k"))
+        .await
+        .unwrap();
+    let maps = [
+        s.create_mapping(&d.id, mapping("a")).await.unwrap().id,
+        s.create_mapping(&d.id, mapping("b")).await.unwrap().id,
+    ];
+    let new = NewSync {
+        destination_id: d.id.clone(),
+        model: "orders".into(),
+        mode: SyncMode::Full,
+        dry_run: false,
+        now: 1,
+        lease: 60_000,
+    };
+    let run = s.start_sync(&new).await.unwrap().unwrap();
+    let n = 6_200;
+    let ids: Vec<String> = (0..n)
+        .map(|i| match i % 3 {
+            0 => format!("r-{i:05}"),
+            1 => format!("r-{i:05} \"q\" \\ é"),
+            _ => format!("r-{i:05}-☃"),
+        })
+        .collect();
+    let status = |i: usize| match i % 10 {
+        0 => Settled::Pending,
+        1 => Settled::Rejected,
+        _ => Settled::Synced,
+    };
+    let mut writes = Vec::new();
+    for m in &maps {
+        for (i, id) in ids.iter().enumerate() {
+            // A first write the second one replaces.
+            if i % 7 == 0 {
+                writes.push(StateWrite::Put {
+                    mapping_id: m.clone(),
+                    state: entry(id, i + 1, Settled::GaveUp),
+                });
+            }
+            writes.push(StateWrite::Put {
+                mapping_id: m.clone(),
+                state: entry(id, i, status(i)),
+            });
+        }
+    }
+    let progress = Progress {
+        received: 0,
+        counts: "[]",
+        first_failure: 0,
+    };
+    s.record(&run.id, &[], &writes, &[], progress)
+        .await
+        .unwrap();
+    let removed: Vec<StateWrite> = ids
+        .iter()
+        .step_by(5)
+        .map(|id| StateWrite::Remove {
+            mapping_id: maps[1].clone(),
+            record_id: id.clone(),
+        })
+        .collect();
+    s.record(&run.id, &[], &removed, &[], progress)
+        .await
+        .unwrap();
+
+    for (k, m) in maps.iter().enumerate() {
+        let sums: Vec<Vec<u8>> = (0..n)
+            .map(|i| entry("", i, Settled::Synced).checksum)
+            .collect();
+        let asked: Vec<(&str, &[u8])> = ids
+            .iter()
+            .zip(&sums)
+            .map(|(id, sum)| (id.as_str(), sum.as_slice()))
+            .collect();
+        let mut changed = s.changed(m, &asked).await.unwrap();
+        changed.sort_by(|a, b| a.0.cmp(&b.0));
+        let mut expected: Vec<(String, Option<RecordState>)> = (0..n)
+            .filter_map(|i| {
+                let gone = k == 1 && i % 5 == 0;
+                let mut e = entry(&ids[i], i, status(i));
+                e.columns = None;
+                match (gone, status(i)) {
+                    (true, _) => Some((ids[i].clone(), None)),
+                    (false, Settled::Synced) => None,
+                    (false, _) => Some((ids[i].clone(), Some(e))),
+                }
+            })
+            .collect();
+        expected.sort_by(|a, b| a.0.cmp(&b.0));
+        assert_eq!(changed.len(), expected.len(), "mapping {k}");
+        assert!(changed == expected, "mapping {k}: changed differs");
+
+        let mut unseen = Vec::new();
+        let mut after = String::new();
+        loop {
+            let page = s.unseen(&run.id, m, true, &after, 1000).await.unwrap();
+            let Some(last) = page.last() else { break };
+            after = last.record_id.clone();
+            unseen.extend(page);
+        }
+        let mut pending: Vec<RecordState> = (0..n)
+            .filter(|&i| status(i) == Settled::Pending && !(k == 1 && i % 5 == 0))
+            .map(|i| entry(&ids[i], i, Settled::Pending))
+            .collect();
+        pending.sort_by(|a, b| a.record_id.as_bytes().cmp(b.record_id.as_bytes()));
+        assert_eq!(unseen.len(), pending.len(), "mapping {k}");
+        assert!(unseen == pending, "mapping {k}: pending entries differ");
+    }
+}
 
 /// A destination's rate limit is stored on create, changed and removed by updates (each a new
 /// version), kept by a patch that does not name it, and read back after a restart; a row the

@@ -78,47 +78,30 @@ pub(super) async fn sync<S: Store + Ledger>(
     }))
     .await
     .ok();
+    // The caller's messages are read and their records parsed (and checksummed) by a task of
+    // their own, a chunk ahead of the one the sync is working on.
+    let (parsed_tx, mut parsed) = mpsc::channel(1);
+    let reader = tokio::spawn(read(inbound, limits, idle, parsed_tx)).abort_handle();
     tokio::spawn(async move {
         let send = |m| proto::SyncResponse { message: Some(m) };
         // Ok(committed) or why the sync ended early; a caller's fault is also its status.
         let (committed, failure, caller): (bool, Option<Error>, Option<Status>) = loop {
             let next = tokio::select! {
-                m = inbound.message() => m,
+                m = parsed.recv() => m.unwrap_or(Inbound::End(None)),
                 () = sleep_until(deadline) => break (false, None, None),
-                () = tokio::time::sleep(idle) => break (false, None, Some(Error::StreamIdle(idle).into())),
             };
             match next {
-                Ok(Some(proto::SyncRequest {
-                    message: Some(Message::Chunk(proto::SyncChunk { chunk_id, records })),
-                })) => {
-                    if records.len() > limits.max_rows {
-                        let e = Error::invalid(
-                            "chunk.records",
-                            format!(
-                                "chunk {chunk_id}: {} records; at most {} per chunk \
-                                 (--max-submit-rows)",
-                                records.len(),
-                                limits.max_rows
-                            ),
-                        );
-                        break (false, None, Some(e.into()));
-                    }
-                    let records = records.into_iter().map(|r| record(r, &limits)).collect();
-                    match running.chunk(records).await {
-                        Ok(answer) => {
-                            let a = proto::sync_response::Message::Chunk(chunk_answer(
-                                chunk_id, answer,
-                            ));
-                            if tx.send(Ok(send(a))).await.is_err() {
-                                break (false, None, None);
-                            }
+                Inbound::Chunk(chunk_id, records) => match running.chunk(records).await {
+                    Ok(answer) => {
+                        let a =
+                            proto::sync_response::Message::Chunk(chunk_answer(chunk_id, answer));
+                        if tx.send(Ok(send(a))).await.is_err() {
+                            break (false, None, None);
                         }
-                        Err(e) => break (false, Some(e), None),
                     }
-                }
-                Ok(Some(proto::SyncRequest {
-                    message: Some(Message::Commit(_)),
-                })) => match running.commit().await {
+                    Err(e) => break (false, Some(e), None),
+                },
+                Inbound::Commit => match running.commit().await {
                     Ok(answer) => {
                         let a = proto::sync_response::Message::Committed(chunk_answer(0, answer));
                         tx.send(Ok(send(a))).await.ok();
@@ -126,18 +109,10 @@ pub(super) async fn sync<S: Store + Ledger>(
                     }
                     Err(e) => break (false, Some(e), None),
                 },
-                Ok(Some(_)) => {
-                    let e = Error::invalid(
-                        "message",
-                        "after the header every message must be a chunk or the commit",
-                    );
-                    break (false, None, Some(e.into()));
-                }
-                // Half-closed, or gone, without commit.
-                Ok(None) => break (false, None, None),
-                Err(status) => break (false, None, Some(status)),
+                Inbound::End(status) => break (false, None, status),
             }
         };
+        reader.abort();
         let run = running.finish(committed, failure.as_ref()).await;
         let summary = proto::sync_response::Message::Summary(info(&run));
         tx.send(Ok(send(summary))).await.ok();
@@ -146,6 +121,64 @@ pub(super) async fn sync<S: Store + Ledger>(
         }
     });
     Ok(Box::pin(tokio_stream::wrappers::ReceiverStream::new(rx)))
+}
+
+/// A caller's message after the header, as the sync takes it.
+enum Inbound {
+    Chunk(u64, Vec<Record>),
+    Commit,
+    /// The stream ended without commit: half-closed or gone (`None`), or by the caller's fault.
+    End(Option<Status>),
+}
+
+/// Reads the caller's messages until the commit or the end, parsing each chunk's records.
+async fn read(
+    mut inbound: Streaming<proto::SyncRequest>,
+    limits: RequestLimits,
+    idle: std::time::Duration,
+    parsed: mpsc::Sender<Inbound>,
+) {
+    use proto::sync_request::Message;
+    loop {
+        let next = match tokio::time::timeout(idle, inbound.message()).await {
+            Err(_) => Inbound::End(Some(Error::StreamIdle(idle).into())),
+            Ok(Ok(Some(proto::SyncRequest {
+                message: Some(Message::Chunk(proto::SyncChunk { chunk_id, records })),
+            }))) if records.len() > limits.max_rows => {
+                let e = Error::invalid(
+                    "chunk.records",
+                    format!(
+                        "chunk {chunk_id}: {} records; at most {} per chunk (--max-submit-rows)",
+                        records.len(),
+                        limits.max_rows
+                    ),
+                );
+                Inbound::End(Some(e.into()))
+            }
+            Ok(Ok(Some(proto::SyncRequest {
+                message: Some(Message::Chunk(proto::SyncChunk { chunk_id, records })),
+            }))) => {
+                let records = records.into_iter().map(|r| record(r, &limits)).collect();
+                Inbound::Chunk(chunk_id, records)
+            }
+            Ok(Ok(Some(proto::SyncRequest {
+                message: Some(Message::Commit(_)),
+            }))) => Inbound::Commit,
+            Ok(Ok(Some(_))) => {
+                let e = Error::invalid(
+                    "message",
+                    "after the header every message must be a chunk or the commit",
+                );
+                Inbound::End(Some(e.into()))
+            }
+            Ok(Ok(None)) => Inbound::End(None),
+            Ok(Err(status)) => Inbound::End(Some(status)),
+        };
+        let last = !matches!(next, Inbound::Chunk(..));
+        if parsed.send(next).await.is_err() || last {
+            return;
+        }
+    }
 }
 
 async fn sleep_until(deadline: Option<Instant>) {
@@ -159,10 +192,8 @@ async fn sleep_until(deadline: Option<Instant>) {
 fn record(r: proto::SyncRecord, limits: &RequestLimits) -> Record {
     let proto::SyncRecord { id, columns_json } = r;
     if id.is_empty() {
-        return Record {
-            id,
-            row: Err(Issue::new(IssueCode::InvalidRow, "/id", "is required")),
-        };
+        let issue = Issue::new(IssueCode::InvalidRow, "/id", "is required");
+        return Record::new(id, Err(issue));
     }
     let row = proto::Row {
         id: id.clone(),
@@ -170,10 +201,8 @@ fn record(r: proto::SyncRecord, limits: &RequestLimits) -> Record {
         columns_json,
         message_id: None,
     };
-    Record {
-        id,
-        row: convert::row(row, &limits.rows),
-    }
+    let row = convert::row(row, &limits.rows);
+    Record::new(id, row)
 }
 
 fn change(op: Option<Op>) -> i32 {

@@ -299,8 +299,11 @@ pub(super) struct LedgerSql {
     pub changed: &'static str,
     pub unseen: &'static str,
     pub unseen_pending: &'static str,
-    pub put_state: &'static str,
-    pub remove_state: &'static str,
+    /// `$1`: a JSON array of `[mapping_id, record_id, checksum hex, status, op, tries, since,
+    /// columns hex or null]`, at most one per key.
+    pub put_states: &'static str,
+    /// `$1`: a JSON array of `[mapping_id, record_id]`.
+    pub remove_states: &'static str,
     pub insert_failure: &'static str,
     pub progress: &'static str,
     pub finish: &'static str,
@@ -325,7 +328,14 @@ macro_rules! run_columns {
 /// The statements, with the dialect's fragments: `begin` (as in `sql.rs`) and `ids`, a list of
 /// ids bound as `$2` (SQLite: a JSON array read by `json_each`; PostgreSQL: a `text[]`).
 macro_rules! ledger_stamp {
-    (begin: $begin:literal, ids: $ids:literal, changed: $changed:literal $(,)?) => {
+    (
+        begin: $begin:literal,
+        ids: $ids:literal,
+        among: $among:literal,
+        changed: $changed:literal,
+        put_rows: $put_rows:literal,
+        remove_states: $remove_states:literal $(,)?
+    ) => {
         LedgerSql {
             begin: $begin,
             abandon_expired: "UPDATE sync_runs SET status = 'ABANDONED', ended_at = $3, \
@@ -342,10 +352,8 @@ macro_rules! ledger_stamp {
                  AND status = 'RUNNING' AND NOT dry_run",
             renew: "UPDATE sync_runs SET heartbeat_at = $2 WHERE id = $1 AND status = 'RUNNING'",
             seen_among: concat!(
-                "SELECT record_id FROM sync_seen WHERE sync_id = $1 AND record_id IN \
-                 (SELECT r FROM ",
-                $ids,
-                ")"
+                "SELECT record_id FROM sync_seen WHERE sync_id = $1 AND record_id ",
+                $among
             ),
             insert_seen: concat!(
                 "INSERT INTO sync_seen (sync_id, record_id) SELECT $1, r FROM ",
@@ -362,12 +370,15 @@ macro_rules! ledger_stamp {
                  AND NOT EXISTS \
                  (SELECT 1 FROM sync_seen WHERE sync_id = $1 AND record_id = s.record_id) \
                  ORDER BY record_id LIMIT $4",
-            put_state: "INSERT INTO sync_state (mapping_id, record_id, checksum, status, op, \
-                 tries, since, columns) VALUES ($1, $2, $3, $4, $5, $6, $7, $8) \
-                 ON CONFLICT (mapping_id, record_id) DO UPDATE SET checksum = excluded.checksum, \
+            put_states: concat!(
+                "INSERT INTO sync_state (mapping_id, record_id, checksum, status, op, tries, \
+                 since, columns) ",
+                $put_rows,
+                " ON CONFLICT (mapping_id, record_id) DO UPDATE SET checksum = excluded.checksum, \
                  status = excluded.status, op = excluded.op, tries = excluded.tries, \
-                 since = excluded.since, columns = excluded.columns",
-            remove_state: "DELETE FROM sync_state WHERE mapping_id = $1 AND record_id = $2",
+                 since = excluded.since, columns = excluded.columns"
+            ),
+            remove_states: $remove_states,
             insert_failure: "INSERT INTO sync_failures (sync_id, seq, record_id, mapping_id, \
                  status, code, pointer, message, message_id, event_json) \
                  VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
@@ -406,40 +417,186 @@ macro_rules! ledger_stamp {
 pub(super) const SQLITE: LedgerSql = ledger_stamp!(
     begin: "BEGIN IMMEDIATE",
     ids: "(SELECT value AS r FROM json_each($2)) AS ids",
+    among: "IN (SELECT value FROM json_each($2))",
     changed: "SELECT json_extract(j.value, '$[0]'), s.record_id, s.checksum, s.status, s.op, \
         s.tries, s.since FROM json_each($2) AS j LEFT JOIN sync_state s \
         ON s.mapping_id = $1 AND s.record_id = json_extract(j.value, '$[0]') \
         WHERE s.record_id IS NULL OR s.status <> 0 \
         OR hex(s.checksum) <> json_extract(j.value, '$[1]')",
+    put_rows: "SELECT j.value ->> 0, j.value ->> 1, unhex(j.value ->> 2), j.value ->> 3, \
+        j.value ->> 4, j.value ->> 5, j.value ->> 6, unhex(j.value ->> 7) \
+        FROM json_each($1) AS j WHERE true",
+    remove_states: "DELETE FROM sync_state WHERE (mapping_id, record_id) IN \
+        (SELECT j.value ->> 0, j.value ->> 1 FROM json_each($1) AS j)",
 );
 
 pub(super) const POSTGRES: LedgerSql = ledger_stamp!(
     begin: "BEGIN",
     ids: "unnest($2::text[]) AS ids (r)",
+    // An index probe per id: the planner cannot tell that one sync's ids are few of the table's.
+    among: "= ANY($2::text[])",
     changed: "SELECT j->>0, s.record_id, s.checksum, s.status, s.op, s.tries, s.since \
         FROM jsonb_array_elements($2::text::jsonb) AS j LEFT JOIN sync_state s \
         ON s.mapping_id = $1 AND s.record_id = j->>0 \
         WHERE s.record_id IS NULL OR s.status <> 0 OR s.checksum <> decode(j->>1, 'hex')",
+    put_rows: "SELECT j->>0, j->>1, decode(j->>2, 'hex'), (j->>3)::bigint, (j->>4)::bigint, \
+        (j->>5)::bigint, (j->>6)::bigint, decode(j->>7, 'hex') \
+        FROM json_array_elements($1::text::json) AS j",
+    remove_states: "DELETE FROM sync_state s USING json_array_elements($1::text::json) AS j \
+        WHERE s.mapping_id = j->>0 AND s.record_id = j->>1",
 );
 
 /// `changed`'s `$2`: `[[id, "HEX"], ...]`.
 pub(super) fn changed_param(records: &[(&str, &[u8])]) -> String {
-    let mut out = String::with_capacity(records.len() * 64 + 2);
-    out.push('[');
-    for (i, (id, sum)) in records.iter().enumerate() {
-        if i > 0 {
-            out.push(',');
-        }
-        out.push('[');
-        out.push_str(&serde_json::to_string(id).unwrap_or_else(|_| "\"\"".into()));
-        out.push_str(",\"");
-        for b in *sum {
-            out.push_str(&format!("{b:02X}"));
-        }
-        out.push_str("\"]");
+    let mut out = Json::with_capacity(records.len() * 64);
+    out.open();
+    for (id, sum) in records {
+        out.open();
+        out.str(id);
+        out.hex(Some(sum));
+        out.close();
     }
-    out.push(']');
-    out
+    out.close();
+    out.finish()
+}
+
+/// The JSON array parameters of the batched statements, written straight into one buffer.
+pub(super) struct Json {
+    out: Vec<u8>,
+    /// Whether the next value opens its array (needs no comma).
+    first: bool,
+}
+
+impl Json {
+    pub(super) fn with_capacity(bytes: usize) -> Json {
+        Json {
+            out: Vec::with_capacity(bytes + 2),
+            first: true,
+        }
+    }
+
+    fn comma(&mut self) {
+        if !self.first {
+            self.out.push(b',');
+        }
+        self.first = false;
+    }
+
+    pub(super) fn open(&mut self) {
+        self.comma();
+        self.out.push(b'[');
+        self.first = true;
+    }
+
+    pub(super) fn close(&mut self) {
+        self.out.push(b']');
+        self.first = false;
+    }
+
+    pub(super) fn str(&mut self, s: &str) {
+        self.comma();
+        // Writing a string into a Vec cannot fail.
+        let _ = serde_json::to_writer(&mut self.out, s);
+    }
+
+    pub(super) fn int(&mut self, v: i64) {
+        self.comma();
+        self.out
+            .extend_from_slice(itoa::Buffer::new().format(v).as_bytes());
+    }
+
+    /// Bytes as upper-case hex in a string, or null.
+    pub(super) fn hex(&mut self, bytes: Option<&[u8]>) {
+        const HEX: &[u8; 16] = b"0123456789ABCDEF";
+        self.comma();
+        let Some(bytes) = bytes else {
+            self.out.extend_from_slice(b"null");
+            return;
+        };
+        self.out.reserve(bytes.len() * 2 + 2);
+        self.out.push(b'"');
+        for &b in bytes {
+            self.out.push(HEX[usize::from(b >> 4)]);
+            self.out.push(HEX[usize::from(b & 15)]);
+        }
+        self.out.push(b'"');
+    }
+
+    pub(super) fn finish(self) -> String {
+        // Only whole UTF-8 strings and ASCII were written.
+        String::from_utf8(self.out).unwrap_or_default()
+    }
+}
+
+/// Most rows one batched ledger statement writes.
+const WRITES_PER_STATEMENT: usize = 5_000;
+
+/// The parameters of [`LedgerSql::put_states`] and [`LedgerSql::remove_states`] for `writes`:
+/// the last write of each key only (a statement may not touch a row twice), in parts of at most
+/// [`WRITES_PER_STATEMENT`].
+pub(super) fn write_params(writes: &[StateWrite]) -> (Vec<String>, Vec<String>) {
+    fn key(w: &StateWrite) -> (&str, &str) {
+        match w {
+            StateWrite::Put { mapping_id, state } => (mapping_id, &state.record_id),
+            StateWrite::Remove {
+                mapping_id,
+                record_id,
+            } => (mapping_id, record_id),
+        }
+    }
+    let mut last: std::collections::HashMap<(&str, &str), usize, foldhash::fast::RandomState> =
+        std::collections::HashMap::with_capacity_and_hasher(writes.len(), Default::default());
+    for (i, w) in writes.iter().enumerate() {
+        last.insert(key(w), i);
+    }
+    let kept = writes
+        .iter()
+        .enumerate()
+        .filter(|(i, w)| last.get(&key(w)) == Some(i))
+        .map(|(_, w)| w);
+    let (mut puts, mut removes) = (Vec::new(), Vec::new());
+    let (mut put, mut remove) = (Vec::new(), Vec::new());
+    for w in kept {
+        match w {
+            StateWrite::Put { .. } => put.push(w),
+            StateWrite::Remove { .. } => remove.push(w),
+        }
+    }
+    for part in put.chunks(WRITES_PER_STATEMENT) {
+        let mut j = Json::with_capacity(part.len() * 96);
+        j.open();
+        for w in part {
+            if let StateWrite::Put { mapping_id, state } = w {
+                let (status, op, tries) = put_params(state);
+                j.open();
+                j.str(mapping_id);
+                j.str(&state.record_id);
+                j.hex(Some(&state.checksum));
+                j.int(status);
+                j.int(op);
+                j.int(tries);
+                j.int(state.since);
+                j.hex(state.columns.as_deref());
+                j.close();
+            }
+        }
+        j.close();
+        puts.push(j.finish());
+    }
+    for part in remove.chunks(WRITES_PER_STATEMENT) {
+        let mut j = Json::with_capacity(part.len() * 48);
+        j.open();
+        for w in part {
+            let (mapping_id, record_id) = key(w);
+            j.open();
+            j.str(mapping_id);
+            j.str(record_id);
+            j.close();
+        }
+        j.close();
+        removes.push(j.finish());
+    }
+    (puts, removes)
 }
 
 /// A row of `changed`: the id asked, and the entry's columns when there is one.
@@ -768,34 +925,17 @@ macro_rules! ledger_store {
                             .await
                             .map_err(Self::error)?;
                     }
-                    for w in writes {
-                        match w {
-                            $crate::store::ledger::StateWrite::Put { mapping_id, state } => {
-                                let (status, op, tries) = $crate::store::ledger::put_params(state);
-                                sqlx::query(Self::LEDGER.put_state)
-                                    .bind(mapping_id)
-                                    .bind(&state.record_id)
-                                    .bind(&state.checksum)
-                                    .bind(status)
-                                    .bind(op)
-                                    .bind(tries)
-                                    .bind(state.since)
-                                    .bind(&state.columns)
-                                    .execute(tx.conn())
-                                    .await
-                                    .map_err(Self::error)?;
-                            }
-                            $crate::store::ledger::StateWrite::Remove {
-                                mapping_id,
-                                record_id,
-                            } => {
-                                sqlx::query(Self::LEDGER.remove_state)
-                                    .bind(mapping_id)
-                                    .bind(record_id)
-                                    .execute(tx.conn())
-                                    .await
-                                    .map_err(Self::error)?;
-                            }
+                    let (puts, removes) = $crate::store::ledger::write_params(writes);
+                    for (sql, params) in [
+                        (Self::LEDGER.remove_states, removes),
+                        (Self::LEDGER.put_states, puts),
+                    ] {
+                        for p in params {
+                            sqlx::query(sql)
+                                .bind(p)
+                                .execute(tx.conn())
+                                .await
+                                .map_err(Self::error)?;
                         }
                     }
                     Self::insert_failures(tx.conn(), sync_id, failures, progress.first_failure)
@@ -989,3 +1129,80 @@ macro_rules! ledger_store {
 }
 
 pub(super) use ledger_store;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn put(mapping: &str, record: &str, since: i64) -> StateWrite {
+        StateWrite::Put {
+            mapping_id: mapping.into(),
+            state: RecordState {
+                record_id: record.into(),
+                checksum: vec![0, 0xab, 0xff],
+                status: Settled::Pending,
+                op: Change::Added,
+                tries: 2,
+                since,
+                columns: Some(b"{\"a\":1}".to_vec()),
+            },
+        }
+    }
+
+    /// The last write of a key wins, puts and removals go apart, and no statement carries more
+    /// than its share.
+    #[test]
+    fn writes_are_deduplicated_and_split_into_parts() {
+        let mut writes: Vec<StateWrite> =
+            (0..12_000).map(|i| put("m", &format!("r{i}"), i)).collect();
+        writes.push(put("m", "r5", -1));
+        writes.push(StateWrite::Remove {
+            mapping_id: "m".into(),
+            record_id: "r7".into(),
+        });
+        writes.push(StateWrite::Remove {
+            mapping_id: "n".into(),
+            record_id: "r\"8".into(),
+        });
+        let (puts, removes) = write_params(&writes);
+        let rows = |params: &[String]| -> Vec<serde_json::Value> {
+            params
+                .iter()
+                .flat_map(|p| {
+                    let v: Vec<serde_json::Value> = serde_json::from_str(p).unwrap();
+                    assert!(v.len() <= WRITES_PER_STATEMENT);
+                    v
+                })
+                .collect()
+        };
+        let puts = rows(&puts);
+        assert_eq!(puts.len(), 11_999, "r7 is removed, r5 written once");
+        let r5: Vec<_> = puts.iter().filter(|r| r[1] == "r5").collect();
+        assert_eq!(
+            r5,
+            [&serde_json::json!([
+                "m",
+                "r5",
+                "00ABFF",
+                1,
+                1,
+                2,
+                -1,
+                "7B2261223A317D"
+            ])]
+        );
+        assert_eq!(
+            rows(&removes),
+            [
+                serde_json::json!(["m", "r7"]),
+                serde_json::json!(["n", "r\"8"])
+            ]
+        );
+    }
+
+    #[test]
+    fn the_changed_parameter_is_json_with_hex_checksums() {
+        let p = changed_param(&[("a\"é", &[1, 0xfe]), ("b", &[])]);
+        assert_eq!(p, r#"[["a\"é","01FE"],["b",""]]"#);
+    }
+}

@@ -104,6 +104,10 @@ impl PostgresStore {
                 format!("{}ms", options.lock_timeout.as_millis()),
             ),
             ("idle_in_transaction_session_timeout", "30s".to_owned()),
+            // Plans made for the statement, not for one call's values: a sync's ids and its
+            // ledger grow by the million between two ANALYZEs, and a plan fitted to the last
+            // statistics (say, "this sync has no ids yet") scans what an index probe finds.
+            ("plan_cache_mode", "force_generic_plan".to_owned()),
         ]);
         let pool = PgPoolOptions::new()
             .max_connections(options.max_connections)

@@ -5,8 +5,9 @@
 //! records the caller did not send again. `run.rs` is one sync; this file its settings, inputs
 //! and counts.
 //!
-//! Inside the folder: mod → run.
+//! Inside the folder: mod → run → received.
 
+mod received;
 mod run;
 
 use std::sync::Arc;
@@ -49,12 +50,24 @@ impl Default for SyncSettings {
     }
 }
 
-/// One record as the caller sent it: its id and its row (op not yet known), or why it could not
-/// be read.
+/// One record as the caller sent it: its id and its row (op not yet known) with the row's
+/// checksum, or why it could not be read.
 #[derive(Debug)]
 pub(crate) struct Record {
     pub id: String,
-    pub row: Result<Row, Issue>,
+    pub row: Result<(Row, Vec<u8>), Issue>,
+}
+
+impl Record {
+    pub(crate) fn new(id: String, row: Result<Row, Issue>) -> Record {
+        Record {
+            id,
+            row: row.map(|row| {
+                let sum = checksum(&row);
+                (row, sum)
+            }),
+        }
+    }
 }
 
 /// What one mapping did in a chunk or a sync.

@@ -10,7 +10,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use tokio::time::Instant;
 
-use super::{MappingCounts, Record, SyncCounts, SyncSettings, checksum, now_ms};
+use super::received::{Received, Seen};
+use super::{MappingCounts, Record, SyncCounts, SyncSettings, now_ms};
 use crate::delivery::{Delivery, Input, RowStatus, SeenIds, Target};
 use crate::error::Error;
 use crate::issue::{Issue, IssueCode};
@@ -127,9 +128,9 @@ pub(crate) struct RunningSync<S> {
     /// Dry run: the users of the events it would send.
     dry_users: crate::usage::Sketch,
     columns: BTreeSet<String>,
-    /// Record ids received and not yet written: they go with the next write, so a chunk of
+    /// Every record id received; those not yet written go with the next write, so a chunk of
     /// unchanged records costs no write at all.
-    unflushed: HashSet<String, foldhash::fast::RandomState>,
+    received: Received,
     seen: SeenIds,
     lost: Arc<AtomicBool>,
     lease: tokio::task::AbortHandle,
@@ -184,7 +185,7 @@ impl<S: Store + Ledger> RunningSync<S> {
             dry_failures: Vec::new(),
             dry_users: crate::usage::Sketch::new(),
             columns: BTreeSet::new(),
-            unflushed: HashSet::default(),
+            received: Received::new(),
             seen: SeenIds::window(window),
             lost,
             lease,
@@ -219,7 +220,7 @@ impl<S: Store + Ledger> RunningSync<S> {
         self.run.received += records.len() as u64;
         let mut answer = Answer::default();
         let mut in_chunk: HashSet<String, foldhash::fast::RandomState> = HashSet::default();
-        let mut items: Vec<(String, Row)> = Vec::with_capacity(records.len());
+        let mut items: Vec<(String, (Row, Vec<u8>))> = Vec::with_capacity(records.len());
         for Record { id, row } in records {
             match row {
                 Err(issue) => refuse(&mut answer, id, issue),
@@ -227,20 +228,34 @@ impl<S: Store + Ledger> RunningSync<S> {
                 Ok(row) => items.push((id, row)),
             }
         }
-        let ids: Vec<&str> = items.iter().map(|(id, _)| id.as_str()).collect();
-        let before: HashSet<String, foldhash::fast::RandomState> = self
-            .store
-            .seen_among(&self.run.id, &ids)
-            .await?
-            .into_iter()
+        // Only an id the filter may have seen before is looked up in the store.
+        let maybe: Vec<&str> = items
+            .iter()
+            .filter(|(id, _)| self.received.seen(id) == Seen::Maybe)
+            .map(|(id, _)| id.as_str())
             .collect();
-        drop(ids);
+        let before: HashSet<String, foldhash::fast::RandomState> = match maybe.is_empty() {
+            true => HashSet::default(),
+            false => self
+                .store
+                .seen_among(&self.run.id, &maybe)
+                .await?
+                .into_iter()
+                .collect(),
+        };
+        drop(maybe);
         let mut fresh = Vec::with_capacity(items.len());
         for (id, row) in items {
-            if before.contains(&id) || self.unflushed.contains(&id) {
+            let repeated = match self.received.seen(&id) {
+                Seen::No => false,
+                Seen::Unflushed => true,
+                Seen::Maybe => before.contains(&id),
+            };
+            if repeated {
                 duplicate(&mut answer, id);
             } else {
-                fresh.push((checksum(&row), id, row));
+                let (row, sum) = row;
+                fresh.push((sum, id, row));
             }
         }
         for (_, _, row) in &fresh {
@@ -335,8 +350,9 @@ impl<S: Store + Ledger> RunningSync<S> {
             self.absorb(part, &mut answer, &mut writes);
         }
         drop(ids);
-        self.unflushed
-            .extend(fresh.into_iter().map(|(_, id, _)| id));
+        for (_, id, _) in fresh {
+            self.received.insert(id);
+        }
         self.record(&answer, writes, false).await?;
         Ok(answer)
     }
@@ -544,7 +560,7 @@ impl<S: Store + Ledger> RunningSync<S> {
         if self.run.dry_run {
             self.dry_failures.append(&mut failures);
         }
-        let due = flush || self.unflushed.len() >= MAX_UNFLUSHED_IDS;
+        let due = flush || self.received.unflushed() >= MAX_UNFLUSHED_IDS;
         if state.is_empty() && failures.is_empty() && !due {
             return Ok(());
         }
@@ -554,12 +570,12 @@ impl<S: Store + Ledger> RunningSync<S> {
             counts: &counts,
             first_failure: self.failures,
         };
-        let seen: Vec<&str> = self.unflushed.iter().map(String::as_str).collect();
+        let seen = self.received.to_flush();
         self.store
             .record(&self.run.id, &seen, &state, &failures, progress)
             .await?;
         drop(seen);
-        self.unflushed.clear();
+        self.received.flushed();
         self.failures += failures.len() as u64;
         Ok(())
     }
