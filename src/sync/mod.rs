@@ -254,4 +254,28 @@ impl<S: Store + Ledger> Syncs<S> {
             stream_stop,
         ))
     }
+
+    /// Forgets the ledger of `(destination_id, model)` (or of one of its mappings); refused
+    /// (`SyncRunning`) while a sync of the model runs, checked in the delete's transaction so
+    /// that no sync can start or settle in between. Returns how many entries went.
+    pub(crate) async fn reset(
+        &self,
+        destination_id: &str,
+        model: &str,
+        mapping_id: Option<&str>,
+    ) -> Result<u64, Error> {
+        let lease = self.settings.lease.as_millis() as i64;
+        match self
+            .store
+            .reset_sync(destination_id, model, mapping_id, now_ms(), lease)
+            .await?
+        {
+            Ok(forgotten) => Ok(forgotten),
+            Err(running) => Err(Error::SyncRunning {
+                destination_id: destination_id.to_owned(),
+                model: model.to_owned(),
+                sync_id: running,
+            }),
+        }
+    }
 }

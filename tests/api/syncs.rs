@@ -11,7 +11,7 @@ use tonic::Code;
 
 use crate::common::app::TestApp;
 use crate::common::fake_segment::{FakeSegment, Fault};
-use crate::common::syncs::{self, chunk, header, open_with_chunk};
+use crate::common::syncs::{self, chunk, header, open_with_chunk, open_with_chunk_as};
 use crate::submit_rows::{WRITE_KEY, setup_with};
 use segment_connections::grpc::proto;
 use segment_connections::grpc::proto::sync_response::Message as Ans;
@@ -486,6 +486,56 @@ async fn reset_makes_the_next_full_sync_send_everything_as_added() {
         .await
         .unwrap_err();
     assert_eq!(err.code(), Code::InvalidArgument);
+}
+
+/// ResetSync of `orders` (of one mapping when `mapping_id` is given).
+async fn reset(app: &TestApp, d: &str, mapping_id: &str) -> Result<u64, tonic::Status> {
+    app.client
+        .clone()
+        .reset_sync(proto::ResetSyncRequest {
+            destination_id: d.into(),
+            model: "orders".into(),
+            mapping_id: mapping_id.into(),
+        })
+        .await
+        .map(|r| r.into_inner().forgotten)
+}
+
+#[tokio::test]
+async fn a_reset_while_a_sync_of_the_model_runs_is_aborted_naming_it() {
+    let (app, fake, d) = setup().await;
+    let m = app
+        .create_mapping(&d, &mapping("all", "added_or_updated"))
+        .await;
+    sync(&app, &d, FULL, false, vec![records(0..3, 0)], true).await;
+    let (tx, mut running, running_id) =
+        open_with_chunk(app.client.clone(), &d, records(0..5, 0)).await;
+    // Of the model and of its mapping: refused as a second sync is, nothing forgotten.
+    for mapping_id in ["", m.id.as_str()] {
+        let err = reset(&app, &d, mapping_id).await.expect_err("ABORTED");
+        assert_eq!(err.code(), Code::Aborted, "{err:?}");
+        assert!(err.message().contains(&running_id), "{err:?}");
+        assert!(err.message().contains("no reset while it runs"), "{err:?}");
+    }
+    // The running sync goes on and settles as if no reset had been asked.
+    tx.send(syncs::commit()).await.unwrap();
+    drop(tx);
+    while running.next().await.is_some() {}
+    assert_eq!(
+        get_sync(&app, &running_id).await.status,
+        status(proto::SyncStatus::Completed)
+    );
+    assert_eq!(fake.accepted().len(), 5);
+    let again = sync(&app, &d, FULL, false, vec![records(0..5, 0)], true).await;
+    assert_eq!(again.counts(&m.id).unchanged, 5);
+    // Once it has ended, the reset goes through.
+    assert_eq!(reset(&app, &d, "").await.unwrap(), 5);
+    // A running dry run holds nothing: it does not stand in the way.
+    sync(&app, &d, FULL, false, vec![records(0..2, 0)], true).await;
+    let (dry_tx, _dry, _) =
+        open_with_chunk_as(app.client.clone(), &d, true, records(0..4, 0)).await;
+    assert_eq!(reset(&app, &d, &m.id).await.unwrap(), 2);
+    drop(dry_tx);
 }
 
 #[tokio::test]
