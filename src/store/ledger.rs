@@ -318,6 +318,8 @@ pub(super) struct LedgerSql {
     pub list_failures: &'static str,
     pub reset_model: &'static str,
     pub reset_mapping: &'static str,
+    /// A mapping's whole ledger (`$1`), when its model changes (in the update's transaction).
+    pub forget_mapping: &'static str,
     pub last_columns: &'static str,
     pub prune: &'static str,
 }
@@ -409,6 +411,7 @@ macro_rules! ledger_stamp {
                  (SELECT id FROM mappings WHERE destination_id = $1 AND model = $2)",
             reset_mapping: "DELETE FROM sync_state WHERE mapping_id IN \
                  (SELECT id FROM mappings WHERE destination_id = $1 AND model = $2 AND id = $3)",
+            forget_mapping: "DELETE FROM sync_state WHERE mapping_id = $1",
             last_columns: "SELECT columns FROM sync_runs WHERE destination_id = $1 \
                  AND model = $2 AND NOT dry_run AND status IN ('COMPLETED', \
                  'COMPLETED_WITH_FAILURES') ORDER BY started_at DESC, id DESC LIMIT 1",

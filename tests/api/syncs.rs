@@ -11,7 +11,7 @@ use tonic::Code;
 
 use crate::common::app::TestApp;
 use crate::common::fake_segment::{FakeSegment, Fault};
-use crate::common::syncs::{self, chunk, header, open_with_chunk, open_with_chunk_as};
+use crate::common::syncs::{self, chunk, header_of, open_with_chunk, open_with_chunk_as};
 use crate::submit_rows::{WRITE_KEY, setup_with};
 use segment_connections::grpc::proto;
 use segment_connections::grpc::proto::sync_response::Message as Ans;
@@ -21,9 +21,14 @@ const INCREMENTAL: proto::SyncMode = proto::SyncMode::Incremental;
 
 /// A track mapping of `orders` with this trigger, carrying the change and the columns.
 fn mapping(name: &str, trigger: &str) -> String {
+    mapping_of(name, "orders", trigger)
+}
+
+/// [`mapping`], of `model`.
+fn mapping_of(name: &str, model: &str, trigger: &str) -> String {
     serde_json::json!({
         "name": name,
-        "model": "orders",
+        "model": model,
         "action": "track",
         "trigger": trigger,
         "fields": {
@@ -93,8 +98,21 @@ async fn sync(
     chunks: Vec<Vec<proto::SyncRecord>>,
     commit: bool,
 ) -> Outcome {
+    sync_of(app, destination_id, "orders", mode, dry_run, chunks, commit).await
+}
+
+/// [`sync`], of `model`.
+async fn sync_of(
+    app: &TestApp,
+    destination_id: &str,
+    model: &str,
+    mode: proto::SyncMode,
+    dry_run: bool,
+    chunks: Vec<Vec<proto::SyncRecord>>,
+    commit: bool,
+) -> Outcome {
     let (tx, rx) = mpsc::channel(16);
-    tx.send(header(destination_id, mode, dry_run))
+    tx.send(header_of(destination_id, model, mode, dry_run))
         .await
         .unwrap();
     for (i, records) in chunks.into_iter().enumerate() {
@@ -536,6 +554,143 @@ async fn a_reset_while_a_sync_of_the_model_runs_is_aborted_naming_it() {
         open_with_chunk_as(app.client.clone(), &d, true, records(0..4, 0)).await;
     assert_eq!(reset(&app, &d, &m.id).await.unwrap(), 2);
     drop(dry_tx);
+}
+
+/// How many ledger entries `mapping_id` has, read from the server's SQLite file.
+async fn ledger_entries(app: &TestApp, mapping_id: &str) -> i64 {
+    use sqlx::Connection as _;
+    let url = format!("sqlite://{}?mode=ro", app.db_path().display());
+    let mut conn = sqlx::SqliteConnection::connect(&url).await.unwrap();
+    let (n,): (i64,) = sqlx::query_as("SELECT count(*) FROM sync_state WHERE mapping_id = $1")
+        .bind(mapping_id)
+        .fetch_one(&mut conn)
+        .await
+        .unwrap();
+    n
+}
+
+/// UpdateMapping of `m` to `json`: the mapping as updated.
+async fn update(app: &TestApp, m: &proto::Mapping, json: String) -> proto::Mapping {
+    app.client
+        .clone()
+        .update_mapping(proto::UpdateMappingRequest {
+            id: m.id.clone(),
+            version: m.version,
+            mapping_json: json,
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .mapping
+        .unwrap()
+}
+
+#[tokio::test]
+async fn a_mapping_whose_model_changes_forgets_its_ledger_and_keeps_it_otherwise() {
+    let (app, fake, d) = setup().await;
+    let moved = app
+        .create_mapping(&d, &mapping("moved", "added_or_updated"))
+        .await;
+    let stays = app
+        .create_mapping(&d, &mapping("stays", "added_or_updated"))
+        .await;
+    sync(&app, &d, FULL, false, vec![records(0..5, 0)], true).await;
+    assert_eq!(fake.accepted().len(), 10);
+    assert_eq!(ledger_entries(&app, &moved.id).await, 5);
+
+    // Now of `users`: the orders it recorded are forgotten with the update.
+    let moved = update(
+        &app,
+        &moved,
+        mapping_of("moved", "users", "added_or_updated"),
+    )
+    .await;
+    assert_eq!(moved.model, "users");
+    assert_eq!(ledger_entries(&app, &moved.id).await, 0);
+    assert_eq!(ledger_entries(&app, &stays.id).await, 5);
+    // So the first FULL sync of users sends its records as added, and no orders as deleted.
+    let users = sync_of(
+        &app,
+        &d,
+        "users",
+        FULL,
+        false,
+        vec![records(100..103, 0)],
+        true,
+    )
+    .await;
+    assert!(users.error.is_none(), "{:?}", users.error);
+    let c = users.counts(&moved.id);
+    assert_eq!((c.added, c.deleted, c.delivered), (3, 0, 3), "{c:?}");
+    assert_eq!(fake.accepted().len(), 13);
+
+    // Disabled and enabled again, or its fields changed: its ledger is kept, so unchanged
+    // records send nothing (the new fields apply to records that change).
+    let stays = update(
+        &app,
+        &stays,
+        mapping("stays", "added_or_updated")
+            .replace(r#""name":"stays""#, r#""name":"stays","enabled":false"#),
+    )
+    .await;
+    assert!(!stays.enabled);
+    let stays = update(&app, &stays, mapping("stays", "added_or_updated")).await;
+    let stays = update(
+        &app,
+        &stays,
+        mapping("stays", "added_or_updated").replace(r#""Order""#, r#""Order Synced""#),
+    )
+    .await;
+    assert_eq!(stays.version, 4);
+    assert_eq!(ledger_entries(&app, &stays.id).await, 5);
+    let orders = sync(&app, &d, FULL, false, vec![records(0..5, 0)], true).await;
+    let c = orders.counts(&stays.id);
+    assert_eq!((c.unchanged, c.added), (5, 0), "{c:?}");
+    assert!(
+        orders.counts(&moved.id).mapping_id.is_empty(),
+        "not of orders any more"
+    );
+    assert_eq!(fake.accepted().len(), 13);
+    // A changed record goes out with the new fields.
+    let orders = sync(&app, &d, FULL, false, vec![records(0..5, 1)], true).await;
+    assert_eq!(orders.counts(&stays.id).updated, 5);
+    assert!(
+        fake.last_body().contains("Order Synced"),
+        "{}",
+        fake.last_body()
+    );
+}
+
+#[tokio::test]
+async fn deleting_a_mapping_or_its_destination_deletes_its_ledger_and_history() {
+    let (app, _fake, d) = setup().await;
+    let gone = app
+        .create_mapping(&d, &mapping("gone", "added_or_updated"))
+        .await;
+    let kept = app
+        .create_mapping(&d, &mapping("kept", "added_or_updated"))
+        .await;
+    let run = sync(&app, &d, FULL, false, vec![records(0..4, 0)], true).await;
+    assert_eq!(ledger_entries(&app, &gone.id).await, 4);
+    let mut c = app.client.clone();
+    c.delete_mapping(proto::DeleteMappingRequest {
+        id: gone.id.clone(),
+    })
+    .await
+    .unwrap();
+    assert_eq!(ledger_entries(&app, &gone.id).await, 0);
+    assert_eq!(ledger_entries(&app, &kept.id).await, 4);
+    c.delete_destination(proto::DeleteDestinationRequest { id: d.clone() })
+        .await
+        .unwrap();
+    assert_eq!(ledger_entries(&app, &kept.id).await, 0);
+    let err = c
+        .get_sync(proto::GetSyncRequest {
+            sync_id: run.sync_id,
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::NotFound);
 }
 
 #[tokio::test]

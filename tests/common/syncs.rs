@@ -11,10 +11,20 @@ use segment_connections::grpc::proto::{self, ConnectionsClient};
 
 /// The header of a sync of the `orders` model.
 pub fn header(destination_id: &str, mode: proto::SyncMode, dry_run: bool) -> proto::SyncRequest {
+    header_of(destination_id, "orders", mode, dry_run)
+}
+
+/// The header of a sync of `model`.
+pub fn header_of(
+    destination_id: &str,
+    model: &str,
+    mode: proto::SyncMode,
+    dry_run: bool,
+) -> proto::SyncRequest {
     proto::SyncRequest {
         message: Some(Req::Header(proto::SyncHeader {
             destination_id: destination_id.into(),
-            model: "orders".into(),
+            model: model.into(),
             mode: mode.into(),
             dry_run,
         })),
