@@ -12,7 +12,9 @@ use tonic::Code;
 use crate::common::app::TestApp;
 use crate::common::fake_segment::{FakeSegment, Fault};
 use crate::common::syncs::{self, chunk, header_of, open_with_chunk, open_with_chunk_as};
+use crate::store_faults::{SmallVolume, refused_as_full};
 use crate::submit_rows::{WRITE_KEY, setup_with};
+use segment_connections::config::StoreLocation;
 use segment_connections::grpc::proto;
 use segment_connections::grpc::proto::sync_response::Message as Ans;
 
@@ -691,6 +693,98 @@ async fn deleting_a_mapping_or_its_destination_deletes_its_ledger_and_history() 
         .await
         .unwrap_err();
     assert_eq!(err.code(), Code::NotFound);
+}
+
+/// Records `ids` with ids of 200 characters, so their ledger entries take room.
+fn long_records(ids: std::ops::Range<usize>) -> Vec<proto::SyncRecord> {
+    ids.map(|i| proto::SyncRecord {
+        id: format!("r{i:0>199}"),
+        columns_json: format!(r#"{{"total": {i}}}"#).into_bytes(),
+    })
+    .collect()
+}
+
+/// A sync whose chunk was delivered but whose results find the volume full: the call ends
+/// RESOURCE_EXHAUSTED ("store full"), the sync is recorded FAILED, and once space is freed the
+/// resync sends exactly the records not recorded, under the messageIds already tried, and none
+/// of those recorded.
+#[tokio::test]
+async fn a_sync_whose_results_find_the_volume_full_fails_and_the_resync_loses_nothing() {
+    let Some(volume) = SmallVolume::mount(2 << 20) else {
+        return;
+    };
+    let store = volume.path().join("connections.db");
+    let (app, fake, d) = setup_with(move |s| s.store = StoreLocation::Sqlite(store)).await;
+    let m = app
+        .create_mapping(&d, &mapping("all", "added_or_updated"))
+        .await;
+    let (tx, mut answers, sync_id) =
+        open_with_chunk(app.client.clone(), &d, long_records(0..50)).await;
+    let recorded: HashSet<String> = fake.accepted().into_iter().collect();
+    assert_eq!(recorded.len(), 50);
+
+    let filler = volume.fill();
+    tx.send(chunk(2, long_records(50..2050))).await.unwrap();
+    let mut summary = None;
+    let err = loop {
+        match answers.next().await.expect("the call's status") {
+            Ok(proto::SyncResponse {
+                message: Some(Ans::Summary(s)),
+            }) => summary = Some(s),
+            Ok(other) => panic!("the chunk is not answered: {other:?}"),
+            Err(status) => break status,
+        }
+    };
+    assert!(refused_as_full(&err), "{err:?}");
+    let summary = summary.expect("a summary before the status");
+    assert_eq!(summary.status, status(proto::SyncStatus::Failed));
+    drop(tx);
+    // Delivered before their results could be written.
+    let attempted: Vec<String> = fake.accepted()[50..].to_vec();
+    assert_eq!(attempted.len(), 2000);
+
+    // Space freed: its end is recorded, FAILED, within a third of the lease (1 s), not left
+    // RUNNING for the next sync to find ABANDONED.
+    std::fs::remove_file(filler).unwrap();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    let failed = loop {
+        let s = get_sync(&app, &sync_id).await;
+        if s.status != status(proto::SyncStatus::Running) {
+            break s;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "still running: {s:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    assert_eq!(
+        failed.status,
+        status(proto::SyncStatus::Failed),
+        "{failed:?}"
+    );
+    assert!(failed.message.starts_with("store full"), "{failed:?}");
+    assert_eq!(failed.received, 2050);
+
+    // The resync sends the 2,000 again, under the same ids, and not the 50.
+    let again = sync(&app, &d, FULL, false, vec![long_records(0..2050)], true).await;
+    assert!(again.error.is_none(), "{:?}", again.error);
+    let c = again.counts(&m.id);
+    assert_eq!(
+        (c.unchanged, c.added, c.delivered, c.deleted),
+        (50, 2000, 2000, 0),
+        "{c:?}"
+    );
+    let mut resent: Vec<String> = fake.accepted()[2050..].to_vec();
+    resent.sort();
+    let mut attempted = attempted;
+    attempted.sort();
+    assert_eq!(resent, attempted, "the same messageIds, each once");
+    assert!(resent.iter().all(|id| !recorded.contains(id)));
+    // And it is all recorded now.
+    let last = sync(&app, &d, FULL, false, vec![long_records(0..2050)], true).await;
+    assert_eq!(last.counts(&m.id).unchanged, 2050);
+    assert_eq!(fake.accepted().len(), 4050);
 }
 
 #[tokio::test]
