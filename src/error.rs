@@ -63,9 +63,10 @@ pub enum Error {
         .0.as_secs()
     )]
     StreamIdle(std::time::Duration),
-    /// Another sync of the same destination and model is running.
+    /// Another sync of the same destination and model is running (refusing a second sync, or
+    /// a reset of the model's ledger).
     #[error(
-        "sync {sync_id} of destination {destination_id}, model {model:?} is running: one sync per model at a time; retry when it has ended (or its lease has run out)"
+        "sync {sync_id} of destination {destination_id}, model {model:?} is running: one sync per model at a time, and no reset while it runs; retry when it has ended (or its lease has run out)"
     )]
     SyncRunning {
         destination_id: String,

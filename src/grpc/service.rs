@@ -663,10 +663,9 @@ impl<S: Store + Ledger> proto::Connections for ConnectionsService<S> {
             }
         };
         let forgotten = self
-            .store
-            .reset_sync(&destination_id, &model, mapping_id)
-            .await
-            .map_err(Error::from)?;
+            .syncs
+            .reset(&destination_id, &model, mapping_id)
+            .await?;
         Ok(Response::new(proto::ResetSyncResponse { forgotten }))
     }
     // === Usage ===

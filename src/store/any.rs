@@ -211,8 +211,10 @@ impl Ledger for AnyStore {
         destination_id: &str,
         model: &str,
         mapping_id: Option<&str>,
-    ) -> Result<u64> {
-        dispatch!(self, s => s.reset_sync(destination_id, model, mapping_id).await)
+        now: i64,
+        lease: i64,
+    ) -> Result<std::result::Result<u64, String>> {
+        dispatch!(self, s => s.reset_sync(destination_id, model, mapping_id, now, lease).await)
     }
 
     async fn last_columns(&self, destination_id: &str, model: &str) -> Result<String> {

@@ -269,13 +269,17 @@ pub trait Ledger: Send + Sync + 'static {
         limit: u32,
     ) -> impl Future<Output = Result<Vec<(i64, FailureRecord)>>> + Send;
     /// Forgets the ledger of the destination's mappings of `model` (or of `mapping_id` only);
-    /// returns how many entries went.
+    /// returns how many entries went. In one transaction with the check: `Err(id)` while the
+    /// sync `id` of (destination, model) runs (not a dry run, its lease not run out at `now`;
+    /// one whose lease ran out is abandoned on the way, as [`Ledger::start_sync`] does).
     fn reset_sync(
         &self,
         destination_id: &str,
         model: &str,
         mapping_id: Option<&str>,
-    ) -> impl Future<Output = Result<u64>> + Send;
+        now: i64,
+        lease: i64,
+    ) -> impl Future<Output = Result<std::result::Result<u64, String>>> + Send;
     /// The columns the last committed sync of (destination, model) received (JSON), `[]` if none.
     fn last_columns(
         &self,
@@ -288,6 +292,9 @@ pub trait Ledger: Send + Sync + 'static {
 
 /// The ledger's statements of one dialect.
 pub(super) struct LedgerSql {
+    /// Serialises the syncs' starts and resets of one (destination, model), `$1` and `$2`,
+    /// until the transaction ends (PostgreSQL; SQLite's `BEGIN IMMEDIATE` serialises writers).
+    pub lock_model: Option<&'static str>,
     pub begin: &'static str,
     pub abandon_expired: &'static str,
     pub insert_run: &'static str,
@@ -314,6 +321,8 @@ pub(super) struct LedgerSql {
     pub list_failures: &'static str,
     pub reset_model: &'static str,
     pub reset_mapping: &'static str,
+    /// A mapping's whole ledger (`$1`), when its model changes (in the update's transaction).
+    pub forget_mapping: &'static str,
     pub last_columns: &'static str,
     pub prune: &'static str,
 }
@@ -325,10 +334,12 @@ macro_rules! run_columns {
     };
 }
 
-/// The statements, with the dialect's fragments: `begin` (as in `sql.rs`) and `ids`, a list of
-/// ids bound as `$2` (SQLite: a JSON array read by `json_each`; PostgreSQL: a `text[]`).
+/// The statements, with the dialect's fragments: `lock_model` (PostgreSQL only), `begin` (as in
+/// `sql.rs`) and `ids`, a list of ids bound as `$2` (SQLite: a JSON array read by `json_each`;
+/// PostgreSQL: a `text[]`).
 macro_rules! ledger_stamp {
     (
+        lock_model: $lock:expr,
         begin: $begin:literal,
         ids: $ids:literal,
         among: $among:literal,
@@ -337,6 +348,7 @@ macro_rules! ledger_stamp {
         remove_states: $remove_states:literal $(,)?
     ) => {
         LedgerSql {
+            lock_model: $lock,
             begin: $begin,
             abandon_expired: "UPDATE sync_runs SET status = 'ABANDONED', ended_at = $3, \
                  message = 'its replica stopped renewing the lease' \
@@ -406,6 +418,7 @@ macro_rules! ledger_stamp {
                  (SELECT id FROM mappings WHERE destination_id = $1 AND model = $2)",
             reset_mapping: "DELETE FROM sync_state WHERE mapping_id IN \
                  (SELECT id FROM mappings WHERE destination_id = $1 AND model = $2 AND id = $3)",
+            forget_mapping: "DELETE FROM sync_state WHERE mapping_id = $1",
             last_columns: "SELECT columns FROM sync_runs WHERE destination_id = $1 \
                  AND model = $2 AND NOT dry_run AND status IN ('COMPLETED', \
                  'COMPLETED_WITH_FAILURES') ORDER BY started_at DESC, id DESC LIMIT 1",
@@ -415,6 +428,7 @@ macro_rules! ledger_stamp {
 }
 
 pub(super) const SQLITE: LedgerSql = ledger_stamp!(
+    lock_model: None,
     begin: "BEGIN IMMEDIATE",
     ids: "(SELECT value AS r FROM json_each($2)) AS ids",
     among: "IN (SELECT value FROM json_each($2))",
@@ -431,6 +445,7 @@ pub(super) const SQLITE: LedgerSql = ledger_stamp!(
 );
 
 pub(super) const POSTGRES: LedgerSql = ledger_stamp!(
+    lock_model: Some("SELECT pg_advisory_xact_lock(hashtext($1), hashtext($2))"),
     begin: "BEGIN",
     ids: "unnest($2::text[]) AS ids (r)",
     // An index probe per id: the planner cannot tell that one sync's ids are few of the table's.
@@ -761,6 +776,50 @@ macro_rules! ledger_store {
                 }
                 Ok(())
             }
+
+            /// In a ledger write: takes (destination, model) for the rest of the transaction
+            /// (`lock_model`), records ABANDONED the running syncs of it whose lease ran out at
+            /// `now` (the ids they received go with them), and returns the running one left
+            /// that is not a dry run, if any.
+            async fn running_sync(
+                conn: &mut <$db as sqlx::Database>::Connection,
+                destination_id: &str,
+                model: &str,
+                now: i64,
+                lease: i64,
+            ) -> $crate::store::Result<Option<String>> {
+                if let Some(lock) = Self::LEDGER.lock_model {
+                    sqlx::query(lock)
+                        .bind(destination_id)
+                        .bind(model)
+                        .execute(&mut *conn)
+                        .await
+                        .map_err(Self::error)?;
+                }
+                let abandoned: Vec<(String,)> = sqlx::query_as(Self::LEDGER.abandon_expired)
+                    .bind(destination_id)
+                    .bind(model)
+                    .bind(now)
+                    .bind(now - lease)
+                    .fetch_all(&mut *conn)
+                    .await
+                    .map_err(Self::error)?;
+                // An abandoned sync never reached its end, where the ids it received go.
+                for (id,) in &abandoned {
+                    sqlx::query(Self::LEDGER.forget_seen)
+                        .bind(id)
+                        .execute(&mut *conn)
+                        .await
+                        .map_err(Self::error)?;
+                }
+                let running: Option<(String,)> = sqlx::query_as(Self::LEDGER.running)
+                    .bind(destination_id)
+                    .bind(model)
+                    .fetch_optional(&mut *conn)
+                    .await
+                    .map_err(Self::error)?;
+                Ok(running.map(|(id,)| id))
+            }
         }
 
         impl $crate::store::ledger::Ledger for $store {
@@ -773,32 +832,16 @@ macro_rules! ledger_store {
                 let tx = self.begin_ledger().await?;
                 let mut tx = tx;
                 let result = async {
-                    let abandoned: Vec<(String,)> = sqlx::query_as(Self::LEDGER.abandon_expired)
-                        .bind(&new.destination_id)
-                        .bind(&new.model)
-                        .bind(new.now)
-                        .bind(new.now - new.lease)
-                        .fetch_all(tx.conn())
-                        .await
-                        .map_err(Self::error)?;
-                    // An abandoned sync never reached its end, where the ids it received go.
-                    for (id,) in &abandoned {
-                        sqlx::query(Self::LEDGER.forget_seen)
-                            .bind(id)
-                            .execute(tx.conn())
-                            .await
-                            .map_err(Self::error)?;
-                    }
-                    if !new.dry_run {
-                        let running: Option<(String,)> = sqlx::query_as(Self::LEDGER.running)
-                            .bind(&new.destination_id)
-                            .bind(&new.model)
-                            .fetch_optional(tx.conn())
-                            .await
-                            .map_err(Self::error)?;
-                        if let Some((running,)) = running {
-                            return Ok(Err(running));
-                        }
+                    let running = Self::running_sync(
+                        tx.conn(),
+                        &new.destination_id,
+                        &new.model,
+                        new.now,
+                        new.lease,
+                    )
+                    .await?;
+                    if let Some(running) = running.filter(|_| !new.dry_run) {
+                        return Ok(Err(running));
                     }
                     let row: $crate::store::ledger::RunRow =
                         sqlx::query_as(Self::LEDGER.insert_run)
@@ -1088,18 +1131,30 @@ macro_rules! ledger_store {
                 destination_id: &str,
                 model: &str,
                 mapping_id: Option<&str>,
-            ) -> $crate::store::Result<u64> {
-                let q = match mapping_id {
-                    Some(m) => sqlx::query(Self::LEDGER.reset_mapping)
-                        .bind(destination_id)
-                        .bind(model)
-                        .bind(m),
-                    None => sqlx::query(Self::LEDGER.reset_model)
-                        .bind(destination_id)
-                        .bind(model),
-                };
-                let done = q.execute(&self.pool).await.map_err(Self::error)?;
-                Ok(done.rows_affected())
+                now: i64,
+                lease: i64,
+            ) -> $crate::store::Result<std::result::Result<u64, String>> {
+                let mut tx = self.begin_ledger().await?;
+                let result = async {
+                    let running =
+                        Self::running_sync(tx.conn(), destination_id, model, now, lease).await?;
+                    if let Some(running) = running {
+                        return Ok(Err(running));
+                    }
+                    let q = match mapping_id {
+                        Some(m) => sqlx::query(Self::LEDGER.reset_mapping)
+                            .bind(destination_id)
+                            .bind(model)
+                            .bind(m),
+                        None => sqlx::query(Self::LEDGER.reset_model)
+                            .bind(destination_id)
+                            .bind(model),
+                    };
+                    let done = q.execute(tx.conn()).await.map_err(Self::error)?;
+                    Ok(Ok(done.rows_affected()))
+                }
+                .await;
+                Self::end_ledger(tx, result).await
             }
 
             async fn last_columns(

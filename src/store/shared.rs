@@ -651,15 +651,24 @@ macro_rules! sql_store {
                                     None,
                                 )
                             })?;
-                    match row {
-                        Some(row) => Ok($crate::store::shared::Outcome::Changed(row.into())),
-                        None => Err($crate::store::StoreError::stale_or_missing(
+                    let Some(row) = row else {
+                        return Err($crate::store::StoreError::stale_or_missing(
                             $crate::store::Kind::Mapping,
                             id,
                             version,
                             Self::row_version(tx.conn(), Self::SQL.mapping_version, id).await?,
-                        )),
+                        ));
+                    };
+                    // What the ledger holds are the old model's records: kept, the first FULL
+                    // sync of the new model would delete them all at the destination.
+                    if model != current.model {
+                        sqlx::query(Self::LEDGER.forget_mapping)
+                            .bind(id)
+                            .execute(tx.conn())
+                            .await
+                            .map_err(Self::error)?;
                     }
+                    Ok($crate::store::shared::Outcome::Changed(row.into()))
                 }
                 .await;
                 self.finish_unless_unchanged(tx, result).await

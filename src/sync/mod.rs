@@ -174,6 +174,41 @@ pub(crate) fn checksum(row: &Row) -> Vec<u8> {
     sha2::Sha256::digest(row.canonical_columns())[..16].to_vec()
 }
 
+/// How many times [`record_end_later`] tries.
+const END_TRIES: u32 = 100;
+
+/// Records the end of a sync that the store refused to record when it ended (full, or out of
+/// reach): tried again every `every` (a third of the lease), up to [`END_TRIES`] times, so that
+/// once the store takes writes again the sync shows how it ended and its model is free at once,
+/// rather than RUNNING until its lease runs out (and ABANDONED by the next sync). A sync
+/// abandoned meanwhile stays ABANDONED: the end is written only over RUNNING.
+fn record_end_later<S: Ledger>(
+    store: Arc<S>,
+    run: crate::store::SyncRun,
+    failures: Vec<crate::store::FailureRecord>,
+    first_failure: u64,
+    every: Duration,
+) {
+    tokio::spawn(async move {
+        for _ in 0..END_TRIES {
+            tokio::time::sleep(every).await;
+            match store.finish_sync(&run, &failures, first_failure).await {
+                Ok(()) => {
+                    tracing::info!(sync_id = %run.id, status = run.status.as_str(), "sync end recorded");
+                    return;
+                }
+                Err(e) => {
+                    tracing::debug!(sync_id = %run.id, error = %e, "sync end not recorded yet")
+                }
+            }
+        }
+        tracing::warn!(
+            sync_id = %run.id,
+            "sync end never recorded: the next sync of its model records it ABANDONED after the lease"
+        );
+    });
+}
+
 /// The engine behind the `Sync` RPCs: the row path, the ledger, the settings.
 pub(crate) struct Syncs<S> {
     delivery: Arc<Delivery<S>>,
@@ -266,5 +301,29 @@ impl<S: Store + Ledger> Syncs<S> {
             target,
             stream_stop,
         ))
+    }
+
+    /// Forgets the ledger of `(destination_id, model)` (or of one of its mappings); refused
+    /// (`SyncRunning`) while a sync of the model runs, checked in the delete's transaction so
+    /// that no sync can start or settle in between. Returns how many entries went.
+    pub(crate) async fn reset(
+        &self,
+        destination_id: &str,
+        model: &str,
+        mapping_id: Option<&str>,
+    ) -> Result<u64, Error> {
+        let lease = self.settings.lease.as_millis() as i64;
+        match self
+            .store
+            .reset_sync(destination_id, model, mapping_id, now_ms(), lease)
+            .await?
+        {
+            Ok(forgotten) => Ok(forgotten),
+            Err(running) => Err(Error::SyncRunning {
+                destination_id: destination_id.to_owned(),
+                model: model.to_owned(),
+                sync_id: running,
+            }),
+        }
     }
 }

@@ -505,7 +505,10 @@ impl<S: Store + Ledger> RunningSync<S> {
             .finish_sync(&self.run, &failures, self.failures)
             .await
         {
-            tracing::warn!(sync_id = %self.run.id, error = %e, "sync end not recorded");
+            tracing::warn!(sync_id = %self.run.id, error = %e, "sync end not recorded: tried again");
+            let every = self.settings.lease / 3;
+            let (store, run, first) = (self.store.clone(), self.run.clone(), self.failures);
+            super::record_end_later(store, run, failures, first, every);
         }
         crate::metrics::record_sync_ended(
             status.as_str(),

@@ -121,13 +121,13 @@ async fn store_url_secrets_stay_out_of_start_up_errors() {
 
 /// A tmpfs of `bytes`, mounted on a fresh temporary directory and unmounted on drop: a volume
 /// that really fills up.
-struct SmallVolume {
+pub(crate) struct SmallVolume {
     dir: tempfile::TempDir,
 }
 
 impl SmallVolume {
     /// `None` (the test then skips, saying so) where this process may not mount (not root).
-    fn mount(bytes: usize) -> Option<SmallVolume> {
+    pub(crate) fn mount(bytes: usize) -> Option<SmallVolume> {
         let dir = tempfile::tempdir().unwrap();
         let mounted = Command::new("mount")
             .args([
@@ -148,13 +148,13 @@ impl SmallVolume {
         Some(SmallVolume { dir })
     }
 
-    fn path(&self) -> &Path {
+    pub(crate) fn path(&self) -> &Path {
         self.dir.path()
     }
 
     /// Fills the volume to the last byte with a file of its own, returned (removing it frees
     /// the space).
-    fn fill(&self) -> PathBuf {
+    pub(crate) fn fill(&self) -> PathBuf {
         let path = self.path().join("filler");
         let mut file = std::fs::File::create(&path).unwrap();
         for chunk in [64 * 1024, 4096, 1] {
@@ -181,7 +181,7 @@ impl Drop for SmallVolume {
 }
 
 /// Whether `status` is what a full store answers: RESOURCE_EXHAUSTED, saying so.
-fn refused_as_full(status: &Status) -> bool {
+pub(crate) fn refused_as_full(status: &Status) -> bool {
     status.code() == Code::ResourceExhausted && status.message().starts_with("store full: ")
 }
 

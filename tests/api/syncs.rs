@@ -11,8 +11,10 @@ use tonic::Code;
 
 use crate::common::app::TestApp;
 use crate::common::fake_segment::{FakeSegment, Fault};
-use crate::common::syncs::{self, chunk, header, open_with_chunk};
+use crate::common::syncs::{self, chunk, header_of, open_with_chunk, open_with_chunk_as};
+use crate::store_faults::{SmallVolume, refused_as_full};
 use crate::submit_rows::{WRITE_KEY, setup_with};
+use segment_connections::config::StoreLocation;
 use segment_connections::grpc::proto;
 use segment_connections::grpc::proto::sync_response::Message as Ans;
 
@@ -21,9 +23,14 @@ const INCREMENTAL: proto::SyncMode = proto::SyncMode::Incremental;
 
 /// A track mapping of `orders` with this trigger, carrying the change and the columns.
 fn mapping(name: &str, trigger: &str) -> String {
+    mapping_of(name, "orders", trigger)
+}
+
+/// [`mapping`], of `model`.
+fn mapping_of(name: &str, model: &str, trigger: &str) -> String {
     serde_json::json!({
         "name": name,
-        "model": "orders",
+        "model": model,
         "action": "track",
         "trigger": trigger,
         "fields": {
@@ -93,8 +100,21 @@ async fn sync(
     chunks: Vec<Vec<proto::SyncRecord>>,
     commit: bool,
 ) -> Outcome {
+    sync_of(app, destination_id, "orders", mode, dry_run, chunks, commit).await
+}
+
+/// [`sync`], of `model`.
+async fn sync_of(
+    app: &TestApp,
+    destination_id: &str,
+    model: &str,
+    mode: proto::SyncMode,
+    dry_run: bool,
+    chunks: Vec<Vec<proto::SyncRecord>>,
+    commit: bool,
+) -> Outcome {
     let (tx, rx) = mpsc::channel(16);
-    tx.send(header(destination_id, mode, dry_run))
+    tx.send(header_of(destination_id, model, mode, dry_run))
         .await
         .unwrap();
     for (i, records) in chunks.into_iter().enumerate() {
@@ -486,6 +506,285 @@ async fn reset_makes_the_next_full_sync_send_everything_as_added() {
         .await
         .unwrap_err();
     assert_eq!(err.code(), Code::InvalidArgument);
+}
+
+/// ResetSync of `orders` (of one mapping when `mapping_id` is given).
+async fn reset(app: &TestApp, d: &str, mapping_id: &str) -> Result<u64, tonic::Status> {
+    app.client
+        .clone()
+        .reset_sync(proto::ResetSyncRequest {
+            destination_id: d.into(),
+            model: "orders".into(),
+            mapping_id: mapping_id.into(),
+        })
+        .await
+        .map(|r| r.into_inner().forgotten)
+}
+
+#[tokio::test]
+async fn a_reset_while_a_sync_of_the_model_runs_is_aborted_naming_it() {
+    let (app, fake, d) = setup().await;
+    let m = app
+        .create_mapping(&d, &mapping("all", "added_or_updated"))
+        .await;
+    sync(&app, &d, FULL, false, vec![records(0..3, 0)], true).await;
+    let (tx, mut running, running_id) =
+        open_with_chunk(app.client.clone(), &d, records(0..5, 0)).await;
+    // Of the model and of its mapping: refused as a second sync is, nothing forgotten.
+    for mapping_id in ["", m.id.as_str()] {
+        let err = reset(&app, &d, mapping_id).await.expect_err("ABORTED");
+        assert_eq!(err.code(), Code::Aborted, "{err:?}");
+        assert!(err.message().contains(&running_id), "{err:?}");
+        assert!(err.message().contains("no reset while it runs"), "{err:?}");
+    }
+    // The running sync goes on and settles as if no reset had been asked.
+    tx.send(syncs::commit()).await.unwrap();
+    drop(tx);
+    while running.next().await.is_some() {}
+    assert_eq!(
+        get_sync(&app, &running_id).await.status,
+        status(proto::SyncStatus::Completed)
+    );
+    assert_eq!(fake.accepted().len(), 5);
+    let again = sync(&app, &d, FULL, false, vec![records(0..5, 0)], true).await;
+    assert_eq!(again.counts(&m.id).unchanged, 5);
+    // Once it has ended, the reset goes through.
+    assert_eq!(reset(&app, &d, "").await.unwrap(), 5);
+    // A running dry run holds nothing: it does not stand in the way.
+    sync(&app, &d, FULL, false, vec![records(0..2, 0)], true).await;
+    let (dry_tx, _dry, _) =
+        open_with_chunk_as(app.client.clone(), &d, true, records(0..4, 0)).await;
+    assert_eq!(reset(&app, &d, &m.id).await.unwrap(), 2);
+    drop(dry_tx);
+}
+
+/// How many ledger entries `mapping_id` has, read from the server's SQLite file.
+async fn ledger_entries(app: &TestApp, mapping_id: &str) -> i64 {
+    use sqlx::Connection as _;
+    let url = format!("sqlite://{}?mode=ro", app.db_path().display());
+    let mut conn = sqlx::SqliteConnection::connect(&url).await.unwrap();
+    let (n,): (i64,) = sqlx::query_as("SELECT count(*) FROM sync_state WHERE mapping_id = $1")
+        .bind(mapping_id)
+        .fetch_one(&mut conn)
+        .await
+        .unwrap();
+    n
+}
+
+/// UpdateMapping of `m` to `json`: the mapping as updated.
+async fn update(app: &TestApp, m: &proto::Mapping, json: String) -> proto::Mapping {
+    app.client
+        .clone()
+        .update_mapping(proto::UpdateMappingRequest {
+            id: m.id.clone(),
+            version: m.version,
+            mapping_json: json,
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .mapping
+        .unwrap()
+}
+
+#[tokio::test]
+async fn a_mapping_whose_model_changes_forgets_its_ledger_and_keeps_it_otherwise() {
+    let (app, fake, d) = setup().await;
+    let moved = app
+        .create_mapping(&d, &mapping("moved", "added_or_updated"))
+        .await;
+    let stays = app
+        .create_mapping(&d, &mapping("stays", "added_or_updated"))
+        .await;
+    sync(&app, &d, FULL, false, vec![records(0..5, 0)], true).await;
+    assert_eq!(fake.accepted().len(), 10);
+    assert_eq!(ledger_entries(&app, &moved.id).await, 5);
+
+    // Now of `users`: the orders it recorded are forgotten with the update.
+    let moved = update(
+        &app,
+        &moved,
+        mapping_of("moved", "users", "added_or_updated"),
+    )
+    .await;
+    assert_eq!(moved.model, "users");
+    assert_eq!(ledger_entries(&app, &moved.id).await, 0);
+    assert_eq!(ledger_entries(&app, &stays.id).await, 5);
+    // So the first FULL sync of users sends its records as added, and no orders as deleted.
+    let users = sync_of(
+        &app,
+        &d,
+        "users",
+        FULL,
+        false,
+        vec![records(100..103, 0)],
+        true,
+    )
+    .await;
+    assert!(users.error.is_none(), "{:?}", users.error);
+    let c = users.counts(&moved.id);
+    assert_eq!((c.added, c.deleted, c.delivered), (3, 0, 3), "{c:?}");
+    assert_eq!(fake.accepted().len(), 13);
+
+    // Disabled and enabled again, or its fields changed: its ledger is kept, so unchanged
+    // records send nothing (the new fields apply to records that change).
+    let stays = update(
+        &app,
+        &stays,
+        mapping("stays", "added_or_updated")
+            .replace(r#""name":"stays""#, r#""name":"stays","enabled":false"#),
+    )
+    .await;
+    assert!(!stays.enabled);
+    let stays = update(&app, &stays, mapping("stays", "added_or_updated")).await;
+    let stays = update(
+        &app,
+        &stays,
+        mapping("stays", "added_or_updated").replace(r#""Order""#, r#""Order Synced""#),
+    )
+    .await;
+    assert_eq!(stays.version, 4);
+    assert_eq!(ledger_entries(&app, &stays.id).await, 5);
+    let orders = sync(&app, &d, FULL, false, vec![records(0..5, 0)], true).await;
+    let c = orders.counts(&stays.id);
+    assert_eq!((c.unchanged, c.added), (5, 0), "{c:?}");
+    assert!(
+        orders.counts(&moved.id).mapping_id.is_empty(),
+        "not of orders any more"
+    );
+    assert_eq!(fake.accepted().len(), 13);
+    // A changed record goes out with the new fields.
+    let orders = sync(&app, &d, FULL, false, vec![records(0..5, 1)], true).await;
+    assert_eq!(orders.counts(&stays.id).updated, 5);
+    assert!(
+        fake.last_body().contains("Order Synced"),
+        "{}",
+        fake.last_body()
+    );
+}
+
+#[tokio::test]
+async fn deleting_a_mapping_or_its_destination_deletes_its_ledger_and_history() {
+    let (app, _fake, d) = setup().await;
+    let gone = app
+        .create_mapping(&d, &mapping("gone", "added_or_updated"))
+        .await;
+    let kept = app
+        .create_mapping(&d, &mapping("kept", "added_or_updated"))
+        .await;
+    let run = sync(&app, &d, FULL, false, vec![records(0..4, 0)], true).await;
+    assert_eq!(ledger_entries(&app, &gone.id).await, 4);
+    let mut c = app.client.clone();
+    c.delete_mapping(proto::DeleteMappingRequest {
+        id: gone.id.clone(),
+    })
+    .await
+    .unwrap();
+    assert_eq!(ledger_entries(&app, &gone.id).await, 0);
+    assert_eq!(ledger_entries(&app, &kept.id).await, 4);
+    c.delete_destination(proto::DeleteDestinationRequest { id: d.clone() })
+        .await
+        .unwrap();
+    assert_eq!(ledger_entries(&app, &kept.id).await, 0);
+    let err = c
+        .get_sync(proto::GetSyncRequest {
+            sync_id: run.sync_id,
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::NotFound);
+}
+
+/// Records `ids` with ids of 200 characters, so their ledger entries take room.
+fn long_records(ids: std::ops::Range<usize>) -> Vec<proto::SyncRecord> {
+    ids.map(|i| proto::SyncRecord {
+        id: format!("r{i:0>199}"),
+        columns_json: format!(r#"{{"total": {i}}}"#).into_bytes(),
+    })
+    .collect()
+}
+
+/// A sync whose chunk was delivered but whose results find the volume full: the call ends
+/// RESOURCE_EXHAUSTED ("store full"), the sync is recorded FAILED, and once space is freed the
+/// resync sends exactly the records not recorded, under the messageIds already tried, and none
+/// of those recorded.
+#[tokio::test]
+async fn a_sync_whose_results_find_the_volume_full_fails_and_the_resync_loses_nothing() {
+    let Some(volume) = SmallVolume::mount(2 << 20) else {
+        return;
+    };
+    let store = volume.path().join("connections.db");
+    let (app, fake, d) = setup_with(move |s| s.store = StoreLocation::Sqlite(store)).await;
+    let m = app
+        .create_mapping(&d, &mapping("all", "added_or_updated"))
+        .await;
+    let (tx, mut answers, sync_id) =
+        open_with_chunk(app.client.clone(), &d, long_records(0..50)).await;
+    let recorded: HashSet<String> = fake.accepted().into_iter().collect();
+    assert_eq!(recorded.len(), 50);
+
+    let filler = volume.fill();
+    tx.send(chunk(2, long_records(50..2050))).await.unwrap();
+    let mut summary = None;
+    let err = loop {
+        match answers.next().await.expect("the call's status") {
+            Ok(proto::SyncResponse {
+                message: Some(Ans::Summary(s)),
+            }) => summary = Some(s),
+            Ok(other) => panic!("the chunk is not answered: {other:?}"),
+            Err(status) => break status,
+        }
+    };
+    assert!(refused_as_full(&err), "{err:?}");
+    let summary = summary.expect("a summary before the status");
+    assert_eq!(summary.status, status(proto::SyncStatus::Failed));
+    drop(tx);
+    // Delivered before their results could be written.
+    let attempted: Vec<String> = fake.accepted()[50..].to_vec();
+    assert_eq!(attempted.len(), 2000);
+
+    // Space freed: its end is recorded, FAILED, within a third of the lease (1 s), not left
+    // RUNNING for the next sync to find ABANDONED.
+    std::fs::remove_file(filler).unwrap();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    let failed = loop {
+        let s = get_sync(&app, &sync_id).await;
+        if s.status != status(proto::SyncStatus::Running) {
+            break s;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "still running: {s:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    assert_eq!(
+        failed.status,
+        status(proto::SyncStatus::Failed),
+        "{failed:?}"
+    );
+    assert!(failed.message.starts_with("store full"), "{failed:?}");
+    assert_eq!(failed.received, 2050);
+
+    // The resync sends the 2,000 again, under the same ids, and not the 50.
+    let again = sync(&app, &d, FULL, false, vec![long_records(0..2050)], true).await;
+    assert!(again.error.is_none(), "{:?}", again.error);
+    let c = again.counts(&m.id);
+    assert_eq!(
+        (c.unchanged, c.added, c.delivered, c.deleted),
+        (50, 2000, 2000, 0),
+        "{c:?}"
+    );
+    let mut resent: Vec<String> = fake.accepted()[2050..].to_vec();
+    resent.sort();
+    let mut attempted = attempted;
+    attempted.sort();
+    assert_eq!(resent, attempted, "the same messageIds, each once");
+    assert!(resent.iter().all(|id| !recorded.contains(id)));
+    // And it is all recorded now.
+    let last = sync(&app, &d, FULL, false, vec![long_records(0..2050)], true).await;
+    assert_eq!(last.counts(&m.id).unchanged, 2050);
+    assert_eq!(fake.accepted().len(), 4050);
 }
 
 #[tokio::test]

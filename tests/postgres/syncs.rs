@@ -132,3 +132,92 @@ async fn replicas_share_the_ledger_and_a_killed_replicas_sync_is_abandoned() {
     assert_eq!(left, 0);
     drop(b);
 }
+
+/// How many ledger entries `mapping_id` has.
+async fn ledger_entries(conn: &mut sqlx::PgConnection, mapping_id: &str) -> i64 {
+    let (n,): (i64,) = sqlx::query_as("SELECT count(*) FROM sync_state WHERE mapping_id = $1")
+        .bind(mapping_id)
+        .fetch_one(conn)
+        .await
+        .unwrap();
+    n
+}
+
+/// ResetSync of `orders`.
+async fn reset(c: &mut ConnectionsClient<Channel>, d: &str) -> Result<u64, tonic::Status> {
+    c.reset_sync(proto::ResetSyncRequest {
+        destination_id: d.into(),
+        model: "orders".into(),
+        mapping_id: String::new(),
+    })
+    .await
+    .map(|r| r.into_inner().forgotten)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reset_waits_for_a_sync_running_on_another_replica_and_a_model_change_forgets() {
+    let Some(db) = TestDb::create().await else {
+        return;
+    };
+    let fake = FakeSegment::start(WRITE_KEY).await;
+    let key = KeyRing::generate_hex().unwrap();
+    let a = Server::start(&db.url, &key, "info").await;
+    let b = Server::start(&db.url, &key, "info").await;
+    let (mut ca, mut cb) = (a.client(), b.client());
+    let d = create_destination(&mut ca, "fake", &fake.url(), WRITE_KEY).await;
+    let m = ca
+        .create_mapping(proto::CreateMappingRequest {
+            destination_id: d.id.clone(),
+            mapping_json: mapping(),
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .mapping
+        .unwrap();
+    full_sync(&mut ca, &d.id, records(0..10)).await.unwrap();
+
+    // A sync running through A: a reset through B is refused, naming it.
+    let (tx, _answers, sync_id) = open_with_chunk(ca.clone(), &d.id, records(10..15)).await;
+    let busy = reset(&mut cb, &d.id).await.unwrap_err();
+    assert_eq!(busy.code(), Code::Aborted, "{busy:?}");
+    assert!(busy.message().contains(&sync_id), "{busy:?}");
+    // A is killed: once the lease (1 s) has run out, the reset goes through and records the
+    // sync ABANDONED, its received ids gone.
+    drop(a); // SIGKILL
+    drop(tx);
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert_eq!(reset(&mut cb, &d.id).await.unwrap(), 15);
+    let old = cb
+        .get_sync(proto::GetSyncRequest { sync_id })
+        .await
+        .unwrap()
+        .into_inner()
+        .sync
+        .unwrap();
+    assert_eq!(old.status, proto::SyncStatus::Abandoned as i32);
+    let mut conn = db.connect().await;
+    let (seen,): (i64,) = sqlx::query_as("SELECT count(*) FROM sync_seen")
+        .fetch_one(&mut conn)
+        .await
+        .unwrap();
+    assert_eq!(seen, 0);
+
+    // The mapping moved to another model forgets its ledger with the update.
+    full_sync(&mut cb, &d.id, records(0..3)).await.unwrap();
+    assert_eq!(ledger_entries(&mut conn, &m.id).await, 3);
+    let moved = cb
+        .update_mapping(proto::UpdateMappingRequest {
+            id: m.id.clone(),
+            version: m.version,
+            mapping_json: mapping().replace(r#""model":"orders""#, r#""model":"users""#),
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .mapping
+        .unwrap();
+    assert_eq!(moved.model, "users");
+    assert_eq!(ledger_entries(&mut conn, &m.id).await, 0);
+    drop(b);
+}
