@@ -2,18 +2,20 @@
 //!
 //! LiquidJS keeps counters in the render's environment (the payload), not apart as the `liquid`
 //! crate does: a counter starts from the payload's value of that name when it is a number (0
-//! otherwise), and `{{ n }}` reads it afterwards. Here the counter's value is set as a global of
-//! the render, which a later read of the name finds before the payload; the translator refuses
-//! a template that also assigns or captures the name (LiquidJS keeps those apart).
+//! otherwise), and `{{ n }}` reads it afterwards unless the template has assigned or captured
+//! that name, which shadows the counter without changing it. Here each tag has a slot of the
+//! render's [`Root`](super::value::Root) (the translator numbers them: `{% increment n 0 %}`),
+//! which the payload's scope reads before the payload itself, below the `liquid` runtime's
+//! assigned variables.
 
 use std::io::Write;
 
 use liquid_core::error::ResultLiquidReplaceExt;
-use liquid_core::model::{KString, ScalarCow, ValueView};
+use liquid_core::model::KString;
 use liquid_core::{Language, ParseTag, Renderable, Result, Runtime, TagReflection, TagTokenIter};
 
-use super::filters::number;
-use super::value::js_number;
+use super::scope;
+use super::value::{Node, js_number, number_node};
 
 /// `increment` (prints, then adds 1) or `decrement` (subtracts 1, then prints).
 #[derive(Clone, Copy, Debug)]
@@ -52,8 +54,19 @@ impl ParseTag for CounterTag {
             .expect_identifier()
             .into_result()?;
         let id = KString::from_ref(id);
+        let slot = match arguments.next() {
+            Some(token) => token
+                .as_str()
+                .parse::<usize>()
+                .map_err(|_| liquid_core::Error::with_msg("Counter slot expected."))?,
+            None => return Err(liquid_core::Error::with_msg("Counter slot expected.")),
+        };
         arguments.expect_nothing()?;
-        Ok(Box::new(Counter { tag: *self, id }))
+        Ok(Box::new(Counter {
+            tag: *self,
+            id,
+            slot,
+        }))
     }
 
     fn reflection(&self) -> &dyn TagReflection {
@@ -65,20 +78,23 @@ impl ParseTag for CounterTag {
 struct Counter {
     tag: CounterTag,
     id: KString,
+    slot: usize,
 }
 
 impl Renderable for Counter {
-    fn render_to(&self, writer: &mut dyn Write, runtime: &dyn Runtime) -> Result<()> {
-        let path = [ScalarCow::new(self.id.as_str())];
-        let current = runtime
-            .try_get(&path)
-            .filter(|v| matches!(v.type_name(), "whole number" | "fractional number"))
-            .and_then(|v| v.as_scalar().and_then(|s| s.to_float()))
-            .unwrap_or(0.0);
+    fn render_to(&self, writer: &mut dyn Write, _runtime: &dyn Runtime) -> Result<()> {
+        let fail = || liquid_core::Error::with_msg("Counter outside its render.");
+        let root = scope::current().ok_or_else(fail)?;
+        let slot = root.counters.get(self.slot).ok_or_else(fail)?;
+        let current = match root.lookup(self.id.as_str()) {
+            Node::Int(i) => *i as f64,
+            Node::Float(f) => *f,
+            _ => 0.0,
+        };
         let next = current + self.tag.step;
         let shown = if self.tag.step > 0.0 { current } else { next };
+        slot.value.set(number_node(next)).map_err(|_| fail())?;
         write!(writer, "{}", js_number(shown)).replace("Failed to render")?;
-        runtime.set_global(self.id.clone(), number(next));
         Ok(())
     }
 }

@@ -28,7 +28,9 @@ pub(super) fn fold_literal_access(base: &Operand, props: &[Prop]) -> Result<Oper
                     None => Operand::Literal(Literal::Nil),
                 },
             },
-            Operand::Range => return Err(unsupported("properties of a range")),
+            Operand::Range(..) | Operand::Hidden(..) => {
+                return Err(unsupported("properties of a range"));
+            }
             _ => Operand::Literal(Literal::Nil),
         };
     }
@@ -96,6 +98,27 @@ pub(super) fn emit_number(n: f64) -> String {
     }
 }
 
+/// Properties after a variable's root, in the `liquid` crate's syntax.
+pub(super) fn emit_props(out: &mut String, props: &[Prop]) -> Result<(), LiquidError> {
+    for prop in props {
+        match prop {
+            Prop::Name(name) if is_plain_name(name) => {
+                let _ = write!(out, ".{name}");
+            }
+            Prop::Name(name) => {
+                let _ = write!(out, "[{}]", emit_string(name)?);
+            }
+            Prop::Index(Operand::Range(..)) => {
+                return Err(unsupported("a range as an index"));
+            }
+            Prop::Index(index) => {
+                let _ = write!(out, "[{}]", emit_operand(index)?);
+            }
+        }
+    }
+    Ok(())
+}
+
 pub(super) fn emit_operand(operand: &Operand) -> Result<String, LiquidError> {
     match operand {
         Operand::Literal(literal) => Ok(match literal {
@@ -115,26 +138,16 @@ pub(super) fn emit_operand(operand: &Operand) -> Result<String, LiquidError> {
                 Some(Prop::Index(Operand::Num(n))) => emit_root(&js_number(*n)),
                 _ => return Err(unsupported("a computed variable name")),
             };
-            for prop in &props[1..] {
-                match prop {
-                    Prop::Name(name) if is_plain_name(name) => {
-                        let _ = write!(out, ".{name}");
-                    }
-                    Prop::Name(name) => {
-                        let _ = write!(out, "[{}]", emit_string(name)?);
-                    }
-                    Prop::Index(Operand::Range) => {
-                        return Err(unsupported("a range as an index"));
-                    }
-                    Prop::Index(index) => {
-                        let _ = write!(out, "[{}]", emit_operand(index)?);
-                    }
-                }
-            }
+            emit_props(&mut out, &props[1..])?;
+            Ok(out)
+        }
+        Operand::Hidden(name, props) => {
+            let mut out = name.clone();
+            emit_props(&mut out, props)?;
             Ok(out)
         }
         Operand::Access(..) => Err(unsupported("properties of a literal")),
-        Operand::Range => Err(unsupported("a range outside a loop")),
+        Operand::Range(..) => Err(unsupported("a range here")),
     }
 }
 

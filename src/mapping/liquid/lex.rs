@@ -327,8 +327,10 @@ pub(super) enum Operand {
     Path(Vec<Prop>),
     /// Properties of a literal, like `"abc".size`.
     Access(Box<Operand>, Vec<Prop>),
-    /// A range like `(1..3)`, only meaningful in the disabled loop tags.
-    Range,
+    /// A range like `(1..3)`: the array of the numbers from the first bound to the second.
+    Range(Box<Operand>, Box<Operand>),
+    /// A variable the translation introduces (a range's array), with properties.
+    Hidden(String, Vec<Prop>),
 }
 
 #[derive(Debug, Clone)]
@@ -579,8 +581,7 @@ impl<'a> Lexer<'a> {
             return Err(self.fail("invalid range syntax"));
         }
         self.p += 1;
-        let _ = (low, high);
-        Ok(Operand::Range)
+        Ok(Operand::Range(Box::new(low), Box::new(high)))
     }
 
     pub(super) fn read_properties(&mut self, is_begin: bool) -> Result<Vec<Prop>, LiquidError> {

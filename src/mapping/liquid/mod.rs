@@ -27,15 +27,24 @@
 //!   payload size) must stay under a working-memory budget, so no template can exhaust memory;
 //!   a panic inside the engine is caught and reported as an error.
 //!
+//! - **Ranges and `<>`** ([`ranges`], [`conditions`]): a range used as a value, and the operator
+//!   results of a condition with `<>` (which LiquidJS's evaluator gives a meaning of its own),
+//!   are computed into variables of the translation's own just before the tag that reads them.
+//! - **The render in progress** ([`scope`]): counters live in the payload's scope, under the
+//!   assigned variables, and `json` finds the payload object a `liquid` object copies to print
+//!   its keys in the payload's order.
+//!
 //! Known differences that remain: a disabled filter fails at parse time even in a branch that
 //! never runs; objects print their keys and values (LiquidJS: `[object Object]`); floats print
 //! without an exponent; comparisons between two variables of different types follow the `liquid`
-//! crate; `size` counts bytes on values computed by earlier filters; an object computed by an earlier filter prints as JSON with its keys sorted.
+//! crate; `size` counts bytes on values computed by earlier filters; a range longer than the
+//! working-memory budget allows fails (LiquidJS allows 10^8 items).
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::fmt::{self, Write as _};
 use std::io;
 use std::panic::{self, AssertUnwindSafe};
+use std::rc::Rc;
 use std::sync::{LazyLock, OnceLock};
 
 use liquid::model::{
@@ -47,12 +56,15 @@ use serde_json::Value as Json;
 use crate::json::VRef;
 use crate::mapping::budget::{Budget, OverBudget, json_len};
 
+mod conditions;
 mod counters;
 mod dates;
 mod emit;
 mod filters;
 mod lex;
 mod plan;
+mod ranges;
+mod scope;
 #[cfg(test)]
 mod tests;
 mod translate;
@@ -63,6 +75,7 @@ use emit::*;
 use filters::{MAX_INDENTED_BYTES, json_of_node, widest_date_directive};
 use lex::*;
 use plan::*;
+
 use translate::*;
 use value::*;
 
@@ -150,6 +163,7 @@ struct Compiled {
     template: liquid::Template,
     plan: Plan,
     coerced: Vec<CoercedInput>,
+    counters: Vec<String>,
 }
 
 impl fmt::Debug for LiquidTemplate {
@@ -191,6 +205,7 @@ impl LiquidTemplate {
                 template,
                 plan: translation.plan,
                 coerced: translation.coerced,
+                counters: translation.counters,
             }),
         })
     }
@@ -212,7 +227,7 @@ impl LiquidTemplate {
             return Ok(String::new());
         };
         b.charge("@liquid", json_len(VRef::Json(payload), b.left()))?;
-        let root = Root::new(payload, &compiled.coerced)?;
+        let root = Rc::new(Root::new(payload, &compiled.coerced, &compiled.counters)?);
         let estimate = compiled.plan.estimate(root.weight);
         if estimate > MAX_WORKING_BYTES {
             return Err(error("liquid template may use too much memory").into());
@@ -221,7 +236,8 @@ impl LiquidTemplate {
         b.charge("@liquid", (estimate - root.weight).max(0.0) as usize)?;
         let mut out = CappedWriter::default();
         let rendered = panic::catch_unwind(AssertUnwindSafe(|| {
-            compiled.template.render_to(&mut out, &root)
+            let _installed = scope::Installed::new(Rc::clone(&root));
+            compiled.template.render_to(&mut out, &*root)
         }));
         let rendered = match rendered {
             Ok(Ok(())) => String::from_utf8(out.buf)

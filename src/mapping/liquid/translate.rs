@@ -4,6 +4,8 @@ pub(super) struct Translation {
     pub(super) source: String,
     pub(super) plan: Plan,
     pub(super) coerced: Vec<CoercedInput>,
+    /// The variable of each `increment` and `decrement` tag, by the slot it is numbered with.
+    pub(super) counters: Vec<String>,
 }
 
 /// A payload path whose value a filter reads with a JavaScript coercion, evaluated at render
@@ -37,6 +39,8 @@ pub(super) enum Coercion {
     /// `json`, `jsonify` and `inspect` with an optional numeric `space`: the payload value's
     /// JSON text, keys in the payload's order (the `liquid` crate's objects keep none).
     Json(Option<f64>),
+    /// A range's bound: JavaScript's `Number(value)`, NaN for `undefined`.
+    RangeBound,
 }
 
 #[derive(Default)]
@@ -48,6 +52,14 @@ pub(super) struct Translator {
     /// them is not coerced ahead of time, as the payload value is not what the filter reads.
     pub(super) assigned: HashSet<String>,
     pub(super) coerced: Vec<CoercedInput>,
+    pub(super) counters: Vec<String>,
+    /// Ranges evaluated into variables so far.
+    pub(super) ranges: usize,
+    /// Operator results of `<>` conditions computed into variables so far.
+    pub(super) booleans: usize,
+    /// Where each open `if`/`unless` (or the `if` an `elsif` of `unless` opens) starts in
+    /// `out`: the ranges of a later `elsif` are evaluated there.
+    pub(super) starts: Vec<usize>,
 }
 
 /// Names the template assigns or captures (`counters: false`), or increments or decrements
@@ -92,14 +104,9 @@ pub(super) fn assigned_names(tokens: &[Token<'_>], counters: bool) -> HashSet<St
 pub(super) fn translate(src: &str) -> Result<Translation, LiquidError> {
     let tokens = tokenize(src)?;
     let mut assigned = assigned_names(&tokens, false);
-    let counters = assigned_names(&tokens, true);
-    if let Some(name) = counters.intersection(&assigned).next() {
-        return Err(unsupported(&format!(
-            "\"{name}\" both as a counter and as an assigned variable"
-        )));
-    }
-    // A counter lives among the payload's variables: a filter reading one is not coerced ahead.
-    assigned.extend(counters);
+    // A counter lives among the payload's variables (an assigned variable of the same name
+    // shadows it): a filter reading one is not coerced ahead.
+    assigned.extend(assigned_names(&tokens, true));
     let mut t = Translator {
         assigned,
         ..Translator::default()
@@ -119,6 +126,7 @@ pub(super) fn translate(src: &str) -> Result<Translation, LiquidError> {
         source: t.out,
         plan: t.plan,
         coerced: t.coerced,
+        counters: t.counters,
     })
 }
 
@@ -255,20 +263,29 @@ impl Translator {
                 self.plan.steps.push(Step::CaptureEnd);
             }
             "if" | "unless" => {
+                self.starts.push(self.out.len());
                 let condition = self.condition_of(tag.args)?;
                 let _ = write!(self.out, "{{% {name} {condition} %}}");
                 self.blocks.push(if name == "if" { "if" } else { "unless" });
             }
             "elsif" => {
+                let mark = self.out.len();
                 let condition = self.condition_of(tag.args)?;
+                // Ranges the condition reads are evaluated before the chain's `if`, where
+                // nothing has changed them yet (the branches before do not run).
+                let evaluated = self.out.split_off(mark);
                 match self.blocks.last() {
                     Some(&("if" | "unless-elsif")) => {
+                        let start = self.starts.last().copied().unwrap_or(mark);
+                        self.out.insert_str(start, &evaluated);
                         let _ = write!(self.out, "{{% elsif {condition} %}}");
                     }
                     // The `liquid` crate has no `elsif` in `unless`: the rest of the chain
                     // becomes an `if` in its `else`.
                     Some(&"unless") => {
-                        let _ = write!(self.out, "{{% else %}}{{% if {condition} %}}");
+                        self.out.push_str("{% else %}");
+                        self.starts.push(self.out.len());
+                        let _ = write!(self.out, "{evaluated}{{% if {condition} %}}");
                         self.blocks.push("unless-elsif");
                     }
                     _ => return Err(error("tag \"elsif\" not found")),
@@ -289,14 +306,17 @@ impl Translator {
                     return Err(error(format!("unexpected {:?}", tag.args)));
                 }
                 self.close("if", name)?;
+                self.starts.pop();
                 self.out.push_str("{% endif %}");
             }
             "endunless" => {
                 if self.blocks.last() == Some(&"unless-elsif") {
                     self.blocks.pop();
+                    self.starts.pop();
                     self.out.push_str("{% endif %}");
                 }
                 self.close("unless", name)?;
+                self.starts.pop();
                 self.out.push_str("{% endunless %}");
             }
             "increment" | "decrement" => {
@@ -304,7 +324,13 @@ impl Translator {
                 if variable.is_empty() {
                     return Err(unsupported(&format!("{name} without a variable name")));
                 }
-                let _ = write!(self.out, "{{% {name} {} %}}", emit_root(variable));
+                let variable = emit_root(variable);
+                let _ = write!(
+                    self.out,
+                    "{{% {name} {variable} {} %}}",
+                    self.counters.len()
+                );
+                self.counters.push(variable);
                 self.plan.steps.push(Step::Text(24));
             }
             "cycle" => self.cycle(tag.args)?,
@@ -324,9 +350,10 @@ impl Translator {
         operand: &Operand,
         calls: &[FilterCall],
     ) -> Result<String, LiquidError> {
-        let mut operand = match operand {
+        let operand = self.hoist(operand)?;
+        let mut operand = match &operand {
             Operand::Access(base, props) => fold_literal_access(base, props)?,
-            _ => operand.clone(),
+            _ => operand,
         };
         let mut filters = self.filters(calls)?;
         let mut input = operand_size(&operand);
@@ -430,7 +457,12 @@ impl Translator {
                 return Err(error(format!("filter \"{name}\" is disabled")));
             }
             let name = if name == "xml_escape" { "escape" } else { name };
-            let Some(shape) = engine.filters.get(name) else {
+            // The translation's own filters are not LiquidJS's.
+            let shape = engine
+                .filters
+                .get(name)
+                .filter(|_| !name.starts_with("__lq"));
+            let Some(shape) = shape else {
                 if UNSUPPORTED_FILTERS.contains(&name) {
                     return Err(error(format!("filter \"{name}\" is not supported")));
                 }
@@ -509,6 +541,7 @@ impl Translator {
         operand: &Operand,
         numeric: bool,
     ) -> Result<String, LiquidError> {
+        let operand = &self.hoist(operand)?;
         if numeric {
             if let Operand::Path(props) = operand
                 && let Some(alias) = self.coerced_alias(props, Coercion::Number)
@@ -631,170 +664,6 @@ pub(super) fn simple_value(expr: &[ExprToken]) -> Option<&Operand> {
     match expr.first() {
         Some(ExprToken::Value(operand)) => Some(operand),
         _ => None,
-    }
-}
-
-static FALSE: Operand = Operand::Literal(Literal::False);
-
-/// One comparison or operand of a condition, negated when preceded by an odd number of `not`.
-pub(super) struct Atom<'a> {
-    pub(super) negated: bool,
-    pub(super) left: &'a Operand,
-    pub(super) comparison: Option<(Op, &'a Operand)>,
-}
-
-impl Translator {
-    /// Emits a LiquidJS condition for the `liquid` crate. LiquidJS groups `and` and `or` from the
-    /// right (`a and b or c` is `a and (b or c)`) while the `liquid` crate binds `and` tighter; the
-    /// condition is rewritten as the equivalent disjunction of conjunctions.
-    pub(super) fn emit_condition(&mut self, expr: &[ExprToken]) -> Result<String, LiquidError> {
-        let mut atoms = Vec::new();
-        let mut joins = Vec::new();
-        let mut i = 0;
-        loop {
-            let mut negated = false;
-            while let Some(ExprToken::Op(Op::Not)) = expr.get(i) {
-                negated = !negated;
-                i += 1;
-            }
-            let Some(ExprToken::Value(left)) = expr.get(i) else {
-                return Err(unsupported("this condition syntax"));
-            };
-            i += 1;
-            // `<>` is not an operator but `<` and then `>`, which LiquidJS evaluates as
-            // `undefined < (a > b)` when nothing comes before: always false. After `and` or
-            // `or` it would compare with the value before, which is not supported.
-            if let (Some(ExprToken::Op(Op::Lt)), Some(ExprToken::Op(Op::Gt))) =
-                (expr.get(i), expr.get(i + 1))
-            {
-                if !atoms.is_empty() || negated {
-                    return Err(unsupported("`<>` after `and`, `or` or `not`"));
-                }
-                let Some(ExprToken::Value(_)) = expr.get(i + 2) else {
-                    return Err(unsupported("this condition syntax"));
-                };
-                atoms.push(Atom {
-                    negated: false,
-                    left: &FALSE,
-                    comparison: None,
-                });
-                i += 3;
-                match expr.get(i) {
-                    None => break,
-                    Some(ExprToken::Op(op @ (Op::And | Op::Or))) => {
-                        joins.push(*op);
-                        i += 1;
-                        continue;
-                    }
-                    Some(_) => return Err(unsupported("this condition syntax")),
-                }
-            }
-            let mut comparison = None;
-            if let Some(ExprToken::Op(op)) = expr.get(i)
-                && op.is_comparison()
-            {
-                let Some(ExprToken::Value(right)) = expr.get(i + 1) else {
-                    return Err(unsupported("this condition syntax"));
-                };
-                comparison = Some((*op, right));
-                i += 2;
-            }
-            atoms.push(Atom {
-                negated,
-                left,
-                comparison,
-            });
-            match expr.get(i) {
-                None => break,
-                Some(ExprToken::Op(op @ (Op::And | Op::Or))) => {
-                    joins.push(*op);
-                    i += 1;
-                }
-                Some(_) => return Err(unsupported("this condition syntax")),
-            }
-        }
-        let mut emitted = Vec::with_capacity(atoms.len());
-        for atom in &atoms {
-            emitted.push(self.emit_atom(atom)?);
-        }
-        let Some(last) = emitted.pop() else {
-            return Err(unsupported("this condition syntax"));
-        };
-        let mut disjuncts: Vec<Vec<String>> = vec![vec![last]];
-        for (atom, join) in emitted.into_iter().zip(joins).rev() {
-            match join {
-                Op::And => {
-                    for conjunct in &mut disjuncts {
-                        conjunct.insert(0, atom.clone());
-                    }
-                }
-                _ => disjuncts.insert(0, vec![atom]),
-            }
-        }
-        if disjuncts.iter().map(Vec::len).sum::<usize>() > 256 {
-            return Err(unsupported("a condition this long"));
-        }
-        Ok(disjuncts
-            .iter()
-            .map(|conjunct| conjunct.join(" and "))
-            .collect::<Vec<_>>()
-            .join(" or "))
-    }
-
-    pub(super) fn emit_atom(&mut self, atom: &Atom<'_>) -> Result<String, LiquidError> {
-        let Some((op, right)) = atom.comparison else {
-            let left = emit_operand(atom.left)?;
-            // In the `liquid` crate `x == false` holds exactly when `x` is nil or false.
-            return Ok(if atom.negated {
-                format!("{left} == false")
-            } else {
-                left
-            });
-        };
-        let op = match (op, atom.negated) {
-            (op, false) => op,
-            (Op::Eq, true) => Op::Ne,
-            (Op::Ne, true) => Op::Eq,
-            _ => return Err(unsupported("\"not\" before this comparison")),
-        };
-        let left = match (op, atom.left) {
-            (Op::Contains, Operand::Path(props)) => self.coerced_alias(props, Coercion::Container),
-            _ => None,
-        };
-        let left = match left {
-            Some(alias) => alias,
-            None => self.comparison_operand(atom.left, op, right)?,
-        };
-        let right = self.comparison_operand(right, op, atom.left)?;
-        if op == Op::Contains {
-            // `nil contains x` is an error in the `liquid` crate and false in LiquidJS.
-            return Ok(format!("{left} != nil and {left} contains {right}"));
-        }
-        Ok(format!("{left} {} {right}", op.text()))
-    }
-
-    /// One side of a comparison. A payload path compared with a literal is coerced the way the
-    /// JavaScript comparison reads it where the `liquid` crate would read it differently:
-    /// `==` with a boolean is strict in LiquidJS (the `liquid` crate compares truthiness) and
-    /// `<`, `>`, `<=`, `>=` with a number convert the other side to a number.
-    pub(super) fn comparison_operand(
-        &mut self,
-        operand: &Operand,
-        op: Op,
-        other: &Operand,
-    ) -> Result<String, LiquidError> {
-        let coercion = match (op, other) {
-            (Op::Eq | Op::Ne, Operand::Literal(Literal::True)) => Some(Coercion::IsTrue),
-            (Op::Eq | Op::Ne, Operand::Literal(Literal::False)) => Some(Coercion::IsFalse),
-            (Op::Gt | Op::Lt | Op::Ge | Op::Le, Operand::Num(_)) => Some(Coercion::Relational),
-            _ => None,
-        };
-        if let (Some(coercion), Operand::Path(props)) = (coercion, operand)
-            && let Some(alias) = self.coerced_alias(props, coercion)
-        {
-            return Ok(alias);
-        }
-        emit_operand(operand)
     }
 }
 

@@ -218,10 +218,25 @@ pub(super) struct Root {
     pub(super) object: JsObject,
     pub(super) coerced: HashMap<String, Node>,
     pub(super) weight: f64,
+    /// One slot per `increment`/`decrement` tag of the template, in source order: the value
+    /// the tag left its counter at, once it has run. Without loops a tag runs at most once per
+    /// render, so the last slot set for a name holds that counter's current value.
+    pub(super) counters: Vec<CounterSlot>,
+}
+
+/// The value an `increment` or `decrement` tag set its counter to.
+#[derive(Debug)]
+pub(super) struct CounterSlot {
+    pub(super) name: String,
+    pub(super) value: OnceLock<Node>,
 }
 
 impl Root {
-    pub(super) fn new(payload: &Json, coerced: &[CoercedInput]) -> Result<Root, LiquidError> {
+    pub(super) fn new(
+        payload: &Json,
+        coerced: &[CoercedInput],
+        counters: &[String],
+    ) -> Result<Root, LiquidError> {
         let mut weight = 0.0;
         let mut entries = Vec::new();
         if let Json::Object(map) = payload {
@@ -238,6 +253,13 @@ impl Root {
             object: JsObject::new(entries),
             coerced: HashMap::new(),
             weight,
+            counters: counters
+                .iter()
+                .map(|name| CounterSlot {
+                    name: name.clone(),
+                    value: OnceLock::new(),
+                })
+                .collect(),
         };
         for input in coerced {
             let mut keys = input.path.iter();
@@ -263,6 +285,7 @@ impl Root {
                     Some(n) => Node::Float(n),
                     None => Node::Null,
                 },
+                Coercion::RangeBound => Node::Float(js_number_of(node)),
                 Coercion::Container => match node {
                     Node::Object(_) => Node::Null,
                     _ => node.clone(),
@@ -297,7 +320,26 @@ impl Root {
         Ok(root)
     }
 
+    /// A root variable as LiquidJS's payload scope holds it: a counter a tag has set, else
+    /// the payload's value (assigned variables are the `liquid` runtime's, above this).
     pub(super) fn lookup(&self, key: &str) -> &Node {
+        match self.counter(key) {
+            Some(node) => node,
+            None => self.payload_lookup(key),
+        }
+    }
+
+    /// The current value of counter `name`, once a tag has set it.
+    pub(super) fn counter(&self, name: &str) -> Option<&Node> {
+        self.counters
+            .iter()
+            .rev()
+            .filter(|slot| slot.name == name)
+            .find_map(|slot| slot.value.get())
+    }
+
+    /// A root variable of the payload (or an alias of one), ignoring counters.
+    pub(super) fn payload_lookup(&self, key: &str) -> &Node {
         if let Some(node) = self.object.find(key) {
             return node;
         }
@@ -700,6 +742,7 @@ pub(super) fn coerce_literal(operand: &Operand, coercion: Coercion) -> Option<Op
         | Coercion::ArrayLike
         | Coercion::ToArray
         | Coercion::Container
+        | Coercion::RangeBound
         | Coercion::Json(_) => None,
     }
 }

@@ -95,3 +95,36 @@ pub(super) fn sum(input: &dyn ValueView, args: &Args) -> Result<LiquidValue> {
     }
     Ok(number(total))
 }
+
+/// The translation's `low | __lq_range: high, cap`: LiquidJS's `range(+low, +high + 1)`, the
+/// numbers from `low` by steps of 1 while below `high + 1`, refused past `cap` items (the size
+/// the working-memory estimate counted).
+pub(super) fn range(input: &dyn ValueView, args: &Args) -> Result<LiquidValue> {
+    // A payload path comes coerced (NaN for `undefined`); nil here is `null`, 0.
+    let low = to_number(input);
+    let high = args.positional.first().map_or(f64::NAN, |v| to_number(v));
+    let cap = args.positional.get(1).map_or(0.0, |v| to_number(v));
+    let too_long = || {
+        Error::with_msg(format!(
+            "liquid range ({}..{}) is longer than {} items, the working-memory budget",
+            js_number(low),
+            js_number(high),
+            js_number(cap)
+        ))
+    };
+    if crate::mapping::liquid::ranges::range_len(low, high) > cap {
+        return Err(too_long());
+    }
+    let stop = high + 1.0;
+    let mut items = Vec::new();
+    let mut i = low;
+    while i < stop {
+        // `i += 1` stops changing `i` past 2^53; LiquidJS would loop until it runs out.
+        if items.len() as f64 >= cap {
+            return Err(too_long());
+        }
+        items.push(number(i));
+        i += 1.0;
+    }
+    Ok(LiquidValue::Array(items))
+}

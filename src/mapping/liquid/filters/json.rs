@@ -1,8 +1,11 @@
 //! `json`, `jsonify` and `inspect` (JavaScript's `JSON.stringify`, with its `space` argument)
 //! and `to_integer` (JavaScript's `Number`).
 
+use liquid::model::ObjectView;
+
 use super::*;
-use crate::mapping::liquid::value::Node;
+use crate::mapping::liquid::scope;
+use crate::mapping::liquid::value::{JsObject, Node, Root};
 
 /// Longest indented JSON text: indentation is the one way `json` can outgrow its input more
 /// than six times, so the working-memory estimate counts it at this size.
@@ -69,30 +72,57 @@ impl Writer {
         self.out.push(bracket);
     }
 
-    /// A liquid value (the output of an earlier filter): an object's keys come sorted, as
-    /// the `liquid` crate keeps no order.
-    fn value(&mut self, value: &dyn ValueView) {
+    /// A liquid value (the output of an earlier filter, or a variable). An object's keys come
+    /// in the order of the payload object it copies (every LiquidJS object is one of the
+    /// payload's: no filter Segment allows builds one), found from `hint` (the payload value at
+    /// the same place in a copied parent) or by a search of the payload; sorted if none is.
+    fn value(&mut self, value: &dyn ValueView, hint: Option<&Node>, root: Option<&Root>) {
         if value.is_nil() {
             self.out.extend_from_slice(b"null");
         } else if let Some(array) = value.as_array() {
+            let hints = match hint {
+                Some(Node::Array(hint)) if hint.items.len() == array.size() as usize => {
+                    Some(&hint.items)
+                }
+                _ => None,
+            };
             self.open(b'[');
             let mut first = true;
-            for item in array.values() {
+            for (i, item) in array.values().enumerate() {
                 self.item(first);
                 first = false;
-                self.value(item);
+                self.value(item, hints.and_then(|h| h.get(i)), root);
             }
             self.close(b']', first);
         } else if let Some(object) = value.as_object() {
-            let mut entries: Vec<_> = object.iter().collect();
-            entries.sort_by(|a, b| a.0.cmp(&b.0));
+            let source = match hint {
+                Some(Node::Object(hint)) if same_object(hint, object) => Some(&**hint),
+                _ => root.and_then(|root| find_object(&root.object, object)),
+            };
             self.open(b'{');
             let mut first = true;
-            for (key, item) in entries {
-                self.item(first);
-                first = false;
-                self.key(key.as_str());
-                self.value(item);
+            match source {
+                Some(source) => {
+                    for (key, hint) in &source.entries {
+                        let Some(item) = object.get(key) else {
+                            continue;
+                        };
+                        self.item(first);
+                        first = false;
+                        self.key(key);
+                        self.value(item, Some(hint), root);
+                    }
+                }
+                None => {
+                    let mut entries: Vec<_> = object.iter().collect();
+                    entries.sort_by(|a, b| a.0.cmp(&b.0));
+                    for (key, item) in entries {
+                        self.item(first);
+                        first = false;
+                        self.key(key.as_str());
+                        self.value(item, None, root);
+                    }
+                }
             }
             self.close(b'}', first);
         } else {
@@ -190,8 +220,75 @@ pub(in crate::mapping::liquid) fn json_of_node(
 
 pub(super) fn json(input: &dyn ValueView, args: &Args) -> Result<LiquidValue> {
     let mut writer = Writer::new(indent(args.get(0)));
-    writer.value(input);
+    let root = scope::current();
+    writer.value(input, None, root.as_deref());
     Ok(string(writer.finish()?))
+}
+
+/// The payload object (at any depth under `scope`) that `object` is a copy of.
+fn find_object<'a>(scope: &'a JsObject, object: &dyn ObjectView) -> Option<&'a JsObject> {
+    if same_object(scope, object) {
+        return Some(scope);
+    }
+    scope
+        .entries
+        .iter()
+        .find_map(|(_, node)| find_in_node(node, object))
+}
+
+fn find_in_node<'a>(node: &'a Node, object: &dyn ObjectView) -> Option<&'a JsObject> {
+    match node {
+        Node::Object(inner) => find_object(inner, object),
+        Node::Array(array) => array
+            .items
+            .iter()
+            .find_map(|item| find_in_node(item, object)),
+        _ => None,
+    }
+}
+
+fn same_object(node: &JsObject, object: &dyn ObjectView) -> bool {
+    node.entries.len() as i64 == object.size()
+        && node
+            .entries
+            .iter()
+            .all(|(key, item)| object.get(key).is_some_and(|v| same_value(item, v)))
+}
+
+/// Whether a liquid value is a copy of a payload value.
+fn same_value(node: &Node, value: &dyn ValueView) -> bool {
+    match node {
+        Node::Undefined | Node::Null => value.is_nil(),
+        Node::Bool(b) => {
+            value.type_name() == "boolean" && value.query_state(liquid::model::State::Truthy) == *b
+        }
+        Node::Int(i) => number_of(value) == Some(*i as f64),
+        Node::Float(f) => number_of(value) == Some(*f),
+        Node::Str(s) => {
+            value.type_name() == "string" && value.to_kstr().as_str() == s.text.as_str()
+        }
+        Node::Array(array) => value.as_array().is_some_and(|values| {
+            values.size() as usize == array.items.len()
+                && array
+                    .items
+                    .iter()
+                    .zip(values.values())
+                    .all(|(item, v)| same_value(item, v))
+        }),
+        Node::Object(inner) => {
+            value.type_name() == "object"
+                && value
+                    .as_object()
+                    .is_some_and(|object| same_object(inner, object))
+        }
+    }
+}
+
+fn number_of(value: &dyn ValueView) -> Option<f64> {
+    match value.type_name() {
+        "whole number" | "fractional number" => value.as_scalar().and_then(|s| s.to_float()),
+        _ => None,
+    }
 }
 
 /// JavaScript's `Number(value)`; NaN prints as "NaN".

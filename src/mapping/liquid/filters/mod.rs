@@ -96,6 +96,7 @@ pub(super) const FILTERS: &[JsFilter] = &[
     filter("pop", NONE, array::pop),
     filter("shift", NONE, array::shift),
     filter("sum", ONE, array::sum),
+    filter("__lq_range", TWO, array::range),
     JsFilter {
         name: "default",
         positional: ONE,
