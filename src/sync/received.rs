@@ -1,7 +1,7 @@
 //! The record ids a sync has received, without holding them all: a Bloom filter over every id
 //! (about 12 bits an id, in stages that double as the sync grows), and the ids not yet written to
 //! the store, exactly. An id the filter has never seen is new for certain, so only the filter's
-//! rare "maybe" costs a query of the store; a sync of ten million records holds about 30 MB.
+//! rare "maybe" costs a query of the store; a sync of ten million records holds at most 30 MB.
 
 use std::collections::HashSet;
 use std::hash::BuildHasher as _;

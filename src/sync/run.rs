@@ -219,20 +219,25 @@ impl<S: Store + Ledger> RunningSync<S> {
         self.refresh().await?;
         self.run.received += records.len() as u64;
         let mut answer = Answer::default();
-        let mut in_chunk: HashSet<String, foldhash::fast::RandomState> = HashSet::default();
-        let mut items: Vec<(String, (Row, Vec<u8>))> = Vec::with_capacity(records.len());
-        for Record { id, row } in records {
-            match row {
-                Err(issue) => refuse(&mut answer, id, issue),
-                Ok(_) if !in_chunk.insert(id.clone()) => duplicate(&mut answer, id),
-                Ok(row) => items.push((id, row)),
-            }
-        }
-        // Only an id the filter may have seen before is looked up in the store.
-        let maybe: Vec<&str> = items
+        // Each readable record's id: repeated in the chunk (as certain as one received and not
+        // yet written), or what the filter says of it.
+        let mut in_chunk: HashSet<&str, foldhash::fast::RandomState> =
+            HashSet::with_capacity_and_hasher(records.len(), Default::default());
+        let seen: Vec<Seen> = records
             .iter()
-            .filter(|(id, _)| self.received.seen(id) == Seen::Maybe)
-            .map(|(id, _)| id.as_str())
+            .map(|r| match &r.row {
+                Err(_) => Seen::No,
+                Ok(_) if !in_chunk.insert(r.id.as_str()) => Seen::Unflushed,
+                Ok(_) => self.received.seen(&r.id),
+            })
+            .collect();
+        drop(in_chunk);
+        // Only an id the filter may have seen before is looked up in the store.
+        let maybe: Vec<&str> = records
+            .iter()
+            .zip(&seen)
+            .filter(|(_, s)| **s == Seen::Maybe)
+            .map(|(r, _)| r.id.as_str())
             .collect();
         let before: HashSet<String, foldhash::fast::RandomState> = match maybe.is_empty() {
             true => HashSet::default(),
@@ -244,18 +249,17 @@ impl<S: Store + Ledger> RunningSync<S> {
                 .collect(),
         };
         drop(maybe);
-        let mut fresh = Vec::with_capacity(items.len());
-        for (id, row) in items {
-            let repeated = match self.received.seen(&id) {
+        let mut fresh = Vec::with_capacity(records.len());
+        for (Record { id, row }, seen) in records.into_iter().zip(seen) {
+            let repeated = match seen {
                 Seen::No => false,
                 Seen::Unflushed => true,
                 Seen::Maybe => before.contains(&id),
             };
-            if repeated {
-                duplicate(&mut answer, id);
-            } else {
-                let (row, sum) = row;
-                fresh.push((sum, id, row));
+            match row {
+                Err(issue) => refuse(&mut answer, id, issue),
+                Ok(_) if repeated => duplicate(&mut answer, id),
+                Ok((row, sum)) => fresh.push((sum, id, row)),
             }
         }
         for (_, _, row) in &fresh {

@@ -821,6 +821,32 @@ async fn repeated_and_unreadable_records_are_rejected_by_id() {
     );
 }
 
+/// An id repeated after chunks that wrote nothing (all unchanged, so their ids wait in memory)
+/// is caught as well as one repeated after a chunk whose results were written.
+#[tokio::test]
+async fn a_record_repeated_after_unchanged_chunks_is_rejected() {
+    let (app, fake, d) = setup().await;
+    app.create_mapping(&d, &mapping("all", "added_or_updated"))
+        .await;
+    let first = sync(&app, &d, FULL, false, vec![records(0..3, 0)], true).await;
+    assert!(first.error.is_none(), "{:?}", first.error);
+    let chunks = vec![records(0..3, 0), records(1..2, 0), records(2..3, 7)];
+    let out = sync(&app, &d, FULL, false, chunks, true).await;
+    let rejected: Vec<(String, i32)> = out
+        .results()
+        .into_iter()
+        .map(|r| (r.record_id, r.issues[0].code))
+        .collect();
+    let dup = proto::IssueCode::DuplicateRecordId as i32;
+    assert_eq!(rejected, [("r1".to_owned(), dup), ("r2".to_owned(), dup)]);
+    // The repeated r2 carried other content: the first one counts, nothing more was sent.
+    assert_eq!(
+        out.counts(&out.summary().mappings[0].mapping_id).unchanged,
+        3
+    );
+    assert_eq!(fake.accepted().len(), 3);
+}
+
 #[tokio::test]
 async fn the_history_lists_syncs_newest_first_in_pages() {
     let (app, _fake, d) = setup().await;
