@@ -60,16 +60,24 @@ async fn full_sync(
     Ok(summary.expect("a summary"))
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn replicas_share_the_ledger_and_a_killed_replicas_sync_is_abandoned() {
-    let Some(db) = TestDb::create().await else {
-        return;
-    };
+/// Two `serve` replicas on one fresh database, with a destination on the fake Tracking API and
+/// its mapping, created through A; `None` without PostgreSQL.
+struct Replicas {
+    db: TestDb,
+    fake: FakeSegment,
+    a: Server,
+    b: Server,
+    d: proto::Destination,
+    m: proto::Mapping,
+}
+
+async fn replicas() -> Option<Replicas> {
+    let db = TestDb::create().await?;
     let fake = FakeSegment::start(WRITE_KEY).await;
     let key = KeyRing::generate_hex().unwrap();
     let a = Server::start(&db.url, &key, "info").await;
     let b = Server::start(&db.url, &key, "info").await;
-    let (mut ca, mut cb) = (a.client(), b.client());
+    let mut ca = a.client();
     let d = create_destination(&mut ca, "fake", &fake.url(), WRITE_KEY).await;
     let m = ca
         .create_mapping(proto::CreateMappingRequest {
@@ -81,6 +89,30 @@ async fn replicas_share_the_ledger_and_a_killed_replicas_sync_is_abandoned() {
         .into_inner()
         .mapping
         .unwrap();
+    Some(Replicas {
+        db,
+        fake,
+        a,
+        b,
+        d,
+        m,
+    })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replicas_share_the_ledger_and_a_killed_replicas_sync_is_abandoned() {
+    let Some(Replicas {
+        db,
+        fake,
+        a,
+        b,
+        d,
+        m,
+    }) = replicas().await
+    else {
+        return;
+    };
+    let (mut ca, mut cb) = (a.client(), b.client());
 
     // Through A, then through B: B's diff reads what A delivered.
     let first = full_sync(&mut ca, &d.id, records(0..10)).await.unwrap();
@@ -156,25 +188,19 @@ async fn reset(c: &mut ConnectionsClient<Channel>, d: &str) -> Result<u64, tonic
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_reset_waits_for_a_sync_running_on_another_replica_and_a_model_change_forgets() {
-    let Some(db) = TestDb::create().await else {
+    // The fake Tracking API must outlive the replicas that deliver to it.
+    let Some(Replicas {
+        db,
+        fake: _fake,
+        a,
+        b,
+        d,
+        m,
+    }) = replicas().await
+    else {
         return;
     };
-    let fake = FakeSegment::start(WRITE_KEY).await;
-    let key = KeyRing::generate_hex().unwrap();
-    let a = Server::start(&db.url, &key, "info").await;
-    let b = Server::start(&db.url, &key, "info").await;
     let (mut ca, mut cb) = (a.client(), b.client());
-    let d = create_destination(&mut ca, "fake", &fake.url(), WRITE_KEY).await;
-    let m = ca
-        .create_mapping(proto::CreateMappingRequest {
-            destination_id: d.id.clone(),
-            mapping_json: mapping(),
-        })
-        .await
-        .unwrap()
-        .into_inner()
-        .mapping
-        .unwrap();
     full_sync(&mut ca, &d.id, records(0..10)).await.unwrap();
 
     // A sync running through A: a reset through B is refused, naming it.
